@@ -1,0 +1,38 @@
+"""The admission worker: per room, under its lease, lets the head of the line in."""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+
+from shared.room_loop import RoomLoop
+from shared.worker_process import WorkerContext, relay_loop, run_loops
+
+log = structlog.get_logger("admission")
+
+
+def admission_loop(ctx: WorkerContext, holder: str) -> RoomLoop:
+    settings = ctx.settings
+
+    async def work(room: str, fence: int) -> None:
+        result = await ctx.store.admit(room, holder, fence, settings.lease_ms)
+        if result.pids:
+            log.info("admitted", room=room, count=len(result.pids), used_units=result.used_units)
+
+    return RoomLoop(
+        ctx.store,
+        role="admission",
+        holder=holder,
+        tick_ms=settings.admission_tick_ms,
+        lease_ms=settings.lease_ms,
+        work=work,
+    )
+
+
+async def run(ctx: WorkerContext, stop: asyncio.Event) -> None:
+    holder = f"admission-{ctx.settings.instance}"
+    loops = [admission_loop(ctx, holder)]
+    if ctx.settings.relay_enabled:
+        loops.append(relay_loop(ctx, holder))
+    await run_loops(loops, stop)

@@ -1,0 +1,56 @@
+"""Per-client rate limits shared by every gateway pod (``limits`` on the shared Redis).
+
+If the limit store itself fails, requests are let through (and logged): a rate limiter
+must not turn a blip of the store into an outage of its own.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import structlog
+from limits import RateLimitItem, parse
+from limits.aio.storage import RedisStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+
+from shared.errors import RateLimited
+from shared.settings import RateLimits
+
+log = structlog.get_logger("ratelimit")
+
+
+class RateLimiter:
+    def __init__(self, redis_url: str, limits: RateLimits) -> None:
+        self.enabled = limits.enabled
+        self.items: dict[str, RateLimitItem] = {
+            "enqueue": parse(limits.enqueue),
+            "status": parse(limits.status),
+            "heartbeat": parse(limits.heartbeat),
+            "session": parse(limits.session),
+        }
+        self._storage: RedisStorage | None = None
+        self._limiter: MovingWindowRateLimiter | None = None
+        if self.enabled:
+            self._storage = RedisStorage(
+                "async+" + redis_url,
+                implementation="redispy",
+                key_prefix="wr:limits",
+                socket_timeout=2,
+                socket_connect_timeout=2,
+            )
+            self._limiter = MovingWindowRateLimiter(self._storage)
+
+    async def check(self, kind: str, *identity: str) -> None:
+        """Count one request; raise RateLimited (with Retry-After) when over the limit."""
+        if self._limiter is None:
+            return
+        item = self.items[kind]
+        try:
+            if await self._limiter.hit(item, kind, *identity):
+                return
+            stats = await self._limiter.get_window_stats(item, kind, *identity)
+        except Exception as exc:
+            log.warning("rate_limit_store_failed", error=repr(exc))
+            return
+        raise RateLimited(retry_after=max(1, math.ceil(stats.reset_time - time.time())))

@@ -1,0 +1,97 @@
+"""Request and response bodies of the public API (field names fixed by API.md)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+
+from shared.room import RoomConfig
+
+
+class EnqueueBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    size: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class VerifyBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    token: Annotated[str, msgspec.Meta(min_length=1, max_length=8192)]
+    room: str | None = None
+
+
+class PlaceResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Where a person stands. ``position``/``ahead`` are null once out of the line;
+    ``eta_seconds`` is null while the room is paused or in maintenance."""
+
+    position_id: str
+    state: str
+    position: int | None
+    ahead: int | None
+    total: int
+    eta_seconds: int | None
+    heartbeat_interval: int
+    room_status: str
+    token: str | None = None
+    access_token: str | None = None
+    redirect_url: str | None = None
+    claim_deadline: float | None = None
+    reason: str | None = None
+
+
+class LeaveResponse(msgspec.Struct, kw_only=True):
+    position_id: str
+    state: str
+
+
+class VerifyResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
+    active: bool
+    room: str
+    sub: str
+    exp: int
+    state: str | None = None
+    checked: str = "store"
+
+
+class SessionResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
+    active: bool
+    room: str
+    sub: str
+    state: str
+    session_deadline: float | None = None
+    access_token: str | None = None
+
+
+class RoomFiguresOut(msgspec.Struct, kw_only=True):
+    waiting: int
+    admitted: int
+    active: int
+    used_units: int
+    admitted_total: int
+    expired_total: int
+    enqueued_total: int
+    completed_total: int
+    left_total: int
+    admit_rate: float
+    outbox: int
+
+
+class RoomOut(msgspec.Struct, kw_only=True):
+    room: str
+    config: RoomConfig
+    figures: RoomFiguresOut
+
+
+class RoomPutOut(msgspec.Struct, kw_only=True):
+    room: str
+    created: bool
+    config: RoomConfig
+
+
+class RoomsOut(msgspec.Struct, kw_only=True):
+    rooms: list[RoomOut]
+
+
+class Ready(msgspec.Struct, kw_only=True):
+    ready: bool
+    store: bool
+    nats: bool

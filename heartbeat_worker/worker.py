@@ -1,0 +1,45 @@
+"""The heartbeat worker: per room, under its lease, expires the silent.
+
+People waiting whose last heartbeat is older than heartbeat_timeout, admissions not claimed
+within claim_window, sessions past their deadline; their units come back at once. Also
+forgets people who ended longer ago than the retention.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+
+from shared.room_loop import RoomLoop
+from shared.worker_process import WorkerContext, relay_loop, run_loops
+
+log = structlog.get_logger("heartbeat")
+
+
+def expiry_loop(ctx: WorkerContext, holder: str) -> RoomLoop:
+    settings = ctx.settings
+
+    async def work(room: str, fence: int) -> None:
+        counts = await ctx.store.expire(
+            room, holder, fence, settings.lease_ms, retention_ms=settings.ended_retention * 1000
+        )
+        if any(counts.values()):
+            log.info("expired", room=room, **counts)
+
+    return RoomLoop(
+        ctx.store,
+        role="heartbeat",
+        holder=holder,
+        tick_ms=settings.heartbeat_tick_ms,
+        lease_ms=settings.lease_ms,
+        work=work,
+    )
+
+
+async def run(ctx: WorkerContext, stop: asyncio.Event) -> None:
+    holder = f"heartbeat-{ctx.settings.instance}"
+    loops = [expiry_loop(ctx, holder)]
+    if ctx.settings.relay_enabled:
+        loops.append(relay_loop(ctx, holder))
+    await run_loops(loops, stop)

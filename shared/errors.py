@@ -1,0 +1,95 @@
+"""The error vocabulary of waitroom: a stable ``code``, an HTTP status, a message.
+
+Scripts fail with ``WR <code>``; the store turns that into the matching error here; the
+gateway maps every ``WaitroomError`` to ``{"error": {"code", "message", "retry_after"}}``
+in one place.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class WaitroomError(Exception):
+    status: ClassVar[int] = 400
+    code: ClassVar[str] = "bad_request"
+    message: ClassVar[str] = "The request cannot be served."
+    retry_after: ClassVar[int | None] = None
+
+    def __init__(self, message: str | None = None, *, retry_after: int | None = None) -> None:
+        self.detail = message or self.message
+        self.retry = retry_after if retry_after is not None else self.retry_after
+        super().__init__(self.detail)
+
+
+def _error(code: str, status: int, message: str, retry_after: int | None = None) -> type[
+    WaitroomError
+]:
+    attrs = {"code": code, "status": status, "message": message, "retry_after": retry_after}
+    name = "".join(part.title() for part in code.split("_")) + "Error"
+    return type(name, (WaitroomError,), attrs)
+
+
+MalformedJson = _error("malformed_json", 400, "The body is not valid JSON.")
+InvalidBody = _error("invalid_body", 400, "The body does not have the expected fields.")
+InvalidRoomId = _error("invalid_room_id", 400, "Room ids are 1-64 letters, digits, - or _.")
+PartyTooLarge = _error("party_too_large", 400, "The party is larger than the room's capacity.")
+MissingToken = _error("missing_token", 401, "A bearer token is required.")
+TokenInvalid = _error("token_invalid", 401, "The token is not valid.")
+TokenExpired = _error("token_expired", 401, "The token has expired.")
+WrongTokenType = _error("wrong_token_type", 401, "This token is of the wrong type here.")
+Unauthorized = _error("unauthorized", 401, "A valid admin key is required.")
+WrongRoom = _error("wrong_room", 403, "The token belongs to another room.")
+TokenBindingMismatch = _error(
+    "token_binding_mismatch", 403, "The token was issued to another client."
+)
+RoomNotFound = _error("room_not_found", 404, "No such room.")
+PositionNotFound = _error("position_not_found", 404, "No such place in this room.")
+NotFoundRoute = _error("not_found", 404, "No such resource.")
+MethodNotAllowed = _error("method_not_allowed", 405, "That method is not allowed here.")
+Conflict = _error("conflict", 409, "The resource changed meanwhile; try again.")
+QueueFull = _error("queue_full", 409, "The line is full; try again later.", retry_after=30)
+TooManyPositions = _error(
+    "too_many_positions", 409, "This address already holds the most places allowed."
+)
+NotAdmitted = _error("not_admitted", 409, "This place has not been admitted yet.")
+AlreadyClaimed = _error("already_claimed", 409, "This admission has already been claimed.")
+AdmissionExpired = _error("admission_expired", 409, "The admission was not claimed in time.")
+SessionEnded = _error("session_ended", 409, "This visit has ended.")
+BodyTooLarge = _error("body_too_large", 413, "The request body is too large.")
+RateLimited = _error("rate_limited", 429, "Too many requests; slow down.", retry_after=1)
+RoomMaintenance = _error(
+    "room_maintenance", 503, "The room is under maintenance; try again later.", retry_after=30
+)
+StoreUnavailable = _error(
+    "store_unavailable", 503, "The data store is unreachable; try again shortly.", retry_after=5
+)
+LeaseLost = _error("lease_lost", 409, "This replica no longer holds the room's lease.")
+
+BY_CODE: dict[str, type[WaitroomError]] = {
+    cls.code: cls
+    for cls in (
+        InvalidRoomId,
+        PartyTooLarge,
+        RoomNotFound,
+        PositionNotFound,
+        Conflict,
+        QueueFull,
+        TooManyPositions,
+        NotAdmitted,
+        AlreadyClaimed,
+        AdmissionExpired,
+        SessionEnded,
+        RoomMaintenance,
+        LeaseLost,
+    )
+}
+
+
+def from_script_error(message: str) -> WaitroomError | None:
+    """The domain error a script answered (``WR <code>``), or None for any other error."""
+    if not message.startswith("WR "):
+        return None
+    code = message[3:].strip()
+    cls = BY_CODE.get(code)
+    return cls() if cls else WaitroomError(f"unexpected script error {code}")

@@ -1,0 +1,98 @@
+"""The event log: one typed definition per event, the subject naming and the stream.
+
+Every state change a script makes appends one of these (as JSON) to the room's outbox;
+the relay publishes it to JetStream on ``waitroom.<room>.<type>`` with ``Nats-Msg-Id`` =
+``id``. ``seq`` rises strictly per room in the order the changes happened; ``v`` is the
+schema version. Heartbeats and session keep-alives are liveness, not events.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+SUBJECT_PREFIX = "waitroom"
+SCHEMA_VERSION = 1
+
+
+def subject(room: str, event_type: str) -> str:
+    return f"{SUBJECT_PREFIX}.{room}.{event_type}"
+
+
+def stream_subjects() -> list[str]:
+    return [f"{SUBJECT_PREFIX}.>"]
+
+
+class EventBase(msgspec.Struct, kw_only=True, tag_field="type", forbid_unknown_fields=False):
+    v: int = SCHEMA_VERSION
+    id: str
+    room: str
+    seq: int
+    ts: float
+
+
+class Enqueued(EventBase, tag="enqueued"):
+    position_id: str
+    arrival: int
+    priority: int
+    size: int
+    ip_hash: str = ""
+    metadata: str = ""
+    bind: str = ""
+    restored: bool = False
+
+
+class Admitted(EventBase, tag="admitted"):
+    position_id: str
+    claim_deadline: int
+    size: int
+    arrival: int
+
+
+class Activated(EventBase, tag="activated"):
+    position_id: str
+    session_deadline: int
+
+
+class Completed(EventBase, tag="completed"):
+    position_id: str
+    from_state: str
+    size: int
+
+
+class Expired(EventBase, tag="expired"):
+    position_id: str
+    reason: str
+    from_state: str
+    size: int
+
+
+class Left(EventBase, tag="left"):
+    position_id: str
+    from_state: str
+    size: int
+
+
+class RoomUpdated(EventBase, tag="room_updated"):
+    config: dict[str, Any]
+    created: bool
+    version: int
+
+
+class RoomDeleted(EventBase, tag="room_deleted"):
+    pass
+
+
+Event = (
+    Enqueued | Admitted | Activated | Completed | Expired | Left | RoomUpdated | RoomDeleted
+)
+EVENT_TYPES = ("enqueued", "admitted", "activated", "completed", "expired", "left",
+               "room_updated", "room_deleted")
+
+_decoder = msgspec.json.Decoder(Event)
+
+
+def decode(raw: bytes | str) -> Event:
+    event: Event = _decoder.decode(raw)
+    return event

@@ -1,0 +1,95 @@
+"""Every Redis key name waitroom uses, in one place.
+
+All keys of a room carry the hash tag ``{room}`` so the room lives on one shard and one
+Lua script may touch all of them. Scripts get the whole ``RoomKeys.all()`` list in KEYS,
+always in the same order, so each script names every key it may touch (DragonFly and
+Redis Cluster refuse undeclared keys).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+PREFIX = "wr"
+ROOMS_SET = f"{PREFIX}:rooms"
+"""Index of live rooms (a plain set outside any room's slot; written after the room)."""
+DRAINING_SET = f"{PREFIX}:rooms:draining"
+"""Rooms deleted while their outbox still holds events the relay has not delivered."""
+
+ROOM_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+"""Room ids appear in NATS subjects and key names: no dots, spaces or wildcards."""
+
+LEASE_ROLES = ("admission", "heartbeat", "relay")
+
+
+def replicas_key(role: str) -> str:
+    """Sorted set of a worker role's live replicas, scored by the time they expire."""
+    return f"{PREFIX}:replicas:{role}"
+
+
+@dataclass(frozen=True)
+class RoomKeys:
+    room: str
+
+    def _k(self, name: str) -> str:
+        return f"{PREFIX}:{{{self.room}}}:{name}"
+
+    @property
+    def cfg(self) -> str:
+        return self._k("cfg")
+
+    @property
+    def stats(self) -> str:
+        return self._k("stats")
+
+    @property
+    def line(self) -> str:
+        return self._k("line")
+
+    @property
+    def seen(self) -> str:
+        return self._k("seen")
+
+    @property
+    def people(self) -> str:
+        return self._k("people")
+
+    @property
+    def admitted(self) -> str:
+        return self._k("admitted")
+
+    @property
+    def active(self) -> str:
+        return self._k("active")
+
+    @property
+    def ips(self) -> str:
+        return self._k("ips")
+
+    @property
+    def ended(self) -> str:
+        return self._k("ended")
+
+    @property
+    def outbox(self) -> str:
+        return self._k("outbox")
+
+    def lease(self, role: str) -> str:
+        return self._k(f"lease:{role}")
+
+    def all(self) -> list[str]:
+        """The KEYS list every room script receives; the order is fixed (see _lib.lua)."""
+        return [
+            self.cfg,
+            self.stats,
+            self.line,
+            self.seen,
+            self.people,
+            self.admitted,
+            self.active,
+            self.ips,
+            self.ended,
+            self.outbox,
+            *(self.lease(role) for role in LEASE_ROLES),
+        ]

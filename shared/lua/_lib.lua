@@ -1,0 +1,149 @@
+-- Prelude prepended to every room script (see shared/scripts.py).
+-- KEYS is always RoomKeys.all(): the same keys in the same order, all with the {room} tag.
+-- ARGV[1] is always the room id.
+local K_CFG, K_STATS, K_LINE, K_SEEN, K_PEOPLE = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local K_ADMITTED, K_ACTIVE, K_IPS, K_ENDED, K_OUTBOX = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+local K_LEASE = { admission = KEYS[11], heartbeat = KEYS[12], relay = KEYS[13] }
+local ROOM = ARGV[1]
+-- Line score: higher priority first, then arrival. 2^53 keeps scores exact up to 9 * 1e13.
+local PRIORITY_SPAN = 1e13
+local MAX_PRIORITY = 9
+
+local function fail(code)
+  return redis.error_reply('WR ' .. code)
+end
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function load_cfg()
+  local flat = redis.call('HGETALL', K_CFG)
+  if #flat == 0 then
+    return nil
+  end
+  local cfg = {}
+  for i = 1, #flat, 2 do
+    cfg[flat[i]] = flat[i + 1]
+  end
+  return cfg
+end
+
+local function line_score(priority, seq)
+  return (MAX_PRIORITY - priority) * PRIORITY_SPAN + seq
+end
+
+local function get_person(pid)
+  local raw = redis.call('HGET', K_PEOPLE, pid)
+  if not raw then
+    return nil
+  end
+  return cjson.decode(raw)
+end
+
+local function put_person(pid, p)
+  redis.call('HSET', K_PEOPLE, pid, cjson.encode(p))
+end
+
+-- Append one event to the room's outbox; the relay publishes it to JetStream.
+local function emit(inc, etype, pid, fields, now)
+  local seq = redis.call('HINCRBY', K_STATS, 'eseq', 1)
+  fields.v = 1
+  fields.id = ROOM .. ':' .. inc .. ':' .. seq
+  fields.type = etype
+  fields.room = ROOM
+  fields.seq = seq
+  fields.ts = now / 1000
+  if pid then
+    fields.position_id = pid
+  end
+  redis.call('XADD', K_OUTBOX, '*', 'e', cjson.encode(fields))
+end
+
+-- A replica may write for a room only while it holds the role's lease with this fence.
+local function hold_lease(role, holder, fence, lease_ms)
+  if redis.call('GET', K_LEASE[role]) ~= holder .. ':' .. fence then
+    return false
+  end
+  redis.call('PEXPIRE', K_LEASE[role], lease_ms)
+  return true
+end
+
+local function free_units(p)
+  if p.state == 'admitted' or p.state == 'active' then
+    redis.call('HINCRBY', K_STATS, 'used_units', -p.size)
+  end
+end
+
+-- Move a person to a final state: out of every live set, units and IP slot given back.
+local function finish(pid, p, state, reason, now)
+  free_units(p)
+  redis.call('ZREM', K_LINE, pid)
+  redis.call('ZREM', K_SEEN, pid)
+  redis.call('ZREM', K_ADMITTED, pid)
+  redis.call('ZREM', K_ACTIVE, pid)
+  if p.ip ~= '' then
+    local left = redis.call('HINCRBY', K_IPS, p.ip, -1)
+    if left <= 0 then
+      redis.call('HDEL', K_IPS, p.ip)
+    end
+  end
+  p.state = state
+  p.reason = reason
+  p.ended_at = now
+  put_person(pid, p)
+  redis.call('ZADD', K_ENDED, now, pid)
+end
+
+-- The answer the gateway turns into a status: the person plus where they stand.
+local function view(pid, p, cfg, now, created)
+  local rank = -1
+  if p.state == 'waiting' then
+    rank = redis.call('ZRANK', K_LINE, pid)
+  end
+  local st = redis.call('HMGET', K_STATS, 'rate', 'rate_ts', 'rate_since')
+  return cjson.encode({
+    position_id = pid,
+    state = p.state,
+    rank = rank,
+    total = redis.call('ZCARD', K_LINE),
+    seq = p.seq,
+    size = p.size,
+    priority = p.priority,
+    joined = p.joined,
+    admitted_at = p.admitted_at or 0,
+    claim_deadline = p.claim_deadline or 0,
+    session_deadline = p.session_deadline or 0,
+    reason = p.reason or '',
+    bind = p.bind or '',
+    room_status = cfg.status,
+    release_rate = tonumber(cfg.release_rate),
+    session_ttl = tonumber(cfg.session_ttl),
+    heartbeat_interval = tonumber(cfg.heartbeat_interval),
+    target_url = cfg.target_url,
+    rate = tonumber(st[1] or '0'),
+    rate_ts = tonumber(st[2] or '0'),
+    rate_since = tonumber(st[3] or '0'),
+    now = now,
+    created = created,
+  })
+end
+
+-- Expire everyone whose deadline in `zkey` (a sorted set scored by ms) has passed.
+local function expire_due(zkey, cutoff, reason, cfg, now, max_batch)
+  local due = redis.call('ZRANGEBYSCORE', zkey, '-inf', cutoff, 'LIMIT', 0, max_batch)
+  for _, pid in ipairs(due) do
+    local p = get_person(pid)
+    if p and (p.state == 'waiting' or p.state == 'admitted' or p.state == 'active') then
+      local units = p.size
+      local was = p.state
+      finish(pid, p, 'expired', reason, now)
+      redis.call('HINCRBY', K_STATS, 'expired_total', 1)
+      emit(cfg.inc, 'expired', pid, { reason = reason, from_state = was, size = units }, now)
+    else
+      redis.call('ZREM', zkey, pid)
+    end
+  end
+  return #due
+end

@@ -1,0 +1,61 @@
+-- One admission tick for a room, by the replica holding its admission lease.
+-- ARGV: room, holder, fence, lease_ms, max_batch
+-- free units = max_active - used units; the release rate is a token bucket refilled by the
+-- server clock, holding at most a quarter second of releases, so 10/s releases smoothly.
+local cfg = load_cfg()
+if not cfg then
+  return fail('room_not_found')
+end
+if not hold_lease('admission', ARGV[2], ARGV[3], tonumber(ARGV[4])) then
+  return fail('lease_lost')
+end
+local max_batch = tonumber(ARGV[5])
+local now = now_ms()
+local rate = tonumber(cfg.release_rate)
+local burst = math.max(1, rate / 4)
+local st = redis.call('HMGET', K_STATS, 'tokens', 'tokens_ts', 'used_units',
+                      'rate', 'rate_ts', 'rate_since')
+local tokens = tonumber(st[1] or burst)
+local last = tonumber(st[2] or now)
+local used = tonumber(st[3] or '0')
+tokens = math.min(burst, tokens + math.max(0, now - last) * rate / 1000)
+local admitted = {}
+if cfg.status == 'active' then
+  local free = tonumber(cfg.max_active) - used
+  local claim_ms = tonumber(cfg.claim_window) * 1000
+  while #admitted < max_batch and tokens >= 1 and free > 0 do
+    local head = redis.call('ZRANGE', K_LINE, 0, 0)
+    if #head == 0 then
+      break
+    end
+    local pid = head[1]
+    local p = get_person(pid)
+    if p.size > free then
+      break -- strict order: a party that does not fit yet waits at the head
+    end
+    redis.call('ZREM', K_LINE, pid)
+    redis.call('ZREM', K_SEEN, pid)
+    p.state = 'admitted'
+    p.admitted_at = now
+    p.claim_deadline = now + claim_ms
+    put_person(pid, p)
+    redis.call('ZADD', K_ADMITTED, p.claim_deadline, pid)
+    used = used + p.size
+    free = free - p.size
+    tokens = tokens - 1
+    emit(cfg.inc, 'admitted', pid, { claim_deadline = p.claim_deadline, size = p.size,
+                                     arrival = p.seq }, now)
+    admitted[#admitted + 1] = pid
+  end
+end
+-- Observed admission rate: an exponentially decaying count with a 30 s time constant.
+local tau = 30000
+local r, rts, since = tonumber(st[4] or '0'), tonumber(st[5] or now), tonumber(st[6] or now)
+r = r * math.exp(-math.max(0, now - rts) / tau) + #admitted * 1000 / tau
+redis.call('HSET', K_STATS, 'tokens', string.format('%.6f', tokens), 'tokens_ts', now,
+           'used_units', used, 'rate', string.format('%.6f', r), 'rate_ts', now,
+           'rate_since', since)
+if #admitted > 0 then
+  redis.call('HINCRBY', K_STATS, 'admitted_total', #admitted)
+end
+return cjson.encode({ admitted = admitted, used_units = used, status = cfg.status })

@@ -1,0 +1,38 @@
+-- Claim an admission (admitted -> active) or keep a session alive.
+-- ARGV: room, pid, mode ('claim': only from admitted; 'touch': claim or extend a session)
+-- Extending a session is liveness, like a heartbeat: it appends no event.
+local pid, mode = ARGV[2], ARGV[3]
+local cfg = load_cfg()
+if not cfg then
+  return fail('room_not_found')
+end
+local p = get_person(pid)
+if not p then
+  return fail('position_not_found')
+end
+local now = now_ms()
+local ttl_ms = tonumber(cfg.session_ttl) * 1000
+if p.state == 'admitted' then
+  if p.claim_deadline < now then
+    return fail('admission_expired')
+  end
+  redis.call('ZREM', K_ADMITTED, pid)
+  p.state = 'active'
+  p.activated_at = now
+  p.session_deadline = now + ttl_ms
+  put_person(pid, p)
+  redis.call('ZADD', K_ACTIVE, p.session_deadline, pid)
+  emit(cfg.inc, 'activated', pid, { session_deadline = p.session_deadline }, now)
+elseif p.state == 'active' then
+  if mode == 'claim' then
+    return fail('already_claimed')
+  end
+  p.session_deadline = now + ttl_ms
+  put_person(pid, p)
+  redis.call('ZADD', K_ACTIVE, p.session_deadline, pid)
+elseif p.state == 'waiting' then
+  return fail('not_admitted')
+else
+  return fail('session_ended')
+end
+return view(pid, p, cfg, now, false)

@@ -1,0 +1,50 @@
+-- Join the line. ARGV: room, pid, size, priority, ip_hash, metadata_json, bind, restore_seq
+-- restore_seq > 0 puts a person whose place was lost back at their original arrival.
+local pid = ARGV[2]
+local size, priority = tonumber(ARGV[3]), tonumber(ARGV[4])
+local ip, meta, bind = ARGV[5], ARGV[6], ARGV[7]
+local restore_seq = tonumber(ARGV[8])
+local cfg = load_cfg()
+if not cfg then
+  return fail('room_not_found')
+end
+if cfg.status == 'maintenance' then
+  return fail('room_maintenance')
+end
+local now = now_ms()
+local existing = get_person(pid)
+if existing then
+  return view(pid, existing, cfg, now, false)
+end
+local max_queue = tonumber(cfg.max_queue_size)
+if max_queue > 0 and redis.call('ZCARD', K_LINE) >= max_queue then
+  return fail('queue_full')
+end
+local max_ip = tonumber(cfg.max_positions_per_ip)
+if max_ip > 0 and ip ~= '' and tonumber(redis.call('HGET', K_IPS, ip) or '0') >= max_ip then
+  return fail('too_many_positions')
+end
+if size > tonumber(cfg.max_active) then
+  return fail('party_too_large')
+end
+local seq
+if restore_seq > 0 then
+  seq = restore_seq
+  if tonumber(redis.call('HGET', K_STATS, 'arrival') or '0') < seq then
+    redis.call('HSET', K_STATS, 'arrival', seq)
+  end
+else
+  seq = redis.call('HINCRBY', K_STATS, 'arrival', 1)
+end
+local p = { state = 'waiting', seq = seq, size = size, priority = priority, ip = ip,
+            joined = now, meta = meta, bind = bind }
+put_person(pid, p)
+redis.call('ZADD', K_LINE, line_score(priority, seq), pid)
+redis.call('ZADD', K_SEEN, now, pid)
+if ip ~= '' then
+  redis.call('HINCRBY', K_IPS, ip, 1)
+end
+redis.call('HINCRBY', K_STATS, 'enqueued_total', 1)
+emit(cfg.inc, 'enqueued', pid, { arrival = seq, priority = priority, size = size, ip_hash = ip,
+                                 metadata = meta, bind = bind, restored = restore_seq > 0 }, now)
+return view(pid, p, cfg, now, true)

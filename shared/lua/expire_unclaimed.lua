@@ -1,0 +1,11 @@
+-- Expire admissions not claimed before their claim deadline; their units come back.
+-- ARGV: room, holder, fence, lease_ms, max_batch
+local cfg = load_cfg()
+if not cfg then
+  return fail('room_not_found')
+end
+if not hold_lease('heartbeat', ARGV[2], ARGV[3], tonumber(ARGV[4])) then
+  return fail('lease_lost')
+end
+local now = now_ms()
+return expire_due(K_ADMITTED, now, 'claim_timeout', cfg, now, tonumber(ARGV[5]))

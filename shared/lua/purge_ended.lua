@@ -1,0 +1,12 @@
+-- Forget people who ended longer ago than the retention (their status answers 404 then).
+-- ARGV: room, holder, fence, lease_ms, max_batch, retention_ms
+if not hold_lease('heartbeat', ARGV[2], ARGV[3], tonumber(ARGV[4])) then
+  return fail('lease_lost')
+end
+local cutoff = now_ms() - tonumber(ARGV[6])
+local old = redis.call('ZRANGEBYSCORE', K_ENDED, '-inf', cutoff, 'LIMIT', 0, tonumber(ARGV[5]))
+for _, pid in ipairs(old) do
+  redis.call('HDEL', K_PEOPLE, pid)
+  redis.call('ZREM', K_ENDED, pid)
+end
+return #old

@@ -1,0 +1,128 @@
+"""A NATS connection that may come and go: connects with backoff, logs every state change,
+declares the event stream, and drains on close. Callers ask for JetStream and get None
+while NATS is away, and carry on."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+import nats
+import structlog
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import StorageType, StreamConfig
+from nats.js.errors import BadRequestError
+
+from shared.events import stream_subjects
+
+log = structlog.get_logger("nats")
+
+
+async def ensure_stream(js: JetStreamContext, name: str, duplicate_window: int) -> None:
+    """Declare the stream (or bring its config up to date). Idempotent."""
+    config = StreamConfig(
+        name=name,
+        subjects=stream_subjects(),
+        storage=StorageType.FILE,
+        duplicate_window=float(duplicate_window),
+    )
+    try:
+        await js.add_stream(config)
+    except BadRequestError:
+        await js.update_stream(config)
+
+
+class NatsLink:
+    def __init__(self, url: str, *, stream: str, duplicate_window: int, name: str) -> None:
+        self.url = url
+        self.stream = stream
+        self.duplicate_window = duplicate_window
+        self.name = name
+        self.nc: Client | None = None
+        self.js: JetStreamContext | None = None
+        self._connecting: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @property
+    def connected(self) -> bool:
+        return self.nc is not None and self.nc.is_connected
+
+    def start(self) -> None:
+        """Begin connecting in the background (returns at once)."""
+        if self._connecting is None or self._connecting.done():
+            self._connecting = asyncio.create_task(self._connect_loop(), name="nats-connect")
+
+    async def wait_connected(self, seconds: float) -> bool:
+        self.start()
+        task = self._connecting
+        if task is not None and not task.done():
+            await asyncio.wait({task}, timeout=seconds)
+        return self.connected
+
+    async def _connect_loop(self) -> None:
+        delay = 0.1
+        while not self._closed:
+            try:
+                nc = await nats.connect(
+                    self.url,
+                    name=self.name,
+                    connect_timeout=2,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5,
+                    error_cb=self._on_error,
+                    disconnected_cb=self._on_disconnected,
+                    reconnected_cb=self._on_reconnected,
+                    closed_cb=self._on_closed,
+                )
+                js = nc.jetstream()
+                await ensure_stream(js, self.stream, self.duplicate_window)
+            except Exception as exc:
+                log.warning("nats_connect_failed", url=self.url, error=repr(exc), retry_in=delay)
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 5.0)
+                continue
+            self.nc, self.js = nc, js
+            log.info("nats_connected", url=self.url)
+            return
+
+    async def jetstream(self) -> JetStreamContext | None:
+        if self.js is None or not self.connected:
+            self.start()
+            return None
+        return self.js
+
+    async def _on_error(self, exc: Exception) -> None:
+        log.warning("nats_error", error=repr(exc))
+
+    async def _on_disconnected(self) -> None:
+        log.warning("nats_disconnected")
+
+    async def _on_reconnected(self) -> None:
+        log.info("nats_reconnected")
+        if self.js is not None:
+            try:
+                await ensure_stream(self.js, self.stream, self.duplicate_window)
+            except Exception as exc:
+                log.warning("nats_stream_declare_failed", error=repr(exc))
+
+    async def _on_closed(self) -> None:
+        log.info("nats_closed")
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._connecting is not None and not self._connecting.done():
+            self._connecting.cancel()
+        if self.nc is not None and not self.nc.is_closed:
+            try:
+                await asyncio.wait_for(self.nc.drain(), timeout=5)
+            except Exception as exc:
+                log.warning("nats_drain_failed", error=repr(exc))
+                await self.nc.close()
+
+    def publish_core(self, subject: str, payload: bytes) -> Any:
+        """Fire-and-forget publish on a core subject (live fan-out, not the event log)."""
+        if self.nc is None or not self.connected:
+            return None
+        return self.nc.publish(subject, payload)

@@ -1,0 +1,96 @@
+"""The room model: every operator-set field, its defaults and its validation."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import msgspec
+
+from shared.errors import InvalidBody
+
+RoomStatus = Literal["active", "paused", "maintenance"]
+
+PositiveInt = Annotated[int, msgspec.Meta(ge=1, le=10_000_000)]
+CountInt = Annotated[int, msgspec.Meta(ge=0, le=100_000_000)]
+Seconds = Annotated[int, msgspec.Meta(ge=1, le=30 * 86_400)]
+Rate = Annotated[float, msgspec.Meta(gt=0, le=1_000_000)]
+Url = Annotated[str, msgspec.Meta(min_length=8, max_length=2048)]
+Text = Annotated[str, msgspec.Meta(max_length=2048)]
+
+
+class RoomConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What an operator sets with ``PUT /v1/admin/rooms/{room}``.
+
+    ``max_queue_size`` and ``max_positions_per_ip`` of 0 mean no limit. ``session_ttl`` is
+    how long a visit lasts after its last sign of life (activation or session heartbeat).
+    """
+
+    target_url: Url
+    max_active: PositiveInt = 100
+    release_rate: Rate = 10.0
+    max_queue_size: CountInt = 0
+    session_ttl: Seconds = 600
+    claim_window: Seconds = 60
+    heartbeat_interval: Seconds = 10
+    heartbeat_timeout: Seconds = 60
+    max_positions_per_ip: CountInt = 1
+    status: RoomStatus = "active"
+    title: Text = ""
+    message: Text = ""
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.target_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise msgspec.ValidationError("target_url must be an absolute http(s) URL")
+        if self.heartbeat_timeout <= self.heartbeat_interval:
+            raise msgspec.ValidationError(
+                "heartbeat_timeout must be longer than heartbeat_interval"
+            )
+
+
+class RoomUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A partial update: only the fields given change."""
+
+    target_url: Url | msgspec.UnsetType = msgspec.UNSET
+    max_active: PositiveInt | msgspec.UnsetType = msgspec.UNSET
+    release_rate: Rate | msgspec.UnsetType = msgspec.UNSET
+    max_queue_size: CountInt | msgspec.UnsetType = msgspec.UNSET
+    session_ttl: Seconds | msgspec.UnsetType = msgspec.UNSET
+    claim_window: Seconds | msgspec.UnsetType = msgspec.UNSET
+    heartbeat_interval: Seconds | msgspec.UnsetType = msgspec.UNSET
+    heartbeat_timeout: Seconds | msgspec.UnsetType = msgspec.UNSET
+    max_positions_per_ip: CountInt | msgspec.UnsetType = msgspec.UNSET
+    status: RoomStatus | msgspec.UnsetType = msgspec.UNSET
+    title: Text | msgspec.UnsetType = msgspec.UNSET
+    message: Text | msgspec.UnsetType = msgspec.UNSET
+
+    def given(self) -> dict[str, Any]:
+        return {
+            f: getattr(self, f)
+            for f in self.__struct_fields__
+            if getattr(self, f) is not msgspec.UNSET
+        }
+
+
+CONFIG_FIELDS = RoomConfig.__struct_fields__
+
+
+def merge(current: RoomConfig | None, update: RoomUpdate) -> RoomConfig:
+    """The config after applying ``update``; a new room needs at least ``target_url``."""
+    fields = msgspec.structs.asdict(current) if current is not None else {}
+    fields.update(update.given())
+    try:
+        return msgspec.convert(fields, RoomConfig)
+    except msgspec.ValidationError as exc:
+        raise InvalidBody(str(exc)) from None
+
+
+def from_stored(flat: dict[str, str]) -> RoomConfig:
+    """The config as stored in the room's ``cfg`` hash (every value a string)."""
+    values = {name: flat[name] for name in CONFIG_FIELDS if name in flat}
+    return msgspec.convert(values, RoomConfig, strict=False)
+
+
+def to_stored(config: RoomConfig) -> dict[str, Any]:
+    return msgspec.structs.asdict(config)

@@ -1,0 +1,143 @@
+"""The loop every worker replica runs: per room, hold a lease, do one tick of work.
+
+A replica takes a room's lease for its role (SET NX PX with a fencing token, in Lua),
+renews it on every tick, and does the room's work only under it; the work scripts check
+the fence themselves, so a replica that stalled past its lease cannot write. A replica
+takes no more than its fair share of rooms (rooms / live replicas, rounded up), so
+rooms spread over replicas; a killed replica's rooms are taken by another once its
+leases run out.
+
+Shutdown is two-phase: ``stop`` is set, the current tick finishes, the leases are released
+so another replica can take over at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections.abc import Awaitable, Callable
+
+import structlog
+from redis.exceptions import RedisError
+
+from shared import keys
+from shared.errors import LeaseLost, RoomNotFound, StoreUnavailable
+from shared.store import RoomStore
+
+log = structlog.get_logger("room_loop")
+
+RoomWork = Callable[[str, int], Awaitable[object]]
+
+
+class RoomLoop:
+    def __init__(
+        self,
+        store: RoomStore,
+        *,
+        role: str,
+        holder: str,
+        tick_ms: int,
+        lease_ms: int,
+        work: RoomWork,
+        include_draining: bool = False,
+    ) -> None:
+        self.store = store
+        self.role = role
+        self.holder = holder
+        self.tick = tick_ms / 1000
+        self.lease_ms = lease_ms
+        self.work = work
+        self.include_draining = include_draining
+        self.held: dict[str, int] = {}
+        self.ticks = 0
+        self._rooms: list[str] = []
+        self._rooms_at = 0.0
+
+    async def _room_list(self) -> list[str]:
+        now = time.monotonic()
+        if now - self._rooms_at > min(1.0, self.tick * 5):
+            rooms = await self.store.rooms()
+            if self.include_draining:
+                rooms = sorted(set(rooms) | set(await self.store.draining_rooms()))
+            self._rooms, self._rooms_at = rooms, now
+        return self._rooms
+
+    async def _live_replicas(self) -> int:
+        """Mark this replica alive and count the live ones of its role."""
+        redis = self.store.redis
+        key = keys.replicas_key(self.role)
+        now_ms = int(time.time() * 1000)
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(key, {self.holder: now_ms + self.lease_ms})
+            pipe.zremrangebyscore(key, "-inf", now_ms)
+            pipe.zcard(key)
+            res = await pipe.execute()
+        return max(1, int(res[2]))
+
+    async def _leave_replicas(self) -> None:
+        await self.store.redis.zrem(keys.replicas_key(self.role), self.holder)
+
+    async def run_tick(self) -> None:
+        rooms = await self._room_list()
+        replicas = await self._live_replicas()
+        share = math.ceil(len(rooms) / replicas) if rooms else 0
+        for room in list(self.held):
+            if room not in rooms:
+                self.held.pop(room, None)
+        for room in rooms:
+            if room not in self.held and len(self.held) >= share:
+                continue
+            fence = await self.store.lease_acquire(room, self.role, self.holder, self.lease_ms)
+            if fence:
+                if room not in self.held:
+                    log.info("lease_taken", role=self.role, room=room, fence=fence)
+                self.held[room] = fence
+            else:
+                self.held.pop(room, None)
+        await asyncio.gather(*(self._work_one(room, fence) for room, fence in self.held.items()))
+        self.ticks += 1
+
+    async def _work_one(self, room: str, fence: int) -> None:
+        try:
+            await self.work(room, fence)
+        except LeaseLost:
+            log.warning("lease_lost", role=self.role, room=room, fence=fence)
+            self.held.pop(room, None)
+        except RoomNotFound:
+            self.held.pop(room, None)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Tick until ``stop`` is set; sleeps are drift-free and cut short by ``stop``."""
+        backoff = self.tick
+        next_at = time.monotonic()
+        while not stop.is_set():
+            try:
+                await self.run_tick()
+                backoff = self.tick
+            except (StoreUnavailable, RedisError, OSError) as exc:
+                log.warning("store_unavailable", role=self.role, error=repr(exc), retry_in=backoff)
+                self.held.clear()
+                next_at = time.monotonic() + backoff
+                backoff = min(backoff * 2, 5.0)
+            except Exception:
+                log.exception("tick_failed", role=self.role)
+                next_at = time.monotonic() + 1.0
+            next_at = max(next_at + self.tick, time.monotonic())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=max(0.0, next_at - time.monotonic()))
+        await self.release_all()
+
+    async def release_all(self) -> None:
+        for room, fence in list(self.held.items()):
+            try:
+                await self.store.lease_release(room, self.role, self.holder, fence)
+            except Exception as exc:
+                log.warning("lease_release_failed", room=room, error=repr(exc))
+        self.held.clear()
+        try:
+            await self._leave_replicas()
+        except Exception as exc:
+            log.warning("replica_leave_failed", error=repr(exc))
+        log.info("leases_released", role=self.role)

@@ -1,0 +1,127 @@
+"""What both worker processes share: clients opened and closed in one place, signal
+handling, and the relay loop that publishes outboxes to JetStream."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import structlog
+from redis.asyncio import Redis
+
+from shared import keys
+from shared.logs import configure
+from shared.nats_link import NatsLink
+from shared.relay import OutboxRelay
+from shared.room_loop import RoomLoop
+from shared.settings import Settings
+from shared.store import RoomStore
+
+log = structlog.get_logger("worker")
+
+GRACE_SECONDS = 10.0
+
+
+@dataclass
+class WorkerContext:
+    settings: Settings
+    redis: Redis
+    store: RoomStore
+    nats: NatsLink
+
+
+@contextlib.asynccontextmanager
+async def worker_context(settings: Settings, name: str) -> AsyncIterator[WorkerContext]:
+    redis = Redis.from_url(
+        settings.redis_url, decode_responses=True, socket_timeout=5, socket_connect_timeout=2
+    )
+    link = NatsLink(
+        settings.nats_url,
+        stream=settings.stream_name,
+        duplicate_window=settings.stream_duplicate_window,
+        name=f"{name}-{settings.instance}",
+    )
+    link.start()
+    try:
+        yield WorkerContext(settings, redis, RoomStore(redis), link)
+    finally:
+        await link.close()
+        await redis.aclose()
+
+
+def relay_loop(ctx: WorkerContext, holder: str) -> RoomLoop:
+    relay = OutboxRelay(ctx.redis, ctx.nats)
+
+    async def work(room: str, fence: int) -> None:
+        delivered = await relay.drain(room)
+        # a deleted room whose outbox is empty now has nothing left to deliver
+        if (
+            delivered == 0
+            and room in await ctx.store.draining_rooms()
+            and await ctx.redis.xlen(keys.RoomKeys(room).outbox) == 0
+        ):
+            await ctx.redis.srem(keys.DRAINING_SET, room)
+
+    return RoomLoop(
+        ctx.store,
+        role="relay",
+        holder=holder,
+        tick_ms=max(20, ctx.settings.admission_tick_ms // 2),
+        lease_ms=ctx.settings.lease_ms,
+        work=work,
+        include_draining=True,
+    )
+
+
+async def run_loops(loops: list[RoomLoop], stop: asyncio.Event) -> None:
+    """Run loops until ``stop``; on a second signal or after the grace period, cancel."""
+    tasks = [asyncio.create_task(loop.run(stop), name=f"loop-{loop.role}") for loop in loops]
+    await stop.wait()
+    done, pending = await asyncio.wait(tasks, timeout=GRACE_SECONDS)
+    for task in pending:
+        task.cancel()
+    for task in done:
+        if task.exception() is not None:
+            log.error("loop_failed", error=repr(task.exception()))
+
+
+def install_signal_handlers(
+    stop: asyncio.Event, on_signal: Callable[[], None] | None = None
+) -> None:
+    loop = asyncio.get_running_loop()
+
+    def handle(sig: signal.Signals) -> None:
+        log.info("signal_received", signal=sig.name)
+        if on_signal is not None:
+            on_signal()
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, handle, sig)
+
+
+WorkerRun = Callable[[WorkerContext, asyncio.Event], Awaitable[None]]
+
+
+def worker_main(name: str, run: WorkerRun, doc: str, argv: list[str]) -> None:
+    """The ``main`` of a worker process: settings from the environment, logs, run."""
+    if "--help" in argv or "-h" in argv:
+        sys.stdout.write(doc.strip() + "\n")
+        return
+    settings = Settings.from_env(os.environ)
+    configure(json=settings.log_json, level=settings.log_level)
+
+    async def amain() -> None:
+        stop = asyncio.Event()
+        install_signal_handlers(stop)
+        async with worker_context(settings, name) as ctx:
+            log.info("worker_started", role=name, instance=settings.instance)
+            await run(ctx, stop)
+        log.info("worker_stopped", role=name)
+
+    asyncio.run(amain())
