@@ -71,8 +71,9 @@ async def put_room(
     )
 
 
-@get("/v1/admin/rooms/{room:str}", summary="A room's config and live figures",
-     guards=[require_admin])
+@get(
+    "/v1/admin/rooms/{room:str}", summary="A room's config and live figures", guards=[require_admin]
+)
 async def get_room(room: str, state: State) -> RoomOut:
     svc = services_from_state(state)
     if not ROOM_ID_PATTERN.match(room):
@@ -92,8 +93,12 @@ async def list_rooms(state: State) -> RoomsOut:
     return RoomsOut(rooms=out)
 
 
-@delete("/v1/admin/rooms/{room:str}", status_code=200, summary="Remove a room and its state",
-        guards=[require_admin])
+@delete(
+    "/v1/admin/rooms/{room:str}",
+    status_code=200,
+    summary="Remove a room and its state",
+    guards=[require_admin],
+)
 async def delete_room(room: str, state: State) -> dict[str, str]:
     svc = services_from_state(state)
     if not ROOM_ID_PATTERN.match(room):

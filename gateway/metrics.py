@@ -36,11 +36,13 @@ class GatewayMetrics:
             for name in ("waiting", "admitted", "active", "used_units", "outbox", "admit_rate")
         }
         self.store_up = Gauge(
-            "waitroom_store_up", "1 when the data store answered the last scrape.",
+            "waitroom_store_up",
+            "1 when the data store answered the last scrape.",
             registry=self.registry,
         )
         self.nats_up = Gauge(
-            "waitroom_nats_up", "1 while this gateway is connected to NATS.",
+            "waitroom_nats_up",
+            "1 while this gateway is connected to NATS.",
             registry=self.registry,
         )
 

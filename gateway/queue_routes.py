@@ -44,9 +44,9 @@ def _queue_claims(request: AnyRequest, svc: Services, room: str, token: str) -> 
     return svc.tokens.verify_queue(token, room, binding_of(request, svc))
 
 
-async def _current_or_restored(svc: Services, room: str, claims: QueueClaims, touch: bool) -> (
-    PersonView
-):
+async def _current_or_restored(
+    svc: Services, room: str, claims: QueueClaims, touch: bool
+) -> PersonView:
     """The person's place; if the data store lost it, put it back where the token says."""
     try:
         return await svc.store.status(room, claims.sub, touch=touch)
@@ -154,9 +154,7 @@ async def go(room: str, request: AnyRequest, state: State) -> Response[Any]:
     out = await place_response(svc, room, view, base_url=base_url(request, svc), go_token="")
     separator = "&" if "?" in view.target_url else "?"
     location = f"{view.target_url}{separator}waitroom_token={out.access_token}"
-    return Response(
-        content=b"", status_code=HTTP_303_SEE_OTHER, headers={"Location": location}
-    )
+    return Response(content=b"", status_code=HTTP_303_SEE_OTHER, headers={"Location": location})
 
 
 QUEUE_ROUTES = [enqueue, status, heartbeat, leave, go]

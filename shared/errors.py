@@ -22,9 +22,9 @@ class WaitroomError(Exception):
         super().__init__(self.detail)
 
 
-def _error(code: str, status: int, message: str, retry_after: int | None = None) -> type[
-    WaitroomError
-]:
+def _error(
+    code: str, status: int, message: str, retry_after: int | None = None
+) -> type[WaitroomError]:
     attrs = {"code": code, "status": status, "message": message, "retry_after": retry_after}
     name = "".join(part.title() for part in code.split("_")) + "Error"
     return type(name, (WaitroomError,), attrs)

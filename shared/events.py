@@ -84,11 +84,17 @@ class RoomDeleted(EventBase, tag="room_deleted"):
     pass
 
 
-Event = (
-    Enqueued | Admitted | Activated | Completed | Expired | Left | RoomUpdated | RoomDeleted
+Event = Enqueued | Admitted | Activated | Completed | Expired | Left | RoomUpdated | RoomDeleted
+EVENT_TYPES = (
+    "enqueued",
+    "admitted",
+    "activated",
+    "completed",
+    "expired",
+    "left",
+    "room_updated",
+    "room_deleted",
 )
-EVENT_TYPES = ("enqueued", "admitted", "activated", "completed", "expired", "left",
-               "room_updated", "room_deleted")
 
 _decoder = msgspec.json.Decoder(Event)
 

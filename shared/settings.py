@@ -53,9 +53,7 @@ def _networks(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, 
         try:
             nets.append(ipaddress.ip_network(part, strict=False))
         except ValueError:
-            raise SettingsError(
-                f"WAITROOM_TRUSTED_PROXIES holds {part!r}, not a CIDR"
-            ) from None
+            raise SettingsError(f"WAITROOM_TRUSTED_PROXIES holds {part!r}, not a CIDR") from None
     return tuple(nets)
 
 

