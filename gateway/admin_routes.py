@@ -9,6 +9,7 @@ from litestar import Request, Response, delete, get, put
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.handlers import BaseRouteHandler
+from litestar.params import FromPath
 
 from gateway.bodies import read_body
 from gateway.schemas import RoomFiguresOut, RoomOut, RoomPutOut, RoomsOut
@@ -55,7 +56,7 @@ async def room_out(store: RoomStore, room: str) -> RoomOut:
 
 @put("/v1/admin/rooms/{room:str}", summary="Create or update a room", guards=[require_admin])
 async def put_room(
-    room: str, request: Request[Any, Any, Any], state: State
+    room: FromPath[str], request: Request[Any, Any, Any], state: State
 ) -> Response[RoomPutOut]:
     """Body: any of ``target_url, max_active, release_rate, max_queue_size, session_ttl,
     claim_window, heartbeat_interval, heartbeat_timeout, max_positions_per_ip, status,
@@ -74,7 +75,7 @@ async def put_room(
 @get(
     "/v1/admin/rooms/{room:str}", summary="A room's config and live figures", guards=[require_admin]
 )
-async def get_room(room: str, state: State) -> RoomOut:
+async def get_room(room: FromPath[str], state: State) -> RoomOut:
     svc = services_from_state(state)
     if not ROOM_ID_PATTERN.match(room):
         raise RoomNotFound()
@@ -99,7 +100,7 @@ async def list_rooms(state: State) -> RoomsOut:
     summary="Remove a room and its state",
     guards=[require_admin],
 )
-async def delete_room(room: str, state: State) -> dict[str, str]:
+async def delete_room(room: FromPath[str], state: State) -> dict[str, str]:
     svc = services_from_state(state)
     if not ROOM_ID_PATTERN.match(room):
         raise RoomNotFound()

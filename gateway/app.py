@@ -13,7 +13,6 @@ from litestar.enums import ScopeType
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from redis.asyncio import Redis
 
 from gateway.admin_routes import ADMIN_ROUTES
 from gateway.errors import EXCEPTION_HANDLERS
@@ -24,6 +23,7 @@ from gateway.ratelimit import RateLimiter
 from gateway.services import Services
 from gateway.session_routes import SESSION_ROUTES
 from shared.nats_link import NatsLink
+from shared.redis_conn import connect
 from shared.settings import Settings
 from shared.store import RoomStore
 from shared.tokens import KeyKind, KeyRing, TokenService, ensure_keys
@@ -85,13 +85,7 @@ def create_app(settings: Settings) -> Litestar:
             queue_ttl=settings.queue_token_ttl,
             queue_alg=settings.queue_token_alg,
         )
-        redis = Redis.from_url(
-            settings.redis_url,
-            decode_responses=True,
-            socket_timeout=3,
-            socket_connect_timeout=2,
-            max_connections=512,
-        )
+        redis = connect(settings.redis_url, max_connections=256)
         link = NatsLink(
             settings.nats_url,
             stream=settings.stream_name,

@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
+from litestar.params import FromPath
 from litestar.status_codes import HTTP_303_SEE_OTHER
 
 from gateway.bodies import read_body
@@ -62,7 +63,9 @@ async def _current_or_restored(
 
 
 @post("/v1/rooms/{room:str}/enqueue", status_code=201, summary="Join the line")
-async def enqueue(room: str, request: AnyRequest, state: State) -> Response[PlaceResponse]:
+async def enqueue(
+    room: FromPath[str], request: AnyRequest, state: State
+) -> Response[PlaceResponse]:
     """Join the line. Body (optional): ``{"size": 1, "metadata": {}}``; a party of N uses N
     units. A valid queue token for this room in ``Authorization: Bearer`` returns the
     existing place (200) instead of a new one (201)."""
@@ -104,7 +107,7 @@ async def enqueue(room: str, request: AnyRequest, state: State) -> Response[Plac
 
 
 @get("/v1/rooms/{room:str}/status", summary="Where am I")
-async def status(room: str, request: AnyRequest, state: State) -> PlaceResponse:
+async def status(room: FromPath[str], request: AnyRequest, state: State) -> PlaceResponse:
     """Where the bearer of this queue token stands. Once admitted, also an
     ``access_token``, the ``redirect_url`` that claims it and its ``claim_deadline``."""
     svc = services_from_state(state)
@@ -117,7 +120,7 @@ async def status(room: str, request: AnyRequest, state: State) -> PlaceResponse:
 
 
 @post("/v1/rooms/{room:str}/heartbeat", status_code=200, summary="I am still here")
-async def heartbeat(room: str, request: AnyRequest, state: State) -> PlaceResponse:
+async def heartbeat(room: FromPath[str], request: AnyRequest, state: State) -> PlaceResponse:
     """Keep a place alive; answers like status, plus ``token`` (re-signed when less than
     half of its life is left, else the same)."""
     svc = services_from_state(state)
@@ -134,7 +137,7 @@ async def heartbeat(room: str, request: AnyRequest, state: State) -> PlaceRespon
 
 
 @post("/v1/rooms/{room:str}/leave", status_code=200, summary="Give up my place")
-async def leave(room: str, request: AnyRequest, state: State) -> LeaveResponse:
+async def leave(room: FromPath[str], request: AnyRequest, state: State) -> LeaveResponse:
     """Leave the line (or give back an admission or a session). Answers the final state."""
     svc = services_from_state(state)
     _room(room)
@@ -144,7 +147,7 @@ async def leave(room: str, request: AnyRequest, state: State) -> LeaveResponse:
 
 
 @get("/rooms/{room:str}/go", summary="Claim an admission and go to the site")
-async def go(room: str, request: AnyRequest, state: State) -> Response[Any]:
+async def go(room: FromPath[str], request: AnyRequest, state: State) -> Response[Any]:
     """Claim an admission (admitted -> active) and 303 to the target URL with
     ``?waitroom_token=<access token>``. ``token`` is the queue token."""
     svc = services_from_state(state)

@@ -102,3 +102,8 @@ _decoder = msgspec.json.Decoder(Event)
 def decode(raw: bytes | str) -> Event:
     event: Event = _decoder.decode(raw)
     return event
+
+
+def event_type(event: Event) -> str:
+    """The ``type`` of an event (msgspec keeps the tag on the class, not the instance)."""
+    return str(type(event).__struct_config__.tag)

@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from shared import keys
 from shared.logs import configure
 from shared.nats_link import NatsLink
+from shared.redis_conn import connect
 from shared.relay import OutboxRelay
 from shared.room_loop import RoomLoop
 from shared.settings import Settings
@@ -37,9 +38,7 @@ class WorkerContext:
 
 @contextlib.asynccontextmanager
 async def worker_context(settings: Settings, name: str) -> AsyncIterator[WorkerContext]:
-    redis = Redis.from_url(
-        settings.redis_url, decode_responses=True, socket_timeout=5, socket_connect_timeout=2
-    )
+    redis = connect(settings.redis_url, max_connections=32)
     link = NatsLink(
         settings.nats_url,
         stream=settings.stream_name,

@@ -1,0 +1,130 @@
+"""Fixtures: real valkey-server and nats-server on free loopback ports (one pair for the
+whole run), the real gateway app served over HTTP, and an httpx client for it.
+
+Set WAITROOM_TEST_REDIS_URL / WAITROOM_TEST_NATS_URL to run against servers of your own
+(a DragonFly, say); tests that kill servers are skipped then.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from shared.redis_conn import connect
+from shared.settings import RateLimits, Settings
+from shared.store import RoomStore
+from tests.servers import GatewayServer, NatsProc, ValkeyProc
+from waitroom.processes import free_port
+
+ADMIN_KEY = "test-admin-key-" + "x" * 16
+
+
+@dataclass
+class Servers:
+    redis_url: str
+    nats_url: str
+    valkey: ValkeyProc | None
+    nats: NatsProc | None
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    base = tmp_path_factory.mktemp("servers")
+    redis_url = os.environ.get("WAITROOM_TEST_REDIS_URL")
+    nats_url = os.environ.get("WAITROOM_TEST_NATS_URL")
+    valkey = nats_proc = None
+    if not redis_url:
+        valkey = ValkeyProc("valkey", free_port(), base / "valkey")
+        valkey.data_dir.mkdir()
+        valkey.start()
+        redis_url = valkey.url
+    if not nats_url:
+        nats_proc = NatsProc("nats", free_port(), base / "nats")
+        nats_proc.data_dir.mkdir()
+        nats_proc.start()
+        nats_url = nats_proc.url
+    yield Servers(redis_url, nats_url, valkey, nats_proc)
+    for proc in (nats_proc, valkey):
+        if proc is not None:
+            proc.stop()
+
+
+@pytest.fixture(scope="session")
+def keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("keys")
+
+
+@pytest.fixture
+def settings(servers: Servers, keys_dir: Path) -> Settings:
+    return Settings(
+        redis_url=servers.redis_url,
+        nats_url=servers.nats_url,
+        keys_dir=keys_dir,
+        admin_key=ADMIN_KEY,
+        rate_limits=RateLimits(enabled=False),
+        admission_tick_ms=50,
+        heartbeat_tick_ms=100,
+        lease_ms=1000,
+        instance="test-" + secrets.token_hex(3),
+        log_json=True,
+    )
+
+
+@pytest.fixture
+async def redis(settings: Settings) -> AsyncIterator[Redis]:
+    client = connect(settings.redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def store(redis: Redis) -> RoomStore:
+    return RoomStore(redis)
+
+
+@pytest.fixture
+async def gateway(settings: Settings) -> AsyncIterator[GatewayServer]:
+    async with GatewayServer(settings) as server:
+        yield server
+
+
+@pytest.fixture
+async def client(gateway: GatewayServer) -> AsyncIterator[httpx.AsyncClient]:
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30, limits=limits) as c:
+        yield c
+
+
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+RoomFactory = Callable[..., Awaitable[str]]
+
+
+@pytest.fixture
+def make_room(client: httpx.AsyncClient) -> RoomFactory:
+    """Create a room with a fresh id through the admin API; returns its id."""
+
+    async def make(**config: Any) -> str:
+        room = "t-" + secrets.token_hex(5)
+        body = {
+            "target_url": "http://127.0.0.1:9/target",
+            "max_positions_per_ip": 0,
+            **config,
+        }
+        r = await client.put(f"/v1/admin/rooms/{room}", json=body, headers=ADMIN)
+        assert r.status_code == 201, r.text
+        return room
+
+    return make
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

@@ -1,0 +1,237 @@
+"""Real servers and real processes for the tests: valkey-server, nats-server, the gateway
+served by uvicorn on a loopback port, and worker processes that can be killed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nats
+import uvicorn
+from nats.js.api import DeliverPolicy
+
+from gateway.app import create_app
+from shared.events import Event, decode
+from shared.settings import Settings
+from waitroom.processes import free_port, nats_command, valkey_command, wait_for_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class ServerProc:
+    """A server process we start, kill -9 and start again on the same port and folder."""
+
+    name: str
+    port: int
+    data_dir: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        log = (self.data_dir.parent / f"{self.name}-{self.port}.log").open("ab")
+        self.proc = subprocess.Popen(
+            self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+        log.close()
+        wait_for_port(self.port, 15, self.proc)
+
+    def kill(self) -> None:
+        """kill -9, as a crash would."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@dataclass
+class ValkeyProc(ServerProc):
+    def command(self) -> list[str]:
+        return valkey_command(self.port, self.data_dir, persist=False)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+
+@dataclass
+class NatsProc(ServerProc):
+    def command(self) -> list[str]:
+        return nats_command(self.port, self.data_dir)
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+
+class GatewayServer:
+    """The real app (create_app) served by uvicorn on a free loopback port, in this loop."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings.with_changes(port=free_port())
+        self.url = f"http://127.0.0.1:{self.settings.port}"
+        self.app = create_app(self.settings)
+        config = uvicorn.Config(
+            self.app,
+            host="127.0.0.1",
+            port=self.settings.port,
+            log_level="warning",
+            lifespan="on",
+            backlog=4096,
+            timeout_graceful_shutdown=2,
+        )
+        self.server = uvicorn.Server(config)
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> GatewayServer:
+        self._task = asyncio.create_task(self.server.serve())
+        while not self.server.started:
+            if self._task.done():
+                self._task.result()
+            await asyncio.sleep(0.01)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        if self._task is not None:
+            await self._task
+
+
+@dataclass
+class WorkerProc:
+    """``python -m admission_worker`` / ``heartbeat_worker`` as a real child process."""
+
+    module: str
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = field(default=None)
+
+    def start(self) -> WorkerProc:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", self.module],
+            env=self.env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        log.close()
+        return self
+
+    def signal(self, sig: int) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def wait(self, seconds: float = 15) -> int:
+        assert self.proc is not None
+        return self.proc.wait(seconds)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment that makes a child process use these settings."""
+    env = dict(os.environ)
+    env.update(
+        WAITROOM_REDIS_URL=settings.redis_url,
+        WAITROOM_NATS_URL=settings.nats_url,
+        WAITROOM_KEYS_DIR=str(settings.keys_dir),
+        WAITROOM_ADMIN_KEY=settings.admin_key,
+        WAITROOM_STREAM=settings.stream_name,
+        WAITROOM_ADMISSION_TICK_MS=str(settings.admission_tick_ms),
+        WAITROOM_HEARTBEAT_TICK_MS=str(settings.heartbeat_tick_ms),
+        WAITROOM_LEASE_MS=str(settings.lease_ms),
+        WAITROOM_RATE_LIMITS="true" if settings.rate_limits.enabled else "false",
+        WAITROOM_LOG_JSON="true",
+        PYTHONPATH=str(ROOT),
+    )
+    env.update(extra)
+    return env
+
+
+async def room_events(
+    nats_url: str, room: str, *, settle: float = 0.5, stream: str = "WAITROOM"
+) -> list[Event]:
+    """Every event of a room on the stream, from the start, in stream order."""
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        sub = await js.subscribe(
+            f"waitroom.{room}.>",
+            stream=stream,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.ALL,
+        )
+        out: list[Event] = []
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=settle)
+            except nats.errors.TimeoutError:
+                break
+            out.append(decode(msg.data))
+        await sub.unsubscribe()
+        return out
+    finally:
+        await nc.close()
+
+
+async def wait_until(check: Any, *, seconds: float = 10.0, every: float = 0.05) -> Any:
+    """Poll an async ``check()`` until it returns something truthy; fail after ``seconds``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    last: Any = None
+    while loop.time() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(every)
+    raise AssertionError(f"condition not met in {seconds}s (last: {last!r})")
+
+
+@contextlib.asynccontextmanager
+async def in_process_workers(settings: Settings) -> AsyncIterator[None]:
+    """Both workers (with the relay) running as tasks in this loop."""
+    from admission_worker.worker import run as run_admission
+    from heartbeat_worker.worker import run as run_heartbeat
+    from shared.worker_process import worker_context
+
+    stop = asyncio.Event()
+    async with (
+        worker_context(settings, "admission") as actx,
+        worker_context(settings, "heartbeat") as hctx,
+    ):
+        tasks = [
+            asyncio.create_task(run_admission(actx, stop)),
+            asyncio.create_task(run_heartbeat(hctx, stop)),
+        ]
+        try:
+            yield
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks)

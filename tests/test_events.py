@@ -1,0 +1,79 @@
+"""The event stream holds exactly the state changes, in seq order; heartbeats are not
+events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from redis.asyncio import Redis
+
+from shared.events import Enqueued, Expired, RoomUpdated, event_type
+from shared.settings import Settings
+from tests.conftest import RoomFactory, bearer
+from tests.servers import in_process_workers, room_events, wait_until
+
+
+async def _state(client: httpx.AsyncClient, room: str, token: str) -> dict[str, Any]:
+    r = await client.get(f"/v1/rooms/{room}/status", headers=bearer(token))
+    body: dict[str, Any] = r.json()
+    return body
+
+
+async def test_stream_holds_exactly_the_state_changes_in_order(
+    client: httpx.AsyncClient, make_room: RoomFactory, settings: Settings, redis: Redis
+) -> None:
+    room = await make_room(max_active=1, release_rate=50, claim_window=1, status="paused")
+    a, b, c = [(await client.post(f"/v1/rooms/{room}/enqueue")).json() for _ in range(3)]
+    for person in (a, b, c):  # heartbeats are liveness, not events
+        await client.post(f"/v1/rooms/{room}/heartbeat", headers=bearer(person["token"]))
+
+    async def is_(person: dict[str, Any], state: str) -> bool:
+        return (await _state(client, room, person["token"]))["state"] == state
+
+    async with in_process_workers(settings):
+        await client.put(
+            f"/v1/admin/rooms/{room}",
+            json={"status": "active"},
+            headers={"Authorization": f"Bearer {settings.admin_key}"},
+        )
+        await wait_until(lambda: is_(a, "admitted"))
+        go = (await _state(client, room, a["token"]))["redirect_url"]
+        assert (await client.get(go)).status_code == 303
+        r = await client.post(f"/v1/rooms/{room}/leave", headers=bearer(c["token"]))
+        assert r.json()["state"] == "left"
+        access = (await _state(client, room, a["token"]))["access_token"]
+        await client.post("/v1/session/heartbeat", headers=bearer(access))
+        await client.post("/v1/session/complete", headers=bearer(access))
+        await wait_until(lambda: is_(b, "admitted"))
+        await wait_until(lambda: is_(b, "expired"), seconds=5)  # never claimed
+
+        async def drained() -> bool:
+            return int(await redis.xlen(f"wr:{{{room}}}:outbox")) == 0
+
+        await wait_until(drained)
+
+    events = await room_events(settings.nats_url, room)
+    got = [(event_type(e), getattr(e, "position_id", None)) for e in events]
+    pa, pb, pc = a["position_id"], b["position_id"], c["position_id"]
+    assert got == [
+        ("room_updated", None),
+        ("enqueued", pa),
+        ("enqueued", pb),
+        ("enqueued", pc),
+        ("room_updated", None),
+        ("admitted", pa),
+        ("activated", pa),
+        ("left", pc),
+        ("completed", pa),
+        ("admitted", pb),
+        ("expired", pb),
+    ]
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert len({e.id for e in events}) == len(events)
+    assert isinstance(events[0], RoomUpdated)
+    assert events[0].created
+    assert [e.arrival for e in events if isinstance(e, Enqueued)] == [1, 2, 3]
+    last = events[-1]
+    assert isinstance(last, Expired)
+    assert last.reason == "claim_timeout"

@@ -1,0 +1,87 @@
+"""``waitroom up`` starts the whole stack, serves a full visit, and stops leaving nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from waitroom.processes import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@pytest.mark.slow
+def test_waitroom_up_serves_a_visit_and_stops_cleanly(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WAITROOM_")}
+    env["PYTHONPATH"] = str(ROOT)
+    cmd = [
+        sys.executable, "-m", "waitroom.cli", "up",
+        "--data-dir", str(tmp_path / "data"),
+        "--port", str(free_port()),
+        "--demo-port", str(free_port()),
+        "--redis-port", str(free_port()),
+        "--nats-port", str(free_port()),
+        "--release-rate", "20",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdout is not None
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline().decode()
+            lines.append(line)
+            if "Press Ctrl-C" in line or not line:
+                break
+        assert any("waitroom is up" in line for line in lines), "".join(lines)
+        state = json.loads((tmp_path / "data" / "up.json").read_text())
+        base = state["gateway_url"]
+        with httpx.Client(base_url=base, timeout=10) as client:
+            me = client.post(f"/v1/rooms/{state['room']}/enqueue")
+            assert me.status_code == 201, me.text
+            auth = {"Authorization": f"Bearer {me.json()['token']}"}
+            status: dict[str, object] = {}
+            for _ in range(200):
+                status = client.get(f"/v1/rooms/{state['room']}/status", headers=auth).json()
+                if status["state"] == "admitted":
+                    break
+                time.sleep(0.05)
+            assert status["state"] == "admitted", status
+            go = client.get(str(status["redirect_url"]), follow_redirects=False)
+            assert go.status_code == 303
+            target = go.headers["location"]
+            assert target.startswith(state["demo_url"])
+            page = httpx.get(target, timeout=10)
+            assert "You're in" in page.text
+            access = {"Authorization": f"Bearer {status['access_token']}"}
+            done = client.post("/v1/session/complete", headers=access)
+            assert done.json()["state"] == "completed"
+            admin = {"Authorization": f"Bearer {state['admin_key']}"}
+            figures = client.get(f"/v1/admin/rooms/{state['room']}", headers=admin).json()
+            assert figures["figures"]["completed_total"] == 1
+            assert figures["figures"]["used_units"] == 0
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(60)
+        out = proc.stdout.read().decode()
+        proc.stdout.close()
+    assert code == 0, out
+    assert "stopped." in out
+    pids = state["pids"].values()
+    assert all(_gone(pid) for pid in pids), state["pids"]
