@@ -108,4 +108,16 @@ async def delete_room(room: FromPath[str], state: State) -> dict[str, str]:
     return {"deleted": room}
 
 
-ADMIN_ROUTES = [put_room, get_room, list_rooms, delete_room]
+@get(
+    "/v1/admin/rooms/{room:str}/digest",
+    summary="A digest of the room's state, to compare before and after a recovery",
+    guards=[require_admin],
+)
+async def room_digest(room: FromPath[str], state: State) -> dict[str, str]:
+    svc = services_from_state(state)
+    if not ROOM_ID_PATTERN.match(room):
+        raise RoomNotFound()
+    return {"room": room, "digest": await svc.store.digest(room)}
+
+
+ADMIN_ROUTES = [put_room, get_room, list_rooms, delete_room, room_digest]

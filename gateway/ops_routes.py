@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from litestar import Response, get
 from litestar.datastructures import State
+from litestar.params import FromQuery
 
 from gateway.schemas import Ready
 from gateway.services import services_from_state
@@ -17,14 +18,27 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/readyz", summary="Data store and NATS reachable (503 otherwise)")
-async def readyz(state: State) -> Response[Ready]:
+@get("/readyz", summary="Data store and NATS reachable, outboxes within bound (503 otherwise)")
+async def readyz(
+    state: State, nats: FromQuery[Literal["required", "optional"]] = "required"
+) -> Response[Ready]:
+    """503 unless the data store answers, NATS is connected and no room's outbox holds more
+    than WAITROOM_OUTBOX_MAX undelivered events. ``?nats=optional`` leaves NATS out: the
+    gateway serves without it (events wait in the outboxes), so a load balancer probe
+    should not pull every pod when NATS is away."""
     svc = services_from_state(state)
     store_ok = await svc.store.ping()
     nats_ok = svc.nats.connected
-    ready = store_ok and nats_ok
+    backlog = 0
+    if store_ok:
+        try:
+            backlog = await svc.store.largest_outbox()
+        except StoreUnavailable:
+            store_ok = False
+    outbox_ok = backlog <= svc.settings.outbox_max
+    ready = store_ok and outbox_ok and (nats_ok or nats == "optional")
     return Response(
-        Ready(ready=ready, store=store_ok, nats=nats_ok),
+        Ready(ready=ready, store=store_ok, nats=nats_ok, outbox_ok=outbox_ok, backlog=backlog),
         status_code=200 if ready else 503,
         headers={} if ready else {"Retry-After": "5"},
     )

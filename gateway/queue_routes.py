@@ -68,7 +68,9 @@ async def enqueue(
 ) -> Response[PlaceResponse]:
     """Join the line. Body (optional): ``{"size": 1, "metadata": {}}``; a party of N uses N
     units. A valid queue token for this room in ``Authorization: Bearer`` returns the
-    existing place (200) instead of a new one (201)."""
+    existing place (200) instead of a new one (201), and so does a repeated
+    ``Idempotency-Key`` header (a client's own random 8-128 characters), which makes a
+    retry safe."""
     svc = services_from_state(state)
     _room(room)
     ip = client_ip(request, svc.settings)
@@ -96,6 +98,7 @@ async def enqueue(
     binding = binding_of(request, svc)
     view = await svc.store.enqueue(
         room,
+        pid=position_id_for_retry(request, svc, room),
         size=body.size,
         ip_hash=svc.ip_hash(ip) if ip else "",
         metadata=metadata,
@@ -103,7 +106,18 @@ async def enqueue(
     )
     token = await new_queue_token(svc, room, view)
     out = await place_response(svc, room, view, base_url=base, go_token=token, queue_token=token)
-    return Response(out, status_code=201)
+    return Response(out, status_code=201 if view.created else 200)
+
+
+def position_id_for_retry(request: AnyRequest, svc: Services, room: str) -> str | None:
+    """With an ``Idempotency-Key``, a retry (say, after a gateway died mid-request) lands
+    on the same place: the place id is derived from the key."""
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    if not 8 <= len(key) <= 128:
+        raise InvalidBody("Idempotency-Key must be 8 to 128 characters.")
+    return svc.position_id_for(room, key)
 
 
 @get("/v1/rooms/{room:str}/status", summary="Where am I")

@@ -95,3 +95,5 @@ class Ready(msgspec.Struct, kw_only=True):
     ready: bool
     store: bool
     nats: bool
+    outbox_ok: bool
+    backlog: int

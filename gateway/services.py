@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 from dataclasses import dataclass
 
 from litestar.datastructures import State
@@ -28,6 +30,12 @@ class Services:
 
     def ip_hash(self, ip: str) -> str:
         return hashlib.sha256(f"{self.settings.ip_hash_salt}\n{ip}".encode()).hexdigest()[:16]
+
+    def position_id_for(self, room: str, idempotency_key: str) -> str:
+        mac = hmac.new(
+            self.settings.ip_hash_salt.encode(), f"{room}\n{idempotency_key}".encode(), "sha256"
+        )
+        return base64.urlsafe_b64encode(mac.digest()[:12]).decode()
 
 
 def services_from_state(state: State) -> Services:

@@ -61,6 +61,12 @@ RateLimited = _error("rate_limited", 429, "Too many requests; slow down.", retry
 RoomMaintenance = _error(
     "room_maintenance", 503, "The room is under maintenance; try again later.", retry_after=30
 )
+RoomRecovering = _error(
+    "room_recovering",
+    503,
+    "The room is being rebuilt from the event log; try again shortly.",
+    retry_after=5,
+)
 StoreUnavailable = _error(
     "store_unavailable", 503, "The data store is unreachable; try again shortly.", retry_after=5
 )
@@ -81,6 +87,7 @@ BY_CODE: dict[str, type[WaitroomError]] = {
         AdmissionExpired,
         SessionEnded,
         RoomMaintenance,
+        RoomRecovering,
         LeaseLost,
     )
 }

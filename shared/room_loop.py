@@ -23,7 +23,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from shared import keys
-from shared.errors import LeaseLost, RoomNotFound, StoreUnavailable
+from shared.errors import LeaseLost, RoomNotFound, RoomRecovering, StoreUnavailable
 from shared.store import RoomStore
 
 log = structlog.get_logger("room_loop")
@@ -42,7 +42,10 @@ class RoomLoop:
         lease_ms: int,
         work: RoomWork,
         include_draining: bool = False,
+        finish: RoomWork | None = None,
     ) -> None:
+        """``finish`` runs once per held room after ``stop``, before leases go (the relay
+        delivers what is left)."""
         self.store = store
         self.role = role
         self.holder = holder
@@ -50,6 +53,7 @@ class RoomLoop:
         self.lease_ms = lease_ms
         self.work = work
         self.include_draining = include_draining
+        self.finish = finish
         self.held: dict[str, int] = {}
         self.ticks = 0
         self._rooms: list[str] = []
@@ -107,6 +111,8 @@ class RoomLoop:
             self.held.pop(room, None)
         except RoomNotFound:
             self.held.pop(room, None)
+        except RoomRecovering:
+            pass  # replay owns the room until `waitroom recover` is done
 
     async def run(self, stop: asyncio.Event) -> None:
         """Tick until ``stop`` is set; sleeps are drift-free and cut short by ``stop``."""
@@ -127,6 +133,12 @@ class RoomLoop:
             next_at = max(next_at + self.tick, time.monotonic())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=max(0.0, next_at - time.monotonic()))
+        if self.finish is not None:
+            for room, fence in list(self.held.items()):
+                try:
+                    await self.finish(room, fence)
+                except Exception as exc:
+                    log.warning("finish_failed", role=self.role, room=room, error=repr(exc))
         await self.release_all()
 
     async def release_all(self) -> None:

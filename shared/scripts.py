@@ -27,6 +27,8 @@ SCRIPT_NAMES = (
     "room_delete",
     "room_figures",
     "lease",
+    "replay",
+    "room_digest",
 )
 
 
@@ -54,6 +56,8 @@ class Scripts:
     room_delete: AsyncScript
     room_figures: AsyncScript
     lease: AsyncScript
+    replay: AsyncScript
+    room_digest: AsyncScript
 
     @classmethod
     def register(cls, redis: Redis) -> Scripts:

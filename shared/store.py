@@ -3,6 +3,7 @@ one atomic change. Nothing here reads, decides in Python and then writes."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 import secrets
 from typing import Any, Literal
@@ -277,6 +278,25 @@ class RoomStore:
         check_room_id(room)
         return _figures.decode(await self._run(self.scripts.room_figures, room))
 
+    async def digest(self, room: str) -> str:
+        """A hash of the room's state (see room_digest.lua): equal digests, equal rooms."""
+        check_room_id(room)
+        return digest_of(await self._run(self.scripts.room_digest, room))
+
+    async def largest_outbox(self) -> int:
+        """The most undelivered events any room's outbox holds."""
+        rooms = await self.rooms()
+        if not rooms:
+            return 0
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for room in rooms:
+                    pipe.xlen(keys.RoomKeys(room).outbox)
+                lengths = await pipe.execute()
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise StoreUnavailable() from exc
+        return max(int(n) for n in lengths)
+
     async def rooms(self) -> list[str]:
         members = await self._index(self.redis.smembers(keys.ROOMS_SET))
         return sorted(members)
@@ -307,3 +327,18 @@ async def require_room(store: RoomStore, room: str) -> RoomConfig:
     if found is None:
         raise RoomNotFound()
     return found[0]
+
+
+def digest_of(raw: str) -> str:
+    """A room's state digest from the room_digest script's answer: sha256 of a canonical
+    JSON (sorted keys, people sorted by id) so any two stores holding the same room state
+    give the same digest."""
+    data = msgspec.json.decode(raw)
+    flat_ips = data.get("ips") or []
+    data["ips"] = sorted(zip(flat_ips[::2], flat_ips[1::2], strict=True))
+    data["people"] = sorted(data.get("people") or [])
+    for name in ("line", "admitted", "active"):
+        if not isinstance(data.get(name), list):
+            data[name] = []  # cjson writes an empty list as {}
+    canonical = msgspec.json.encode(data, order="sorted")
+    return hashlib.sha256(canonical).hexdigest()

@@ -54,7 +54,7 @@ async def worker_context(settings: Settings, name: str) -> AsyncIterator[WorkerC
 
 
 def relay_loop(ctx: WorkerContext, holder: str) -> RoomLoop:
-    relay = OutboxRelay(ctx.redis, ctx.nats)
+    relay = OutboxRelay(ctx.redis, ctx.nats, outbox_max=ctx.settings.outbox_max)
 
     async def work(room: str, fence: int) -> None:
         delivered = await relay.drain(room)
@@ -74,6 +74,7 @@ def relay_loop(ctx: WorkerContext, holder: str) -> RoomLoop:
         lease_ms=ctx.settings.lease_ms,
         work=work,
         include_draining=True,
+        finish=lambda room, _fence: relay.drain_all(room),
     )
 
 

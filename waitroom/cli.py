@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
 import time
 from pathlib import Path
 
+from shared.redis_conn import connect
+from shared.settings import Settings
+from shared.store import RoomStore
 from shared.tokens import KeyRing, ensure_keys, write_key
 
 
@@ -67,6 +71,65 @@ def _keys_retire(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings() -> Settings:
+    return Settings.from_env(os.environ)
+
+
+def _recover(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from shared.recovery import recover
+
+    settings = _settings()
+    redis_url = args.redis_url or settings.redis_url
+    nats_url = args.nats_url or settings.nats_url
+    stream = args.stream or settings.stream_name
+
+    async def run() -> int:
+        redis = connect(redis_url)
+        columns = (
+            TextColumn("replaying"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} events"),
+            TimeRemainingColumn(),
+        )
+        try:
+            with Progress(*columns, disable=args.quiet) as bar:
+                task = bar.add_task("replay", total=None)
+
+                def progress(done: int, total: int) -> None:
+                    bar.update(task, completed=done, total=total)
+
+                summary = await recover(redis, nats_url, stream=stream, progress=progress)
+        finally:
+            await redis.aclose()
+        sys.stdout.write(
+            f"replayed {summary.events} events ({summary.applied} applied, "
+            f"{summary.skipped} already there) into {len(summary.rooms)} rooms "
+            f"in {summary.seconds:.2f}s ({summary.rate:,.0f} events/s)\n"
+        )
+        return 0
+
+    return asyncio.run(run())
+
+
+def _digest(args: argparse.Namespace) -> int:
+    settings = _settings()
+
+    async def run() -> int:
+        redis = connect(args.redis_url or settings.redis_url)
+        try:
+            store = RoomStore(redis)
+            rooms = args.rooms or await store.rooms()
+            for room in rooms:
+                sys.stdout.write(f"{room}\t{await store.digest(room)}\n")
+        finally:
+            await redis.aclose()
+        return 0
+
+    return asyncio.run(run())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="waitroom",
@@ -124,6 +187,35 @@ def build_parser() -> argparse.ArgumentParser:
     retire = ksub.add_parser("retire", help="remove a key (its tokens stop verifying)")
     retire.add_argument("kid")
     retire.set_defaults(func=_keys_retire)
+    recover = sub.add_parser(
+        "recover",
+        help="rebuild every room from the event stream into an empty data store",
+        description=(
+            "Read the JetStream stream from the start and rebuild every room (config, line, "
+            "admissions, sessions, counters) into the data store at WAITROOM_REDIS_URL. "
+            "Idempotent: events a room already has are skipped, so running it twice gives "
+            "the same state. Rooms answer 503 room_recovering until it is done. Compare "
+            "`waitroom digest` before and after."
+        ),
+    )
+    recover.add_argument("--redis-url", help="default WAITROOM_REDIS_URL")
+    recover.add_argument("--nats-url", help="default WAITROOM_NATS_URL")
+    recover.add_argument("--stream", help="default WAITROOM_STREAM (WAITROOM)")
+    recover.add_argument("--quiet", action="store_true", help="no progress bar")
+    recover.set_defaults(func=_recover)
+
+    digest = sub.add_parser(
+        "digest",
+        help="print a digest of each room's state",
+        description=(
+            "A sha256 over each room's config, counters, line order, live people, admissions "
+            "and sessions (not liveness times). Equal digests mean equal rooms: take one "
+            "before a loss and compare after `waitroom recover`."
+        ),
+    )
+    digest.add_argument("rooms", nargs="*", help="rooms (default: all)")
+    digest.add_argument("--redis-url", help="default WAITROOM_REDIS_URL")
+    digest.set_defaults(func=_digest)
     return parser
 
 

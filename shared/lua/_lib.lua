@@ -30,6 +30,18 @@ local function load_cfg()
   return cfg
 end
 
+-- The room's config for a script that changes state: not while recovery replays it.
+local function room_for_change()
+  local cfg = load_cfg()
+  if not cfg then
+    return nil, 'room_not_found'
+  end
+  if cfg.recovering then
+    return nil, 'room_recovering'
+  end
+  return cfg, nil
+end
+
 local function line_score(priority, seq)
   return (MAX_PRIORITY - priority) * PRIORITY_SPAN + seq
 end
@@ -60,6 +72,43 @@ local function emit(inc, etype, pid, fields, now)
   end
   redis.call('XADD', K_OUTBOX, '*', 'e', cjson.encode(fields))
 end
+
+-- The transitions, shared by the scripts that make them and by replay.lua.
+local function join_line(pid, p, seen_at)
+  put_person(pid, p)
+  redis.call('ZADD', K_LINE, line_score(p.priority, p.seq), pid)
+  redis.call('ZADD', K_SEEN, seen_at, pid)
+  if p.ip ~= '' then
+    redis.call('HINCRBY', K_IPS, p.ip, 1)
+  end
+  if tonumber(redis.call('HGET', K_STATS, 'arrival') or '0') < p.seq then
+    redis.call('HSET', K_STATS, 'arrival', p.seq)
+  end
+  redis.call('HINCRBY', K_STATS, 'enqueued_total', 1)
+end
+
+local function mark_admitted(pid, p, now, claim_deadline)
+  redis.call('ZREM', K_LINE, pid)
+  redis.call('ZREM', K_SEEN, pid)
+  p.state = 'admitted'
+  p.admitted_at = now
+  p.claim_deadline = claim_deadline
+  put_person(pid, p)
+  redis.call('ZADD', K_ADMITTED, claim_deadline, pid)
+  redis.call('HINCRBY', K_STATS, 'used_units', p.size)
+  redis.call('HINCRBY', K_STATS, 'admitted_total', 1)
+end
+
+local function mark_active(pid, p, now, session_deadline)
+  redis.call('ZREM', K_ADMITTED, pid)
+  p.state = 'active'
+  p.activated_at = now
+  p.session_deadline = session_deadline
+  put_person(pid, p)
+  redis.call('ZADD', K_ACTIVE, session_deadline, pid)
+end
+
+local TOTAL_OF = { completed = 'completed_total', expired = 'expired_total', left = 'left_total' }
 
 -- A replica may write for a room only while it holds the role's lease with this fence.
 local function hold_lease(role, holder, fence, lease_ms)
@@ -94,6 +143,17 @@ local function finish(pid, p, state, reason, now)
   p.ended_at = now
   put_person(pid, p)
   redis.call('ZADD', K_ENDED, now, pid)
+  redis.call('HINCRBY', K_STATS, TOTAL_OF[state], 1)
+end
+
+-- Remove a room's state; the outbox stays (the relay still delivers it) and so do the
+-- event counter and the lease fence, so seq and fences keep rising.
+local function wipe_room()
+  local eseq = redis.call('HGET', K_STATS, 'eseq') or '0'
+  local fence = redis.call('HGET', K_STATS, 'fence') or '0'
+  redis.call('DEL', K_CFG, K_STATS, K_LINE, K_SEEN, K_PEOPLE, K_ADMITTED, K_ACTIVE, K_IPS,
+             K_ENDED, K_LEASE.admission, K_LEASE.heartbeat)
+  redis.call('HSET', K_STATS, 'eseq', eseq, 'fence', fence)
 end
 
 -- The answer the gateway turns into a status: the person plus where they stand.
@@ -139,7 +199,6 @@ local function expire_due(zkey, cutoff, reason, cfg, now, max_batch)
       local units = p.size
       local was = p.state
       finish(pid, p, 'expired', reason, now)
-      redis.call('HINCRBY', K_STATS, 'expired_total', 1)
       emit(cfg.inc, 'expired', pid, { reason = reason, from_state = was, size = units }, now)
     else
       redis.call('ZREM', zkey, pid)

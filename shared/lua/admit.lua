@@ -2,9 +2,9 @@
 -- ARGV: room, holder, fence, lease_ms, max_batch
 -- free units = max_active - used units; the release rate is a token bucket refilled by the
 -- server clock, holding at most a quarter second of releases, so 10/s releases smoothly.
-local cfg = load_cfg()
+local cfg, err = room_for_change()
 if not cfg then
-  return fail('room_not_found')
+  return fail(err)
 end
 if not hold_lease('admission', ARGV[2], ARGV[3], tonumber(ARGV[4])) then
   return fail('lease_lost')
@@ -33,13 +33,7 @@ if cfg.status == 'active' then
     if p.size > free then
       break -- strict order: a party that does not fit yet waits at the head
     end
-    redis.call('ZREM', K_LINE, pid)
-    redis.call('ZREM', K_SEEN, pid)
-    p.state = 'admitted'
-    p.admitted_at = now
-    p.claim_deadline = now + claim_ms
-    put_person(pid, p)
-    redis.call('ZADD', K_ADMITTED, p.claim_deadline, pid)
+    mark_admitted(pid, p, now, now + claim_ms)
     used = used + p.size
     free = free - p.size
     tokens = tokens - 1
@@ -53,9 +47,5 @@ local tau = 30000
 local r, rts, since = tonumber(st[4] or '0'), tonumber(st[5] or now), tonumber(st[6] or now)
 r = r * math.exp(-math.max(0, now - rts) / tau) + #admitted * 1000 / tau
 redis.call('HSET', K_STATS, 'tokens', string.format('%.6f', tokens), 'tokens_ts', now,
-           'used_units', used, 'rate', string.format('%.6f', r), 'rate_ts', now,
-           'rate_since', since)
-if #admitted > 0 then
-  redis.call('HINCRBY', K_STATS, 'admitted_total', #admitted)
-end
+           'rate', string.format('%.6f', r), 'rate_ts', now, 'rate_since', since)
 return cjson.encode({ admitted = admitted, used_units = used, status = cfg.status })

@@ -2,9 +2,9 @@
 -- ARGV: room, pid, mode ('claim': only from admitted; 'touch': claim or extend a session)
 -- Extending a session is liveness, like a heartbeat: it appends no event.
 local pid, mode = ARGV[2], ARGV[3]
-local cfg = load_cfg()
+local cfg, err = room_for_change()
 if not cfg then
-  return fail('room_not_found')
+  return fail(err)
 end
 local p = get_person(pid)
 if not p then
@@ -16,12 +16,7 @@ if p.state == 'admitted' then
   if p.claim_deadline < now then
     return fail('admission_expired')
   end
-  redis.call('ZREM', K_ADMITTED, pid)
-  p.state = 'active'
-  p.activated_at = now
-  p.session_deadline = now + ttl_ms
-  put_person(pid, p)
-  redis.call('ZADD', K_ACTIVE, p.session_deadline, pid)
+  mark_active(pid, p, now, now + ttl_ms)
   emit(cfg.inc, 'activated', pid, { session_deadline = p.session_deadline }, now)
 elseif p.state == 'active' then
   if mode == 'claim' then

@@ -1,8 +1,8 @@
 -- The protected site says the visit is over: free its units at once. ARGV: room, pid
 local pid = ARGV[2]
-local cfg = load_cfg()
+local cfg, err = room_for_change()
 if not cfg then
-  return fail('room_not_found')
+  return fail(err)
 end
 local p = get_person(pid)
 if not p then
@@ -12,7 +12,6 @@ local now = now_ms()
 if p.state == 'admitted' or p.state == 'active' then
   local was = p.state
   finish(pid, p, 'completed', 'completed', now)
-  redis.call('HINCRBY', K_STATS, 'completed_total', 1)
   emit(cfg.inc, 'completed', pid, { from_state = was, size = p.size }, now)
 elseif p.state == 'waiting' then
   return fail('not_admitted')

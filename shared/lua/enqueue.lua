@@ -4,9 +4,9 @@ local pid = ARGV[2]
 local size, priority = tonumber(ARGV[3]), tonumber(ARGV[4])
 local ip, meta, bind = ARGV[5], ARGV[6], ARGV[7]
 local restore_seq = tonumber(ARGV[8])
-local cfg = load_cfg()
+local cfg, err = room_for_change()
 if not cfg then
-  return fail('room_not_found')
+  return fail(err)
 end
 if cfg.status == 'maintenance' then
   return fail('room_maintenance')
@@ -27,24 +27,13 @@ end
 if size > tonumber(cfg.max_active) then
   return fail('party_too_large')
 end
-local seq
-if restore_seq > 0 then
-  seq = restore_seq
-  if tonumber(redis.call('HGET', K_STATS, 'arrival') or '0') < seq then
-    redis.call('HSET', K_STATS, 'arrival', seq)
-  end
-else
-  seq = redis.call('HINCRBY', K_STATS, 'arrival', 1)
+local seq = restore_seq
+if seq <= 0 then
+  seq = tonumber(redis.call('HGET', K_STATS, 'arrival') or '0') + 1
 end
 local p = { state = 'waiting', seq = seq, size = size, priority = priority, ip = ip,
             joined = now, meta = meta, bind = bind }
-put_person(pid, p)
-redis.call('ZADD', K_LINE, line_score(priority, seq), pid)
-redis.call('ZADD', K_SEEN, now, pid)
-if ip ~= '' then
-  redis.call('HINCRBY', K_IPS, ip, 1)
-end
-redis.call('HINCRBY', K_STATS, 'enqueued_total', 1)
+join_line(pid, p, now)
 emit(cfg.inc, 'enqueued', pid, { arrival = seq, priority = priority, size = size, ip_hash = ip,
                                  metadata = meta, bind = bind, restored = restore_seq > 0 }, now)
 return view(pid, p, cfg, now, true)

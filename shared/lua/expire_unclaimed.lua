@@ -1,8 +1,8 @@
 -- Expire admissions not claimed before their claim deadline; their units come back.
 -- ARGV: room, holder, fence, lease_ms, max_batch
-local cfg = load_cfg()
+local cfg, err = room_for_change()
 if not cfg then
-  return fail('room_not_found')
+  return fail(err)
 end
 if not hold_lease('heartbeat', ARGV[2], ARGV[3], tonumber(ARGV[4])) then
   return fail('lease_lost')

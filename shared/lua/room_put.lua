@@ -18,6 +18,6 @@ for name, value in pairs(fields) do
   flat[#flat + 1] = tostring(value)
 end
 redis.call('HSET', K_CFG, 'version', version, 'inc', inc, unpack(flat))
-emit(inc, 'room_updated', nil, { config = fields, created = created, version = version },
-     now_ms())
+emit(inc, 'room_updated', nil,
+     { config = fields, created = created, version = version, incarnation = inc }, now_ms())
 return cjson.encode({ created = created, version = version })
