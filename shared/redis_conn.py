@@ -1,9 +1,18 @@
 """Redis clients for waitroom: a blocking pool, so a burst of requests waits briefly for a
-connection instead of failing, and short timeouts, so a dead server is noticed quickly."""
+connection instead of failing; short timeouts, so a dead server is noticed quickly; and a
+retry on a broken connection, so the first call after the server restarts succeeds.
+
+Only connection errors are retried, not timeouts: a script that timed out may have run.
+Every state-changing script is safe to repeat after a broken connection (the place id,
+fence or state it checks makes a second run a no-op or a clean error).
+"""
 
 from __future__ import annotations
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 
 def connect(url: str, *, max_connections: int = 128, wait: float = 5.0) -> Redis:
@@ -14,5 +23,7 @@ def connect(url: str, *, max_connections: int = 128, wait: float = 5.0) -> Redis
         decode_responses=True,
         socket_timeout=5,
         socket_connect_timeout=2,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
+        retry_on_error=[RedisConnectionError],
     )
     return Redis.from_pool(pool)  # the client owns the pool and closes it

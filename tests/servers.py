@@ -115,15 +115,16 @@ class GatewayServer:
 
 
 @dataclass
-class WorkerProc:
-    """``python -m admission_worker`` / ``heartbeat_worker`` as a real child process."""
+class ModuleProc:
+    """``python -m gateway`` / ``admission_worker`` / ``heartbeat_worker`` as a real
+    child process, to stop gracefully or kill -9."""
 
     module: str
     env: dict[str, str]
     log_path: Path
     proc: subprocess.Popen[bytes] | None = field(default=None)
 
-    def start(self) -> WorkerProc:
+    def start(self) -> ModuleProc:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", self.module],

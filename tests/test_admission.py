@@ -15,7 +15,7 @@ from shared.events import Activated, Admitted, Completed, Event, Expired, Left
 from shared.room import RoomUpdate
 from shared.settings import Settings
 from shared.store import RoomStore
-from tests.servers import WorkerProc, room_events, settings_env, wait_until
+from tests.servers import ModuleProc, room_events, settings_env, wait_until
 
 
 def used_units_replayed(events: list[Event]) -> list[int]:
@@ -54,7 +54,7 @@ async def test_three_replicas_admit_in_order_within_capacity(
     arrival = {p.position_id: p.seq for p in joined}
 
     workers = [
-        WorkerProc(
+        ModuleProc(
             "admission_worker",
             settings_env(
                 settings,
@@ -153,7 +153,7 @@ async def test_release_rate_is_smooth(
         ),
     )
     await asyncio.gather(*(store.enqueue(room) for _ in range(80)))
-    worker = WorkerProc(
+    worker = ModuleProc(
         "admission_worker",
         settings_env(settings, WAITROOM_INSTANCE="pace", WAITROOM_ADMISSION_TICK_MS="20"),
         tmp_path / "pace.log",

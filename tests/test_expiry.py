@@ -26,7 +26,7 @@ async def _figures(client: httpx.AsyncClient, room: str) -> dict[str, Any]:
 
 
 async def _state_is(client: httpx.AsyncClient, room: str, token: str, state: str) -> bool:
-    return (await _status(client, room, token))["state"] == state
+    return bool((await _status(client, room, token))["state"] == state)
 
 
 async def test_silent_waiters_expire_heartbeating_ones_stay(

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from shared.logs import configure
 from shared.redis_conn import connect
 from shared.settings import Settings
 from shared.store import RoomStore
@@ -221,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure(json=False, level=os.environ.get("WAITROOM_LOG_LEVEL", "warning"))
     code: int = args.func(args)
     return code
 

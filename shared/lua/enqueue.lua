@@ -29,7 +29,7 @@ if size > tonumber(cfg.max_active) then
 end
 local seq = restore_seq
 if seq <= 0 then
-  seq = tonumber(redis.call('HGET', K_STATS, 'arrival') or '0') + 1
+  seq = math.max(tonumber(redis.call('HGET', K_STATS, 'arrival') or '0') + 1, now * 10)
 end
 local p = { state = 'waiting', seq = seq, size = size, priority = priority, ip = ip,
             joined = now, meta = meta, bind = bind }

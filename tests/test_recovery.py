@@ -1,0 +1,331 @@
+"""Losing the data store: kill -9 under load, start it empty, `waitroom recover`, and every
+room and every person is back as it was; a person coming back with a token alone gets
+their place back at their arrival."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from shared.events import Admitted
+from shared.settings import Settings
+from tests.conftest import ADMIN, Servers, bearer
+from tests.servers import (
+    ROOT,
+    GatewayServer,
+    ModuleProc,
+    ValkeyProc,
+    room_events,
+    settings_env,
+    wait_until,
+)
+from waitroom.processes import free_port, wait_for_port
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+async def own_store(
+    servers: Servers, settings: Settings, tmp_path: Path
+) -> AsyncIterator[tuple[ValkeyProc, Settings]]:
+    """A data store of this test's own, so it can be killed."""
+    if servers.valkey is None:
+        pytest.skip("needs a data store the tests start themselves")
+    (tmp_path / "valkey").mkdir()
+    proc = ValkeyProc("valkey", free_port(), tmp_path / "valkey")
+    proc.start()
+    yield proc, settings.with_changes(redis_url=proc.url)
+    proc.stop()
+
+
+class Load:
+    """People joining, heartbeating, claiming and completing, until stopped."""
+
+    def __init__(self, client: httpx.AsyncClient, rooms: list[str]) -> None:
+        self.client = client
+        self.rooms = rooms
+        self.people: list[tuple[str, dict[str, Any]]] = []
+        self.stop = asyncio.Event()
+        self.errors: list[str] = []
+
+    async def person(self, room: str, rng: random.Random) -> None:
+        r = await self.client.post(f"/v1/rooms/{room}/enqueue")
+        if r.status_code != 201:
+            self.errors.append(r.text)
+            return
+        me = r.json()
+        self.people.append((room, me))
+        auth = bearer(me["token"])
+        while not self.stop.is_set():
+            r = await self.client.post(f"/v1/rooms/{room}/heartbeat", headers=auth)
+            body = r.json()
+            if body.get("state") == "admitted":
+                choice = rng.random()
+                if choice < 0.4:
+                    await self.client.get(body["redirect_url"])
+                elif choice < 0.8:
+                    await self.client.post(
+                        "/v1/session/complete", headers=bearer(body["access_token"])
+                    )
+                return
+            if body.get("state") != "waiting":
+                return
+            if rng.random() < 0.02:
+                await self.client.post(f"/v1/rooms/{room}/leave", headers=auth)
+                return
+            await asyncio.sleep(0.2 + rng.random() * 0.2)
+
+    async def run(self, people: int) -> None:
+        rng = random.Random(11)
+        tasks = []
+        for i in range(people):
+            tasks.append(asyncio.create_task(self.person(self.rooms[i % len(self.rooms)], rng)))
+            await asyncio.sleep(0.005)
+        await asyncio.gather(*tasks)
+
+
+async def _status(client: httpx.AsyncClient, room: str, token: str) -> dict[str, Any]:
+    r = await client.get(f"/v1/rooms/{room}/status", headers=bearer(token))
+    body: dict[str, Any] = r.json()
+    keep = ("state", "position", "ahead", "total", "reason")
+    return {k: body.get(k) for k in keep} | {"http": r.status_code}
+
+
+async def _digests(client: httpx.AsyncClient, rooms: list[str]) -> dict[str, str]:
+    out = {}
+    for room in rooms:
+        r = await client.get(f"/v1/admin/rooms/{room}/digest", headers=ADMIN)
+        assert r.status_code == 200, r.text
+        out[room] = r.json()["digest"]
+    return out
+
+
+async def _figures(client: httpx.AsyncClient, room: str) -> dict[str, Any]:
+    figures: dict[str, Any] = (await client.get(f"/v1/admin/rooms/{room}", headers=ADMIN)).json()[
+        "figures"
+    ]
+    return figures
+
+
+async def _admitted_total(client: httpx.AsyncClient, rooms: list[str]) -> int:
+    return sum([int((await _figures(client, room))["admitted_total"]) for room in rooms])
+
+
+def _recover(settings: Settings) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "waitroom.cli", "recover", "--quiet"],
+        env=settings_env(settings),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+async def test_store_killed_under_load_comes_back_identical_from_the_stream(
+    own_store: tuple[ValkeyProc, Settings], tmp_path: Path
+) -> None:
+    valkey, settings = own_store
+    env = settings_env(settings, WAITROOM_LEASE_MS="1000")
+    workers = [
+        ModuleProc("admission_worker", env | {"WAITROOM_INSTANCE": "a1"}, tmp_path / "a1.log"),
+        ModuleProc("admission_worker", env | {"WAITROOM_INSTANCE": "a2"}, tmp_path / "a2.log"),
+        ModuleProc("heartbeat_worker", env | {"WAITROOM_INSTANCE": "h1"}, tmp_path / "h1.log"),
+    ]
+    async with GatewayServer(settings) as gw, httpx.AsyncClient(base_url=gw.url, timeout=30) as c:
+        rooms = [f"rec-{i}-{settings.instance}" for i in range(3)]
+        for room in rooms:
+            r = await c.put(
+                f"/v1/admin/rooms/{room}",
+                headers=ADMIN,
+                json={
+                    "target_url": "http://127.0.0.1:9/t",
+                    "max_active": 25,
+                    "release_rate": 40,
+                    "max_positions_per_ip": 0,
+                    "heartbeat_timeout": 300,
+                    "claim_window": 300,
+                },
+            )
+            assert r.status_code == 201
+        for w in workers:
+            w.start()
+        try:
+            load = Load(c, rooms)
+            runner = asyncio.create_task(load.run(300))
+            await asyncio.sleep(4)
+            load.stop.set()
+            await runner
+            assert not load.errors
+            for room in rooms:  # quiet the rooms so the digests hold still
+                await c.put(f"/v1/admin/rooms/{room}", headers=ADMIN, json={"status": "paused"})
+
+            async def drained() -> bool:
+                outboxes = [(await _figures(c, room))["outbox"] for room in rooms]
+                return all(n == 0 for n in outboxes)
+
+            await wait_until(drained, seconds=20)
+            before = await _digests(c, rooms)
+            statuses = [await _status(c, room, p["token"]) for room, p in load.people]
+            states = {s["state"] for s in statuses}
+            assert {"waiting", "admitted"} <= states  # the load really moved people
+            admitted_before = await _admitted_total(c, rooms)
+            assert admitted_before > 0
+            room_of, someone = next(
+                (room, p)
+                for s, (room, p) in zip(statuses, load.people, strict=True)
+                if s["state"] == "admitted"
+            )
+            access_token = (
+                await c.get(f"/v1/rooms/{room_of}/status", headers=bearer(someone["token"]))
+            ).json()["access_token"]
+
+            valkey.kill()  # kill -9, everything in memory is gone
+            r = await c.post(f"/v1/rooms/{rooms[0]}/enqueue")
+            assert r.status_code == 503
+            assert r.json()["error"]["code"] == "store_unavailable"
+            assert int(r.headers["retry-after"]) > 0
+            assert (await c.get("/readyz")).status_code == 503
+            # people already admitted keep going: their access tokens verify offline
+            offline = await c.post("/v1/session/verify", json={"token": access_token})
+            assert offline.status_code == 200
+            assert offline.json()["active"] is True
+            assert offline.json()["checked"] == "offline"
+
+            valkey.start()  # same port, empty
+            assert (await c.get(f"/v1/admin/rooms/{rooms[0]}", headers=ADMIN)).status_code == 404
+
+            out = _recover(settings)
+            assert "replayed" in out
+            assert await _digests(c, rooms) == before
+            after = [await _status(c, room, p["token"]) for room, p in load.people]
+            assert after == statuses
+
+            out = _recover(settings)  # again: nothing changes
+            assert "(0 applied" in out
+            assert await _digests(c, rooms) == before
+
+            # the workers lived through it and carry on where the line was
+            assert all(w.proc is not None and w.proc.poll() is None for w in workers)
+            for room in rooms:
+                await c.put(f"/v1/admin/rooms/{room}", headers=ADMIN, json={"status": "active"})
+            for s, (room, p) in zip(after, load.people, strict=True):
+                if s["state"] == "admitted":  # their visits end: units free up
+                    body = (await c.get(f"/v1/rooms/{room}/status", headers=bearer(p["token"])))
+                    done = await c.post(
+                        "/v1/session/complete", headers=bearer(body.json()["access_token"])
+                    )
+                    assert done.json()["state"] == "completed"
+
+            async def more_admitted() -> bool:
+                return await _admitted_total(c, rooms) > admitted_before
+
+            await wait_until(more_admitted, seconds=20)
+            await wait_until(drained, seconds=20)
+        finally:
+            for w in workers:
+                w.stop()
+    for room in rooms:
+        events = await room_events(settings.nats_url, room)
+        once = [e.position_id for e in events if isinstance(e, Admitted)]
+        assert len(once) == len(set(once))  # nobody admitted twice across the loss
+        assert [e.seq for e in events] == list(range(1, len(events) + 1))
+
+
+async def test_a_token_alone_puts_a_lost_place_back_at_its_arrival(
+    client: httpx.AsyncClient, settings: Settings, own_store: tuple[ValkeyProc, Settings]
+) -> None:
+    valkey, own = own_store
+    async with GatewayServer(own) as gw, httpx.AsyncClient(base_url=gw.url, timeout=10) as c:
+        room = "heal-" + own.instance
+        cfg = {"target_url": "http://127.0.0.1:9/t", "status": "paused", "max_positions_per_ip": 0}
+        assert (await c.put(f"/v1/admin/rooms/{room}", headers=ADMIN, json=cfg)).status_code == 201
+        a, b, c3 = [(await c.post(f"/v1/rooms/{room}/enqueue")).json() for _ in range(3)]
+        assert b["position"] == 2
+        valkey.kill()
+        valkey.start()  # an empty store; nobody runs recover
+        assert (await c.put(f"/v1/admin/rooms/{room}", headers=ADMIN, json=cfg)).status_code == 201
+        newcomer = (await c.post(f"/v1/rooms/{room}/enqueue")).json()
+        assert newcomer["position"] == 1
+        back_c = await _status(c, room, c3["token"])  # c comes back: before the newcomer
+        assert back_c["state"] == "waiting"
+        assert back_c["position"] == 1
+        back_a = await c.post(f"/v1/rooms/{room}/heartbeat", headers=bearer(a["token"]))
+        assert back_a.json()["position_id"] == a["position_id"]
+        assert back_a.json()["position"] == 1  # the first to have come: the front again
+        tokens = (a["token"], c3["token"], newcomer["token"])
+        assert [(await _status(c, room, t))["position"] for t in tokens] == [1, 2, 3]
+        assert (await _status(c, room, newcomer["token"]))["total"] == 3  # b never came back
+
+
+async def test_a_retry_after_a_gateway_dies_mid_request_gets_the_same_place(
+    settings: Settings, tmp_path: Path
+) -> None:
+    ports = [free_port(), free_port()]
+    procs = [
+        ModuleProc(
+            "gateway",
+            settings_env(settings, WAITROOM_PORT=str(port), WAITROOM_INSTANCE=f"g{i}"),
+            tmp_path / f"g{i}.log",
+        ).start()
+        for i, port in enumerate(ports)
+    ]
+    try:
+        for port, proc in zip(ports, procs, strict=True):
+            wait_for_port(port, 20, proc.proc)
+        first, second = (f"http://127.0.0.1:{p}" for p in ports)
+        room = "retry-" + settings.instance
+        async with httpx.AsyncClient(timeout=10) as c:
+            r = await c.put(
+                f"{second}/v1/admin/rooms/{room}",
+                headers=ADMIN,
+                json={
+                    "target_url": "http://127.0.0.1:9/t",
+                    "status": "paused",
+                    "max_positions_per_ip": 0,
+                },
+            )
+            assert r.status_code == 201
+            keys = [f"retry-key-{i:04d}-{settings.instance}" for i in range(200)]
+
+            async def join(base: str, key: str) -> httpx.Response | None:
+                try:
+                    return await c.post(
+                        f"{base}/v1/rooms/{room}/enqueue", headers={"Idempotency-Key": key}
+                    )
+                except httpx.HTTPError:
+                    return None
+
+            in_flight = [asyncio.create_task(join(first, k)) for k in keys]
+            await asyncio.sleep(0.05)
+            procs[0].signal(signal.SIGKILL)  # the first gateway dies mid-request
+            answers = await asyncio.gather(*in_flight)
+            lost = [k for k, a in zip(keys, answers, strict=True) if a is None]
+            assert lost  # some requests really died with it
+            retried = await asyncio.gather(*(join(second, k) for k in keys))
+            assert all(r is not None and r.status_code in (200, 201) for r in retried)
+            ids = [r.json()["position_id"] for r in retried if r is not None]
+            assert len(set(ids)) == len(keys)  # one place per key, whatever the first said
+            for first_answer, retry in zip(answers, retried, strict=True):
+                if first_answer is not None and first_answer.status_code == 201:
+                    assert retry is not None
+                    assert retry.json()["position_id"] == first_answer.json()["position_id"]
+            figures = (await c.get(f"{second}/v1/admin/rooms/{room}", headers=ADMIN)).json()
+            assert figures["figures"]["waiting"] == len(keys)
+            positions = sorted(x.json()["position"] for x in retried if x is not None)
+            assert positions == list(range(1, len(keys) + 1))
+    finally:
+        for proc in procs:
+            proc.stop()
