@@ -10,6 +10,7 @@ WAITROOM_QUEUE_TOKEN_ALG (RS256|ES256), WAITROOM_LOG_JSON, WAITROOM_LOG_LEVEL.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 import uvicorn
@@ -25,6 +26,10 @@ def main(argv: list[str]) -> None:
         return
     settings = Settings.from_env(os.environ)
     configure(json=settings.log_json, level=settings.log_level)
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then raises the signal again for the
+    # handler that was there before it; with these, the process then exits with status 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     uvicorn.run(
         create_app(settings),
         host=settings.host,

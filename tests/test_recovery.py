@@ -5,7 +5,6 @@ their place back at their arrival."""
 from __future__ import annotations
 
 import asyncio
-import random
 import signal
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import pytest
 from shared.events import Admitted
 from shared.settings import Settings
 from tests.conftest import ADMIN, Servers, bearer
+from tests.load import Load
 from tests.servers import (
     ROOT,
     GatewayServer,
@@ -45,52 +45,6 @@ async def own_store(
     proc.start()
     yield proc, settings.with_changes(redis_url=proc.url)
     proc.stop()
-
-
-class Load:
-    """People joining, heartbeating, claiming and completing, until stopped."""
-
-    def __init__(self, client: httpx.AsyncClient, rooms: list[str]) -> None:
-        self.client = client
-        self.rooms = rooms
-        self.people: list[tuple[str, dict[str, Any]]] = []
-        self.stop = asyncio.Event()
-        self.errors: list[str] = []
-
-    async def person(self, room: str, rng: random.Random) -> None:
-        r = await self.client.post(f"/v1/rooms/{room}/enqueue")
-        if r.status_code != 201:
-            self.errors.append(r.text)
-            return
-        me = r.json()
-        self.people.append((room, me))
-        auth = bearer(me["token"])
-        while not self.stop.is_set():
-            r = await self.client.post(f"/v1/rooms/{room}/heartbeat", headers=auth)
-            body = r.json()
-            if body.get("state") == "admitted":
-                choice = rng.random()
-                if choice < 0.4:
-                    await self.client.get(body["redirect_url"])
-                elif choice < 0.8:
-                    await self.client.post(
-                        "/v1/session/complete", headers=bearer(body["access_token"])
-                    )
-                return
-            if body.get("state") != "waiting":
-                return
-            if rng.random() < 0.02:
-                await self.client.post(f"/v1/rooms/{room}/leave", headers=auth)
-                return
-            await asyncio.sleep(0.2 + rng.random() * 0.2)
-
-    async def run(self, people: int) -> None:
-        rng = random.Random(11)
-        tasks = []
-        for i in range(people):
-            tasks.append(asyncio.create_task(self.person(self.rooms[i % len(self.rooms)], rng)))
-            await asyncio.sleep(0.005)
-        await asyncio.gather(*tasks)
 
 
 async def _status(client: httpx.AsyncClient, room: str, token: str) -> dict[str, Any]:
@@ -223,7 +177,7 @@ async def test_store_killed_under_load_comes_back_identical_from_the_stream(
                 await c.put(f"/v1/admin/rooms/{room}", headers=ADMIN, json={"status": "active"})
             for s, (room, p) in zip(after, load.people, strict=True):
                 if s["state"] == "admitted":  # their visits end: units free up
-                    body = (await c.get(f"/v1/rooms/{room}/status", headers=bearer(p["token"])))
+                    body = await c.get(f"/v1/rooms/{room}/status", headers=bearer(p["token"]))
                     done = await c.post(
                         "/v1/session/complete", headers=bearer(body.json()["access_token"])
                     )

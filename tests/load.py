@@ -1,0 +1,57 @@
+"""A crowd for the fault tests: people joining, heartbeating, claiming and completing."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+import httpx
+
+from tests.conftest import bearer
+
+
+class Load:
+    """People joining, heartbeating, claiming and completing, until stopped."""
+
+    def __init__(self, client: httpx.AsyncClient, rooms: list[str]) -> None:
+        self.client = client
+        self.rooms = rooms
+        self.people: list[tuple[str, dict[str, Any]]] = []
+        self.stop = asyncio.Event()
+        self.errors: list[str] = []
+
+    async def person(self, room: str, rng: random.Random) -> None:
+        r = await self.client.post(f"/v1/rooms/{room}/enqueue")
+        if r.status_code != 201:
+            self.errors.append(r.text)
+            return
+        me = r.json()
+        self.people.append((room, me))
+        auth = bearer(me["token"])
+        while not self.stop.is_set():
+            r = await self.client.post(f"/v1/rooms/{room}/heartbeat", headers=auth)
+            body = r.json()
+            if body.get("state") == "admitted":
+                choice = rng.random()
+                if choice < 0.4:
+                    await self.client.get(body["redirect_url"])
+                elif choice < 0.8:
+                    await self.client.post(
+                        "/v1/session/complete", headers=bearer(body["access_token"])
+                    )
+                return
+            if body.get("state") != "waiting":
+                return
+            if rng.random() < 0.02:
+                await self.client.post(f"/v1/rooms/{room}/leave", headers=auth)
+                return
+            await asyncio.sleep(0.2 + rng.random() * 0.2)
+
+    async def run(self, people: int, spacing: float = 0.005) -> None:
+        rng = random.Random(11)
+        tasks = []
+        for i in range(people):
+            tasks.append(asyncio.create_task(self.person(self.rooms[i % len(self.rooms)], rng)))
+            await asyncio.sleep(spacing)
+        await asyncio.gather(*tasks)

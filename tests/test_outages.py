@@ -1,0 +1,176 @@
+"""NATS away for a while, parts stopped or killed: everything keeps working, nothing is lost
+or doubled."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from shared import keys
+from shared.events import Admitted, Completed, Enqueued
+from shared.settings import Settings
+from tests.conftest import ADMIN, Servers
+from tests.load import Load
+from tests.servers import GatewayServer, ModuleProc, NatsProc, room_events, settings_env, wait_until
+from waitroom.processes import free_port, wait_for_port
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def own_nats(servers: Servers, tmp_path: Path) -> Iterator[NatsProc]:
+    """A NATS server of this test's own, so it can be killed and brought back."""
+    if servers.nats is None:
+        pytest.skip("needs a NATS server the tests start themselves")
+    (tmp_path / "nats").mkdir()
+    proc = NatsProc("nats", free_port(), tmp_path / "nats")
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+async def _figures(client: httpx.AsyncClient, room: str) -> dict[str, Any]:
+    figures: dict[str, Any] = (await client.get(f"/v1/admin/rooms/{room}", headers=ADMIN)).json()[
+        "figures"
+    ]
+    return figures
+
+
+async def test_nats_down_for_a_while_loses_and_doubles_nothing(
+    settings: Settings, own_nats: NatsProc, redis: Redis, tmp_path: Path
+) -> None:
+    settings = settings.with_changes(nats_url=own_nats.url, outbox_max=5)
+    env = settings_env(settings, WAITROOM_OUTBOX_MAX="5")
+    workers = [
+        ModuleProc("admission_worker", env | {"WAITROOM_INSTANCE": "a"}, tmp_path / "a.log"),
+        ModuleProc("heartbeat_worker", env | {"WAITROOM_INSTANCE": "h"}, tmp_path / "h.log"),
+    ]
+    room = "nats-" + settings.instance
+    async with GatewayServer(settings) as gw, httpx.AsyncClient(base_url=gw.url, timeout=30) as c:
+        r = await c.put(
+            f"/v1/admin/rooms/{room}",
+            headers=ADMIN,
+            json={
+                "target_url": "http://127.0.0.1:9/t",
+                "max_active": 200,
+                "release_rate": 20,
+                "max_positions_per_ip": 0,
+                "heartbeat_timeout": 300,
+                "claim_window": 300,
+            },
+        )
+        assert r.status_code == 201
+        for w in workers:
+            w.start()
+        load = Load(c, [room])
+        runner = asyncio.create_task(load.run(240, spacing=0.03))
+        try:
+            await asyncio.sleep(1.5)
+            own_nats.kill()  # kill -9 mid-load
+            at_loss = await _figures(c, room)
+            await asyncio.sleep(4)
+            during = await _figures(c, room)
+            assert during["enqueued_total"] > at_loss["enqueued_total"]  # joining goes on
+            assert during["admitted_total"] > at_loss["admitted_total"]  # admission goes on
+            assert during["outbox"] > 5  # events wait, past the bound
+            ready = await c.get("/readyz")
+            assert ready.status_code == 503
+            assert ready.json()["nats"] is False
+            optional = (await c.get("/readyz", params={"nats": "optional"})).json()
+            assert optional["outbox_ok"] is False
+            assert optional["backlog"] > 5
+            own_nats.start()  # back, on the same store folder
+
+            async def delivered() -> bool:
+                return bool((await _figures(c, room))["outbox"] == 0)
+
+            await wait_until(delivered, seconds=30)
+        finally:
+            load.stop.set()
+            await runner
+        assert not load.errors
+        await c.put(f"/v1/admin/rooms/{room}", headers=ADMIN, json={"status": "paused"})
+        await wait_until(delivered, seconds=30)
+        final = await _figures(c, room)
+        assert (await c.get("/readyz")).status_code == 200
+    for w in workers:
+        w.stop()
+    assert any(
+        "outbox_over_bound" in line
+        for line in (tmp_path / "a.log").read_text().splitlines()
+        + (tmp_path / "h.log").read_text().splitlines()
+    )
+    events = await room_events(own_nats.url, room)
+    eseq = int(await redis.hget(keys.RoomKeys(room).stats, "eseq") or 0)
+    assert [e.seq for e in events] == list(range(1, eseq + 1))  # each change once, in order
+    assert len({e.id for e in events}) == len(events)
+    assert sum(isinstance(e, Enqueued) for e in events) == final["enqueued_total"]
+    assert sum(isinstance(e, Admitted) for e in events) == final["admitted_total"]
+    assert sum(isinstance(e, Completed) for e in events) == final["completed_total"]
+
+
+async def test_killed_admission_worker_lease_moves_within_the_lease_time(
+    settings: Settings, redis: Redis, tmp_path: Path
+) -> None:
+    from shared.room import RoomUpdate
+    from shared.store import RoomStore
+
+    store = RoomStore(redis)
+    room = "lease-" + settings.instance
+    await store.put_room(room, RoomUpdate(target_url="http://127.0.0.1:9/t", status="paused"))
+    env = settings_env(settings, WAITROOM_LEASE_MS="1500", WAITROOM_RELAY="false")
+    workers = [
+        ModuleProc(
+            "admission_worker", env | {"WAITROOM_INSTANCE": f"k{i}"}, tmp_path / f"{i}.log"
+        ).start()
+        for i in range(2)
+    ]
+    lease_key = keys.RoomKeys(room).lease("admission")
+    try:
+        holder = str(await wait_until(lambda: redis.get(lease_key), seconds=10))
+        victim = next(w for w in workers if f"-{w.env['WAITROOM_INSTANCE']}:" in holder)
+        victim.signal(signal.SIGKILL)
+
+        async def taken_over() -> bool:
+            now = await redis.get(lease_key)
+            return bool(now is not None and now != holder)
+
+        # the lease lives 1.5 s; another replica holds it within that (plus a tick or two)
+        await wait_until(taken_over, seconds=2.0)
+        new_holder = str(await redis.get(lease_key))
+        assert int(new_holder.rsplit(":", 1)[1]) > int(holder.rsplit(":", 1)[1])  # new fence
+    finally:
+        for w in workers:
+            w.stop()
+
+
+@pytest.mark.parametrize("module", ["gateway", "admission_worker", "heartbeat_worker"])
+def test_every_part_stops_cleanly_on_sigterm(
+    module: str, settings: Settings, tmp_path: Path
+) -> None:
+    port = free_port()
+    proc = ModuleProc(
+        module, settings_env(settings, WAITROOM_PORT=str(port)), tmp_path / "part.log"
+    ).start()
+    assert proc.proc is not None
+    if module == "gateway":
+        wait_for_port(port, 20, proc.proc)
+    else:
+        import time
+
+        time.sleep(1.5)
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(20) == 0
+    log = (tmp_path / "part.log").read_text()
+    if module != "gateway":
+        assert "leases_released" in log
+        assert "worker_stopped" in log
+    else:
+        assert "gateway_stopped" in log
