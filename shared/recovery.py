@@ -10,6 +10,7 @@ marks go and the rooms are indexed again.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 import msgspec
 import nats
 import structlog
+from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from redis.asyncio import Redis
 
@@ -57,7 +59,7 @@ async def recover(
     nats_url: str,
     *,
     stream: str = "WAITROOM",
-    batch: int = 1000,
+    batch: int = 2000,
     progress: Progress | None = None,
 ) -> RecoverySummary:
     started = time.perf_counter()
@@ -81,30 +83,13 @@ async def recover(
             ),
         )
         seen_seq = first - 1
+        fetching = asyncio.ensure_future(sub.fetch(batch, timeout=10))
         while seen_seq < last:
-            msgs = await sub.fetch(batch, timeout=10)
-            now_ms = int(time.time() * 1000)
-            async with redis.pipeline(transaction=False) as pipe:
-                for msg in msgs:
-                    head = _head.decode(msg.data)
-                    summary.rooms.add(head.room)
-                    if head.type == "room_deleted":
-                        summary.deleted.add(head.room)
-                    elif head.type == "room_updated":
-                        summary.deleted.discard(head.room)
-                    await scripts.replay(
-                        keys=keys.RoomKeys(head.room).all(),
-                        args=[head.room, msg.data, now_ms],
-                        client=pipe,
-                    )
-                results = await pipe.execute()
-            for res in results:
-                if int(res):
-                    summary.applied += 1
-                else:
-                    summary.skipped += 1
-            summary.events += len(msgs)
+            msgs = await fetching
             seen_seq = msgs[-1].metadata.sequence.stream
+            if seen_seq < last:  # read the next batch while this one is applied
+                fetching = asyncio.ensure_future(sub.fetch(batch, timeout=10))
+            await _apply(redis, scripts, msgs, summary)
             if progress is not None:
                 progress(summary.events, total)
         await sub.unsubscribe()
@@ -121,6 +106,31 @@ async def recover(
         seconds=round(summary.seconds, 3),
     )
     return summary
+
+
+async def _apply(redis: Redis, scripts: Scripts, msgs: list[Msg], summary: RecoverySummary) -> None:
+    """One pipeline for a fetched batch, one script call per room: rooms are independent,
+    so only the order of each room's own events matters, and that is kept."""
+    runs: dict[str, list[bytes]] = {}
+    for msg in msgs:
+        head = _head.decode(msg.data)
+        summary.rooms.add(head.room)
+        if head.type == "room_deleted":
+            summary.deleted.add(head.room)
+        elif head.type == "room_updated":
+            summary.deleted.discard(head.room)
+        runs.setdefault(head.room, []).append(msg.data)
+    now_ms = int(time.time() * 1000)
+    async with redis.pipeline(transaction=False) as pipe:
+        for room, events in runs.items():
+            await scripts.replay(
+                keys=keys.RoomKeys(room).all(), args=[room, now_ms, *events], client=pipe
+            )
+        results = await pipe.execute()
+    applied = sum(int(n) for n in results)
+    summary.applied += applied
+    summary.skipped += len(msgs) - applied
+    summary.events += len(msgs)
 
 
 async def _finish(redis: Redis, summary: RecoverySummary) -> None:

@@ -1,48 +1,61 @@
--- Apply one event read back from the stream to a room, making the change the original
--- script made, without appending to the outbox (the event is in the stream already).
+-- Apply events read back from the stream to a room, in order, making the change each
+-- original script made, without appending to the outbox (the events are in the stream).
 -- Events at or below the room's event counter are skipped, so a replay run twice changes
--- nothing the second time. ARGV: room, event_json, now_ms (liveness starts afresh then).
-local e = cjson.decode(ARGV[2])
-local now = tonumber(ARGV[3])
-local seq = tonumber(e.seq)
-if seq <= tonumber(redis.call('HGET', K_STATS, 'eseq') or '0') then
-  return 0
-end
-local t = e.type
-local at = math.floor(e.ts * 1000 + 0.5)
-local pid = e.position_id
-if t == 'room_updated' then
-  local flat = {}
-  for name, value in pairs(e.config) do
-    flat[#flat + 1] = name
-    flat[#flat + 1] = tostring(value)
+-- nothing the second time. ARGV: room, now_ms (liveness starts afresh then), event_json...
+-- Answers how many events were applied.
+local now = tonumber(ARGV[2])
+
+local function apply(e)
+  local seq = tonumber(e.seq)
+  if seq <= tonumber(redis.call('HGET', K_STATS, 'eseq') or '0') then
+    return 0
   end
-  local inc = e.incarnation or string.match(e.id, '^.+:(.-):%d+$')
-  redis.call('HSET', K_CFG, 'version', e.version, 'inc', inc, 'recovering', '1', unpack(flat))
-elseif t == 'room_deleted' then
-  wipe_room()
-elseif t == 'enqueued' then
-  local p = { state = 'waiting', seq = e.arrival, size = e.size, priority = e.priority,
-              ip = e.ip_hash or '', joined = at, meta = e.metadata or '', bind = e.bind or '' }
-  join_line(pid, p, now)
-else
-  local p = get_person(pid)
-  if not p then
-    return redis.error_reply('WR replay_gap ' .. e.id)
-  end
-  if t == 'admitted' then
-    mark_admitted(pid, p, at, e.claim_deadline)
-  elseif t == 'activated' then
-    mark_active(pid, p, at, e.session_deadline)
-  elseif t == 'completed' then
-    finish(pid, p, 'completed', 'completed', at)
-  elseif t == 'left' then
-    finish(pid, p, 'left', 'left', at)
-  elseif t == 'expired' then
-    finish(pid, p, 'expired', e.reason, at)
+  local t = e.type
+  local at = math.floor(e.ts * 1000 + 0.5)
+  local pid = e.position_id
+  if t == 'room_updated' then
+    local flat = {}
+    for name, value in pairs(e.config) do
+      flat[#flat + 1] = name
+      flat[#flat + 1] = tostring(value)
+    end
+    local inc = e.incarnation or string.match(e.id, '^.+:(.-):%d+$')
+    redis.call('HSET', K_CFG, 'version', e.version, 'inc', inc, 'recovering', '1', unpack(flat))
+  elseif t == 'room_deleted' then
+    wipe_room()
+  elseif t == 'enqueued' then
+    local p = { state = 'waiting', seq = e.arrival, size = e.size, priority = e.priority,
+                ip = e.ip_hash or '', joined = at, meta = e.metadata or '', bind = e.bind or '' }
+    join_line(pid, p, now)
   else
-    return redis.error_reply('WR replay_unknown_type ' .. tostring(t))
+    local p = get_person(pid)
+    if not p then
+      return redis.error_reply('WR replay_gap ' .. e.id)
+    end
+    if t == 'admitted' then
+      mark_admitted(pid, p, at, e.claim_deadline)
+    elseif t == 'activated' then
+      mark_active(pid, p, at, e.session_deadline)
+    elseif t == 'completed' then
+      finish(pid, p, 'completed', 'completed', at)
+    elseif t == 'left' then
+      finish(pid, p, 'left', 'left', at)
+    elseif t == 'expired' then
+      finish(pid, p, 'expired', e.reason, at)
+    else
+      return redis.error_reply('WR replay_unknown_type ' .. tostring(t))
+    end
   end
+  redis.call('HSET', K_STATS, 'eseq', seq)
+  return 1
 end
-redis.call('HSET', K_STATS, 'eseq', seq)
-return 1
+
+local applied = 0
+for i = 3, #ARGV do
+  local done = apply(cjson.decode(ARGV[i]))
+  if type(done) == 'table' then
+    return done -- an error reply: stop here, the events before it are applied
+  end
+  applied = applied + done
+end
+return applied
