@@ -86,12 +86,7 @@ def create_app(settings: Settings) -> Litestar:
             queue_alg=settings.queue_token_alg,
         )
         redis = connect(settings.redis_url, max_connections=256)
-        link = NatsLink(
-            settings.nats_url,
-            stream=settings.stream_name,
-            duplicate_window=settings.stream_duplicate_window,
-            name=f"gateway-{settings.instance}",
-        )
+        link = NatsLink.from_settings(settings, "gateway")
         link.start()
         app.state.services = Services(
             settings=settings,

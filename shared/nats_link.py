@@ -5,6 +5,7 @@ while NATS is away, and carry on."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from typing import Any
 
@@ -16,17 +17,21 @@ from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import BadRequestError
 
 from shared.events import stream_subjects
+from shared.settings import Settings
 
 log = structlog.get_logger("nats")
 
 
-async def ensure_stream(js: JetStreamContext, name: str, duplicate_window: int) -> None:
+async def ensure_stream(
+    js: JetStreamContext, name: str, duplicate_window: int, replicas: int = 1
+) -> None:
     """Declare the stream (or bring its config up to date). Idempotent."""
     config = StreamConfig(
         name=name,
         subjects=stream_subjects(),
         storage=StorageType.FILE,
         duplicate_window=float(duplicate_window),
+        num_replicas=replicas,
     )
     try:
         await js.add_stream(config)
@@ -35,15 +40,29 @@ async def ensure_stream(js: JetStreamContext, name: str, duplicate_window: int) 
 
 
 class NatsLink:
-    def __init__(self, url: str, *, stream: str, duplicate_window: int, name: str) -> None:
+    def __init__(
+        self, url: str, *, stream: str, duplicate_window: int, name: str, replicas: int = 1
+    ) -> None:
         self.url = url
+        self.servers = [u.strip() for u in url.split(",") if u.strip()]
         self.stream = stream
         self.duplicate_window = duplicate_window
+        self.replicas = replicas
         self.name = name
         self.nc: Client | None = None
         self.js: JetStreamContext | None = None
         self._connecting: asyncio.Task[None] | None = None
         self._closed = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings, name: str) -> NatsLink:
+        return cls(
+            settings.nats_url,
+            stream=settings.stream_name,
+            duplicate_window=settings.stream_duplicate_window,
+            replicas=settings.stream_replicas,
+            name=f"{name}-{settings.instance}",
+        )
 
     @property
     def connected(self) -> bool:
@@ -64,9 +83,10 @@ class NatsLink:
     async def _connect_loop(self) -> None:
         delay = 0.1
         while not self._closed:
+            nc: Client | None = None
             try:
                 nc = await nats.connect(
-                    self.url,
+                    servers=self.servers,
                     name=self.name,
                     connect_timeout=2,
                     max_reconnect_attempts=-1,
@@ -77,9 +97,12 @@ class NatsLink:
                     closed_cb=self._on_closed,
                 )
                 js = nc.jetstream()
-                await ensure_stream(js, self.stream, self.duplicate_window)
+                await ensure_stream(js, self.stream, self.duplicate_window, self.replicas)
             except Exception as exc:
                 log.warning("nats_connect_failed", url=self.url, error=repr(exc), retry_in=delay)
+                if nc is not None:
+                    with contextlib.suppress(Exception):
+                        await nc.close()
                 await asyncio.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 5.0)
                 continue
@@ -103,7 +126,7 @@ class NatsLink:
         log.info("nats_reconnected")
         if self.js is not None:
             try:
-                await ensure_stream(self.js, self.stream, self.duplicate_window)
+                await ensure_stream(self.js, self.stream, self.duplicate_window, self.replicas)
             except Exception as exc:
                 log.warning("nats_stream_declare_failed", error=repr(exc))
 

@@ -65,7 +65,8 @@ async def recover(
     started = time.perf_counter()
     summary = RecoverySummary()
     scripts = Scripts.register(redis)
-    nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=3)
+    servers = [u.strip() for u in nats_url.split(",") if u.strip()]
+    nc = await nats.connect(servers=servers, connect_timeout=5, max_reconnect_attempts=3)
     try:
         js = nc.jetstream()
         info = await js.stream_info(stream)

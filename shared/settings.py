@@ -88,6 +88,7 @@ class Settings:
     rate_limits: RateLimits = field(default_factory=RateLimits)
     stream_name: str = "WAITROOM"
     stream_duplicate_window: int = 7_200
+    stream_replicas: int = 1
     outbox_max: int = 100_000
     admission_tick_ms: int = 100
     heartbeat_tick_ms: int = 500
@@ -99,8 +100,11 @@ class Settings:
     log_level: str = "info"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Self:
-        """Build settings from an environment mapping (``os.environ`` in ``main``)."""
+    def from_env(cls, environ: Mapping[str, str]) -> Self:
+        """Build settings from an environment mapping (``os.environ`` in ``main``).
+
+        A variable set to the empty string counts as unset."""
+        env = {k: v for k, v in environ.items() if k.startswith("WAITROOM_") and v != ""}
         base = cls()
         alg = env.get("WAITROOM_QUEUE_TOKEN_ALG", base.queue_token_alg)
         if alg not in ("RS256", "ES256"):
@@ -133,6 +137,7 @@ class Settings:
             stream_duplicate_window=_int(
                 env, "WAITROOM_DUPLICATE_WINDOW", base.stream_duplicate_window, 1
             ),
+            stream_replicas=_int(env, "WAITROOM_STREAM_REPLICAS", base.stream_replicas, 1),
             outbox_max=_int(env, "WAITROOM_OUTBOX_MAX", base.outbox_max, 1),
             admission_tick_ms=_int(env, "WAITROOM_ADMISSION_TICK_MS", base.admission_tick_ms, 5),
             heartbeat_tick_ms=_int(env, "WAITROOM_HEARTBEAT_TICK_MS", base.heartbeat_tick_ms, 5),

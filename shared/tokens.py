@@ -8,8 +8,9 @@ newest key whose ``active_from`` (epoch seconds) has passed signs. So a rotation
 that is published at once but signs only later, and the old key goes when its tokens have
 expired.
 
-Keys are parsed once; a kid we do not know makes us look at the folder again (at most once
-a second), so a key added by another pod is picked up without a restart. Signing runs in a
+Keys are parsed once; the folder is looked at again every ``RESCAN_SECONDS`` and whenever a
+kid we do not know turns up (at most once a second), so a key added by rotation or by
+another pod is published and used without a restart. Signing runs in a
 small thread pool: ``cryptography`` releases the GIL, so the event loop stays responsive.
 Verified tokens are cached until they expire, so a repeat heartbeat skips the RSA verify.
 """
@@ -109,7 +110,9 @@ class LoadedKey:
 
 
 class KeyRing:
-    """The keys in one folder, parsed once; reloaded when an unknown kid turns up."""
+    """The keys in one folder, parsed once; new files are picked up as they appear."""
+
+    RESCAN_SECONDS = 30.0
 
     def __init__(self, keys_dir: Path) -> None:
         self.keys_dir = keys_dir
@@ -148,8 +151,13 @@ class KeyRing:
             key = self._keys.get(kid)
         return key
 
+    def _fresh(self) -> None:
+        if time.monotonic() - self._last_scan > self.RESCAN_SECONDS:
+            self.reload()
+
     def signer(self, kind: KeyKind, now: float | None = None) -> LoadedKey:
         """The newest key of a kind that is already active."""
+        self._fresh()
         at = time.time() if now is None else now
         usable = [k for k in self._keys.values() if k.kind == kind and k.active_from <= at]
         if not usable:
@@ -161,6 +169,7 @@ class KeyRing:
 
     def jwks(self) -> dict[str, Any]:
         """Every RSA key, public part only, for offline verification by protected sites."""
+        self._fresh()
         out = []
         for key in sorted(self._keys.values(), key=lambda k: k.kid):
             if key.kind != "rsa":

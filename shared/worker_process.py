@@ -39,12 +39,7 @@ class WorkerContext:
 @contextlib.asynccontextmanager
 async def worker_context(settings: Settings, name: str) -> AsyncIterator[WorkerContext]:
     redis = connect(settings.redis_url, max_connections=32)
-    link = NatsLink(
-        settings.nats_url,
-        stream=settings.stream_name,
-        duplicate_window=settings.stream_duplicate_window,
-        name=f"{name}-{settings.instance}",
-    )
+    link = NatsLink.from_settings(settings, name)
     link.start()
     try:
         yield WorkerContext(settings, redis, RoomStore(redis), link)

@@ -9,11 +9,12 @@ import sys
 import time
 from pathlib import Path
 
+from shared.keys import replicas_key
 from shared.logs import configure
 from shared.redis_conn import connect
 from shared.settings import Settings
 from shared.store import RoomStore
-from shared.tokens import KeyRing, ensure_keys, write_key
+from shared.tokens import KeyKind, KeyRing, ensure_keys, write_key
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -54,10 +55,15 @@ def _keys_list(args: argparse.Namespace) -> int:
 
 def _keys_rotate(args: argparse.Namespace) -> int:
     keys_dir = _keys_dir(args)
-    path = write_key(keys_dir, "rsa", int(time.time()) + args.activate_after)
+    kind: KeyKind = args.kind
+    first = not any(keys_dir.glob(f"{kind}-*.pem"))
+    delay = 0 if first else args.activate_after
+    path = write_key(keys_dir, kind, int(time.time()) + delay)
+    when = "now (the first key of its kind)" if first else f"in {delay}s"
+    published = "published in the JWKS at once" if kind == "rsa" else "kept private"
     sys.stdout.write(
-        f"added {path.stem}: published in the JWKS now, signs from "
-        f"{args.activate_after}s from now\n"
+        f"added {path.stem}: {published} (gateways look within "
+        f"{int(KeyRing.RESCAN_SECONDS)}s), signs {when}\n"
     )
     return 0
 
@@ -131,6 +137,30 @@ def _digest(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _probe(args: argparse.Namespace) -> int:
+    """Exit 0 if this worker replica marked itself alive recently, 1 if not."""
+    settings = _settings()
+    instance = args.instance or settings.instance
+    holder = f"{args.role}-{instance}"
+
+    async def run() -> int:
+        redis = connect(settings.redis_url)
+        try:
+            expires = await redis.zscore(replicas_key(args.role), holder)
+        except Exception as exc:
+            sys.stderr.write(f"data store unreachable: {exc}\n")
+            return 1
+        finally:
+            await redis.aclose()
+        if expires is None or expires < time.time() * 1000:
+            sys.stderr.write(f"{holder}: not alive\n")
+            return 1
+        sys.stdout.write(f"{holder}: alive\n")
+        return 0
+
+    return asyncio.run(run())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="waitroom",
@@ -170,22 +200,32 @@ def build_parser() -> argparse.ArgumentParser:
             "gateway. Every key there is published in the JWKS; the newest active one signs."
         ),
     )
-    keys.add_argument("--keys-dir", help="the keys folder (default WAITROOM_KEYS_DIR)")
+    keys_dir = argparse.ArgumentParser(add_help=False)
+    keys_dir.add_argument("--keys-dir", help="the keys folder (default WAITROOM_KEYS_DIR)")
     ksub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
-    ksub.add_parser("list", help="every key and whether it signs").set_defaults(func=_keys_list)
+    ksub.add_parser("list", help="every key and whether it signs", parents=[keys_dir]).set_defaults(
+        func=_keys_list
+    )
     rotate = ksub.add_parser(
         "rotate",
-        help="add a new RSA key that starts signing later",
+        parents=[keys_dir],
+        help="add a new key that starts signing later",
         description=(
-            "Add a new RSA key. It is published in the JWKS at once and starts signing after "
-            "--activate-after seconds, so protected sites that cache the JWKS learn it first."
+            "Add a new key. An RSA key is published in the JWKS at once (running gateways "
+            "notice within 30 s) and starts signing after --activate-after seconds, so "
+            "protected sites that cache the JWKS learn it first. The first key of a kind "
+            "signs at once. --kind ec adds a key for ES256 queue tokens "
+            "(WAITROOM_QUEUE_TOKEN_ALG=ES256), never published."
         ),
     )
+    rotate.add_argument("--kind", choices=["rsa", "ec"], default="rsa", help="rsa (default) or ec")
     rotate.add_argument(
         "--activate-after", type=int, default=600, help="seconds until the new key signs (600)"
     )
     rotate.set_defaults(func=_keys_rotate)
-    retire = ksub.add_parser("retire", help="remove a key (its tokens stop verifying)")
+    retire = ksub.add_parser(
+        "retire", help="remove a key (its tokens stop verifying)", parents=[keys_dir]
+    )
     retire.add_argument("kid")
     retire.set_defaults(func=_keys_retire)
     recover = sub.add_parser(
@@ -217,6 +257,19 @@ def build_parser() -> argparse.ArgumentParser:
     digest.add_argument("rooms", nargs="*", help="rooms (default: all)")
     digest.add_argument("--redis-url", help="default WAITROOM_REDIS_URL")
     digest.set_defaults(func=_digest)
+
+    probe = sub.add_parser(
+        "probe",
+        help="exit non-zero unless a worker replica is alive (a liveness probe)",
+        description=(
+            "Each worker replica marks itself alive in the data store on every tick, keyed by "
+            "its WAITROOM_INSTANCE (use the pod name). This exits 0 if the mark is fresh, 1 "
+            "if not, so one healthy pod cannot vouch for a dead one."
+        ),
+    )
+    probe.add_argument("role", choices=["admission", "heartbeat"])
+    probe.add_argument("--instance", help="default WAITROOM_INSTANCE")
+    probe.set_defaults(func=_probe)
     return parser
 
 
