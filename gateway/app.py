@@ -16,6 +16,8 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.admin_routes import ADMIN_ROUTES
 from gateway.errors import EXCEPTION_HANDLERS
+from gateway.events_route import events
+from gateway.live import LiveHub
 from gateway.metrics import GatewayMetrics
 from gateway.ops_routes import OPS_ROUTES
 from gateway.queue_routes import QUEUE_ROUTES
@@ -97,10 +99,12 @@ def create_app(settings: Settings) -> Litestar:
             nats=link,
             metrics=GatewayMetrics(),
         )
+        app.state.live = LiveHub(app.state.services)
         log.info("gateway_started", instance=settings.instance)
         try:
             yield
         finally:
+            await app.state.live.close()
             await link.close()
             await redis.aclose()
             tokens.close()
@@ -123,7 +127,7 @@ def create_app(settings: Settings) -> Litestar:
         path="/schema",
     )
     return Litestar(
-        route_handlers=[*QUEUE_ROUTES, *SESSION_ROUTES, *ADMIN_ROUTES, *OPS_ROUTES],
+        route_handlers=[*QUEUE_ROUTES, events, *SESSION_ROUTES, *ADMIN_ROUTES, *OPS_ROUTES],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[access_log_middleware],

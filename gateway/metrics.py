@@ -35,6 +35,9 @@ class GatewayMetrics:
             )
             for name in ("waiting", "admitted", "active", "used_units", "outbox", "admit_rate")
         }
+        self.sse_open = Gauge(
+            "waitroom_sse_streams", "Event streams open on this gateway.", registry=self.registry
+        )
         self.store_up = Gauge(
             "waitroom_store_up",
             "1 when the data store answered the last scrape.",

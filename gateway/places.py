@@ -29,6 +29,19 @@ def eta_seconds(view: PersonView) -> int | None:
     return math.ceil(position / max(rate, MIN_RATE))
 
 
+def eta_range(view: PersonView) -> list[int] | None:
+    """A range around the estimate, as wide as the evidence is thin: the relative spread of
+    a count of n admissions is about 1/sqrt(n), and with no admissions seen yet (only the
+    configured rate to go on) the range is wide."""
+    eta = eta_seconds(view)
+    if eta is None or view.state != "waiting":
+        return None
+    rate = view.observed_rate()
+    seen = rate * 30  # admissions in the observation window, about
+    spread = 0.5 if rate < MIN_RATE else max(0.15, 1.5 / math.sqrt(seen + 1))
+    return [max(0, math.floor(eta * (1 - spread))), math.ceil(eta * (1 + spread))]
+
+
 def go_url(base_url: str, room: str, token: str) -> str:
     return f"{base_url}/rooms/{room}/go?{urlencode({'token': token})}"
 
@@ -58,6 +71,7 @@ async def place_response(
         ahead=view.ahead,
         total=view.total,
         eta_seconds=eta_seconds(view),
+        eta_range=eta_range(view),
         heartbeat_interval=view.heartbeat_interval,
         room_status=view.room_status,
         token=queue_token,

@@ -21,7 +21,8 @@ class VerifyBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 class PlaceResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
     """Where a person stands. ``position``/``ahead`` are null once out of the line;
-    ``eta_seconds`` is null while the room is paused or in maintenance."""
+    ``eta_seconds`` (with ``eta_range``, a low-high band that narrows as the room's observed
+    admissions accumulate) is null while the room is paused or in maintenance."""
 
     position_id: str
     state: str
@@ -29,6 +30,7 @@ class PlaceResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
     ahead: int | None
     total: int
     eta_seconds: int | None
+    eta_range: list[int] | None
     heartbeat_interval: int
     room_status: str
     token: str | None = None

@@ -17,6 +17,8 @@ Seconds = Annotated[int, msgspec.Meta(ge=1, le=30 * 86_400)]
 Rate = Annotated[float, msgspec.Meta(gt=0, le=1_000_000)]
 Url = Annotated[str, msgspec.Meta(min_length=8, max_length=2048)]
 Text = Annotated[str, msgspec.Meta(max_length=2048)]
+Color = Annotated[str, msgspec.Meta(pattern=r"^#[0-9a-fA-F]{6}$")]
+MaybeUrl = Annotated[str, msgspec.Meta(max_length=2048)]
 
 
 class RoomConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -24,6 +26,7 @@ class RoomConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     ``max_queue_size`` and ``max_positions_per_ip`` of 0 mean no limit. ``session_ttl`` is
     how long a visit lasts after its last sign of life (activation or session heartbeat).
+    ``title``, ``message``, ``brand_color`` and ``logo_url`` brand the waiting-room page.
     """
 
     target_url: Url
@@ -38,15 +41,23 @@ class RoomConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     status: RoomStatus = "active"
     title: Text = ""
     message: Text = ""
+    brand_color: Color = "#1f5f99"
+    logo_url: MaybeUrl = ""
 
     def __post_init__(self) -> None:
-        parts = urlsplit(self.target_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
+        if not _absolute_http(self.target_url):
             raise msgspec.ValidationError("target_url must be an absolute http(s) URL")
+        if self.logo_url and not _absolute_http(self.logo_url):
+            raise msgspec.ValidationError("logo_url must be an absolute http(s) URL or empty")
         if self.heartbeat_timeout <= self.heartbeat_interval:
             raise msgspec.ValidationError(
                 "heartbeat_timeout must be longer than heartbeat_interval"
             )
+
+
+def _absolute_http(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
 class RoomUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -64,6 +75,8 @@ class RoomUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     status: RoomStatus | msgspec.UnsetType = msgspec.UNSET
     title: Text | msgspec.UnsetType = msgspec.UNSET
     message: Text | msgspec.UnsetType = msgspec.UNSET
+    brand_color: Color | msgspec.UnsetType = msgspec.UNSET
+    logo_url: MaybeUrl | msgspec.UnsetType = msgspec.UNSET
 
     def given(self) -> dict[str, Any]:
         return {

@@ -54,6 +54,7 @@ class PersonView(msgspec.Struct, frozen=True):
     rate: float
     rate_ts: int
     rate_since: int
+    eseq: int
     now: int
     created: bool
 
@@ -172,6 +173,27 @@ class RoomStore:
 
     async def status(self, room: str, pid: str, *, touch: bool = False) -> PersonView:
         return _person.decode(await self._run(self.scripts.status, room, pid, 1 if touch else 0))
+
+    async def statuses(
+        self, room: str, pids: list[str], *, touch: bool = False
+    ) -> dict[str, PersonView]:
+        """Many people's status in one pipeline (each its own script call); people the
+        store does not know are left out."""
+        room_keys = keys.RoomKeys(room).all()
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for pid in pids:
+                    await self.scripts.status(
+                        keys=room_keys, args=[room, pid, 1 if touch else 0], client=pipe
+                    )
+                results = await pipe.execute(raise_on_error=False)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise StoreUnavailable() from exc
+        return {
+            pid: _person.decode(res)
+            for pid, res in zip(pids, results, strict=True)
+            if not isinstance(res, Exception)
+        }
 
     async def leave(self, room: str, pid: str) -> PersonView:
         return _person.decode(await self._run(self.scripts.leave, room, pid))

@@ -165,7 +165,7 @@ local function view(pid, p, cfg, now, created)
   if p.state == 'waiting' then
     rank = redis.call('ZRANK', K_LINE, pid)
   end
-  local st = redis.call('HMGET', K_STATS, 'rate', 'rate_ts', 'rate_since')
+  local st = redis.call('HMGET', K_STATS, 'rate', 'rate_ts', 'rate_since', 'eseq')
   return cjson.encode({
     position_id = pid,
     state = p.state,
@@ -188,6 +188,7 @@ local function view(pid, p, cfg, now, created)
     rate = tonumber(st[1] or '0'),
     rate_ts = tonumber(st[2] or '0'),
     rate_since = tonumber(st[3] or '0'),
+    eseq = tonumber(st[4] or '0'),
     now = now,
     created = created,
   })

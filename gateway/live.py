@@ -1,0 +1,245 @@
+"""Live updates for the people a gateway pod is streaming to (Server-Sent Events).
+
+Each pod serves only its own clients. For every room one of its clients waits in, it
+subscribes to the room's event subjects on NATS (core subscription: it sees each event the
+relay publishes) and keeps a small feed:
+
+- an event about one of its own people (admitted, expired, left, ...) is answered at once
+  with that person's fresh state;
+- any other event (someone ahead left or was admitted) asks for a refresh of everyone's
+  position, at most every ``NUDGE_GAP`` seconds;
+- every ``IDLE_REFRESH`` seconds everyone is refreshed anyway, which also marks them seen
+  (an open stream is a sign of life, so a background tab whose timers the browser slows
+  down keeps its place) and re-signs queue tokens that are past half their life.
+
+While NATS is away only the periodic refresh runs: updates come, only later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import structlog
+
+from gateway.places import new_queue_token, place_response
+from gateway.schemas import PlaceResponse
+from gateway.services import Services
+from shared.errors import StoreUnavailable
+from shared.events import SUBJECT_PREFIX
+from shared.store import PersonView
+from shared.tokens import QueueClaims
+
+log = structlog.get_logger("live")
+
+IDLE_REFRESH = 2.0
+NUDGE_GAP = 0.25
+PERSONAL = frozenset({"admitted", "activated", "completed", "expired", "left"})
+
+
+@dataclass(eq=False)
+class Watcher:
+    """One open event stream: whose it is and what has been sent to it."""
+
+    room: str
+    claims: QueueClaims
+    token: str
+    base_url: str
+    queue: asyncio.Queue[tuple[str, dict[str, Any]]] = field(
+        default_factory=lambda: asyncio.Queue(maxsize=64)
+    )
+    last: dict[str, Any] = field(default_factory=dict)
+    eseq: int = 0
+
+    @property
+    def pid(self) -> str:
+        return self.claims.sub
+
+    def push(self, event: str, data: dict[str, Any]) -> None:
+        try:
+            self.queue.put_nowait((event, data))
+        except asyncio.QueueFull:  # a stalled client: drop the oldest, keep the newest
+            with contextlib.suppress(asyncio.QueueEmpty):
+                self.queue.get_nowait()
+            self.queue.put_nowait((event, data))
+
+
+class _Head(msgspec.Struct):
+    type: str
+    position_id: str | None = None
+
+
+_head = msgspec.json.Decoder(_Head)
+
+
+class RoomFeed:
+    def __init__(self, hub: LiveHub, room: str) -> None:
+        self.hub = hub
+        self.room = room
+        self.watchers: dict[str, set[Watcher]] = {}
+        self.nudged = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        self.subscription: Any = None
+
+    def add(self, w: Watcher) -> None:
+        self.watchers.setdefault(w.pid, set()).add(w)
+
+    def remove(self, w: Watcher) -> None:
+        group = self.watchers.get(w.pid)
+        if group is not None:
+            group.discard(w)
+            if not group:
+                del self.watchers[w.pid]
+
+    def everyone(self) -> list[Watcher]:
+        return [w for group in self.watchers.values() for w in group]
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self._run(), name=f"feed-{self.room}")
+        await self._subscribe()
+
+    async def _subscribe(self) -> None:
+        nc = self.hub.svc.nats.nc
+        if nc is None or not nc.is_connected or self.subscription is not None:
+            return
+        try:
+            self.subscription = await nc.subscribe(
+                f"{SUBJECT_PREFIX}.{self.room}.>", cb=self._on_event
+            )
+        except Exception as exc:
+            log.warning("live_subscribe_failed", room=self.room, error=repr(exc))
+
+    async def stop(self) -> None:
+        if self.subscription is not None:
+            with contextlib.suppress(Exception):
+                await self.subscription.unsubscribe()
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+
+    async def _on_event(self, msg: Any) -> None:
+        try:
+            head = _head.decode(msg.data)
+        except msgspec.DecodeError:
+            return
+        if head.type in PERSONAL and head.position_id in self.watchers:
+            await self.refresh(list(self.watchers[head.position_id]))
+        self.nudged.set()
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.nudged.wait(), timeout=IDLE_REFRESH)
+            touch = not self.nudged.is_set()  # the periodic pass marks everyone seen
+            self.nudged.clear()
+            if self.subscription is None:
+                await self._subscribe()
+            try:
+                await self.refresh(self.everyone(), touch=touch)
+            except Exception as exc:
+                log.warning("live_refresh_failed", room=self.room, error=repr(exc))
+            await asyncio.sleep(NUDGE_GAP)
+
+    async def refresh(self, watchers: list[Watcher], *, touch: bool = False) -> None:
+        if not watchers:
+            return
+        svc = self.hub.svc
+        pids = sorted({w.pid for w in watchers})
+        try:
+            views = await svc.store.statuses(self.room, pids, touch=touch)
+        except StoreUnavailable:
+            return
+        for w in watchers:
+            view = views.get(w.pid)
+            if view is not None:
+                await self.hub.send_state(w, view)
+
+
+class LiveHub:
+    """The event streams open on this gateway, grouped by room."""
+
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+        self.feeds: dict[str, RoomFeed] = {}
+        self._lock = asyncio.Lock()
+
+    @property
+    def open_streams(self) -> int:
+        return sum(len(f.everyone()) for f in self.feeds.values())
+
+    async def watch(self, w: Watcher) -> None:
+        async with self._lock:
+            feed = self.feeds.get(w.room)
+            if feed is None:
+                feed = self.feeds[w.room] = RoomFeed(self, w.room)
+                await feed.start()
+            feed.add(w)
+
+    async def unwatch(self, w: Watcher) -> None:
+        async with self._lock:
+            feed = self.feeds.get(w.room)
+            if feed is None:
+                return
+            feed.remove(w)
+            if not feed.watchers:
+                del self.feeds[w.room]
+                await feed.stop()
+
+    async def close(self) -> None:
+        for feed in list(self.feeds.values()):
+            await feed.stop()
+        self.feeds.clear()
+
+    async def send_state(self, w: Watcher, view: PersonView) -> None:
+        """Push what changed for this person since the last push."""
+        svc = self.svc
+        if view.state == "waiting" and svc.tokens.needs_refresh(w.claims):
+            w.token = await new_queue_token(svc, w.room, view)
+            w.claims = svc.tokens.verify_queue(w.token, w.room)
+            w.push("token", {"token": w.token})
+        answer = await place_response(svc, w.room, view, base_url=w.base_url, go_token=w.token)
+        w.eseq = max(w.eseq, view.eseq)
+        for event, data in events_for(answer, w.last):
+            w.push(event, data)
+        w.last = msgspec.structs.asdict(answer)
+
+
+def events_for(answer: PlaceResponse, last: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The stream events that tell a client about ``answer``, given what it was told last."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    if answer.room_status != last.get("room_status"):
+        out.append(("room", {"status": answer.room_status}))
+    if answer.state == last.get("state") and answer.state != "waiting":
+        return out
+    if answer.state == "waiting":
+        now = {
+            "state": "waiting",
+            "position": answer.position,
+            "ahead": answer.ahead,
+            "total": answer.total,
+            "eta_seconds": answer.eta_seconds,
+            "eta_range": answer.eta_range,
+        }
+        if any(last.get(k) != v for k, v in now.items()):
+            out.append(("position", now))
+    elif answer.state == "admitted":
+        out.append(
+            (
+                "admitted",
+                {
+                    "state": "admitted",
+                    "redirect_url": answer.redirect_url,
+                    "access_token": answer.access_token,
+                    "claim_deadline": answer.claim_deadline,
+                },
+            )
+        )
+    elif answer.state == "expired":
+        out.append(("expired", {"state": "expired", "reason": answer.reason}))
+    else:
+        out.append(("state", {"state": answer.state, "reason": answer.reason}))
+    return out
