@@ -105,6 +105,7 @@ def create_app(settings: Settings) -> Litestar:
             yield
         finally:
             await app.state.live.close()
+            await app.state.services.limiter.close()
             await link.close()
             await redis.aclose()
             tokens.close()

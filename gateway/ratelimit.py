@@ -13,6 +13,7 @@ import structlog
 from limits import RateLimitItem, parse
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
+from redis.asyncio import BlockingConnectionPool
 
 from shared.errors import RateLimited
 from shared.settings import RateLimits
@@ -29,17 +30,31 @@ class RateLimiter:
             "heartbeat": parse(limits.heartbeat),
             "session": parse(limits.session),
         }
-        self._storage: RedisStorage | None = None
+        self._pool: BlockingConnectionPool | None = None
         self._limiter: MovingWindowRateLimiter | None = None
         if self.enabled:
-            self._storage = RedisStorage(
-                "async+" + redis_url,
-                implementation="redispy",
-                key_prefix="wr:limits",
+            # our own pool, handed to the limit store, so we can close it
+            self._pool = BlockingConnectionPool.from_url(
+                redis_url,
+                max_connections=64,
+                timeout=2,
                 socket_timeout=2,
                 socket_connect_timeout=2,
             )
-            self._limiter = MovingWindowRateLimiter(self._storage)
+            storage = RedisStorage(
+                "async+" + redis_url,
+                implementation="redispy",
+                key_prefix="wr:limits",
+                connection_pool=self._pool,  # type: ignore[arg-type]
+            )
+            self._limiter = MovingWindowRateLimiter(storage)
+
+    async def close(self) -> None:
+        """Close the limit store's connections (who opens a client closes it)."""
+        if self._pool is not None:
+            await self._pool.aclose()
+            self._pool = None
+            self._limiter = None
 
     async def check(self, kind: str, *identity: str) -> None:
         """Count one request; raise RateLimited (with Retry-After) when over the limit."""
