@@ -20,6 +20,7 @@ from gateway.events_route import events
 from gateway.live import LiveHub
 from gateway.metrics import GatewayMetrics
 from gateway.ops_routes import OPS_ROUTES
+from gateway.page import PAGE_ROUTES, static_router
 from gateway.queue_routes import QUEUE_ROUTES
 from gateway.ratelimit import RateLimiter
 from gateway.services import Services
@@ -128,7 +129,15 @@ def create_app(settings: Settings) -> Litestar:
         path="/schema",
     )
     return Litestar(
-        route_handlers=[*QUEUE_ROUTES, events, *SESSION_ROUTES, *ADMIN_ROUTES, *OPS_ROUTES],
+        route_handlers=[
+            *QUEUE_ROUTES,
+            events,
+            *PAGE_ROUTES,
+            static_router(),
+            *SESSION_ROUTES,
+            *ADMIN_ROUTES,
+            *OPS_ROUTES,
+        ],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[access_log_middleware],

@@ -8,7 +8,6 @@ import msgspec
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from litestar.params import FromPath
-from litestar.status_codes import HTTP_303_SEE_OTHER
 
 from gateway.bodies import read_body
 from gateway.client import bearer, client_ip
@@ -160,19 +159,5 @@ async def leave(room: FromPath[str], request: AnyRequest, state: State) -> Leave
     return LeaveResponse(position_id=view.position_id, state=view.state)
 
 
-@get("/rooms/{room:str}/go", summary="Claim an admission and go to the site")
-async def go(room: FromPath[str], request: AnyRequest, state: State) -> Response[Any]:
-    """Claim an admission (admitted -> active) and 303 to the target URL with
-    ``?waitroom_token=<access token>``. ``token`` is the queue token."""
-    svc = services_from_state(state)
-    _room(room)
-    claims = _queue_claims(request, svc, room, bearer(request, query_name="token"))
-    view = await svc.store.claim(room, claims.sub)
-    out = await place_response(svc, room, view, base_url=base_url(request, svc), go_token="")
-    separator = "&" if "?" in view.target_url else "?"
-    location = f"{view.target_url}{separator}waitroom_token={out.access_token}"
-    return Response(content=b"", status_code=HTTP_303_SEE_OTHER, headers={"Location": location})
-
-
-QUEUE_ROUTES = [enqueue, status, heartbeat, leave, go]
+QUEUE_ROUTES = [enqueue, status, heartbeat, leave]
 __all__ = ["QUEUE_ROUTES", "go_url"]
