@@ -4,7 +4,8 @@
 #   python -m gateway            (the default command; HTTP on WAITROOM_PORT, 8000)
 #   python -m admission_worker
 #   python -m heartbeat_worker
-#   waitroom keys list|rotate|retire --keys-dir ...
+#   waitroom keys list|rotate|retire --keys-dir DIR   (default: WAITROOM_KEYS_DIR)
+#   waitroom probe admission|heartbeat                (a worker's liveness check)
 #
 # Build:  docker build -t waitroom:0.1.0 .
 #
@@ -53,6 +54,6 @@ USER 10001:10001
 WORKDIR /home/waitroom
 EXPOSE 8000
 
-# No HEALTHCHECK here: the workers serve no HTTP. compose.yaml and k8s/ probe the gateway's
-# /healthz and /readyz themselves.
+# No HEALTHCHECK here: each part needs its own check. compose.yaml and k8s/ probe the
+# gateway's /healthz and /readyz, and run `waitroom probe admission|heartbeat` for workers.
 CMD ["python", "-m", "gateway"]

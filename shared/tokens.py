@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import re
 import secrets
 import time
 from collections import OrderedDict
@@ -48,6 +49,7 @@ log = structlog.get_logger("tokens")
 KeyKind = Literal["rsa", "ec"]
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 QUEUE_AUDIENCE_SUFFIX = "/queue"
+KID_PATTERN = re.compile(r"^(rsa|ec)-\d{10}-[A-Za-z0-9]+$")
 
 
 def _key_file_name(kind: KeyKind, active_from: int) -> str:
@@ -143,6 +145,9 @@ class KeyRing:
             keys[kid] = LoadedKey(kid, kind, active_from, private)
         self._keys = keys
         self._last_scan = time.monotonic()
+
+    def loaded(self) -> list[LoadedKey]:
+        return sorted(self._keys.values(), key=lambda k: k.kid)
 
     def get(self, kid: str) -> LoadedKey | None:
         key = self._keys.get(kid)

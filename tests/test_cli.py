@@ -35,6 +35,7 @@ def test_keys_rotate_list_retire(tmp_path: Path) -> None:
     listed = waitroom("keys", "list", "--keys-dir", str(tmp_path)).stdout.splitlines()
     marks = dict(line.split("\t") for line in listed)
     assert sorted(marks.values()) == ["pending", "signing"]
+    assert waitroom("keys", "retire", "--keys-dir", str(tmp_path), "../x").returncode == 2
     ring = KeyRing(tmp_path)
     assert len(ring.jwks()["keys"]) == 2  # the pending key is published already
     pending = next(kid for kid, mark in marks.items() if mark == "pending")

@@ -14,7 +14,7 @@ from shared.logs import configure
 from shared.redis_conn import connect
 from shared.settings import Settings
 from shared.store import RoomStore
-from shared.tokens import KeyKind, KeyRing, ensure_keys, write_key
+from shared.tokens import KID_PATTERN, KeyKind, KeyRing, write_key
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -41,15 +41,18 @@ def _keys_dir(args: argparse.Namespace) -> Path:
 
 def _keys_list(args: argparse.Namespace) -> int:
     keys_dir = _keys_dir(args)
-    ensure_keys(keys_dir)
+    if not keys_dir.is_dir():
+        sys.stderr.write(f"no keys folder at {keys_dir}\n")
+        return 1
     ring = KeyRing(keys_dir)
     now = time.time()
-    signer = ring.signer("rsa").kid
-    for jwk in ring.jwks()["keys"]:
-        kid = jwk["kid"]
-        active_from = int(kid.split("-")[1])
-        mark = "signing" if kid == signer else ("pending" if active_from > now else "verify-only")
-        sys.stdout.write(f"{kid}\t{mark}\n")
+    for key in ring.loaded():
+        try:
+            signing = ring.signer(key.kind).kid == key.kid
+        except RuntimeError:
+            signing = False
+        mark = "signing" if signing else ("pending" if key.active_from > now else "verify-only")
+        sys.stdout.write(f"{key.kid}\t{mark}\n")
     return 0
 
 
@@ -69,12 +72,19 @@ def _keys_rotate(args: argparse.Namespace) -> int:
 
 
 def _keys_retire(args: argparse.Namespace) -> int:
+    if not KID_PATTERN.match(args.kid):
+        sys.stderr.write(f"{args.kid!r} is not a key id (rsa-... or ec-...)\n")
+        return 2
     path = _keys_dir(args) / f"{args.kid}.pem"
     if not path.exists():
         sys.stderr.write(f"no key {args.kid} in {path.parent}\n")
         return 1
     path.unlink()
-    sys.stdout.write(f"removed {args.kid}; tokens it signed no longer verify\n")
+    sys.stdout.write(
+        f"removed {args.kid}; gateways drop it within {int(KeyRing.RESCAN_SECONDS)}s, after "
+        "which tokens it signed no longer verify (tokens a gateway already checked stay "
+        "good until they expire)\n"
+    )
     return 0
 
 
