@@ -169,6 +169,7 @@ def run_up(opts: UpOptions) -> int:
         (data / "up.json").write_text(json.dumps(state, indent=2))
         _say("waitroom is up")
         _say(f"  gateway      {gateway_url}   (API docs: {gateway_url}/schema)")
+        _say(f"  room page    {gateway_url}/rooms/{opts.room}")
         _say(f"  join by API  curl -X POST {gateway_url}/v1/rooms/{opts.room}/enqueue")
         _say(f"  demo site    http://127.0.0.1:{demo_port}/   (the protected target)")
         _say(f"  admin key    {admin_key}")

@@ -1,0 +1,134 @@
+"""Memory per open event stream on one gateway process.
+
+Starts valkey-server, nats-server and one `python -m gateway` of its own, puts --streams
+people in a paused room, and reads the gateway's resident memory (VmRSS) with one stream
+open (the baseline) and with all of them open; prints the ratio and the cost per stream.
+Then makes the person at the front leave and counts how many streams heard about it.
+
+python -m loadtest.bench_sse [--streams 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from loadtest.sse_crowd import SseCrowd, until
+from waitroom.processes import (
+    Child,
+    Supervisor,
+    free_port,
+    nats_command,
+    valkey_command,
+    wait_for_port,
+)
+
+ADMIN_KEY = "bench-admin-key-0123456789"
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+async def settle(pid: int, seconds: float = 3.0) -> int:
+    await asyncio.sleep(seconds)
+    return rss_kib(pid)
+
+
+async def bench(streams: int, folder: Path) -> None:
+    sup = Supervisor()
+    redis_port, nats_port, port = free_port(), free_port(), free_port()
+    env = dict(
+        os.environ,
+        WAITROOM_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
+        WAITROOM_NATS_URL=f"nats://127.0.0.1:{nats_port}",
+        WAITROOM_KEYS_DIR=str(folder / "keys"),
+        WAITROOM_ADMIN_KEY=ADMIN_KEY,
+        WAITROOM_PORT=str(port),
+        WAITROOM_RATE_LIMITS="false",
+        WAITROOM_LOG_LEVEL="warning",
+    )
+    try:
+        for name, cmd, p in (
+            ("valkey", valkey_command(redis_port, folder / "v", persist=False), redis_port),
+            ("nats", nats_command(nats_port, folder / "n"), nats_port),
+        ):
+            child = sup.add(Child(name, cmd, env, folder / f"{name}.log"))
+            wait_for_port(p, 10, child.proc)
+        gateway = sup.add(
+            Child("gateway", [sys.executable, "-m", "gateway"], env, folder / "gw.log")
+        )
+        wait_for_port(port, 20, gateway.proc)
+        base = f"http://127.0.0.1:{port}"
+        admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+        limits = httpx.Limits(max_connections=100)
+        async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as c:
+            await c.put(
+                "/v1/admin/rooms/bench",
+                headers=admin,
+                json={
+                    "target_url": "http://127.0.0.1:9/t",
+                    "status": "paused",
+                    "max_positions_per_ip": 0,
+                    "heartbeat_timeout": 600,
+                },
+            )
+            sem = asyncio.Semaphore(50)
+
+            async def join() -> str:
+                async with sem:
+                    token: str = (await c.post("/v1/rooms/bench/enqueue")).json()["token"]
+                    return token
+
+            tokens = await asyncio.gather(*(join() for _ in range(streams)))
+            crowd = SseCrowd("127.0.0.1", port)
+            crowd.open("bench", tokens[:1])
+            baseline = await settle(gateway.pid)
+            started = time.perf_counter()
+            crowd.open("bench", tokens[1:])
+            await until(lambda: all(s.count("position") for s in crowd.streams), 120)
+            opened_in = time.perf_counter() - started
+            loaded = await settle(gateway.pid)
+            await c.post("/v1/rooms/bench/leave", headers={"Authorization": f"Bearer {tokens[0]}"})
+            await until(lambda: all(s.count("position") >= 2 for s in crowd.streams[1:]), 30)
+            moved = sum(1 for s in crowd.streams[1:] if s.count("position") >= 2)
+            alive = sum(1 for s in crowd.streams if not s.closed)
+            await crowd.close()
+    finally:
+        sup.stop()
+    per = (loaded - baseline) / max(1, streams - 1)
+    sys.stdout.write(f"gateway RSS, 1 stream open (baseline): {baseline / 1024:8.1f} MiB  1.000\n")
+    sys.stdout.write(
+        f"gateway RSS, {streams} streams open:      {loaded / 1024:8.1f} MiB  "
+        f"{loaded / baseline:.3f}\n"
+    )
+    sys.stdout.write(f"memory per open stream: {per:.1f} KiB\n")
+    sys.stdout.write(f"all {streams} streams opened and got their place in {opened_in:.1f}s\n")
+    sys.stdout.write(
+        f"streams told of the move after the front left: {moved}/{streams - 1}; "
+        f"still open: {alive}/{streams}\n"
+    )
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--streams", type=int, default=2000)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(bench(args.streams, Path(tmp)))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
