@@ -8,8 +8,14 @@ from shared.store import RoomFigures
 
 
 class GatewayMetrics:
-    def __init__(self) -> None:
+    def __init__(self, outbox_bound: int = 100_000) -> None:
         self.registry = CollectorRegistry()
+        Gauge(
+            "waitroom_outbox_bound",
+            "Undelivered events a room's outbox may hold before readiness fails "
+            "(compare with waitroom_room_outbox).",
+            registry=self.registry,
+        ).set(outbox_bound)
         self.requests = Counter(
             "waitroom_http_requests",
             "HTTP requests answered, by route and status.",

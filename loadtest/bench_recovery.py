@@ -36,14 +36,7 @@ from shared.recovery import recover
 from shared.redis_conn import connect
 from shared.room import RoomUpdate
 from shared.store import RoomStore
-from waitroom.processes import (
-    Child,
-    Supervisor,
-    free_port,
-    nats_command,
-    valkey_command,
-    wait_for_port,
-)
+from waitroom.processes import Supervisor, start_backends
 
 STREAM = "WAITROOM"
 
@@ -124,23 +117,9 @@ async def read_stream(nats_url: str) -> tuple[int, float]:
 
 async def bench(events: int, room_count: int, folder: Path) -> None:
     sup = Supervisor()
-    redis_port, nats_port = free_port(), free_port()
     try:
-        child = sup.add(
-            Child(
-                "valkey",
-                valkey_command(redis_port, folder / "valkey", persist=False),
-                {},
-                folder / "v.log",
-            )
-        )
-        wait_for_port(redis_port, 10, child.proc)
-        child = sup.add(
-            Child("nats", nats_command(nats_port, folder / "nats"), {}, folder / "n.log")
-        )
-        wait_for_port(nats_port, 10, child.proc)
-        redis = connect(f"redis://127.0.0.1:{redis_port}/0")
-        nats_url = f"nats://127.0.0.1:{nats_port}"
+        redis_url, nats_url = start_backends(sup, folder)
+        redis = connect(redis_url)
         store = RoomStore(redis)
         rooms = [f"bench-{i}" for i in range(room_count)]
         with Progress(transient=True) as bar:

@@ -21,14 +21,7 @@ from pathlib import Path
 import httpx
 
 from loadtest.sse_crowd import SseCrowd, until
-from waitroom.processes import (
-    Child,
-    Supervisor,
-    free_port,
-    nats_command,
-    valkey_command,
-    wait_for_port,
-)
+from waitroom.processes import Child, Supervisor, free_port, start_backends, wait_for_port
 
 ADMIN_KEY = "bench-admin-key-0123456789"
 
@@ -47,24 +40,19 @@ async def settle(pid: int, seconds: float = 3.0) -> int:
 
 async def bench(streams: int, folder: Path) -> None:
     sup = Supervisor()
-    redis_port, nats_port, port = free_port(), free_port(), free_port()
-    env = dict(
-        os.environ,
-        WAITROOM_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
-        WAITROOM_NATS_URL=f"nats://127.0.0.1:{nats_port}",
-        WAITROOM_KEYS_DIR=str(folder / "keys"),
-        WAITROOM_ADMIN_KEY=ADMIN_KEY,
-        WAITROOM_PORT=str(port),
-        WAITROOM_RATE_LIMITS="false",
-        WAITROOM_LOG_LEVEL="warning",
-    )
+    port = free_port()
     try:
-        for name, cmd, p in (
-            ("valkey", valkey_command(redis_port, folder / "v", persist=False), redis_port),
-            ("nats", nats_command(nats_port, folder / "n"), nats_port),
-        ):
-            child = sup.add(Child(name, cmd, env, folder / f"{name}.log"))
-            wait_for_port(p, 10, child.proc)
+        redis_url, nats_url = start_backends(sup, folder)
+        env = dict(
+            os.environ,
+            WAITROOM_REDIS_URL=redis_url,
+            WAITROOM_NATS_URL=nats_url,
+            WAITROOM_KEYS_DIR=str(folder / "keys"),
+            WAITROOM_ADMIN_KEY=ADMIN_KEY,
+            WAITROOM_PORT=str(port),
+            WAITROOM_RATE_LIMITS="false",
+            WAITROOM_LOG_LEVEL="warning",
+        )
         gateway = sup.add(
             Child("gateway", [sys.executable, "-m", "gateway"], env, folder / "gw.log")
         )

@@ -108,19 +108,20 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 RoomFactory = Callable[..., Awaitable[str]]
 
 
+async def create_room(client: httpx.AsyncClient, room: str, **config: Any) -> None:
+    """Create a room through the admin API (no per-address limit unless given)."""
+    body = {"target_url": "http://127.0.0.1:9/target", "max_positions_per_ip": 0, **config}
+    r = await client.put(f"/v1/admin/rooms/{room}", json=body, headers=ADMIN)
+    assert r.status_code == 201, r.text
+
+
 @pytest.fixture
 def make_room(client: httpx.AsyncClient) -> RoomFactory:
     """Create a room with a fresh id through the admin API; returns its id."""
 
     async def make(**config: Any) -> str:
         room = "t-" + secrets.token_hex(5)
-        body = {
-            "target_url": "http://127.0.0.1:9/target",
-            "max_positions_per_ip": 0,
-            **config,
-        }
-        r = await client.put(f"/v1/admin/rooms/{room}", json=body, headers=ADMIN)
-        assert r.status_code == 201, r.text
+        await create_room(client, room, **config)
         return room
 
     return make

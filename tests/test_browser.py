@@ -11,7 +11,6 @@ import os
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -19,7 +18,7 @@ import uvicorn
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 from shared.settings import Settings
-from tests.conftest import ADMIN, bearer
+from tests.conftest import ADMIN, bearer, create_room
 from tests.servers import GatewayServer, in_process_workers, wait_until
 from waitroom.demo_site import create_demo_app
 from waitroom.processes import free_port
@@ -76,12 +75,6 @@ class DemoSite:
         await self.app.aclose()
 
 
-async def new_room(client: httpx.AsyncClient, room: str, **config: Any) -> None:
-    body = {"max_positions_per_ip": 0, **config}
-    r = await client.put(f"/v1/admin/rooms/{room}", json=body, headers=ADMIN)
-    assert r.status_code == 201, r.text
-
-
 async def shown(page: Page, panel: str, seconds: float = 15) -> None:
     await page.wait_for_selector(f'#waitroom[data-show="{panel}"]', timeout=seconds * 1000)
 
@@ -96,7 +89,7 @@ async def test_a_person_waits_refreshes_is_admitted_and_reaches_the_site(
 ) -> None:
     room = "web-" + settings.instance
     async with DemoSite(gateway.url, room) as site:
-        await new_room(
+        await create_room(
             client,
             room,
             target_url=site.url,
@@ -189,7 +182,7 @@ async def test_paused_expired_and_maintenance_pages(
     browser: Browser, gateway: GatewayServer, client: httpx.AsyncClient, settings: Settings
 ) -> None:
     room = "calm-" + settings.instance
-    await new_room(
+    await create_room(
         client,
         room,
         target_url="http://127.0.0.1:9/t",
@@ -240,7 +233,7 @@ async def test_the_page_falls_back_to_polling_when_event_streams_are_blocked(
     browser: Browser, gateway: GatewayServer, client: httpx.AsyncClient, settings: Settings
 ) -> None:
     room = "poll-" + settings.instance
-    await new_room(
+    await create_room(
         client, room, target_url="http://127.0.0.1:9/t", status="paused", heartbeat_interval=30
     )
     first = (await client.post(f"/v1/rooms/{room}/enqueue")).json()

@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from shared import keys
 from shared.events import Admitted, Completed, Enqueued
 from shared.settings import Settings
-from tests.conftest import ADMIN, Servers
+from tests.conftest import ADMIN, Servers, create_room
 from tests.load import Load
 from tests.servers import GatewayServer, ModuleProc, NatsProc, room_events, settings_env, wait_until
 from waitroom.processes import free_port, wait_for_port
@@ -54,19 +54,9 @@ async def test_nats_down_for_a_while_loses_and_doubles_nothing(
     ]
     room = "nats-" + settings.instance
     async with GatewayServer(settings) as gw, httpx.AsyncClient(base_url=gw.url, timeout=30) as c:
-        r = await c.put(
-            f"/v1/admin/rooms/{room}",
-            headers=ADMIN,
-            json={
-                "target_url": "http://127.0.0.1:9/t",
-                "max_active": 200,
-                "release_rate": 20,
-                "max_positions_per_ip": 0,
-                "heartbeat_timeout": 300,
-                "claim_window": 300,
-            },
+        await create_room(
+            c, room, max_active=200, release_rate=20, heartbeat_timeout=300, claim_window=300
         )
-        assert r.status_code == 201
         for w in workers:
             w.start()
         load = Load(c, [room])

@@ -17,7 +17,7 @@ import pytest
 
 from shared.events import Admitted
 from shared.settings import Settings
-from tests.conftest import ADMIN, Servers, bearer
+from tests.conftest import ADMIN, Servers, bearer, create_room
 from tests.load import Load
 from tests.servers import (
     ROOT,
@@ -101,19 +101,9 @@ async def test_store_killed_under_load_comes_back_identical_from_the_stream(
     async with GatewayServer(settings) as gw, httpx.AsyncClient(base_url=gw.url, timeout=30) as c:
         rooms = [f"rec-{i}-{settings.instance}" for i in range(3)]
         for room in rooms:
-            r = await c.put(
-                f"/v1/admin/rooms/{room}",
-                headers=ADMIN,
-                json={
-                    "target_url": "http://127.0.0.1:9/t",
-                    "max_active": 25,
-                    "release_rate": 40,
-                    "max_positions_per_ip": 0,
-                    "heartbeat_timeout": 300,
-                    "claim_window": 300,
-                },
+            await create_room(
+                c, room, max_active=25, release_rate=40, heartbeat_timeout=300, claim_window=300
             )
-            assert r.status_code == 201
         for w in workers:
             w.start()
         try:

@@ -86,6 +86,18 @@ def nats_command(port: int, store_dir: Path) -> list[str]:
     return [nats_binary(), "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(store_dir)]
 
 
+def start_backends(sup: Supervisor, folder: Path, *, persist: bool = False) -> tuple[str, str]:
+    """valkey-server and nats-server -js on free ports under ``folder``; their URLs."""
+    redis_port, nats_port = free_port(), free_port()
+    for name, cmd, port in (
+        ("valkey", valkey_command(redis_port, folder / "valkey", persist=persist), redis_port),
+        ("nats", nats_command(nats_port, folder / "nats"), nats_port),
+    ):
+        child = sup.add(Child(name, cmd, dict(os.environ), folder / f"{name}.log"))
+        wait_for_port(port, 10, child.proc)
+    return f"redis://127.0.0.1:{redis_port}/0", f"nats://127.0.0.1:{nats_port}"
+
+
 @dataclass
 class Child:
     name: str
