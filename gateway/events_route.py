@@ -14,7 +14,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from gateway.client import bearer
 from gateway.live import LiveHub, Watcher
-from gateway.queue_routes import _current_or_restored, _queue_claims, _room, base_url
+from gateway.queue_routes import base_url, current_or_restored, queue_claims, room_or_404
 from gateway.services import services_from_state
 
 KEEPALIVE_SECONDS = 15.0
@@ -40,10 +40,11 @@ async def events(
     (``?token=``, since EventSource cannot send headers; ``Authorization`` works too)."""
     svc = services_from_state(state)
     hub = hub_from_state(state)
-    _room(room)
+    room_or_404(room)
     token = bearer(request, query_name="token")
-    claims = _queue_claims(request, svc, room, token)
-    view = await _current_or_restored(svc, room, claims, touch=True)
+    claims = queue_claims(request, svc, room, token)
+    await svc.limiter.check("status", room, claims.sub)  # a reconnect loop is bounded too
+    view = await current_or_restored(svc, room, claims, touch=True)
     watcher = Watcher(room=room, claims=claims, token=token, base_url=base_url(request, svc))
     last_id = request.headers.get("last-event-id", "")
     await hub.send_state(watcher, view)

@@ -16,7 +16,7 @@ from litestar.status_codes import HTTP_303_SEE_OTHER
 
 from gateway.client import bearer
 from gateway.places import place_response
-from gateway.queue_routes import _current_or_restored, _queue_claims, base_url
+from gateway.queue_routes import base_url, current_or_restored, queue_claims
 from gateway.services import Services, services_from_state
 from shared.errors import RoomNotFound, StoreUnavailable, WaitroomError
 from shared.keys import ROOM_ID_PATTERN
@@ -151,8 +151,8 @@ async def _initial_state(
     if not token:
         return {}
     try:
-        claims = _queue_claims(request, svc, room, token)
-        view = await _current_or_restored(svc, room, claims, touch=True)
+        claims = queue_claims(request, svc, room, token)
+        view = await current_or_restored(svc, room, claims, touch=True)
         answer = await place_response(
             svc, room, view, base_url=base_url(request, svc), go_token=token
         )
@@ -231,7 +231,7 @@ async def go(room: FromPath[str], request: Request[Any, Any, Any], state: State)
     try:
         if not ROOM_ID_PATTERN.match(room):
             raise RoomNotFound()
-        claims = _queue_claims(request, svc, room, bearer(request, query_name="token"))
+        claims = queue_claims(request, svc, room, bearer(request, query_name="token"))
         view = await svc.store.claim(room, claims.sub)
     except WaitroomError as err:
         if wants_html(request):

@@ -20,11 +20,12 @@ from shared.store import PersonView
 from shared.tokens import QueueClaims, client_binding
 
 MAX_METADATA_BYTES = 2048
+LIVE_STATES = ("waiting", "admitted", "active")
 
 AnyRequest = Request[Any, Any, Any]
 
 
-def _room(room: str) -> str:
+def room_or_404(room: str) -> str:
     if not keys.ROOM_ID_PATTERN.match(room):
         raise RoomNotFound()
     return room
@@ -40,11 +41,11 @@ def binding_of(request: AnyRequest, svc: Services) -> str | None:
     return client_binding(client_ip(request, svc.settings), request.headers.get("user-agent", ""))
 
 
-def _queue_claims(request: AnyRequest, svc: Services, room: str, token: str) -> QueueClaims:
+def queue_claims(request: AnyRequest, svc: Services, room: str, token: str) -> QueueClaims:
     return svc.tokens.verify_queue(token, room, binding_of(request, svc))
 
 
-async def _current_or_restored(
+async def current_or_restored(
     svc: Services, room: str, claims: QueueClaims, touch: bool
 ) -> PersonView:
     """The person's place; if the data store lost it, put it back where the token says."""
@@ -67,28 +68,31 @@ async def enqueue(
 ) -> Response[PlaceResponse]:
     """Join the line. Body (optional): ``{"size": 1, "metadata": {}}``; a party of N uses N
     units. A valid queue token for this room in ``Authorization: Bearer`` returns the
-    existing place (200) instead of a new one (201), and so does a repeated
+    existing place (200) instead of a new one (201) while that place is live (waiting,
+    admitted or active; an ended place gets a new one), and so does a repeated
     ``Idempotency-Key`` header (a client's own random 8-128 characters), which makes a
     retry safe."""
     svc = services_from_state(state)
-    _room(room)
+    room_or_404(room)
     ip = client_ip(request, svc.settings)
     base = base_url(request, svc)
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
         try:
-            claims = _queue_claims(request, svc, room, header[7:].strip())
+            claims = queue_claims(request, svc, room, header[7:].strip())
         except WaitroomError:
-            claims = None
+            claims = None  # not a place of this room: join afresh
         if claims is not None:
-            view = await _current_or_restored(svc, room, claims, touch=True)
-            token = header[7:].strip()
-            if svc.tokens.needs_refresh(claims):
-                token = await new_queue_token(svc, room, view)
-            out = await place_response(
-                svc, room, view, base_url=base, go_token=token, queue_token=token
-            )
-            return Response(out, status_code=200)
+            view = await current_or_restored(svc, room, claims, touch=True)
+            if view.state in LIVE_STATES:
+                token = header[7:].strip()
+                if svc.tokens.needs_refresh(claims):
+                    token = await new_queue_token(svc, room, view)
+                out = await place_response(
+                    svc, room, view, base_url=base, go_token=token, queue_token=token
+                )
+                return Response(out, status_code=200)
+            # that place has ended: a new one
     await svc.limiter.check("enqueue", ip)
     body = await read_body(request, EnqueueBody, optional=True) or EnqueueBody()
     metadata = msgspec.json.encode(body.metadata).decode() if body.metadata else ""
@@ -124,11 +128,11 @@ async def status(room: FromPath[str], request: AnyRequest, state: State) -> Plac
     """Where the bearer of this queue token stands. Once admitted, also an
     ``access_token``, the ``redirect_url`` that claims it and its ``claim_deadline``."""
     svc = services_from_state(state)
-    _room(room)
+    room_or_404(room)
     token = bearer(request)
-    claims = _queue_claims(request, svc, room, token)
+    claims = queue_claims(request, svc, room, token)
     await svc.limiter.check("status", room, claims.sub)
-    view = await _current_or_restored(svc, room, claims, touch=False)
+    view = await current_or_restored(svc, room, claims, touch=False)
     return await place_response(svc, room, view, base_url=base_url(request, svc), go_token=token)
 
 
@@ -137,11 +141,11 @@ async def heartbeat(room: FromPath[str], request: AnyRequest, state: State) -> P
     """Keep a place alive; answers like status, plus ``token`` (re-signed when less than
     half of its life is left, else the same)."""
     svc = services_from_state(state)
-    _room(room)
+    room_or_404(room)
     token = bearer(request)
-    claims = _queue_claims(request, svc, room, token)
+    claims = queue_claims(request, svc, room, token)
     await svc.limiter.check("heartbeat", room, claims.sub)
-    view = await _current_or_restored(svc, room, claims, touch=True)
+    view = await current_or_restored(svc, room, claims, touch=True)
     if svc.tokens.needs_refresh(claims):
         token = await new_queue_token(svc, room, view)
     return await place_response(
@@ -153,8 +157,8 @@ async def heartbeat(room: FromPath[str], request: AnyRequest, state: State) -> P
 async def leave(room: FromPath[str], request: AnyRequest, state: State) -> LeaveResponse:
     """Leave the line (or give back an admission or a session). Answers the final state."""
     svc = services_from_state(state)
-    _room(room)
-    claims = _queue_claims(request, svc, room, bearer(request))
+    room_or_404(room)
+    claims = queue_claims(request, svc, room, bearer(request))
     view = await svc.store.leave(room, claims.sub)
     return LeaveResponse(position_id=view.position_id, state=view.state)
 

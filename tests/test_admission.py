@@ -10,6 +10,7 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
+from gateway.places import eta_range, eta_seconds
 from shared import keys
 from shared.events import Activated, Admitted, Completed, Event, Expired, Left
 from shared.room import RoomUpdate
@@ -152,7 +153,7 @@ async def test_release_rate_is_smooth(
             status="paused",
         ),
     )
-    await asyncio.gather(*(store.enqueue(room) for _ in range(80)))
+    people = await asyncio.gather(*(store.enqueue(room) for _ in range(80)))
     worker = ModuleProc(
         "admission_worker",
         settings_env(settings, WAITROOM_INSTANCE="pace", WAITROOM_ADMISSION_TICK_MS="20"),
@@ -165,6 +166,15 @@ async def test_release_rate_is_smooth(
             return (await store.figures(room)).stat("admitted_total") >= 45
 
         await wait_until(admitted_45, seconds=20)
+        # the wait estimate follows the pace actually observed: 10/s
+        last = await store.status(room, people[-1].position_id)
+        assert last.position is not None
+        assert 9.0 <= last.observed_rate() <= 11.0
+        eta, band = eta_seconds(last), eta_range(last)
+        assert eta is not None
+        assert band is not None
+        assert band[0] <= last.position / 10 <= band[1]
+        assert abs(eta - last.position / 10) <= 2
         await wait_until(lambda: outbox_drained(redis, room), seconds=10)
     finally:
         worker.stop()

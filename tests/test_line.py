@@ -70,3 +70,15 @@ async def test_leaving_moves_everyone_behind_up(
     gone = await client.get(f"/v1/rooms/{room}/status", headers=bearer(people[0]["token"]))
     assert gone.json()["state"] == "left"
     assert gone.json()["position"] is None
+
+
+async def test_a_token_of_an_ended_place_joins_afresh(
+    client: httpx.AsyncClient, make_room: RoomFactory
+) -> None:
+    room = await make_room(status="paused")
+    first = (await client.post(f"/v1/rooms/{room}/enqueue")).json()
+    await client.post(f"/v1/rooms/{room}/leave", headers=bearer(first["token"]))
+    again = await client.post(f"/v1/rooms/{room}/enqueue", headers=bearer(first["token"]))
+    assert again.status_code == 201
+    assert again.json()["position_id"] != first["position_id"]
+    assert again.json()["state"] == "waiting"
