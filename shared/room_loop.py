@@ -55,6 +55,7 @@ class RoomLoop:
         self.include_draining = include_draining
         self.finish = finish
         self.held: dict[str, int] = {}
+        self.draining: set[str] = set()
         self.ticks = 0
         self._rooms: list[str] = []
         self._rooms_at = 0.0
@@ -64,7 +65,8 @@ class RoomLoop:
         if now - self._rooms_at > min(1.0, self.tick * 5):
             rooms = await self.store.rooms()
             if self.include_draining:
-                rooms = sorted(set(rooms) | set(await self.store.draining_rooms()))
+                self.draining = set(await self.store.draining_rooms())
+                rooms = sorted(set(rooms) | self.draining)
             self._rooms, self._rooms_at = rooms, now
         return self._rooms
 
@@ -90,16 +92,25 @@ class RoomLoop:
         for room in list(self.held):
             if room not in rooms:
                 self.held.pop(room, None)
-        for room in rooms:
-            if room not in self.held and len(self.held) >= share:
-                continue
-            fence = await self.store.lease_acquire(room, self.role, self.holder, self.lease_ms)
-            if fence:
-                if room not in self.held:
-                    log.info("lease_taken", role=self.role, room=room, fence=fence)
-                self.held[room] = fence
-            else:
+        for room in sorted(self.held)[share:]:  # a replica joined: hand our surplus over
+            fence = self.held.pop(room)
+            await self.store.lease_release(room, self.role, self.holder, fence)
+            log.info("lease_handed_over", role=self.role, room=room)
+        # renew what we hold and, below our share, try for the rest: one round trip
+        candidates = [r for r in rooms if r in self.held or len(self.held) < share]
+        fences = await self.store.lease_acquire_many(
+            candidates, self.role, self.holder, self.lease_ms
+        )
+        for room, fence in zip(candidates, fences, strict=True):
+            if not fence:
                 self.held.pop(room, None)
+            elif room in self.held:
+                self.held[room] = fence
+            elif len(self.held) < share:
+                log.info("lease_taken", role=self.role, room=room, fence=fence)
+                self.held[room] = fence
+            else:  # more came free at once than our share: leave them to the others
+                await self.store.lease_release(room, self.role, self.holder, fence)
         await asyncio.gather(*(self._work_one(room, fence) for room, fence in self.held.items()))
         self.ticks += 1
 

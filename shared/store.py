@@ -250,6 +250,25 @@ class RoomStore:
         """The fence if this holder now has the room's lease for ``role``, else 0."""
         return int(await self._run(self.scripts.lease, room, "acquire", role, holder, lease_ms, 0))
 
+    async def lease_acquire_many(
+        self, rooms: list[str], role: str, holder: str, lease_ms: int
+    ) -> list[int]:
+        """``lease_acquire`` for many rooms in one pipeline (each its own script call)."""
+        if not rooms:
+            return []
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for room in rooms:
+                    await self.scripts.lease(
+                        keys=keys.RoomKeys(room).all(),
+                        args=[room, "acquire", role, holder, lease_ms, 0],
+                        client=pipe,
+                    )
+                results = await pipe.execute()
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise StoreUnavailable() from exc
+        return [int(r) for r in results]
+
     async def lease_release(self, room: str, role: str, holder: str, fence: int) -> bool:
         res = await self._run(self.scripts.lease, room, "release", role, holder, 0, fence)
         return bool(res)

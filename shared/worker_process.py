@@ -56,12 +56,12 @@ def relay_loop(ctx: WorkerContext, holder: str) -> RoomLoop:
         # a deleted room whose outbox is empty now has nothing left to deliver
         if (
             delivered == 0
-            and room in await ctx.store.draining_rooms()
+            and room in loop.draining
             and await ctx.redis.xlen(keys.RoomKeys(room).outbox) == 0
         ):
             await ctx.redis.srem(keys.DRAINING_SET, room)
 
-    return RoomLoop(
+    loop = RoomLoop(
         ctx.store,
         role="relay",
         holder=holder,
@@ -71,10 +71,11 @@ def relay_loop(ctx: WorkerContext, holder: str) -> RoomLoop:
         include_draining=True,
         finish=lambda room, _fence: relay.drain_all(room),
     )
+    return loop
 
 
 async def run_loops(loops: list[RoomLoop], stop: asyncio.Event) -> None:
-    """Run loops until ``stop``; on a second signal or after the grace period, cancel."""
+    """Run loops until ``stop``, then give them the grace period to finish; cancel after."""
     tasks = [asyncio.create_task(loop.run(stop), name=f"loop-{loop.role}") for loop in loops]
     await stop.wait()
     done, pending = await asyncio.wait(tasks, timeout=GRACE_SECONDS)

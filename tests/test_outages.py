@@ -164,3 +164,38 @@ def test_every_part_stops_cleanly_on_sigterm(
         assert "worker_stopped" in log
     else:
         assert "gateway_stopped" in log
+
+
+async def test_rooms_spread_over_worker_replicas(
+    settings: Settings, redis: Redis, tmp_path: Path
+) -> None:
+    from shared.room import RoomUpdate
+    from shared.store import RoomStore
+
+    store = RoomStore(redis)
+    for i in range(4):
+        room = f"spread-{i}-{settings.instance}"
+        await store.put_room(room, RoomUpdate(target_url="http://127.0.0.1:9/t", status="paused"))
+    env = settings_env(settings, WAITROOM_RELAY="false")
+    first = ModuleProc("admission_worker", env | {"WAITROOM_INSTANCE": "s1"}, tmp_path / "1.log")
+    second = ModuleProc("admission_worker", env | {"WAITROOM_INSTANCE": "s2"}, tmp_path / "2.log")
+
+    async def holders() -> list[str]:
+        """Who holds each room's admission lease, over every room in the store."""
+        rooms = await store.rooms()
+        values = await redis.mget([keys.RoomKeys(room).lease("admission") for room in rooms])
+        return [str(v).split(":")[0] if v else "" for v in values]
+
+    async def held_by(*names: str) -> bool:
+        got = await holders()
+        counts = [got.count(f"admission-{n}") for n in names]
+        return sum(counts) == len(got) and max(counts) - min(counts) <= 1
+
+    try:
+        first.start()
+        await wait_until(lambda: held_by("s1"), seconds=10)  # alone, it works every room
+        second.start()
+        await wait_until(lambda: held_by("s1", "s2"), seconds=15)  # then they share
+    finally:
+        first.stop()
+        second.stop()
