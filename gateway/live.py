@@ -8,9 +8,10 @@ relay publishes) and keeps a small feed:
   with that person's fresh state;
 - any other event (someone ahead left or was admitted) asks for a refresh of everyone's
   position, at most every ``NUDGE_GAP`` seconds;
-- every ``IDLE_REFRESH`` seconds everyone is refreshed anyway, which also marks them seen
-  (an open stream is a sign of life, so a background tab whose timers the browser slows
-  down keeps its place) and re-signs queue tokens that are past half their life.
+- every ``IDLE_REFRESH`` seconds everyone is refreshed anyway, and queue tokens past half
+  their life are re-signed;
+- every ``TOUCH_EVERY`` seconds a refresh also marks everyone seen: an open stream is a
+  sign of life, so a background tab whose timers the browser slows keeps its place.
 
 While NATS is away only the periodic refresh runs: updates come, only later.
 """
@@ -36,6 +37,7 @@ from shared.tokens import QueueClaims
 log = structlog.get_logger("live")
 
 IDLE_REFRESH = 2.0
+TOUCH_EVERY = 2.0
 NUDGE_GAP = 0.25
 PERSONAL = frozenset({"admitted", "activated", "completed", "expired", "left"})
 
@@ -83,6 +85,7 @@ class RoomFeed:
         self.nudged = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.subscription: Any = None
+        self.touched = 0.0
 
     def add(self, w: Watcher) -> None:
         self.watchers.setdefault(w.pid, set()).add(w)
@@ -134,7 +137,10 @@ class RoomFeed:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.nudged.wait(), timeout=IDLE_REFRESH)
-            touch = not self.nudged.is_set()  # the periodic pass marks everyone seen
+            now = asyncio.get_running_loop().time()
+            touch = now - self.touched >= TOUCH_EVERY  # an open stream is a sign of life
+            if touch:
+                self.touched = now
             self.nudged.clear()
             if self.subscription is None:
                 await self._subscribe()

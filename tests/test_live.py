@@ -15,7 +15,14 @@ from redis.asyncio import Redis
 from shared.events import Admitted
 from shared.settings import Settings
 from tests.conftest import ADMIN, bearer
-from tests.servers import GatewayServer, ModuleProc, room_events, settings_env, wait_until
+from tests.servers import (
+    GatewayServer,
+    ModuleProc,
+    in_process_workers,
+    room_events,
+    settings_env,
+    wait_until,
+)
 
 
 @dataclass
@@ -143,3 +150,29 @@ async def test_admitted_reaches_every_client_on_both_gateways_within_a_second(
         lags.append(received - admitted_at[person["position_id"]])
     # admissions were spread over ~3 s at 15/s; each reached its client within a second
     assert max(lags) < 1.0, sorted(lags)[-5:]
+
+
+async def test_an_open_stream_keeps_a_place_alive(
+    client: httpx.AsyncClient, make_room: Any, settings: Settings
+) -> None:
+    room = await make_room(status="paused", heartbeat_interval=2, heartbeat_timeout=4)
+    streaming = (await client.post(f"/v1/rooms/{room}/enqueue")).json()
+    silent = (await client.post(f"/v1/rooms/{room}/enqueue")).json()
+    sse = SseClient(f"/v1/rooms/{room}/events", streaming["token"])
+    task = asyncio.create_task(sse.run(client))
+    try:
+        async with in_process_workers(settings):
+
+            async def silent_gone() -> bool:
+                r = await client.get(f"/v1/rooms/{room}/status", headers=bearer(silent["token"]))
+                return bool(r.json()["state"] == "expired")
+
+            await wait_until(silent_gone, seconds=10)
+            await asyncio.sleep(3)  # well past the timeout for the one that only streams
+        r = await client.get(f"/v1/rooms/{room}/status", headers=bearer(streaming["token"]))
+        assert r.json()["state"] == "waiting"
+        assert r.json()["position"] == 1
+        moved = [d for _, e, d in sse.events if e == "position"]
+        assert moved[-1]["position"] == 1  # and the stream told it it moved up
+    finally:
+        task.cancel()
