@@ -78,6 +78,8 @@ class RoomUpdated(EventBase, tag="room_updated"):
     config: dict[str, Any]
     created: bool
     version: int
+    incarnation: str = ""
+    """A new id each time the room is created: event ids stay unique across a re-creation."""
 
 
 class RoomDeleted(EventBase, tag="room_deleted"):

@@ -73,6 +73,8 @@ async def test_stream_holds_exactly_the_state_changes_in_order(
     assert len({e.id for e in events}) == len(events)
     assert isinstance(events[0], RoomUpdated)
     assert events[0].created
+    assert events[0].incarnation
+    assert events[0].config["max_active"] == 1
     arrivals = [e.arrival for e in events if isinstance(e, Enqueued)]
     assert arrivals == sorted(set(arrivals))
     last = events[-1]
