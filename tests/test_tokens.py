@@ -547,3 +547,58 @@ async def test_a_key_added_by_another_pod_is_picked_up_without_a_restart(
         r = await verify(client, token)
         assert r.json()["active"] is False  # a real signature, but no such visit
         assert await jwks_kids(client) == {*old_kids, added.stem}
+
+
+async def test_bound_queue_tokens_work_only_for_the_client_they_were_issued_to(
+    settings: Settings,
+) -> None:
+    bound = settings.with_changes(token_binding=True)
+    async with GatewayServer(bound) as gw, httpx.AsyncClient(base_url=gw.url, timeout=10) as c:
+        room = "bind-" + secrets.token_hex(4)
+        r = await c.put(
+            f"/v1/admin/rooms/{room}",
+            headers=ADMIN,
+            json={"target_url": "http://127.0.0.1:9/t", "status": "paused"},
+        )
+        assert r.status_code == 201
+        mine = {"User-Agent": "browser-one"}
+        me = (await c.post(f"/v1/rooms/{room}/enqueue", headers=mine)).json()
+        ok = await c.get(f"/v1/rooms/{room}/status", headers=bearer(me["token"]) | mine)
+        assert ok.status_code == 200
+        stolen = await c.get(
+            f"/v1/rooms/{room}/status",
+            headers=bearer(me["token"]) | {"User-Agent": "somebody-else"},
+        )
+        assert stolen.status_code == 403
+        assert stolen.json()["error"]["code"] == "token_binding_mismatch"
+
+
+async def test_es256_queue_tokens_with_rs256_access_tokens(
+    settings: Settings, tmp_path: Path
+) -> None:
+    es = settings.with_changes(queue_token_alg="ES256", keys_dir=tmp_path)
+    async with (
+        GatewayServer(es) as gw,
+        httpx.AsyncClient(base_url=gw.url, timeout=10) as c,
+        in_process_workers(es),
+    ):
+        room = "es-" + secrets.token_hex(4)
+        r = await c.put(
+            f"/v1/admin/rooms/{room}",
+            headers=ADMIN,
+            json={"target_url": "http://127.0.0.1:9/t", "release_rate": 50},
+        )
+        assert r.status_code == 201
+        me = (await c.post(f"/v1/rooms/{room}/enqueue")).json()
+        assert jwt.get_unverified_header(me["token"])["alg"] == "ES256"
+
+        async def admitted() -> dict[str, Any] | None:
+            s: dict[str, Any] = (
+                await c.get(f"/v1/rooms/{room}/status", headers=bearer(me["token"]))
+            ).json()
+            return s if s["state"] == "admitted" else None
+
+        status = await wait_until(admitted)
+        assert jwt.get_unverified_header(status["access_token"])["alg"] == "RS256"
+        jwks = (await c.get("/.well-known/jwks.json")).json()["keys"]
+        assert {k["kty"] for k in jwks} == {"RSA"}  # the queue-token key is never published
