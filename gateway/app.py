@@ -98,7 +98,7 @@ def create_app(settings: Settings) -> Litestar:
             tokens=tokens,
             limiter=RateLimiter(settings.redis_url, settings.rate_limits),
             nats=link,
-            metrics=GatewayMetrics(settings.outbox_max),
+            metrics=GatewayMetrics(tokens, settings.outbox_max),
         )
         app.state.live = LiveHub(app.state.services)
         log.info("gateway_started", instance=settings.instance)

@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
 
 from shared.store import RoomFigures
+from shared.tokens import TokenService
+
+
+class _SignedTokens:
+    """Tokens this process signed, by type, read from the token service at scrape time."""
+
+    def __init__(self, tokens: TokenService) -> None:
+        self.tokens = tokens
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "waitroom_tokens_signed",
+            "Tokens signed (not served from cache), by type.",
+            labels=["type"],
+        )
+        for kind, count in self.tokens.signed.items():
+            family.add_metric([kind], count)
+        yield family
 
 
 class GatewayMetrics:
-    def __init__(self, outbox_bound: int = 100_000) -> None:
+    def __init__(self, tokens: TokenService, outbox_bound: int = 100_000) -> None:
         self.registry = CollectorRegistry()
         Gauge(
             "waitroom_outbox_bound",
@@ -29,9 +50,7 @@ class GatewayMetrics:
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
         )
-        self.tokens_signed = Counter(
-            "waitroom_tokens_signed", "Tokens signed, by type.", ["type"], registry=self.registry
-        )
+        self.registry.register(_SignedTokens(tokens))
         self.room = {
             name: Gauge(
                 f"waitroom_room_{name}",

@@ -81,7 +81,6 @@ async def place_response(
         out.access_token = await svc.tokens.sign_access(
             room, view.position_id, iat=view.admitted_at // 1000, exp=access_expiry(view)
         )
-        svc.metrics.tokens_signed.labels("access").inc()
         if view.state == "admitted":
             out.claim_deadline = view.claim_deadline / 1000
             out.redirect_url = go_url(base_url, room, go_token)
@@ -89,7 +88,6 @@ async def place_response(
 
 
 async def new_queue_token(svc: Services, room: str, view: PersonView) -> str:
-    svc.metrics.tokens_signed.labels("queue").inc()
     return await svc.tokens.sign_queue(
         room,
         view.position_id,

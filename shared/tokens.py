@@ -256,6 +256,8 @@ class TokenService:
         self._pool = ThreadPoolExecutor(max_workers=sign_threads, thread_name_prefix="sign")
         self._verified = _VerifiedCache(cache_size)
         self._access_cache: OrderedDict[tuple[str, int], str] = OrderedDict()
+        self.signed = {"queue": 0, "access": 0}
+        """Tokens actually signed (cache hits not counted), for the metrics."""
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -292,6 +294,7 @@ class TokenService:
         self, room: str, pid: str, *, seq: int, size: int, priority: int, bind: str
     ) -> str:
         claims = self.queue_claims(room, pid, seq=seq, size=size, priority=priority, bind=bind)
+        self.signed["queue"] += 1  # counted on the loop's thread, not in the pool
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self.sign_queue_sync, claims)
 
@@ -316,6 +319,7 @@ class TokenService:
         claims = self.access_claims(room, pid, iat=iat, exp=exp)
         loop = asyncio.get_running_loop()
         token = await loop.run_in_executor(self._pool, self._sign, claims, "rsa")
+        self.signed["access"] += 1
         self._access_cache[cache_key] = token
         if len(self._access_cache) > 50_000:
             self._access_cache.popitem(last=False)

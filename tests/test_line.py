@@ -42,6 +42,9 @@ async def test_500_concurrent_enqueues_get_places_1_to_500(
         assert s["total"] == 500
     figures = (await client.get(f"/v1/admin/rooms/{room}", headers=ADMIN)).json()["figures"]
     assert figures["waiting"] == 500
+    metrics = (await client.get("/metrics")).text
+    assert 'waitroom_tokens_signed_total{type="queue"} 500.0' in metrics  # one each, no more
+    assert f'waitroom_room_waiting{{room="{room}"}} 500.0' in metrics
 
 
 async def test_same_token_returns_the_existing_place(
