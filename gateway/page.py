@@ -243,4 +243,28 @@ async def go(room: FromPath[str], request: Request[Any, Any, Any], state: State)
     return Response(content=b"", status_code=HTTP_303_SEE_OTHER, headers={"Location": location})
 
 
-PAGE_ROUTES = [room_html, go]
+@get("/admin", summary="The operators' live page", media_type="text/html")
+async def admin_html() -> Response[str]:
+    """Every room's live figures, refreshed every 2 s, with the line and the admission
+    rate of the last two minutes drawn. It asks for the admin key, which stays in the tab
+    and is sent only to this gateway's admin API."""
+    body = (
+        """<main class="wide">
+<h1>waitroom: live rooms</h1>
+<form id="login">
+  <p class="lead">Enter the admin key (WAITROOM_ADMIN_KEY) to watch the rooms.</p>
+  <label for="key" class="sr-only">Admin key</label>
+  <input type="password" id="key" autocomplete="off" required>
+  <button type="submit">Watch</button>
+</form>
+<p class="fine" id="note" role="status" aria-live="polite"></p>
+<div id="rooms"></div>
+</main>
+<script src="/static/admin.js?v="""
+        + STATIC_VERSION
+        + """" defer></script>"""
+    )
+    return _page("waitroom: live rooms", body)
+
+
+PAGE_ROUTES = [room_html, go, admin_html]

@@ -246,3 +246,29 @@ async def test_the_page_falls_back_to_polling_when_event_streams_are_blocked(
     await client.post(f"/v1/rooms/{room}/leave", headers=bearer(first["token"]))
     await page.wait_for_selector('#waitroom[data-position="1"]')
     await ctx.close()
+
+
+async def test_the_operators_live_page(
+    browser: Browser, gateway: GatewayServer, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    room = "ops-" + settings.instance
+    await create_room(client, room, target_url="http://127.0.0.1:9/t", status="paused")
+    for _ in range(3):
+        await client.post(f"/v1/rooms/{room}/enqueue")
+    ctx = await browser.new_context(viewport={"width": 1100, "height": 800})
+    page = await ctx.new_page()
+    await page.goto(f"{gateway.url}/admin")
+    await page.fill("#key", "not-the-key")
+    await page.click("#login button")
+    await page.wait_for_selector("#note:has-text('refused')")
+    await page.fill("#key", settings.admin_key)
+    await page.click("#login button")
+    card = page.locator(f'section.card[data-room="{room}"]')
+    await card.wait_for()
+    assert (await card.locator(".figure .value").first.text_content()) == "3"  # waiting
+    await client.post(f"/v1/rooms/{room}/enqueue")
+    await page.wait_for_selector(
+        f'section.card[data-room="{room}"] .figure:first-child .value:text-is("4")'
+    )  # live: it follows the room without a reload
+    await shot(page, "admin")
+    await ctx.close()

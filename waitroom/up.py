@@ -172,6 +172,7 @@ def run_up(opts: UpOptions) -> int:
         _say(f"  room page    {gateway_url}/rooms/{opts.room}")
         _say(f"  join by API  curl -X POST {gateway_url}/v1/rooms/{opts.room}/enqueue")
         _say(f"  demo site    http://127.0.0.1:{demo_port}/   (the protected target)")
+        _say(f"  live rooms   {gateway_url}/admin   (operators' page; asks for the admin key)")
         _say(f"  admin key    {admin_key}")
         _say(f"  data store   {redis_url}")
         _say(f"  NATS         {nats_url}")
