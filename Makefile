@@ -11,3 +11,6 @@ lint:   ## ruff and mypy only
 
 bench:  ## benchmark scripts (print ratios to a baseline run in the same command)
 	.venv/bin/python -m loadtest.bench_tokens
+	.venv/bin/python -m loadtest.bench_gateway
+	.venv/bin/python -m loadtest.bench_recovery
+	.venv/bin/python -m loadtest.bench_sse

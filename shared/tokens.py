@@ -207,6 +207,19 @@ class AccessClaims:
     exp: int
 
 
+def _queue_claims_of(raw: dict[str, Any]) -> QueueClaims:
+    return QueueClaims(
+        sub=str(raw["sub"]),
+        room=str(raw["room"]),
+        seq=int(raw["seq"]),
+        size=int(raw.get("size", 1)),
+        priority=int(raw.get("pri", 0)),
+        bind=str(raw.get("bnd", "")),
+        iat=int(raw["iat"]),
+        exp=int(raw["exp"]),
+    )
+
+
 def client_binding(ip: str, user_agent: str) -> str:
     return hashlib.sha256(f"{ip}\n{user_agent}".encode()).hexdigest()[:16]
 
@@ -296,7 +309,10 @@ class TokenService:
         claims = self.queue_claims(room, pid, seq=seq, size=size, priority=priority, bind=bind)
         self.signed["queue"] += 1  # counted on the loop's thread, not in the pool
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self.sign_queue_sync, claims)
+        token = await loop.run_in_executor(self._pool, self.sign_queue_sync, claims)
+        # we made it, so we know it is good: its first check here skips the RSA verify
+        self._verified.put(token, claims["exp"], _queue_claims_of(claims))
+        return token
 
     def access_claims(self, room: str, pid: str, *, iat: int, exp: int) -> dict[str, Any]:
         return {
@@ -362,16 +378,7 @@ class TokenService:
             if raw.get("typ") != "queue":
                 raise WrongTokenType()
             try:
-                claims = QueueClaims(
-                    sub=str(raw["sub"]),
-                    room=str(raw["room"]),
-                    seq=int(raw["seq"]),
-                    size=int(raw.get("size", 1)),
-                    priority=int(raw.get("pri", 0)),
-                    bind=str(raw.get("bnd", "")),
-                    iat=int(raw["iat"]),
-                    exp=int(raw["exp"]),
-                )
+                claims = _queue_claims_of(raw)
             except (KeyError, TypeError, ValueError):
                 raise TokenInvalid() from None
             self._verified.put(token, claims.exp, claims)

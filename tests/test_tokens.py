@@ -504,17 +504,22 @@ async def test_key_rotation_publishes_first_signs_later_and_old_tokens_stay_good
             third.position_id
         )
 
-        # tokens signed by the old key still verify, offline and through the gateway
+        # tokens signed by the old key still verify, offline and through a gateway that
+        # has never seen them (a pod that signs a token remembers it as good)
         assert (await jwks_decode(client, rotating, first.access_token))["sub"] == (
             first.position_id
         )
-        for person in (first, second):
-            r = await verify(client, person.access_token, room)
-            assert r.status_code == 200, r.text
-            assert r.json()["active"] is True
-            r = await client.get(f"/v1/rooms/{room}/status", headers=bearer(person.queue_token))
-            assert r.status_code == 200, r.text
-            assert r.json()["state"] == "admitted"
+        async with (
+            GatewayServer(rotating) as fresh,
+            httpx.AsyncClient(base_url=fresh.url, timeout=30) as other,
+        ):
+            for person in (first, second):
+                r = await verify(other, person.access_token, room)
+                assert r.status_code == 200, r.text
+                assert r.json()["active"] is True
+                r = await other.get(f"/v1/rooms/{room}/status", headers=bearer(person.queue_token))
+                assert r.status_code == 200, r.text
+                assert r.json()["state"] == "admitted"
         r = await verify(client, third.access_token, room)
         assert r.status_code == 200, r.text
         assert r.json()["active"] is True
