@@ -23,9 +23,9 @@ from pathlib import Path
 
 import httpx
 
-from waitroom.processes import Child, Supervisor, free_port, start_backends, wait_for_port
+from loadtest.stack import ADMIN_KEY, start_gateway
+from waitroom.processes import Supervisor
 
-ADMIN_KEY = "bench-admin-key-0123456789"
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -56,25 +56,10 @@ async def measure(
 
 async def bench(calls: int, clients: int, folder: Path) -> None:
     sup = Supervisor()
-    port = free_port()
     try:
-        redis_url, nats_url = start_backends(sup, folder)
-        env = dict(
-            os.environ,
-            WAITROOM_REDIS_URL=redis_url,
-            WAITROOM_NATS_URL=nats_url,
-            WAITROOM_KEYS_DIR=str(folder / "keys"),
-            WAITROOM_ADMIN_KEY=ADMIN_KEY,
-            WAITROOM_PORT=str(port),
-            WAITROOM_RATE_LIMITS="false",
-            WAITROOM_LOG_LEVEL="warning",
-        )
-        gw = sup.add(Child("gateway", [sys.executable, "-m", "gateway"], env, folder / "gw.log"))
-        wait_for_port(port, 20, gw.proc)
+        base, _port, pid = start_gateway(sup, folder)
         limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-        async with httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{port}", timeout=30, limits=limits
-        ) as c:
+        async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as c:
             await c.put(
                 "/v1/admin/rooms/bench",
                 headers={"Authorization": f"Bearer {ADMIN_KEY}"},
@@ -102,12 +87,12 @@ async def bench(calls: int, clients: int, folder: Path) -> None:
                 auth = {"Authorization": f"Bearer {tokens[i % len(tokens)]}"}
                 (await c.post("/v1/rooms/bench/heartbeat", headers=auth)).raise_for_status()
 
-            await measure(gw.pid, 200, clients, healthz)  # warm up
+            await measure(pid, 200, clients, healthz)  # warm up
             rows = [
-                ("GET /healthz (baseline)", await measure(gw.pid, calls, clients, healthz)),
-                ("POST enqueue (signs a token)", await measure(gw.pid, calls, clients, join)),
-                ("GET status", await measure(gw.pid, calls, clients, status)),
-                ("POST heartbeat", await measure(gw.pid, calls, clients, heartbeat)),
+                ("GET /healthz (baseline)", await measure(pid, calls, clients, healthz)),
+                ("POST enqueue (signs a token)", await measure(pid, calls, clients, join)),
+                ("GET status", await measure(pid, calls, clients, status)),
+                ("POST heartbeat", await measure(pid, calls, clients, heartbeat)),
             ]
     finally:
         sup.stop()

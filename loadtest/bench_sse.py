@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import tempfile
 import time
@@ -21,9 +20,8 @@ from pathlib import Path
 import httpx
 
 from loadtest.sse_crowd import SseCrowd, until
-from waitroom.processes import Child, Supervisor, free_port, start_backends, wait_for_port
-
-ADMIN_KEY = "bench-admin-key-0123456789"
+from loadtest.stack import ADMIN_KEY, start_gateway
+from waitroom.processes import Supervisor
 
 
 def rss_kib(pid: int) -> int:
@@ -40,24 +38,8 @@ async def settle(pid: int, seconds: float = 3.0) -> int:
 
 async def bench(streams: int, folder: Path) -> None:
     sup = Supervisor()
-    port = free_port()
     try:
-        redis_url, nats_url = start_backends(sup, folder)
-        env = dict(
-            os.environ,
-            WAITROOM_REDIS_URL=redis_url,
-            WAITROOM_NATS_URL=nats_url,
-            WAITROOM_KEYS_DIR=str(folder / "keys"),
-            WAITROOM_ADMIN_KEY=ADMIN_KEY,
-            WAITROOM_PORT=str(port),
-            WAITROOM_RATE_LIMITS="false",
-            WAITROOM_LOG_LEVEL="warning",
-        )
-        gateway = sup.add(
-            Child("gateway", [sys.executable, "-m", "gateway"], env, folder / "gw.log")
-        )
-        wait_for_port(port, 20, gateway.proc)
-        base = f"http://127.0.0.1:{port}"
+        base, port, pid = start_gateway(sup, folder)
         admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
         limits = httpx.Limits(max_connections=100)
         async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as c:
@@ -81,12 +63,12 @@ async def bench(streams: int, folder: Path) -> None:
             tokens = await asyncio.gather(*(join() for _ in range(streams)))
             crowd = SseCrowd("127.0.0.1", port)
             crowd.open("bench", tokens[:1])
-            baseline = await settle(gateway.pid)
+            baseline = await settle(pid)
             started = time.perf_counter()
             crowd.open("bench", tokens[1:])
             await until(lambda: all(s.count("position") for s in crowd.streams), 120)
             opened_in = time.perf_counter() - started
-            loaded = await settle(gateway.pid)
+            loaded = await settle(pid)
             await c.post("/v1/rooms/bench/leave", headers={"Authorization": f"Bearer {tokens[0]}"})
             await until(lambda: all(s.count("position") >= 2 for s in crowd.streams[1:]), 30)
             moved = sum(1 for s in crowd.streams[1:] if s.count("position") >= 2)
