@@ -17,8 +17,10 @@ def admission_loop(ctx: WorkerContext, holder: str) -> RoomLoop:
 
     async def work(room: str, fence: int) -> None:
         result = await ctx.store.admit(room, holder, fence, settings.lease_ms)
-        if result.pids:
-            log.info("admitted", room=room, count=len(result.pids), used_units=result.used_units)
+        if result.position_ids:
+            log.info(
+                "admitted", room=room, count=len(result.position_ids), used_units=result.used_units
+            )
 
     return RoomLoop(
         ctx.store,

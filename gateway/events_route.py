@@ -48,7 +48,7 @@ async def events(
     watcher = Watcher(room=room, claims=claims, token=token, base_url=base_url(request, svc))
     last_id = request.headers.get("last-event-id", "")
     await hub.send_state(watcher, view)
-    if last_id == str(view.eseq):
+    if last_id == str(view.event_seq):
         while not watcher.queue.empty():  # the client has this state already
             watcher.queue.get_nowait()
     await hub.watch(watcher)
@@ -66,7 +66,7 @@ async def events(
                     yield ServerSentEventMessage(data=None, comment="keepalive")
                     continue
                 yield ServerSentEventMessage(
-                    data=msgspec.json.encode(data).decode(), event=event, id=str(watcher.eseq)
+                    data=msgspec.json.encode(data).decode(), event=event, id=str(watcher.event_seq)
                 )
         finally:
             svc.metrics.sse_open.dec()

@@ -54,10 +54,10 @@ class Watcher:
         default_factory=lambda: asyncio.Queue(maxsize=64)
     )
     last: dict[str, Any] = field(default_factory=dict)
-    eseq: int = 0
+    event_seq: int = 0
 
     @property
-    def pid(self) -> str:
+    def position_id(self) -> str:
         return self.claims.sub
 
     def push(self, event: str, data: dict[str, Any]) -> None:
@@ -88,14 +88,14 @@ class RoomFeed:
         self.touched = 0.0
 
     def add(self, w: Watcher) -> None:
-        self.watchers.setdefault(w.pid, set()).add(w)
+        self.watchers.setdefault(w.position_id, set()).add(w)
 
     def remove(self, w: Watcher) -> None:
-        group = self.watchers.get(w.pid)
+        group = self.watchers.get(w.position_id)
         if group is not None:
             group.discard(w)
             if not group:
-                del self.watchers[w.pid]
+                del self.watchers[w.position_id]
 
     def everyone(self) -> list[Watcher]:
         return [w for group in self.watchers.values() for w in group]
@@ -154,13 +154,13 @@ class RoomFeed:
         if not watchers:
             return
         svc = self.hub.svc
-        pids = sorted({w.pid for w in watchers})
+        position_ids = sorted({w.position_id for w in watchers})
         try:
-            views = await svc.store.statuses(self.room, pids, touch=touch)
+            views = await svc.store.statuses(self.room, position_ids, touch=touch)
         except StoreUnavailable:
             return
         for w in watchers:
-            view = views.get(w.pid)
+            view = views.get(w.position_id)
             if view is not None:
                 await self.hub.send_state(w, view)
 
@@ -208,7 +208,7 @@ class LiveHub:
             w.claims = svc.tokens.verify_queue(w.token, w.room)
             w.push("token", {"token": w.token})
         answer = await place_response(svc, w.room, view, base_url=w.base_url, go_token=w.token)
-        w.eseq = max(w.eseq, view.eseq)
+        w.event_seq = max(w.event_seq, view.event_seq)
         for event, data in events_for(answer, w.last):
             w.push(event, data)
         w.last = msgspec.structs.asdict(answer)

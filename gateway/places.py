@@ -91,7 +91,7 @@ async def new_queue_token(svc: Services, room: str, view: PersonView) -> str:
     return await svc.tokens.sign_queue(
         room,
         view.position_id,
-        seq=view.seq,
+        arrival=view.arrival,
         size=view.size,
         priority=view.priority,
         bind=view.bind,

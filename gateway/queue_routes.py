@@ -54,11 +54,11 @@ async def current_or_restored(
     except PositionNotFound:
         return await svc.store.enqueue(
             room,
-            pid=claims.sub,
+            position_id=claims.sub,
             size=claims.size,
             priority=claims.priority,
             bind=claims.bind,
-            restore_seq=claims.seq,
+            restore_arrival=claims.arrival,
         )
 
 
@@ -101,7 +101,7 @@ async def enqueue(
     binding = binding_of(request, svc)
     view = await svc.store.enqueue(
         room,
-        pid=position_id_for_retry(request, svc, room),
+        position_id=position_id_for_retry(request, svc, room),
         size=body.size,
         ip_hash=svc.ip_hash(ip) if ip else "",
         metadata=metadata,

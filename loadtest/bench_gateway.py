@@ -29,13 +29,13 @@ from waitroom.processes import Supervisor
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def cpu_seconds(process_id: int) -> float:
+    fields = Path(f"/proc/{process_id}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
 
 
 async def measure(
-    pid: int, calls: int, clients: int, call: Callable[[int], Awaitable[None]]
+    process_id: int, calls: int, clients: int, call: Callable[[int], Awaitable[None]]
 ) -> tuple[float, float, float]:
     """(CPU us per call, p50 ms, p99 ms)."""
     latencies: list[float] = []
@@ -47,9 +47,9 @@ async def measure(
             await call(i)
             latencies.append(time.perf_counter() - started)
 
-    before = cpu_seconds(pid)
+    before = cpu_seconds(process_id)
     await asyncio.gather(*(client() for _ in range(clients)))
-    used = cpu_seconds(pid) - before
+    used = cpu_seconds(process_id) - before
     q = statistics.quantiles(latencies, n=100)
     return used / calls * 1e6, q[49] * 1000, q[98] * 1000
 
@@ -57,7 +57,7 @@ async def measure(
 async def bench(calls: int, clients: int, folder: Path) -> None:
     sup = Supervisor()
     try:
-        base, _port, pid = start_gateway(sup, folder)
+        base, _port, process_id = start_gateway(sup, folder)
         limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
         async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as c:
             await c.put(
@@ -87,12 +87,12 @@ async def bench(calls: int, clients: int, folder: Path) -> None:
                 auth = {"Authorization": f"Bearer {tokens[i % len(tokens)]}"}
                 (await c.post("/v1/rooms/bench/heartbeat", headers=auth)).raise_for_status()
 
-            await measure(pid, 200, clients, healthz)  # warm up
+            await measure(process_id, 200, clients, healthz)  # warm up
             rows = [
-                ("GET /healthz (baseline)", await measure(pid, calls, clients, healthz)),
-                ("POST enqueue (signs a token)", await measure(pid, calls, clients, join)),
-                ("GET status", await measure(pid, calls, clients, status)),
-                ("POST heartbeat", await measure(pid, calls, clients, heartbeat)),
+                ("GET /healthz (baseline)", await measure(process_id, calls, clients, healthz)),
+                ("POST enqueue (signs a token)", await measure(process_id, calls, clients, join)),
+                ("GET status", await measure(process_id, calls, clients, status)),
+                ("POST heartbeat", await measure(process_id, calls, clients, heartbeat)),
             ]
     finally:
         sup.stop()

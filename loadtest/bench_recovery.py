@@ -61,15 +61,15 @@ async def make_history(store: RoomStore, rooms: list[str], events: int, bar: Pro
         room = rng.choice(rooms)
         joined = await asyncio.gather(*(store.enqueue(room) for _ in range(200)))
         admitted = await store.admit(room, "bench", fence[room], 600_000, max_batch=150)
-        made += len(joined) + len(admitted.pids)
-        for pid in admitted.pids:
+        made += len(joined) + len(admitted.position_ids)
+        for position_id in admitted.position_ids:
             roll = rng.random()
             if roll < 0.5:
-                await store.claim(room, pid)
-                await store.complete(room, pid)
+                await store.claim(room, position_id)
+                await store.complete(room, position_id)
                 made += 2
             elif roll < 0.7:
-                await store.leave(room, pid)
+                await store.leave(room, position_id)
                 made += 1
         bar.update(task, completed=made)
     return made

@@ -24,22 +24,22 @@ from loadtest.stack import ADMIN_KEY, start_gateway
 from waitroom.processes import Supervisor
 
 
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+def rss_kib(process_id: int) -> int:
+    for line in Path(f"/proc/{process_id}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError("no VmRSS")
 
 
-async def settle(pid: int, seconds: float = 3.0) -> int:
+async def settle(process_id: int, seconds: float = 3.0) -> int:
     await asyncio.sleep(seconds)
-    return rss_kib(pid)
+    return rss_kib(process_id)
 
 
 async def bench(streams: int, folder: Path) -> None:
     sup = Supervisor()
     try:
-        base, port, pid = start_gateway(sup, folder)
+        base, port, process_id = start_gateway(sup, folder)
         admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
         limits = httpx.Limits(max_connections=100)
         async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as c:
@@ -63,12 +63,12 @@ async def bench(streams: int, folder: Path) -> None:
             tokens = await asyncio.gather(*(join() for _ in range(streams)))
             crowd = SseCrowd("127.0.0.1", port)
             crowd.open("bench", tokens[:1])
-            baseline = await settle(pid)
+            baseline = await settle(process_id)
             started = time.perf_counter()
             crowd.open("bench", tokens[1:])
             await until(lambda: all(s.count("position") for s in crowd.streams), 120)
             opened_in = time.perf_counter() - started
-            loaded = await settle(pid)
+            loaded = await settle(process_id)
             await c.post("/v1/rooms/bench/leave", headers={"Authorization": f"Bearer {tokens[0]}"})
             await until(lambda: all(s.count("position") >= 2 for s in crowd.streams[1:]), 30)
             moved = sum(1 for s in crowd.streams[1:] if s.count("position") >= 2)

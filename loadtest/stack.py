@@ -12,7 +12,7 @@ ADMIN_KEY = "bench-admin-key-0123456789"
 
 
 def start_gateway(sup: Supervisor, folder: Path) -> tuple[str, int, int]:
-    """Backends plus ``python -m gateway`` (rate limits off); (base URL, port, gateway pid)."""
+    """Backends plus ``python -m gateway`` (rate limits off); (base URL, port, process id)."""
     redis_url, nats_url = start_backends(sup, folder)
     port = free_port()
     env = dict(
@@ -27,4 +27,4 @@ def start_gateway(sup: Supervisor, folder: Path) -> tuple[str, int, int]:
     )
     gateway = sup.add(Child("gateway", [sys.executable, "-m", "gateway"], env, folder / "gw.log"))
     wait_for_port(port, 20, gateway.proc)
-    return f"http://127.0.0.1:{port}", port, gateway.pid
+    return f"http://127.0.0.1:{port}", port, gateway.process_id

@@ -37,7 +37,7 @@ class PersonView(msgspec.Struct, frozen=True):
     state: State
     rank: int
     total: int
-    seq: int
+    arrival: int
     size: int
     priority: int
     joined: int
@@ -54,7 +54,7 @@ class PersonView(msgspec.Struct, frozen=True):
     rate: float
     rate_ts: int
     rate_since: int
-    eseq: int
+    event_seq: int
     now: int
     created: bool
 
@@ -90,7 +90,7 @@ class AdmitResult(msgspec.Struct, frozen=True):
     status: str
 
     @property
-    def pids(self) -> list[str]:
+    def position_ids(self) -> list[str]:
         # cjson encodes an empty Lua table as {}
         return self.admitted if isinstance(self.admitted, list) else []
 
@@ -157,53 +157,63 @@ class RoomStore:
         self,
         room: str,
         *,
-        pid: str | None = None,
+        position_id: str | None = None,
         size: int = 1,
         priority: int = 0,
         ip_hash: str = "",
         metadata: str = "",
         bind: str = "",
-        restore_seq: int = 0,
+        restore_arrival: int = 0,
     ) -> PersonView:
-        pid = pid or new_position_id()
+        position_id = position_id or new_position_id()
         raw = await self._run(
-            self.scripts.enqueue, room, pid, size, priority, ip_hash, metadata, bind, restore_seq
+            self.scripts.enqueue,
+            room,
+            position_id,
+            size,
+            priority,
+            ip_hash,
+            metadata,
+            bind,
+            restore_arrival,
         )
         return _person.decode(raw)
 
-    async def status(self, room: str, pid: str, *, touch: bool = False) -> PersonView:
-        return _person.decode(await self._run(self.scripts.status, room, pid, 1 if touch else 0))
+    async def status(self, room: str, position_id: str, *, touch: bool = False) -> PersonView:
+        return _person.decode(
+            await self._run(self.scripts.status, room, position_id, 1 if touch else 0)
+        )
 
     async def statuses(
-        self, room: str, pids: list[str], *, touch: bool = False
+        self, room: str, position_ids: list[str], *, touch: bool = False
     ) -> dict[str, PersonView]:
         """Many people's status in one pipeline (each its own script call); people the
         store does not know are left out."""
         room_keys = keys.RoomKeys(room).all()
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
-                for pid in pids:
+                for position_id in position_ids:
                     await self.scripts.status(
-                        keys=room_keys, args=[room, pid, 1 if touch else 0], client=pipe
+                        keys=room_keys, args=[room, position_id, 1 if touch else 0], client=pipe
                     )
                 results = await pipe.execute(raise_on_error=False)
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise StoreUnavailable() from exc
         return {
-            pid: _person.decode(res)
-            for pid, res in zip(pids, results, strict=True)
+            position_id: _person.decode(res)
+            for position_id, res in zip(position_ids, results, strict=True)
             if not isinstance(res, Exception)
         }
 
-    async def leave(self, room: str, pid: str) -> PersonView:
-        return _person.decode(await self._run(self.scripts.leave, room, pid))
+    async def leave(self, room: str, position_id: str) -> PersonView:
+        return _person.decode(await self._run(self.scripts.leave, room, position_id))
 
-    async def claim(self, room: str, pid: str, *, touch: bool = False) -> PersonView:
+    async def claim(self, room: str, position_id: str, *, touch: bool = False) -> PersonView:
         mode = "touch" if touch else "claim"
-        return _person.decode(await self._run(self.scripts.claim, room, pid, mode))
+        return _person.decode(await self._run(self.scripts.claim, room, position_id, mode))
 
-    async def complete(self, room: str, pid: str) -> PersonView:
-        return _person.decode(await self._run(self.scripts.complete, room, pid))
+    async def complete(self, room: str, position_id: str) -> PersonView:
+        return _person.decode(await self._run(self.scripts.complete, room, position_id))
 
     # workers --------------------------------------------------------------------------
     async def admit(

@@ -191,7 +191,7 @@ class KeyRing:
 class QueueClaims:
     sub: str
     room: str
-    seq: int
+    arrival: int
     size: int
     priority: int
     bind: str
@@ -211,7 +211,7 @@ def _queue_claims_of(raw: dict[str, Any]) -> QueueClaims:
     return QueueClaims(
         sub=str(raw["sub"]),
         room=str(raw["room"]),
-        seq=int(raw["seq"]),
+        arrival=int(raw["arr"]),
         size=int(raw.get("size", 1)),
         priority=int(raw.get("pri", 0)),
         bind=str(raw.get("bnd", "")),
@@ -282,16 +282,16 @@ class TokenService:
         return jwt.encode(claims, key.private, algorithm=alg, headers={"kid": key.kid})
 
     def queue_claims(
-        self, room: str, pid: str, *, seq: int, size: int, priority: int, bind: str
+        self, room: str, position_id: str, *, arrival: int, size: int, priority: int, bind: str
     ) -> dict[str, Any]:
         now = int(time.time())
         return {
             "iss": self.issuer,
             "aud": self.queue_audience,
-            "sub": pid,
+            "sub": position_id,
             "room": room,
             "typ": "queue",
-            "seq": seq,
+            "arr": arrival,
             "size": size,
             "pri": priority,
             "bnd": bind,
@@ -304,9 +304,11 @@ class TokenService:
         return self._sign(claims, "ec" if self.queue_alg == "ES256" else "rsa")
 
     async def sign_queue(
-        self, room: str, pid: str, *, seq: int, size: int, priority: int, bind: str
+        self, room: str, position_id: str, *, arrival: int, size: int, priority: int, bind: str
     ) -> str:
-        claims = self.queue_claims(room, pid, seq=seq, size=size, priority=priority, bind=bind)
+        claims = self.queue_claims(
+            room, position_id, arrival=arrival, size=size, priority=priority, bind=bind
+        )
         self.signed["queue"] += 1  # counted on the loop's thread, not in the pool
         loop = asyncio.get_running_loop()
         token = await loop.run_in_executor(self._pool, self.sign_queue_sync, claims)
@@ -314,25 +316,25 @@ class TokenService:
         self._verified.put(token, claims["exp"], _queue_claims_of(claims))
         return token
 
-    def access_claims(self, room: str, pid: str, *, iat: int, exp: int) -> dict[str, Any]:
+    def access_claims(self, room: str, position_id: str, *, iat: int, exp: int) -> dict[str, Any]:
         return {
             "iss": self.issuer,
             "aud": self.audience,
-            "sub": pid,
+            "sub": position_id,
             "room": room,
             "typ": "access",
             "iat": iat,
             "exp": exp,
-            "jti": f"{pid}.{exp}",
+            "jti": f"{position_id}.{exp}",
         }
 
-    async def sign_access(self, room: str, pid: str, *, iat: int, exp: int) -> str:
+    async def sign_access(self, room: str, position_id: str, *, iat: int, exp: int) -> str:
         """An access token; the same inputs give the same token, so it is cached here."""
-        cache_key = (f"{room}/{pid}", exp)
+        cache_key = (f"{room}/{position_id}", exp)
         hit = self._access_cache.get(cache_key)
         if hit is not None:
             return hit
-        claims = self.access_claims(room, pid, iat=iat, exp=exp)
+        claims = self.access_claims(room, position_id, iat=iat, exp=exp)
         loop = asyncio.get_running_loop()
         token = await loop.run_in_executor(self._pool, self._sign, claims, "rsa")
         self.signed["access"] += 1

@@ -52,7 +52,7 @@ async def test_three_replicas_admit_in_order_within_capacity(
     )
     people = 300
     joined = await asyncio.gather(*(store.enqueue(room) for _ in range(people)))
-    arrival = {p.position_id: p.seq for p in joined}
+    arrival = {p.position_id: p.arrival for p in joined}
 
     workers = [
         ModuleProc(
@@ -87,12 +87,12 @@ async def test_three_replicas_admit_in_order_within_capacity(
         k = keys.RoomKeys(room)
         while not done.is_set():
             admitted: list[str] = await redis.zrange(k.admitted, 0, -1)  # type: ignore[assignment]
-            for pid in admitted:
+            for position_id in admitted:
                 if rng.random() < 0.5:
-                    await store.claim(room, pid)
-                    await store.complete(room, pid)
+                    await store.claim(room, position_id)
+                    await store.complete(room, position_id)
                 else:
-                    await store.complete(room, pid)
+                    await store.complete(room, position_id)
             await asyncio.sleep(0.005)
 
     sampler = asyncio.create_task(sample())

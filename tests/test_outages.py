@@ -98,8 +98,8 @@ async def test_nats_down_for_a_while_loses_and_doubles_nothing(
         + (tmp_path / "h.log").read_text().splitlines()
     )
     events = await room_events(own_nats.url, room)
-    eseq = int(await redis.hget(keys.RoomKeys(room).stats, "eseq") or 0)
-    assert [e.seq for e in events] == list(range(1, eseq + 1))  # each change once, in order
+    event_seq = int(await redis.hget(keys.RoomKeys(room).stats, "event_seq") or 0)
+    assert [e.seq for e in events] == list(range(1, event_seq + 1))  # each change once, in order
     assert len({e.id for e in events}) == len(events)
     assert sum(isinstance(e, Enqueued) for e in events) == final["enqueued_total"]
     assert sum(isinstance(e, Admitted) for e in events) == final["admitted_total"]

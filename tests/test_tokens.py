@@ -118,7 +118,7 @@ def access_claims(settings: Settings, room: str, sub: str, *, iat: int, exp: int
 
 
 def queue_claims(
-    settings: Settings, room: str, sub: str, *, seq: int, iat: int, exp: int
+    settings: Settings, room: str, sub: str, *, arrival: int, iat: int, exp: int
 ) -> dict[str, Any]:
     return {
         "iss": settings.issuer,
@@ -126,7 +126,7 @@ def queue_claims(
         "sub": sub,
         "room": room,
         "typ": "queue",
-        "seq": seq,
+        "arr": arrival,
         "size": 1,
         "pri": 0,
         "bnd": "",
@@ -348,11 +348,11 @@ async def test_queue_token_checks_on_status(
 
     # an expired queue token, signed with the real key
     now = int(time.time())
-    seq = int(jwt.decode(person.queue_token, options={"verify_signature": False})["seq"])
+    arrival = int(jwt.decode(person.queue_token, options={"verify_signature": False})["arr"])
     stale = sign_with_ring(
         settings.keys_dir,
         queue_claims(
-            settings, person.room, person.position_id, seq=seq, iat=now - 900, exp=now - 5
+            settings, person.room, person.position_id, arrival=arrival, iat=now - 900, exp=now - 5
         ),
     )
     r = await client.get(f"/v1/rooms/{person.room}/status", headers=bearer(stale))
@@ -361,7 +361,9 @@ async def test_queue_token_checks_on_status(
     # the same claims, still in date, are accepted: only the expiry was wrong
     current = sign_with_ring(
         settings.keys_dir,
-        queue_claims(settings, person.room, person.position_id, seq=seq, iat=now, exp=now + 60),
+        queue_claims(
+            settings, person.room, person.position_id, arrival=arrival, iat=now, exp=now + 60
+        ),
     )
     r = await client.get(f"/v1/rooms/{person.room}/status", headers=bearer(current))
     assert r.status_code == 200, r.text

@@ -18,9 +18,9 @@ from waitroom.processes import free_port
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _gone(pid: int) -> bool:
+def _gone(process_id: int) -> bool:
     try:
-        os.kill(pid, 0)
+        os.kill(process_id, 0)
     except ProcessLookupError:
         return True
     return False
@@ -84,5 +84,5 @@ def test_waitroom_up_serves_a_visit_and_stops_cleanly(tmp_path: Path) -> None:
         proc.stdout.close()
     assert code == 0, out
     assert "stopped." in out
-    pids = state["pids"].values()
-    assert all(_gone(pid) for pid in pids), state["pids"]
+    process_ids = state["process_ids"].values()
+    assert all(_gone(process_id) for process_id in process_ids), state["process_ids"]

@@ -121,7 +121,7 @@ class Child:
         return self
 
     @property
-    def pid(self) -> int:
+    def process_id(self) -> int:
         return self.proc.pid if self.proc else 0
 
     def alive(self) -> bool:

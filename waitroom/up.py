@@ -163,7 +163,7 @@ def run_up(opts: UpOptions) -> int:
             "redis_url": redis_url,
             "nats_url": nats_url,
             "logs": str(logs),
-            "pids": {c.name: c.pid for c in sup.children},
+            "process_ids": {c.name: c.process_id for c in sup.children},
             "supervisor_pid": os.getpid(),
         }
         (data / "up.json").write_text(json.dumps(state, indent=2))

@@ -45,70 +45,70 @@ local function room_for_change()
   return cfg, nil
 end
 
-local function line_score(priority, seq)
-  return (MAX_PRIORITY - priority) * PRIORITY_SPAN + seq
+local function line_score(priority, arrival)
+  return (MAX_PRIORITY - priority) * PRIORITY_SPAN + arrival
 end
 
-local function get_person(pid)
-  local raw = redis.call('HGET', K_PEOPLE, pid)
+local function get_person(position_id)
+  local raw = redis.call('HGET', K_PEOPLE, position_id)
   if not raw then
     return nil
   end
   return cjson.decode(raw)
 end
 
-local function put_person(pid, p)
-  redis.call('HSET', K_PEOPLE, pid, cjson.encode(p))
+local function put_person(position_id, p)
+  redis.call('HSET', K_PEOPLE, position_id, cjson.encode(p))
 end
 
 -- Append one event to the room's outbox; the relay publishes it to JetStream.
-local function emit(inc, etype, pid, fields, now)
-  local seq = redis.call('HINCRBY', K_STATS, 'eseq', 1)
+local function emit(inc, etype, position_id, fields, now)
+  local event_seq = redis.call('HINCRBY', K_STATS, 'event_seq', 1)
   fields.v = 1
-  fields.id = ROOM .. ':' .. inc .. ':' .. seq
+  fields.id = ROOM .. ':' .. inc .. ':' .. event_seq
   fields.type = etype
   fields.room = ROOM
-  fields.seq = seq
+  fields.seq = event_seq
   fields.ts = now / 1000
-  if pid then
-    fields.position_id = pid
+  if position_id then
+    fields.position_id = position_id
   end
   redis.call('XADD', K_OUTBOX, '*', 'e', cjson.encode(fields))
 end
 
 -- The transitions, shared by the scripts that make them and by replay.lua.
-local function join_line(pid, p, seen_at)
-  put_person(pid, p)
-  redis.call('ZADD', K_LINE, line_score(p.priority, p.seq), pid)
-  redis.call('ZADD', K_SEEN, seen_at, pid)
+local function join_line(position_id, p, seen_at)
+  put_person(position_id, p)
+  redis.call('ZADD', K_LINE, line_score(p.priority, p.arrival), position_id)
+  redis.call('ZADD', K_SEEN, seen_at, position_id)
   if p.ip ~= '' then
     redis.call('HINCRBY', K_IPS, p.ip, 1)
   end
-  if tonumber(redis.call('HGET', K_STATS, 'arrival') or '0') < p.seq then
-    redis.call('HSET', K_STATS, 'arrival', p.seq)
+  if tonumber(redis.call('HGET', K_STATS, 'arrival') or '0') < p.arrival then
+    redis.call('HSET', K_STATS, 'arrival', p.arrival)
   end
   redis.call('HINCRBY', K_STATS, 'enqueued_total', 1)
 end
 
-local function mark_admitted(pid, p, now, claim_deadline)
-  redis.call('ZREM', K_LINE, pid)
-  redis.call('ZREM', K_SEEN, pid)
+local function mark_admitted(position_id, p, now, claim_deadline)
+  redis.call('ZREM', K_LINE, position_id)
+  redis.call('ZREM', K_SEEN, position_id)
   p.state = 'admitted'
   p.admitted_at = now
   p.claim_deadline = claim_deadline
-  put_person(pid, p)
-  redis.call('ZADD', K_ADMITTED, claim_deadline, pid)
+  put_person(position_id, p)
+  redis.call('ZADD', K_ADMITTED, claim_deadline, position_id)
   redis.call('HINCRBY', K_STATS, 'used_units', p.size)
   redis.call('HINCRBY', K_STATS, 'admitted_total', 1)
 end
 
-local function mark_active(pid, p, now, session_deadline)
-  redis.call('ZREM', K_ADMITTED, pid)
+local function mark_active(position_id, p, now, session_deadline)
+  redis.call('ZREM', K_ADMITTED, position_id)
   p.state = 'active'
   p.activated_at = now
   p.session_deadline = session_deadline
-  put_person(pid, p)
-  redis.call('ZADD', K_ACTIVE, session_deadline, pid)
+  put_person(position_id, p)
+  redis.call('ZADD', K_ACTIVE, session_deadline, position_id)
 end
 
 local TOTAL_OF = { completed = 'completed_total', expired = 'expired_total', left = 'left_total' }
@@ -129,12 +129,12 @@ local function free_units(p)
 end
 
 -- Move a person to a final state: out of every live set, units and IP slot given back.
-local function finish(pid, p, state, reason, now)
+local function finish(position_id, p, state, reason, now)
   free_units(p)
-  redis.call('ZREM', K_LINE, pid)
-  redis.call('ZREM', K_SEEN, pid)
-  redis.call('ZREM', K_ADMITTED, pid)
-  redis.call('ZREM', K_ACTIVE, pid)
+  redis.call('ZREM', K_LINE, position_id)
+  redis.call('ZREM', K_SEEN, position_id)
+  redis.call('ZREM', K_ADMITTED, position_id)
+  redis.call('ZREM', K_ACTIVE, position_id)
   if p.ip ~= '' then
     local left = redis.call('HINCRBY', K_IPS, p.ip, -1)
     if left <= 0 then
@@ -144,34 +144,34 @@ local function finish(pid, p, state, reason, now)
   p.state = state
   p.reason = reason
   p.ended_at = now
-  put_person(pid, p)
-  redis.call('ZADD', K_ENDED, now, pid)
+  put_person(position_id, p)
+  redis.call('ZADD', K_ENDED, now, position_id)
   redis.call('HINCRBY', K_STATS, TOTAL_OF[state], 1)
 end
 
 -- Remove a room's state; the outbox stays (the relay still delivers it) and so do the
 -- event counter and the lease fence, so seq and fences keep rising.
 local function wipe_room()
-  local eseq = redis.call('HGET', K_STATS, 'eseq') or '0'
+  local event_seq = redis.call('HGET', K_STATS, 'event_seq') or '0'
   local fence = redis.call('HGET', K_STATS, 'fence') or '0'
   redis.call('DEL', K_CFG, K_STATS, K_LINE, K_SEEN, K_PEOPLE, K_ADMITTED, K_ACTIVE, K_IPS,
              K_ENDED, K_LEASE.admission, K_LEASE.heartbeat)
-  redis.call('HSET', K_STATS, 'eseq', eseq, 'fence', fence)
+  redis.call('HSET', K_STATS, 'event_seq', event_seq, 'fence', fence)
 end
 
 -- The answer the gateway turns into a status: the person plus where they stand.
-local function view(pid, p, cfg, now, created)
+local function view(position_id, p, cfg, now, created)
   local rank = -1
   if p.state == 'waiting' then
-    rank = redis.call('ZRANK', K_LINE, pid)
+    rank = redis.call('ZRANK', K_LINE, position_id)
   end
-  local st = redis.call('HMGET', K_STATS, 'rate', 'rate_ts', 'rate_since', 'eseq')
+  local st = redis.call('HMGET', K_STATS, 'rate', 'rate_ts', 'rate_since', 'event_seq')
   return cjson.encode({
-    position_id = pid,
+    position_id = position_id,
     state = p.state,
     rank = rank,
     total = redis.call('ZCARD', K_LINE),
-    seq = p.seq,
+    arrival = p.arrival,
     size = p.size,
     priority = p.priority,
     joined = p.joined,
@@ -188,7 +188,7 @@ local function view(pid, p, cfg, now, created)
     rate = tonumber(st[1] or '0'),
     rate_ts = tonumber(st[2] or '0'),
     rate_since = tonumber(st[3] or '0'),
-    eseq = tonumber(st[4] or '0'),
+    event_seq = tonumber(st[4] or '0'),
     now = now,
     created = created,
   })
@@ -197,15 +197,15 @@ end
 -- Expire everyone whose deadline in `zkey` (a sorted set scored by ms) has passed.
 local function expire_due(zkey, cutoff, reason, cfg, now, max_batch)
   local due = redis.call('ZRANGEBYSCORE', zkey, '-inf', cutoff, 'LIMIT', 0, max_batch)
-  for _, pid in ipairs(due) do
-    local p = get_person(pid)
+  for _, position_id in ipairs(due) do
+    local p = get_person(position_id)
     if p and (p.state == 'waiting' or p.state == 'admitted' or p.state == 'active') then
       local units = p.size
       local was = p.state
-      finish(pid, p, 'expired', reason, now)
-      emit(cfg.inc, 'expired', pid, { reason = reason, from_state = was, size = units }, now)
+      finish(position_id, p, 'expired', reason, now)
+      emit(cfg.inc, 'expired', position_id, { reason = reason, from_state = was, size = units }, now)
     else
-      redis.call('ZREM', zkey, pid)
+      redis.call('ZREM', zkey, position_id)
     end
   end
   return #due

@@ -28,18 +28,18 @@ if cfg.status == 'active' then
     if #head == 0 then
       break
     end
-    local pid = head[1]
-    local p = get_person(pid)
+    local position_id = head[1]
+    local p = get_person(position_id)
     if p.size > free then
       break -- strict order: a party that does not fit yet waits at the head
     end
-    mark_admitted(pid, p, now, now + claim_ms)
+    mark_admitted(position_id, p, now, now + claim_ms)
     used = used + p.size
     free = free - p.size
     tokens = tokens - 1
-    emit(cfg.inc, 'admitted', pid, { claim_deadline = p.claim_deadline, size = p.size,
-                                     arrival = p.seq }, now)
-    admitted[#admitted + 1] = pid
+    emit(cfg.inc, 'admitted', position_id, { claim_deadline = p.claim_deadline, size = p.size,
+                                     arrival = p.arrival }, now)
+    admitted[#admitted + 1] = position_id
   end
 end
 -- Observed admission rate: an exponentially decaying count with a 30 s time constant.

@@ -1,12 +1,12 @@
 -- Claim an admission (admitted -> active) or keep a session alive.
--- ARGV: room, pid, mode ('claim': only from admitted; 'touch': claim or extend a session)
+-- ARGV: room, position_id, mode ('claim': only from admitted; 'touch': claim or extend a session)
 -- Extending a session is liveness, like a heartbeat: it appends no event.
-local pid, mode = ARGV[2], ARGV[3]
+local position_id, mode = ARGV[2], ARGV[3]
 local cfg, err = room_for_change()
 if not cfg then
   return fail(err)
 end
-local p = get_person(pid)
+local p = get_person(position_id)
 if not p then
   return fail('position_not_found')
 end
@@ -16,18 +16,18 @@ if p.state == 'admitted' then
   if p.claim_deadline < now then
     return fail('admission_expired')
   end
-  mark_active(pid, p, now, now + ttl_ms)
-  emit(cfg.inc, 'activated', pid, { session_deadline = p.session_deadline }, now)
+  mark_active(position_id, p, now, now + ttl_ms)
+  emit(cfg.inc, 'activated', position_id, { session_deadline = p.session_deadline }, now)
 elseif p.state == 'active' then
   if mode == 'claim' then
     return fail('already_claimed')
   end
   p.session_deadline = now + ttl_ms
-  put_person(pid, p)
-  redis.call('ZADD', K_ACTIVE, p.session_deadline, pid)
+  put_person(position_id, p)
+  redis.call('ZADD', K_ACTIVE, p.session_deadline, position_id)
 elseif p.state == 'waiting' then
   return fail('not_admitted')
 else
   return fail('session_ended')
 end
-return view(pid, p, cfg, now, false)
+return view(position_id, p, cfg, now, false)

@@ -1,19 +1,19 @@
--- The protected site says the visit is over: free its units at once. ARGV: room, pid
-local pid = ARGV[2]
+-- The protected site says the visit is over: free its units at once. ARGV: room, position_id
+local position_id = ARGV[2]
 local cfg, err = room_for_change()
 if not cfg then
   return fail(err)
 end
-local p = get_person(pid)
+local p = get_person(position_id)
 if not p then
   return fail('position_not_found')
 end
 local now = now_ms()
 if p.state == 'admitted' or p.state == 'active' then
   local was = p.state
-  finish(pid, p, 'completed', 'completed', now)
-  emit(cfg.inc, 'completed', pid, { from_state = was, size = p.size }, now)
+  finish(position_id, p, 'completed', 'completed', now)
+  emit(cfg.inc, 'completed', position_id, { from_state = was, size = p.size }, now)
 elseif p.state == 'waiting' then
   return fail('not_admitted')
 end
-return view(pid, p, cfg, now, false)
+return view(position_id, p, cfg, now, false)

@@ -5,8 +5,8 @@ if not hold_lease('heartbeat', ARGV[2], ARGV[3], tonumber(ARGV[4])) then
 end
 local cutoff = now_ms() - tonumber(ARGV[6])
 local old = redis.call('ZRANGEBYSCORE', K_ENDED, '-inf', cutoff, 'LIMIT', 0, tonumber(ARGV[5]))
-for _, pid in ipairs(old) do
-  redis.call('HDEL', K_PEOPLE, pid)
-  redis.call('ZREM', K_ENDED, pid)
+for _, position_id in ipairs(old) do
+  redis.call('HDEL', K_PEOPLE, position_id)
+  redis.call('ZREM', K_ENDED, position_id)
 end
 return #old

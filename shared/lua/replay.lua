@@ -7,12 +7,12 @@ local now = tonumber(ARGV[2])
 
 local function apply(e)
   local seq = tonumber(e.seq)
-  if seq <= tonumber(redis.call('HGET', K_STATS, 'eseq') or '0') then
+  if seq <= tonumber(redis.call('HGET', K_STATS, 'event_seq') or '0') then
     return 0
   end
   local t = e.type
   local at = math.floor(e.ts * 1000 + 0.5)
-  local pid = e.position_id
+  local position_id = e.position_id
   if t == 'room_updated' then
     local flat = {}
     for name, value in pairs(e.config) do
@@ -24,29 +24,29 @@ local function apply(e)
   elseif t == 'room_deleted' then
     wipe_room()
   elseif t == 'enqueued' then
-    local p = { state = 'waiting', seq = e.arrival, size = e.size, priority = e.priority,
+    local p = { state = 'waiting', arrival = e.arrival, size = e.size, priority = e.priority,
                 ip = e.ip_hash or '', joined = at, meta = e.metadata or '', bind = e.bind or '' }
-    join_line(pid, p, now)
+    join_line(position_id, p, now)
   else
-    local p = get_person(pid)
+    local p = get_person(position_id)
     if not p then
       return redis.error_reply('WR replay_gap ' .. e.id)
     end
     if t == 'admitted' then
-      mark_admitted(pid, p, at, e.claim_deadline)
+      mark_admitted(position_id, p, at, e.claim_deadline)
     elseif t == 'activated' then
-      mark_active(pid, p, at, e.session_deadline)
+      mark_active(position_id, p, at, e.session_deadline)
     elseif t == 'completed' then
-      finish(pid, p, 'completed', 'completed', at)
+      finish(position_id, p, 'completed', 'completed', at)
     elseif t == 'left' then
-      finish(pid, p, 'left', 'left', at)
+      finish(position_id, p, 'left', 'left', at)
     elseif t == 'expired' then
-      finish(pid, p, 'expired', e.reason, at)
+      finish(position_id, p, 'expired', e.reason, at)
     else
       return redis.error_reply('WR replay_unknown_type ' .. tostring(t))
     end
   end
-  redis.call('HSET', K_STATS, 'eseq', seq)
+  redis.call('HSET', K_STATS, 'event_seq', seq)
   return 1
 end
 

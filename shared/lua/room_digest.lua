@@ -8,7 +8,7 @@ if not cfg then
 end
 cfg.recovering = nil
 local counters = {}
-for _, name in ipairs({ 'arrival', 'eseq', 'used_units', 'admitted_total', 'expired_total',
+for _, name in ipairs({ 'arrival', 'event_seq', 'used_units', 'admitted_total', 'expired_total',
                         'enqueued_total', 'completed_total', 'left_total' }) do
   counters[name] = tonumber(redis.call('HGET', K_STATS, name) or '0')
 end
@@ -17,7 +17,7 @@ local flat = redis.call('HGETALL', K_PEOPLE)
 for i = 1, #flat, 2 do
   local p = cjson.decode(flat[i + 1])
   if p.state == 'waiting' or p.state == 'admitted' or p.state == 'active' then
-    people[#people + 1] = { flat[i], p.state, p.seq, p.size, p.priority, p.ip, p.meta, p.bind,
+    people[#people + 1] = { flat[i], p.state, p.arrival, p.size, p.priority, p.ip, p.meta, p.bind,
                             p.claim_deadline or 0 }
   end
 end

@@ -1,16 +1,16 @@
--- Where does this person stand. ARGV: room, pid, touch (1 = a heartbeat: mark them seen).
+-- Where does this person stand. ARGV: room, position_id, touch (1 = a heartbeat: mark them seen).
 -- A heartbeat is liveness, not a state change: it appends no event.
-local pid = ARGV[2]
+local position_id = ARGV[2]
 local cfg = load_cfg()
 if not cfg then
   return fail('room_not_found')
 end
-local p = get_person(pid)
+local p = get_person(position_id)
 if not p then
   return fail('position_not_found')
 end
 local now = now_ms()
 if ARGV[3] == '1' and p.state == 'waiting' then
-  redis.call('ZADD', K_SEEN, 'XX', now, pid)
+  redis.call('ZADD', K_SEEN, 'XX', now, position_id)
 end
-return view(pid, p, cfg, now, false)
+return view(position_id, p, cfg, now, false)
