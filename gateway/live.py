@@ -20,18 +20,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 import structlog
+from litestar.response import ServerSentEventMessage
 
-from gateway.places import new_queue_token, place_response
+from gateway.metrics import GatewayMetrics
+from gateway.people import Followed, People
 from gateway.schemas import PlaceResponse
-from gateway.services import Services
 from shared.errors import StoreUnavailable
 from shared.events import SUBJECT_PREFIX
-from shared.store import PersonView
+from shared.nats_link import NatsLink
+from shared.store import PersonView, RoomStore
 from shared.tokens import QueueClaims
 
 log = structlog.get_logger("live")
@@ -39,6 +42,8 @@ log = structlog.get_logger("live")
 IDLE_REFRESH = 2.0
 TOUCH_EVERY = 2.0
 NUDGE_GAP = 0.25
+KEEPALIVE_SECONDS = 15.0
+RETRY_MS = 3000
 PERSONAL = frozenset({"admitted", "activated", "completed", "expired", "left"})
 
 
@@ -105,7 +110,7 @@ class RoomFeed:
         await self._subscribe()
 
     async def _subscribe(self) -> None:
-        nc = self.hub.svc.nats.nc
+        nc = self.hub.nats.nc
         if nc is None or not nc.is_connected or self.subscription is not None:
             return
         try:
@@ -153,10 +158,9 @@ class RoomFeed:
     async def refresh(self, watchers: list[Watcher], *, touch: bool = False) -> None:
         if not watchers:
             return
-        svc = self.hub.svc
         position_ids = sorted({w.position_id for w in watchers})
         try:
-            views = await svc.store.statuses(self.room, position_ids, touch=touch)
+            views = await self.hub.store.statuses(self.room, position_ids, touch=touch)
         except StoreUnavailable:
             return
         for w in watchers:
@@ -168,14 +172,48 @@ class RoomFeed:
 class LiveHub:
     """The event streams open on this gateway, grouped by room."""
 
-    def __init__(self, svc: Services) -> None:
-        self.svc = svc
+    def __init__(
+        self, people: People, store: RoomStore, nats: NatsLink, metrics: GatewayMetrics
+    ) -> None:
+        self.people = people
+        self.store = store
+        self.nats = nats
+        self.metrics = metrics
         self.feeds: dict[str, RoomFeed] = {}
         self._lock = asyncio.Lock()
 
-    @property
-    def open_streams(self) -> int:
-        return sum(len(f.everyone()) for f in self.feeds.values())
+    async def open(self, room: str, start: Followed, base_url: str, last_id: str) -> Watcher:
+        """A new stream from where the person stands; a ``Last-Event-ID`` equal to the
+        current one skips the unchanged opening state."""
+        watcher = Watcher(room=room, claims=start.claims, token=start.token, base_url=base_url)
+        await self.send_state(watcher, start.view)
+        if last_id == str(start.view.event_seq):
+            while not watcher.queue.empty():  # the client has this state already
+                watcher.queue.get_nowait()
+        await self.watch(watcher)
+        return watcher
+
+    async def messages(self, watcher: Watcher) -> AsyncIterator[ServerSentEventMessage]:
+        """The stream's messages until the client goes; keep-alive comments between."""
+        self.metrics.sse_open.inc()
+        try:
+            yield ServerSentEventMessage(data=None, comment="waitroom", retry=RETRY_MS)
+            while True:
+                try:
+                    event, data = await asyncio.wait_for(
+                        watcher.queue.get(), timeout=KEEPALIVE_SECONDS
+                    )
+                except TimeoutError:
+                    yield ServerSentEventMessage(data=None, comment="keepalive")
+                    continue
+                yield ServerSentEventMessage(
+                    data=msgspec.json.encode(data).decode(),
+                    event=event,
+                    id=str(watcher.event_seq),
+                )
+        finally:
+            self.metrics.sse_open.dec()
+            await self.unwatch(watcher)
 
     async def watch(self, w: Watcher) -> None:
         async with self._lock:
@@ -202,12 +240,11 @@ class LiveHub:
 
     async def send_state(self, w: Watcher, view: PersonView) -> None:
         """Push what changed for this person since the last push."""
-        svc = self.svc
-        if view.state == "waiting" and svc.tokens.needs_refresh(w.claims):
-            w.token = await new_queue_token(svc, w.room, view)
-            w.claims = svc.tokens.verify_queue(w.token, w.room)
-            w.push("token", {"token": w.token})
-        answer = await place_response(svc, w.room, view, base_url=w.base_url, go_token=w.token)
+        token, w.claims = await self.people.kept_token(w.room, w.token, w.claims, view)
+        if token != w.token:
+            w.token = token
+            w.push("token", {"token": token})
+        answer = await self.people.answer(w.room, view, base_url=w.base_url, go_token=w.token)
         w.event_seq = max(w.event_seq, view.event_seq)
         for event, data in events_for(answer, w.last):
             w.push(event, data)

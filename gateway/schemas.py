@@ -9,7 +9,7 @@ import msgspec
 from shared.room import RoomConfig
 
 
-class EnqueueBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class EnqueueBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
     size: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
 
@@ -17,6 +17,29 @@ class EnqueueBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class VerifyBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     token: Annotated[str, msgspec.Meta(min_length=1, max_length=8192)]
     room: str | None = None
+
+
+class NoFields(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    """This call takes no fields yet: send no body, or ``{}``."""
+
+
+NO_FIELDS = NoFields()
+NO_ENQUEUE_FIELDS = EnqueueBody()
+"""What an optional body stands for when it is left out."""
+
+
+class ErrorDetail(msgspec.Struct, kw_only=True, omit_defaults=True):
+    code: str
+    """Stable: clients may branch on it (see each route's error answers)."""
+    message: str
+    retry_after: int | None = None
+    """Seconds to wait before trying again, where waiting helps (also ``Retry-After``)."""
+
+
+class ErrorBody(msgspec.Struct, kw_only=True):
+    """Every error the API answers."""
+
+    error: ErrorDetail
 
 
 class PlaceResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -91,6 +114,15 @@ class RoomPutOut(msgspec.Struct, kw_only=True):
 
 class RoomsOut(msgspec.Struct, kw_only=True):
     rooms: list[RoomOut]
+
+
+class RoomDeletedOut(msgspec.Struct, kw_only=True):
+    deleted: str
+
+
+class RoomDigestOut(msgspec.Struct, kw_only=True):
+    room: str
+    digest: str
 
 
 class Ready(msgspec.Struct, kw_only=True):

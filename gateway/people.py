@@ -1,0 +1,238 @@
+"""The people waiting: join, where am I, still here, leave, claim an admission.
+
+Every decision about a person's place that is not an atomic change of state (those are Lua
+scripts behind ``RoomStore``) lives here, so the routes, the room page and the event
+streams all answer the same way: which token is whose, when a token is re-signed, when a
+place lost with the data store is put back, when a bearer's existing place is reused,
+what an ``Idempotency-Key`` maps to.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+import msgspec
+
+from gateway.answers import access_expiry, go_url, place_answer, target_location
+from gateway.caller import Caller
+from gateway.ratelimit import RateLimiter
+from gateway.schemas import EnqueueBody, LeaveResponse, PlaceResponse
+from shared.errors import InvalidBody, PositionNotFound, WaitroomError
+from shared.room import RoomConfig
+from shared.settings import Settings
+from shared.store import PersonView, RoomStore, require_room
+from shared.tokens import QueueClaims, TokenService
+
+MAX_METADATA_BYTES = 2048
+LIVE_STATES = frozenset({"waiting", "admitted", "active"})
+IDEMPOTENCY_KEY_LENGTH = (8, 128)
+
+
+@dataclass(frozen=True)
+class Joined:
+    answer: PlaceResponse
+    created: bool
+
+
+@dataclass
+class Followed:
+    """What an event stream starts from: the checked token, its claims, the place."""
+
+    token: str
+    claims: QueueClaims
+    view: PersonView
+
+
+class People:
+    def __init__(
+        self, store: RoomStore, tokens: TokenService, limiter: RateLimiter, settings: Settings
+    ) -> None:
+        self.store = store
+        self.tokens = tokens
+        self.limiter = limiter
+        self.settings = settings
+
+    async def room(self, room: str) -> RoomConfig:
+        """The room's config (what its page shows); 404 for a room that does not exist."""
+        return await require_room(self.store, room)
+
+    # tokens and places ---------------------------------------------------------------
+    def claims(self, room: str, token: str, caller: Caller) -> QueueClaims:
+        """The claims of a queue token for this room, bound to this caller if binding is on."""
+        return self.tokens.verify_queue(token, room, caller.binding)
+
+    async def place_of(self, room: str, claims: QueueClaims, *, touch: bool) -> PersonView:
+        """The person's place; if the data store lost it, put it back where the token says."""
+        try:
+            return await self.store.status(room, claims.sub, touch=touch)
+        except PositionNotFound:
+            return await self.store.enqueue(
+                room,
+                position_id=claims.sub,
+                size=claims.size,
+                priority=claims.priority,
+                bind=claims.bind,
+                restore_arrival=claims.arrival,
+            )
+
+    async def kept_token(
+        self, room: str, token: str, claims: QueueClaims, view: PersonView
+    ) -> tuple[str, QueueClaims]:
+        """The token the person should hold from now: re-signed when less than half of its
+        life is left and the place is still live, else the same."""
+        if view.state not in LIVE_STATES or not self.tokens.needs_refresh(claims):
+            return token, claims
+        fresh = await self.new_token(room, view)
+        return fresh, self.tokens.verify_queue(fresh, room)
+
+    async def new_token(self, room: str, view: PersonView) -> str:
+        return await self.tokens.sign_queue(
+            room,
+            view.position_id,
+            arrival=view.arrival,
+            size=view.size,
+            priority=view.priority,
+            bind=view.bind,
+        )
+
+    async def answer(
+        self,
+        room: str,
+        view: PersonView,
+        *,
+        base_url: str,
+        go_token: str,
+        queue_token: str | None = None,
+    ) -> PlaceResponse:
+        """The answer about a place; ``go_token`` is the queue token the redirect URL
+        carries, ``queue_token`` a new or refreshed token handed back."""
+        access = None
+        if view.state in ("admitted", "active"):
+            access = await self.tokens.sign_access(
+                room, view.position_id, iat=view.admitted_at // 1000, exp=access_expiry(view)
+            )
+        return place_answer(
+            view,
+            queue_token=queue_token,
+            access_token=access,
+            redirect_url=go_url(base_url, room, go_token),
+        )
+
+    # the calls -----------------------------------------------------------------------
+    async def join(
+        self,
+        room: str,
+        caller: Caller,
+        body: EnqueueBody,
+        *,
+        bearer: str | None,
+        idempotency_key: str | None,
+    ) -> Joined:
+        """Join the line, or answer the live place the bearer's queue token already holds."""
+        if bearer is not None:
+            reused = await self._reuse(room, caller, bearer)
+            if reused is not None:
+                return Joined(reused, created=False)
+        await self.limiter.check("enqueue", caller.ip)
+        metadata = msgspec.json.encode(body.metadata) if body.metadata else b""
+        if len(metadata) > MAX_METADATA_BYTES:
+            raise InvalidBody(f"metadata is larger than {MAX_METADATA_BYTES} bytes")
+        view = await self.store.enqueue(
+            room,
+            position_id=self._retry_position_id(room, idempotency_key),
+            size=body.size,
+            ip_hash=self.ip_hash(caller.ip) if caller.ip else "",
+            metadata=metadata.decode(),
+            bind=caller.binding or "",
+        )
+        token = await self.new_token(room, view)
+        answer = await self.answer(
+            room, view, base_url=caller.base_url, go_token=token, queue_token=token
+        )
+        return Joined(answer, created=view.created)
+
+    async def _reuse(self, room: str, caller: Caller, bearer: str) -> PlaceResponse | None:
+        try:
+            claims = self.claims(room, bearer, caller)
+        except WaitroomError:
+            return None  # not a place of this room: join afresh
+        view = await self.place_of(room, claims, touch=True)
+        if view.state not in LIVE_STATES:
+            return None  # that place has ended: a new one
+        token, _ = await self.kept_token(room, bearer, claims, view)
+        return await self.answer(
+            room, view, base_url=caller.base_url, go_token=token, queue_token=token
+        )
+
+    async def status(self, room: str, caller: Caller, token: str) -> PlaceResponse:
+        claims = self.claims(room, token, caller)
+        await self.limiter.check("status", room, claims.sub)
+        view = await self.place_of(room, claims, touch=False)
+        return await self.answer(room, view, base_url=caller.base_url, go_token=token)
+
+    async def heartbeat(self, room: str, caller: Caller, token: str) -> PlaceResponse:
+        claims = self.claims(room, token, caller)
+        await self.limiter.check("heartbeat", room, claims.sub)
+        view = await self.place_of(room, claims, touch=True)
+        token, _ = await self.kept_token(room, token, claims, view)
+        return await self.answer(
+            room, view, base_url=caller.base_url, go_token=token, queue_token=token
+        )
+
+    async def leave(self, room: str, caller: Caller, token: str) -> LeaveResponse:
+        claims = self.claims(room, token, caller)
+        view = await self.store.leave(room, claims.sub)
+        return LeaveResponse(position_id=view.position_id, state=view.state)
+
+    async def go(self, room: str, caller: Caller, token: str) -> str:
+        """Claim the admission (admitted -> active); the address of the protected site with
+        the access token."""
+        claims = self.claims(room, token, caller)
+        view = await self.store.claim(room, claims.sub)
+        access = await self.tokens.sign_access(
+            room, view.position_id, iat=view.admitted_at // 1000, exp=access_expiry(view)
+        )
+        return target_location(view.target_url, access)
+
+    async def follow(self, room: str, caller: Caller, token: str) -> Followed:
+        """The start of an event stream: an open stream is a sign of life."""
+        claims = self.claims(room, token, caller)
+        await self.limiter.check("status", room, claims.sub)  # a reconnect loop is bounded
+        view = await self.place_of(room, claims, touch=True)
+        return Followed(token=token, claims=claims, view=view)
+
+    async def first_paint(self, room: str, caller: Caller, token: str | None) -> dict[str, object]:
+        """What the room page shows before its script runs, from the token in its cookie."""
+        if not token:
+            return {}
+        try:
+            claims = self.claims(room, token, caller)
+            view = await self.place_of(room, claims, touch=True)
+            answer = await self.answer(room, view, base_url=caller.base_url, go_token=token)
+        except WaitroomError as exc:
+            if exc.status in (401, 403):
+                return {"state": "expired", "reason": exc.code}
+            return {}
+        out = msgspec.structs.asdict(answer)
+        out.pop("token", None)
+        return {k: v for k, v in out.items() if v is not None}
+
+    # identities ----------------------------------------------------------------------
+    def ip_hash(self, ip: str) -> str:
+        return hashlib.sha256(f"{self.settings.ip_hash_salt}\n{ip}".encode()).hexdigest()[:16]
+
+    def _retry_position_id(self, room: str, idempotency_key: str | None) -> str | None:
+        """With an ``Idempotency-Key``, a retry (say, after a gateway died mid-request)
+        lands on the same place: the place id is derived from the key."""
+        if idempotency_key is None:
+            return None
+        low, high = IDEMPOTENCY_KEY_LENGTH
+        if not low <= len(idempotency_key) <= high:
+            raise InvalidBody(f"Idempotency-Key must be {low} to {high} characters.")
+        mac = hmac.new(
+            self.settings.ip_hash_salt.encode(), f"{room}\n{idempotency_key}".encode(), "sha256"
+        )
+        return base64.urlsafe_b64encode(mac.digest()[:12]).decode()

@@ -1,0 +1,192 @@
+"""``/v1/rooms/{room}``: the API of people waiting."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Request, Response, Router, get, post
+from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import HeaderParameter, JSONBody, QueryParameter
+from litestar.response import ServerSentEvent
+
+from gateway.caller import Caller, optional_bearer
+from gateway.errors import (
+    BODY_ERRORS,
+    QUEUE_TOKEN_ERRORS,
+    ROOM_ERRORS,
+    STORE_ERRORS,
+    error_answers,
+)
+from gateway.live import LiveHub
+from gateway.people import People
+from gateway.routes.common import BEARER, CALLER, QUEUE_TOKEN, ROOM_ID
+from gateway.routes.openapi import OptionalBody
+from gateway.schemas import (
+    NO_ENQUEUE_FIELDS,
+    NO_FIELDS,
+    EnqueueBody,
+    LeaveResponse,
+    NoFields,
+    PlaceResponse,
+)
+from shared import errors
+
+IdempotencyKey = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Idempotency-Key",
+        description="A client's own random 8-128 characters: a retry with the same key "
+        "lands on the same place.",
+    ),
+]
+TokenQuery = Annotated[
+    str | None,
+    QueryParameter(name="token", description="The queue token (EventSource sends no headers)."),
+]
+LastEventId = Annotated[
+    str | None, HeaderParameter(name="Last-Event-ID", description="The id of the last event seen.")
+]
+
+
+@post(
+    "/enqueue",
+    operation_class=OptionalBody,
+    status_code=201,
+    summary="Join the line",
+    responses={
+        200: ResponseSpec(PlaceResponse, description="The live place the bearer already holds."),
+        **error_answers(
+            *BODY_ERRORS,
+            *ROOM_ERRORS,
+            *STORE_ERRORS,
+            errors.PartyTooLarge,
+            errors.QueueFull,
+            errors.TooManyPositions,
+            errors.RoomMaintenance,
+        ),
+    },
+)
+async def enqueue(
+    room_id: NamedDependency[str],
+    caller: NamedDependency[Caller],
+    people: NamedDependency[People],
+    request: Request[Any, Any, Any],
+    data: JSONBody[EnqueueBody] = NO_ENQUEUE_FIELDS,
+    idempotency_key: IdempotencyKey = None,
+) -> Response[PlaceResponse]:
+    """Join the line. Body (optional): ``{"size": 1, "metadata": {}}``; a party of N uses N
+    units. A valid queue token for this room in ``Authorization: Bearer`` returns the
+    existing place (200) instead of a new one (201) while that place is live (waiting,
+    admitted or active; an ended place gets a new one), and so does a repeated
+    ``Idempotency-Key``, which makes a retry safe."""
+    joined = await people.join(
+        room_id,
+        caller,
+        data,
+        bearer=optional_bearer(request),
+        idempotency_key=idempotency_key,
+    )
+    return Response(joined.answer, status_code=201 if joined.created else 200)
+
+
+@get(
+    "/status",
+    summary="Where am I",
+    security=BEARER,
+    dependencies=QUEUE_TOKEN,
+    responses=error_answers(*QUEUE_TOKEN_ERRORS, *ROOM_ERRORS, *STORE_ERRORS),
+)
+async def status(
+    room_id: NamedDependency[str],
+    caller: NamedDependency[Caller],
+    token: NamedDependency[str],
+    people: NamedDependency[People],
+) -> PlaceResponse:
+    """Where the bearer of this queue token stands. Once admitted, also an
+    ``access_token``, the ``redirect_url`` that claims it and its ``claim_deadline``."""
+    return await people.status(room_id, caller, token)
+
+
+@post(
+    "/heartbeat",
+    operation_class=OptionalBody,
+    status_code=200,
+    summary="I am still here",
+    security=BEARER,
+    dependencies=QUEUE_TOKEN,
+    responses=error_answers(*BODY_ERRORS, *QUEUE_TOKEN_ERRORS, *ROOM_ERRORS, *STORE_ERRORS),
+)
+async def heartbeat(
+    room_id: NamedDependency[str],
+    caller: NamedDependency[Caller],
+    token: NamedDependency[str],
+    people: NamedDependency[People],
+    data: JSONBody[NoFields] = NO_FIELDS,
+) -> PlaceResponse:
+    """Keep a place alive; answers like status, plus ``token`` (re-signed when less than
+    half of its life is left, else the same)."""
+    return await people.heartbeat(room_id, caller, token)
+
+
+@post(
+    "/leave",
+    operation_class=OptionalBody,
+    status_code=200,
+    summary="Give up my place",
+    security=BEARER,
+    dependencies=QUEUE_TOKEN,
+    responses=error_answers(
+        *BODY_ERRORS, *QUEUE_TOKEN_ERRORS, *ROOM_ERRORS, *STORE_ERRORS, errors.PositionNotFound
+    ),
+)
+async def leave(
+    room_id: NamedDependency[str],
+    caller: NamedDependency[Caller],
+    token: NamedDependency[str],
+    people: NamedDependency[People],
+    data: JSONBody[NoFields] = NO_FIELDS,
+) -> LeaveResponse:
+    """Leave the line (or give back an admission or a session). Answers the final state."""
+    return await people.leave(room_id, caller, token)
+
+
+@get(
+    "/events",
+    summary="Live updates (Server-Sent Events)",
+    security=BEARER,
+    responses=error_answers(*QUEUE_TOKEN_ERRORS, *ROOM_ERRORS, *STORE_ERRORS),
+)
+async def events(
+    room_id: NamedDependency[str],
+    caller: NamedDependency[Caller],
+    people: NamedDependency[People],
+    live: NamedDependency[LiveHub],
+    request: Request[Any, Any, Any],
+    token: TokenQuery = None,
+    last_event_id: LastEventId = None,
+) -> ServerSentEvent:
+    """Events: ``position`` (position, ahead, total, eta_seconds, eta_range), ``admitted``
+    (redirect_url, access_token, claim_deadline), ``expired`` (reason), ``room`` (status:
+    active, paused, maintenance), ``token`` (a re-signed queue token to keep), ``state``
+    (left or completed). The stream opens with the person's current state, so a client
+    that reconnects, to this pod or another, misses nothing; ids are the room's event
+    sequence, and a ``Last-Event-ID`` equal to the current one skips the unchanged opening
+    state. An open stream counts as a heartbeat. The token is the queue token
+    (``?token=``, since EventSource cannot send headers; ``Authorization`` works too)."""
+    given = optional_bearer(request) or token
+    if not given:
+        raise errors.MissingToken()
+    start = await people.follow(room_id, caller, given)
+    watcher = await live.open(room_id, start, caller.base_url, last_event_id or "")
+    return ServerSentEvent(
+        live.messages(watcher), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
+
+
+people_router = Router(
+    path="/v1/rooms/{room:str}",
+    route_handlers=[enqueue, status, heartbeat, leave, events],
+    dependencies={**ROOM_ID, **CALLER},
+    tags=["people waiting"],
+)
