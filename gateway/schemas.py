@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from shared.keys import ROOM_ID_PATTERN
 from shared.room import RoomConfig
 
 
@@ -16,7 +17,8 @@ class EnqueueBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, froz
 
 class VerifyBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     token: Annotated[str, msgspec.Meta(min_length=1, max_length=8192)]
-    room: str | None = None
+    room: Annotated[str, msgspec.Meta(pattern=ROOM_ID_PATTERN.pattern)]
+    """The room the site guards: a token of any other room is refused (403)."""
 
 
 class NoFields(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):

@@ -49,6 +49,15 @@ log = structlog.get_logger("tokens")
 KeyKind = Literal["rsa", "ec"]
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 QUEUE_AUDIENCE_SUFFIX = "/queue"
+
+
+def access_audience(audience: str, room: str) -> str:
+    """The ``aud`` of a room's access tokens: the configured audience and the room, so a
+    site that checks ``aud`` (as every JWT library does when told the audience) cannot
+    take one room's access for another's. Room ids hold no ``:``."""
+    return f"{audience}:{room}"
+
+
 KID_PATTERN = re.compile(r"^(rsa|ec)-\d{10}-[A-Za-z0-9]+$")
 
 
@@ -220,6 +229,16 @@ def _queue_claims_of(raw: dict[str, Any]) -> QueueClaims:
     )
 
 
+def _claimed_room(token: str) -> str:
+    """The room a token says it is for, before its signature is checked: only to pick the
+    audience to check it against; the signature then proves it."""
+    try:
+        room = jwt.decode(token, options={"verify_signature": False}).get("room")
+    except jwt.PyJWTError:
+        raise TokenInvalid() from None
+    return room if isinstance(room, str) else ""
+
+
 def client_binding(ip: str, user_agent: str) -> str:
     return hashlib.sha256(f"{ip}\n{user_agent}".encode()).hexdigest()[:16]
 
@@ -319,7 +338,7 @@ class TokenService:
     def access_claims(self, room: str, position_id: str, *, iat: int, exp: int) -> dict[str, Any]:
         return {
             "iss": self.issuer,
-            "aud": self.audience,
+            "aud": access_audience(self.audience, room),
             "sub": position_id,
             "room": room,
             "typ": "access",
@@ -391,10 +410,12 @@ class TokenService:
         return claims
 
     def verify_access(self, token: str, room: str | None = None) -> AccessClaims:
+        """Check an access token; with ``room``, that it is that room's (else 403). Without,
+        the room it names is checked against its audience, and the caller acts on it."""
         now = time.time()
         claims = self._verified.get(token, now)
         if not isinstance(claims, AccessClaims):
-            raw = self._decode(token, self.audience)
+            raw = self._decode(token, access_audience(self.audience, _claimed_room(token)))
             if raw.get("typ") != "access":
                 raise WrongTokenType()
             try:

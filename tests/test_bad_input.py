@@ -508,7 +508,7 @@ async def test_garbage_token_is_401_token_invalid_and_changes_nothing(
             assert r.status_code == 401, (method, path, token, r.text)
             assert_error(r, 401, "token_invalid")
     for token in GARBAGE_TOKENS:
-        r = await client.post("/v1/session/verify", json={"token": token})
+        r = await client.post("/v1/session/verify", json={"token": token, "room": room})
         assert_error(r, 401, "token_invalid")
     assert await room_state(client, redis, room) == before
 

@@ -36,11 +36,11 @@ SESSION_ERRORS = (
     "/verify",
     status_code=200,
     summary="Is this access still good",
-    responses=error_answers(*BODY_ERRORS, *ACCESS_TOKEN_ERRORS),
+    responses=error_answers(*BODY_ERRORS, *ACCESS_TOKEN_ERRORS, errors.WrongRoom),
 )
 async def verify(data: JSONBody[VerifyBody], site: NamedDependency[Site]) -> VerifyResponse:
-    """Body ``{"token": "...", "room": "optional"}``. A forged, expired or queue-typed token
-    is refused (401); a token for another room than ``room`` gets 403. A good token whose
+    """Body ``{"token": "...", "room": "..."}``. A forged, expired or queue-typed token is
+    refused (401); a token of another room than ``room`` gets 403. A good token whose
     visit has ended answers ``active: false``. While the data store is away the answer
     comes from the token alone (``checked: "offline"``)."""
     return await site.verify(data)
