@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,10 +30,11 @@ import msgspec
 import structlog
 from litestar.response import ServerSentEventMessage
 
+from gateway.caller import Caller
 from gateway.metrics import GatewayMetrics
 from gateway.people import Followed, People
 from gateway.schemas import PlaceResponse
-from shared.errors import StoreUnavailable
+from shared.errors import StoreUnavailable, TooManyStreams
 from shared.events import SUBJECT_PREFIX
 from shared.nats_link import NatsLink
 from shared.store import PersonView, RoomStore
@@ -44,7 +47,19 @@ TOUCH_EVERY = 2.0
 NUDGE_GAP = 0.25
 KEEPALIVE_SECONDS = 15.0
 RETRY_MS = 3000
+UNSTARTED_GRACE = 30.0
 PERSONAL = frozenset({"admitted", "activated", "completed", "expired", "left"})
+FINAL_STATES = frozenset({"active", "completed", "expired", "left"})
+"""Nothing more to wait for: the stream says so and closes."""
+
+
+@dataclass(frozen=True)
+class StreamLimits:
+    """Streams one gateway process holds open at once: per place, and per client address
+    (an address is a /64 for IPv6, see caller.py). One more gets 429 too_many_streams."""
+
+    per_place: int = 4
+    per_address: int = 32
 
 
 @dataclass(eq=False)
@@ -55,11 +70,16 @@ class Watcher:
     claims: QueueClaims
     token: str
     base_url: str
+    address: str = ""
     queue: asyncio.Queue[tuple[str, dict[str, Any]]] = field(
         default_factory=lambda: asyncio.Queue(maxsize=64)
     )
     last: dict[str, Any] = field(default_factory=dict)
     event_seq: int = 0
+    final: bool = False
+    """The place has ended (or its admission was claimed): the stream closes."""
+    started: bool = False
+    opened_at: float = field(default_factory=time.monotonic)
 
     @property
     def position_id(self) -> str:
@@ -95,12 +115,15 @@ class RoomFeed:
     def add(self, w: Watcher) -> None:
         self.watchers.setdefault(w.position_id, set()).add(w)
 
-    def remove(self, w: Watcher) -> None:
+    def remove(self, w: Watcher) -> bool:
+        """Forget a stream; False if it was not held."""
         group = self.watchers.get(w.position_id)
-        if group is not None:
-            group.discard(w)
-            if not group:
-                del self.watchers[w.position_id]
+        if group is None or w not in group:
+            return False
+        group.discard(w)
+        if not group:
+            del self.watchers[w.position_id]
+        return True
 
     def everyone(self) -> list[Watcher]:
         return [w for group in self.watchers.values() for w in group]
@@ -149,6 +172,7 @@ class RoomFeed:
             self.nudged.clear()
             if self.subscription is None:
                 await self._subscribe()
+            await self.hub.drop_unstarted(self)
             try:
                 await self.refresh(self.everyone(), touch=touch)
             except Exception as exc:
@@ -173,32 +197,48 @@ class LiveHub:
     """The event streams open on this gateway, grouped by room."""
 
     def __init__(
-        self, people: People, store: RoomStore, nats: NatsLink, metrics: GatewayMetrics
+        self,
+        people: People,
+        store: RoomStore,
+        nats: NatsLink,
+        metrics: GatewayMetrics,
+        limits: StreamLimits | None = None,
     ) -> None:
         self.people = people
         self.store = store
         self.nats = nats
         self.metrics = metrics
+        self.limits = limits or StreamLimits()
         self.feeds: dict[str, RoomFeed] = {}
+        self.by_address: Counter[str] = Counter()
         self._lock = asyncio.Lock()
 
-    async def open(self, room: str, start: Followed, base_url: str, last_id: str) -> Watcher:
+    async def open(self, room: str, start: Followed, caller: Caller, last_id: str) -> Watcher:
         """A new stream from where the person stands; a ``Last-Event-ID`` equal to the
-        current one skips the unchanged opening state."""
-        watcher = Watcher(room=room, claims=start.claims, token=start.token, base_url=base_url)
+        current one skips the unchanged opening state. Past the limits: 429."""
+        watcher = Watcher(
+            room=room,
+            claims=start.claims,
+            token=start.token,
+            base_url=caller.base_url,
+            address=caller.address_key,
+        )
         await self.send_state(watcher, start.view)
         if last_id == str(start.view.event_seq):
             while not watcher.queue.empty():  # the client has this state already
                 watcher.queue.get_nowait()
-        await self.watch(watcher)
+        if not watcher.final:  # an ended place is told so once; nothing to follow
+            await self.watch(watcher)
         return watcher
 
     async def messages(self, watcher: Watcher) -> AsyncIterator[ServerSentEventMessage]:
-        """The stream's messages until the client goes; keep-alive comments between."""
+        """The stream's messages until the place ends or the client goes; keep-alive
+        comments between."""
+        watcher.started = True
         self.metrics.sse_open.inc()
         try:
             yield ServerSentEventMessage(data=None, comment="waitroom", retry=RETRY_MS)
-            while True:
+            while not (watcher.final and watcher.queue.empty()):
                 try:
                     event, data = await asyncio.wait_for(
                         watcher.queue.get(), timeout=KEEPALIVE_SECONDS
@@ -215,20 +255,39 @@ class LiveHub:
             self.metrics.sse_open.dec()
             await self.unwatch(watcher)
 
+    async def drop_unstarted(self, feed: RoomFeed) -> None:
+        """Forget streams whose response never started (the client went before it did)."""
+        now = time.monotonic()
+        for w in feed.everyone():
+            if not w.started and now - w.opened_at > UNSTARTED_GRACE:
+                await self.unwatch(w)
+
     async def watch(self, w: Watcher) -> None:
         async with self._lock:
             feed = self.feeds.get(w.room)
+            held = len(feed.watchers.get(w.position_id, ())) if feed is not None else 0
+            if held >= self.limits.per_place or (
+                w.address and self.by_address[w.address] >= self.limits.per_address
+            ):
+                raise TooManyStreams()
             if feed is None:
                 feed = self.feeds[w.room] = RoomFeed(self, w.room)
                 await feed.start()
             feed.add(w)
+            if w.address:
+                self.by_address[w.address] += 1
 
     async def unwatch(self, w: Watcher) -> None:
         async with self._lock:
             feed = self.feeds.get(w.room)
             if feed is None:
                 return
-            feed.remove(w)
+            if not feed.remove(w):
+                return
+            if w.address:
+                self.by_address[w.address] -= 1
+                if self.by_address[w.address] <= 0:
+                    del self.by_address[w.address]
             if not feed.watchers:
                 del self.feeds[w.room]
                 await feed.stop()
@@ -249,6 +308,7 @@ class LiveHub:
         for event, data in events_for(answer, w.last):
             w.push(event, data)
         w.last = msgspec.structs.asdict(answer)
+        w.final = view.state in FINAL_STATES
 
 
 def events_for(answer: PlaceResponse, last: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

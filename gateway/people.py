@@ -108,9 +108,11 @@ class People:
         queue_token: str | None = None,
     ) -> PlaceResponse:
         """The answer about a place; ``go_token`` is the queue token the redirect URL
-        carries, ``queue_token`` a new or refreshed token handed back."""
+        carries, ``queue_token`` a new or refreshed token handed back. The access token is
+        handed out only while the admission waits to be claimed: once ``/go`` has claimed
+        it, the queue token is no way in any more."""
         access = None
-        if view.state in ("admitted", "active"):
+        if view.state == "admitted":
             access = await self.tokens.sign_access(
                 room, view.position_id, iat=view.admitted_at // 1000, exp=access_expiry(view)
             )
@@ -136,7 +138,7 @@ class People:
             reused = await self._reuse(room, caller, bearer)
             if reused is not None:
                 return Joined(reused, created=False)
-        await self.limiter.check("enqueue", caller.ip)
+        await self.limiter.check("enqueue", caller.address_key)
         metadata = msgspec.json.encode(body.metadata) if body.metadata else b""
         if len(metadata) > MAX_METADATA_BYTES:
             raise InvalidBody(f"metadata is larger than {MAX_METADATA_BYTES} bytes")
@@ -144,15 +146,25 @@ class People:
             room,
             position_id=self._retry_position_id(room, idempotency_key),
             size=body.size,
-            ip_hash=self.ip_hash(caller.ip) if caller.ip else "",
+            ip_hash=self.ip_hash(caller.address_key) if caller.address_key else "",
             metadata=metadata.decode(),
             bind=caller.binding or "",
         )
+        if not view.created and not self._may_hold(caller, view):
+            # a replayed Idempotency-Key from another client: where the place stands, but
+            # no token of it
+            return Joined(place_answer(view), created=False)
         token = await self.new_token(room, view)
         answer = await self.answer(
             room, view, base_url=caller.base_url, go_token=token, queue_token=token
         )
         return Joined(answer, created=view.created)
+
+    @staticmethod
+    def _may_hold(caller: Caller, view: PersonView) -> bool:
+        """Whether this caller may be handed tokens of this place: always, unless token
+        binding is on and the place was bound to another client."""
+        return caller.binding is None or not view.bind or view.bind == caller.binding
 
     async def _reuse(self, room: str, caller: Caller, bearer: str) -> PlaceResponse | None:
         try:

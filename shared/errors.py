@@ -71,6 +71,12 @@ StoreUnavailable = _error(
     "store_unavailable", 503, "The data store is unreachable; try again shortly.", retry_after=5
 )
 LeaseLost = _error("lease_lost", 409, "This replica no longer holds the room's lease.")
+InvalidForwardedFor = _error(
+    "invalid_forwarded_for", 400, "X-Forwarded-For holds a hop that is not an address."
+)
+TooManyStreams = _error(
+    "too_many_streams", 429, "Too many event streams are open for this place.", retry_after=5
+)
 
 BY_CODE: dict[str, type[WaitroomError]] = {
     cls.code: cls

@@ -155,7 +155,9 @@ async def leave(
     "/events",
     summary="Live updates (Server-Sent Events)",
     security=BEARER,
-    responses=error_answers(*QUEUE_TOKEN_ERRORS, *ROOM_ERRORS, *STORE_ERRORS),
+    responses=error_answers(
+        *QUEUE_TOKEN_ERRORS, *ROOM_ERRORS, *STORE_ERRORS, errors.TooManyStreams
+    ),
 )
 async def events(
     room_id: NamedDependency[str],
@@ -178,7 +180,7 @@ async def events(
     if not given:
         raise errors.MissingToken()
     start = await people.follow(room_id, caller, given)
-    watcher = await live.open(room_id, start, caller.base_url, last_event_id or "")
+    watcher = await live.open(room_id, start, caller, last_event_id or "")
     return ServerSentEvent(
         live.messages(watcher), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
