@@ -22,7 +22,6 @@ from gateway.ratelimit import RateLimiter
 from gateway.schemas import EnqueueBody, LeaveResponse, PlaceResponse
 from shared.errors import InvalidBody, PositionNotFound, WaitroomError
 from shared.room import RoomConfig
-from shared.settings import Settings
 from shared.store import PersonView, RoomStore, require_room
 from shared.tokens import QueueClaims, TokenService
 
@@ -48,12 +47,13 @@ class Followed:
 
 class People:
     def __init__(
-        self, store: RoomStore, tokens: TokenService, limiter: RateLimiter, settings: Settings
+        self, store: RoomStore, tokens: TokenService, limiter: RateLimiter, *, salt: str
     ) -> None:
+        """``salt``: the deployment's secret for address hashes and retry place ids."""
         self.store = store
         self.tokens = tokens
         self.limiter = limiter
-        self.settings = settings
+        self.salt = salt
 
     async def room(self, room: str) -> RoomConfig:
         """The room's config (what its page shows); 404 for a room that does not exist."""
@@ -234,7 +234,7 @@ class People:
 
     # identities ----------------------------------------------------------------------
     def ip_hash(self, ip: str) -> str:
-        return hashlib.sha256(f"{self.settings.ip_hash_salt}\n{ip}".encode()).hexdigest()[:16]
+        return hashlib.sha256(f"{self.salt}\n{ip}".encode()).hexdigest()[:16]
 
     def _retry_position_id(self, room: str, idempotency_key: str | None) -> str | None:
         """With an ``Idempotency-Key``, a retry (say, after a gateway died mid-request)
@@ -244,7 +244,5 @@ class People:
         low, high = IDEMPOTENCY_KEY_LENGTH
         if not low <= len(idempotency_key) <= high:
             raise InvalidBody(f"Idempotency-Key must be {low} to {high} characters.")
-        mac = hmac.new(
-            self.settings.ip_hash_salt.encode(), f"{room}\n{idempotency_key}".encode(), "sha256"
-        )
+        mac = hmac.new(self.salt.encode(), f"{room}\n{idempotency_key}".encode(), "sha256")
         return base64.urlsafe_b64encode(mac.digest()[:12]).decode()

@@ -21,7 +21,7 @@ from shared.nats_link import NatsLink
 from shared.redis_conn import connect
 from shared.settings import Settings
 from shared.store import RoomStore
-from shared.tokens import KeyKind, KeyRing, TokenService, ensure_keys
+from shared.tokens import KeyKind, KeyRing, TokenService, deployment_salt, ensure_keys
 
 
 @dataclass
@@ -62,7 +62,8 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     limiter = RateLimiter(settings.redis_url, settings.rate_limits)
     store = RoomStore(redis)
     metrics = GatewayMetrics(tokens, settings.outbox_max)
-    people = People(store, tokens, limiter, settings)
+    salt = settings.ip_hash_salt or deployment_salt(settings.keys_dir)
+    people = People(store, tokens, limiter, salt=salt)
     live = LiveHub(people, store, link, metrics)
     try:
         yield Services(

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import hmac
 import os
 import re
 import secrets
@@ -71,19 +72,36 @@ def _new_private_key(kind: KeyKind) -> PrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def write_key(keys_dir: Path, kind: KeyKind, active_from: int | None = None) -> Path:
-    """Generate a key and write it under ``keys_dir``; returns its path."""
-    keys_dir.mkdir(parents=True, exist_ok=True)
-    pem = _new_private_key(kind).private_bytes(
+def _private_pem(kind: KeyKind) -> bytes:
+    return _new_private_key(kind).private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+
+
+def private_folder(keys_dir: Path) -> None:
+    """The keys folder, made readable by its owner only (0700)."""
+    keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        keys_dir.chmod(0o700)
+    except OSError as exc:  # a mounted secret the process may read but not change
+        log.warning("keys_folder_mode_unchanged", path=str(keys_dir), error=str(exc))
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write a new file that is never readable by others, not even for a moment."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+def write_key(keys_dir: Path, kind: KeyKind, active_from: int | None = None) -> Path:
+    """Generate a key and write it under ``keys_dir``; returns its path."""
+    private_folder(keys_dir)
     path = keys_dir / _key_file_name(kind, int(time.time()) if active_from is None else active_from)
     tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(pem)
+    _write_private(tmp, _private_pem(kind))
     os.replace(tmp, path)
     return path
 
@@ -94,22 +112,38 @@ def ensure_keys(keys_dir: Path, kinds: tuple[KeyKind, ...] = ("rsa",)) -> None:
     The first key of a kind is made under a fixed name with O_EXCL, so racing processes
     end up with exactly one.
     """
-    keys_dir.mkdir(parents=True, exist_ok=True)
+    private_folder(keys_dir)
     for kind in kinds:
         if any(keys_dir.glob(f"{kind}-*.pem")):
             continue
         first = keys_dir / f"{kind}-0000000000-first.pem"
-        pem = _new_private_key(kind).private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
         tmp = keys_dir / f".{kind}-{os.getpid()}-{secrets.token_hex(4)}.tmp"
-        tmp.write_bytes(pem)
-        os.chmod(tmp, 0o600)
+        _write_private(tmp, _private_pem(kind))
         with contextlib.suppress(FileExistsError):
             os.link(tmp, first)
         tmp.unlink()
+
+
+SALT_FILE = "ip-hash-salt"
+
+
+def deployment_salt(keys_dir: Path) -> str:
+    """A secret every gateway of this deployment shares, for hashing client addresses and
+    deriving retry place ids, when no ``WAITROOM_IP_HASH_SALT`` is set: kept beside the
+    signing keys (made once, 0600). Where that folder cannot be written (a mounted secret),
+    it is derived from the oldest signing key, which every gateway reads alike."""
+    path = keys_dir / SALT_FILE
+    if not path.exists():
+        tmp = keys_dir / f".{SALT_FILE}-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            _write_private(tmp, secrets.token_urlsafe(32).encode())
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
+            tmp.unlink()
+        except OSError:
+            oldest = min(keys_dir.glob("rsa-*.pem"))
+            return hmac.new(oldest.read_bytes(), b"waitroom ip-hash salt", "sha256").hexdigest()
+    return path.read_text().strip()
 
 
 @dataclass(frozen=True)
