@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 
 import msgspec
@@ -27,7 +28,8 @@ from shared.tokens import QueueClaims, TokenService
 
 MAX_METADATA_BYTES = 2048
 LIVE_STATES = frozenset({"waiting", "admitted", "active"})
-IDEMPOTENCY_KEY_LENGTH = (8, 128)
+IDEMPOTENCY_KEY = re.compile(r"^[!-~]{8,128}$")
+"""8-128 visible ASCII characters: what survives an HTTP header unchanged."""
 
 
 @dataclass(frozen=True)
@@ -241,8 +243,7 @@ class People:
         lands on the same place: the place id is derived from the key."""
         if idempotency_key is None:
             return None
-        low, high = IDEMPOTENCY_KEY_LENGTH
-        if not low <= len(idempotency_key) <= high:
-            raise InvalidBody(f"Idempotency-Key must be {low} to {high} characters.")
+        if not IDEMPOTENCY_KEY.match(idempotency_key):
+            raise InvalidBody("Idempotency-Key must be 8 to 128 visible ASCII characters.")
         mac = hmac.new(self.salt.encode(), f"{room}\n{idempotency_key}".encode(), "sha256")
         return base64.urlsafe_b64encode(mac.digest()[:12]).decode()

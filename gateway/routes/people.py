@@ -19,7 +19,7 @@ from gateway.errors import (
     error_answers,
 )
 from gateway.live import LiveHub
-from gateway.people import People
+from gateway.people import IDEMPOTENCY_KEY, People
 from gateway.routes.common import BEARER, CALLER, QUEUE_TOKEN, ROOM_ID
 from gateway.routes.openapi import OptionalBody
 from gateway.schemas import (
@@ -33,19 +33,21 @@ from gateway.schemas import (
 from shared import errors
 
 IdempotencyKey = Annotated[
-    str | None,
+    str,
     HeaderParameter(
         name="Idempotency-Key",
-        description="A client's own random 8-128 characters: a retry with the same key "
-        "lands on the same place.",
+        description="A client's own random 8-128 visible ASCII characters (a UUID, say): "
+        "a retry with the same key lands on the same place.",
+        # checked by People.join; empty is the same as leaving it out
+        schema_extra={"pattern": f"^({IDEMPOTENCY_KEY.pattern[1:-1]})?$"},
     ),
 ]
 TokenQuery = Annotated[
-    str | None,
+    str,
     QueryParameter(name="token", description="The queue token (EventSource sends no headers)."),
 ]
 LastEventId = Annotated[
-    str | None, HeaderParameter(name="Last-Event-ID", description="The id of the last event seen.")
+    str, HeaderParameter(name="Last-Event-ID", description="The id of the last event seen.")
 ]
 
 
@@ -73,7 +75,7 @@ async def enqueue(
     people: NamedDependency[People],
     request: Request[Any, Any, Any],
     data: JSONBody[EnqueueBody] = NO_ENQUEUE_FIELDS,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKey = "",
 ) -> Response[PlaceResponse]:
     """Join the line. Body (optional): ``{"size": 1, "metadata": {}}``; a party of N uses N
     units. A valid queue token for this room in ``Authorization: Bearer`` returns the
@@ -85,7 +87,7 @@ async def enqueue(
         caller,
         data,
         bearer=optional_bearer(request),
-        idempotency_key=idempotency_key,
+        idempotency_key=idempotency_key or None,
     )
     return Response(joined.answer, status_code=201 if joined.created else 200)
 
@@ -165,8 +167,8 @@ async def events(
     people: NamedDependency[People],
     live: NamedDependency[LiveHub],
     request: Request[Any, Any, Any],
-    token: TokenQuery = None,
-    last_event_id: LastEventId = None,
+    token: TokenQuery = "",
+    last_event_id: LastEventId = "",
 ) -> ServerSentEvent:
     """Events: ``position`` (position, ahead, total, eta_seconds, eta_range), ``admitted``
     (redirect_url, access_token, claim_deadline), ``expired`` (reason), ``room`` (status:
@@ -180,7 +182,7 @@ async def events(
     if not given:
         raise errors.MissingToken()
     start = await people.follow(room_id, caller, given)
-    watcher = await live.open(room_id, start, caller, last_event_id or "")
+    watcher = await live.open(room_id, start, caller, last_event_id)
     return ServerSentEvent(
         live.messages(watcher), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
