@@ -13,10 +13,10 @@ from typing import Any
 import msgspec
 import pytest
 import schemathesis
-from schemathesis import GenerationMode
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from litestar.serialization import encode_json
+from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from gateway.app import create_app
