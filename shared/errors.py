@@ -100,6 +100,10 @@ BY_CODE: dict[str, type[WaitroomError]] = {
         RoomMaintenance,
         RoomRecovering,
         LeaseLost,
+        WrongRoom,
+        PowRequired,
+        PowInvalid,
+        PowReused,
     )
 }
 

@@ -25,6 +25,7 @@ from gateway.routes.openapi import OptionalBody
 from gateway.schemas import (
     NO_ENQUEUE_FIELDS,
     NO_FIELDS,
+    ChallengeOut,
     EnqueueBody,
     LeaveResponse,
     NoFields,
@@ -63,6 +64,9 @@ LastEventId = Annotated[
             *ROOM_ERRORS,
             *STORE_ERRORS,
             errors.PartyTooLarge,
+            errors.PowRequired,
+            errors.PowInvalid,
+            errors.PowReused,
             errors.QueueFull,
             errors.TooManyPositions,
             errors.RoomMaintenance,
@@ -90,6 +94,21 @@ async def enqueue(
         idempotency_key=idempotency_key or None,
     )
     return Response(joined.answer, status_code=201 if joined.created else 200)
+
+
+@get(
+    "/challenge",
+    summary="A proof-of-work challenge to solve before joining",
+    responses=error_answers(*ROOM_ERRORS, *STORE_ERRORS),
+)
+async def challenge(
+    room_id: NamedDependency[str], caller: NamedDependency[Caller], people: NamedDependency[People]
+) -> ChallengeOut:
+    """For rooms with ``pow_difficulty`` set: a challenge bound to this client (address and
+    User-Agent), this room and the next two minutes. The waiting-room page solves it in a
+    Web Worker; a script can too (``gateway.proof_of_work.solve``)."""
+    c = await people.challenge(room_id, caller)
+    return ChallengeOut(challenge=c.challenge, difficulty=c.difficulty, expires_at=c.expires_at)
 
 
 @get(
@@ -190,7 +209,7 @@ async def events(
 
 people_router = Router(
     path="/v1/rooms/{room:str}",
-    route_handlers=[enqueue, status, heartbeat, leave, events],
+    route_handlers=[enqueue, challenge, status, heartbeat, leave, events],
     dependencies={**ROOM_ID, **CALLER},
     tags=["people waiting"],
 )
