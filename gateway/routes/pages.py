@@ -22,7 +22,8 @@ BRAND = "#1f5f99"
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; img-src 'self' https: http:; style-src 'self'; "
-        "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+        "script-src 'self'; worker-src 'self'; connect-src 'self'; frame-ancestors 'none'; "
+        "base-uri 'none'; "
         # the brand colour is a custom property in a style attribute (see base.html)
         "style-src-attr 'unsafe-inline'"
     ),
@@ -120,6 +121,7 @@ async def room_html(
         message=config.message or DEFAULT_MESSAGE,
         logo_url=config.logo_url,
         brand=config.brand_color,
+        pow_difficulty=config.pow_difficulty,
     )
 
 
