@@ -18,9 +18,10 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
+from gateway.operators import admin_keys
 from gateway.proof_of_work import leading_zero_bits, solution_hash, solve
 from shared import keys
-from shared.settings import Settings
+from shared.settings import RateLimits, Settings
 from tests.conftest import ADMIN, RoomFactory, bearer, create_room
 from tests.servers import GatewayServer, in_process_workers, wait_until
 from tests.test_live import SseClient
@@ -374,3 +375,34 @@ async def test_a_room_that_asks_for_work_takes_only_fresh_right_solutions(
         url, json={"pow": {"challenge": hard["challenge"], "nonce": solve(hard["challenge"], 12)}}
     )
     assert r.status_code == 201, r.text
+
+
+# --- the operators' key --------------------------------------------------------------------
+
+
+async def test_admin_key_guessing_is_throttled_and_several_keys_work(settings: Settings) -> None:
+    old, new = "old-admin-key-" + "o" * 20, "new-admin-key-" + "n" * 20
+    guarded = settings.with_changes(
+        admin_key=f"{old}, {new}",
+        rate_limits=RateLimits(enabled=True, admin_failures="5/minute"),
+        instance="admin-" + settings.instance,
+    )
+    async with GatewayServer(guarded) as gw, httpx.AsyncClient(base_url=gw.url) as c:
+        for key in (old, new):  # rotation: both in force at once
+            r = await c.get("/v1/admin/rooms", headers=bearer(key))
+            assert r.status_code == 200, r.text
+        codes = []
+        for i in range(8):
+            r = await c.get("/v1/admin/rooms", headers=bearer(f"guess-{i}-" + "g" * 20))
+            codes.append(r.status_code)
+        assert codes[:5] == [401] * 5
+        assert codes[5:] == [429] * 3, codes
+        r = await c.get("/v1/admin/rooms", headers=bearer(new))
+        assert r.status_code == 429  # locked out whatever it tries now
+        assert int(r.headers["retry-after"]) > 0
+
+
+def test_short_admin_keys_are_refused() -> None:
+    with pytest.raises(ValueError, match="at least 24"):
+        admin_keys("long-enough-admin-key-0123456789, short")
+    assert admin_keys("") == ()
