@@ -54,7 +54,7 @@ class MetricFamily:
         if self.type == "counter":
             return (f"{self.name}_total", f"{self.name}_created")
         if self.type == "histogram":
-            return (f"{self.name}_bucket", f"{self.name}_sum", f"{self.name}_count")
+            return tuple(f"{self.name}{end}" for end in ("_bucket", "_sum", "_count", "_created"))
         return (self.name,)
 
     def sample_labels(self, sample: str) -> frozenset[str]:
