@@ -21,7 +21,7 @@ import zipfile
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import jsonschema
 import kubernetes_validate  # type: ignore[import-untyped]
@@ -224,14 +224,16 @@ def test_entry_points_import_only_copied_packages() -> None:
 def test_image_runs_as_non_root_from_wheels_without_build_tools() -> None:
     lines = (ROOT / "Dockerfile").read_text().splitlines()
     starts = [i for i, line in enumerate(lines) if line.startswith("FROM ")]
-    assert len(starts) == 2 and " AS build" in lines[starts[0]], "a build and a final stage"
+    assert len(starts) == 2, "a build stage and a final stage"
+    assert " AS build" in lines[starts[0]]
     build, final = "\n".join(lines[: starts[1]]), "\n".join(lines[starts[1] :])
     assert "pip wheel" in build
     assert "--no-index --find-links=/wheels" in final
     assert "pip uninstall --yes pip setuptools wheel" in final
     assert not re.search(r"apt-get install|gcc|build-essential", final)
     users = re.findall(r"^USER (\S+)", final, flags=re.MULTILINE)
-    assert users and users[-1].split(":")[0] not in ("0", "root")
+    assert users
+    assert users[-1].split(":")[0] not in ("0", "root")
     assert re.search(r'^CMD \["python", "-m", "gateway"\]', final, flags=re.MULTILINE)
 
 
@@ -290,8 +292,10 @@ def build_image_wheel(tmp_path: Path) -> Path:
             shutil.copy(ROOT / source, context / source)
     wheels = tmp_path / "wheels"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation"]
-        + ["--no-index", "--wheel-dir", str(wheels), str(context)],
+        [
+            *(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps"),
+            *("--no-build-isolation", "--no-index", "--wheel-dir", str(wheels), str(context)),
+        ],
         check=True,
         capture_output=True,
         timeout=300,
@@ -342,7 +346,8 @@ def test_image_wheel_holds_and_runs_every_entry_point(tmp_path: Path) -> None:
         timeout=120,
         check=False,
     )
-    assert run.returncode == 0 and "probe" in run.stdout, run.stderr
+    assert run.returncode == 0, run.stderr
+    assert "probe" in run.stdout
 
 
 # --- Compose -------------------------------------------------------------------------------
@@ -354,7 +359,7 @@ def compose_validator() -> jsonschema.protocols.Validator:
     schema = json.loads(raw)
     validator_class = jsonschema.validators.validator_for(schema)
     validator_class.check_schema(schema)
-    return validator_class(schema)  # type: ignore[no-any-return]
+    return validator_class(schema)
 
 
 def test_compose_file_follows_the_compose_specification() -> None:
@@ -383,14 +388,17 @@ def test_waitroom_services_probe_what_the_processes_offer() -> None:
         assert f"waitroom probe {role}" in healthcheck_text(service)
         assert service["deploy"]["replicas"] == 2
     assert found["demo"]["command"] == ["python", "-m", "waitroom.demo_site"]
-    assert found["demo"]["environment"]["WAITROOM_DEMO_HOST"] == "0.0.0.0"
+    assert found["demo"]["environment"]["WAITROOM_DEMO_HOST"] == "0.0.0.0"  # noqa: S104
     for name, service in found.items():
         assert service["user"] == "${WAITROOM_UID:-10001}:${WAITROOM_GID:-10001}", name
-        assert service["read_only"] is True and service["cap_drop"] == ["ALL"]
+        assert service["read_only"] is True, name
+        assert service["cap_drop"] == ["ALL"], name
 
 
 def test_nats_cluster_names_all_three_nodes() -> None:
-    nodes = {name: svc for name, svc in services().items() if svc.get("image", "").startswith("nats:")}
+    nodes = {
+        name: svc for name, svc in services().items() if svc.get("image", "").startswith("nats:")
+    }
     assert sorted(nodes) == ["nats-1", "nats-2", "nats-3"]
     expected_routes = {f"nats://{name}:6222" for name in nodes}
     for name, service in nodes.items():
@@ -463,7 +471,8 @@ def test_dragonfly_flags_fit_the_lua_scripts() -> None:
         assert "{sale}" in key
     for script in (ROOT / "shared" / "lua").glob("*.lua"):
         text = script.read_text()
-        assert "--!df" not in text and "#!lua" not in text, f"{script.name} sets DF flags"
+        assert "--!df" not in text, f"{script.name} sets DragonFly flags"
+        assert "#!lua" not in text, f"{script.name} sets script flags"
         assert not re.search(r"redis\.call\('(KEYS|SCAN)'", text), script.name
     k8s_args = k8s_named("StatefulSet", "dragonfly")["spec"]["template"]["spec"]["containers"][0]
     assert {"--lock_on_hashtags", "--dbfilename="} <= set(k8s_args["args"])
@@ -498,7 +507,8 @@ def test_compose_secrets_script_makes_private_files_once(tmp_path: Path) -> None
     for path in (made / "admin_key", made / "ip_hash_salt", *(made / "keys").iterdir()):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     again = subprocess.run([script], env=env, capture_output=True, text=True, timeout=120)
-    assert again.returncode == 0 and "kept" in again.stdout
+    assert again.returncode == 0, again.stderr
+    assert "kept" in again.stdout
     assert (made / "admin_key").read_text() == admin_key
     if os.getuid() != 0:
         assert f"WAITROOM_UID={os.getuid()}" in (tmp_path / ".env").read_text()
@@ -509,7 +519,10 @@ def test_compose_secrets_script_makes_private_files_once(tmp_path: Path) -> None
 
 @pytest.mark.parametrize(
     ("source", "doc"),
-    [pytest.param(src, doc, id=f"{src}:{doc['kind']}/{doc['metadata']['name']}") for src, doc in k8s_documents()],
+    [
+        pytest.param(src, doc, id=f"{src}:{doc['kind']}/{doc['metadata']['name']}")
+        for src, doc in k8s_documents()
+    ],
 )
 def test_manifest_follows_the_kubernetes_api(source: str, doc: dict[str, Any]) -> None:
     kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
@@ -528,7 +541,8 @@ def test_deployments_have_probes_resources_and_graceful_stops() -> None:
         template = deployment["spec"]["template"]
         for container in containers(template):
             resources = container["resources"]
-            assert resources["requests"]["cpu"] and resources["requests"]["memory"], name
+            assert resources["requests"]["cpu"], name
+            assert resources["requests"]["memory"], name
             assert resources["limits"]["memory"], name
         main = template["spec"]["containers"][0]
         assert main["livenessProbe"], name
@@ -556,7 +570,9 @@ def test_workloads_spread_and_have_disruption_budgets() -> None:
         spec = doc["spec"]
         labels = spec["template"]["metadata"]["labels"]
         assert selects(spec["selector"]["matchLabels"], labels), f"{name}: selector misses pods"
-        covering = [pdb for pdb in budgets if selects(pdb["spec"]["selector"]["matchLabels"], labels)]
+        covering = [
+            pdb for pdb in budgets if selects(pdb["spec"]["selector"]["matchLabels"], labels)
+        ]
         assert len(covering) == 1, f"{name}: {len(covering)} disruption budgets"
         if spec["replicas"] > 1:
             pod = spec["template"]["spec"]
@@ -606,10 +622,14 @@ def test_configmap_matches_the_stores_it_names() -> None:
     nats = k8s_named("StatefulSet", "nats")
     assert data["WAITROOM_STREAM_REPLICAS"] == "3" == str(nats["spec"]["replicas"])
     pods = {f"nats-{i}.nats-headless.waitroom.svc.cluster.local" for i in range(3)}
-    assert {url.removeprefix("nats://").removesuffix(":4222") for url in data["WAITROOM_NATS_URL"].split(",")} == pods
+    assert {
+        url.removeprefix("nats://").removesuffix(":4222")
+        for url in data["WAITROOM_NATS_URL"].split(",")
+    } == pods
     conf = k8s_named("ConfigMap", "nats-config")["data"]["nats.conf"]
     assert set(re.findall(r"nats://([^:\s]+):6222", conf)) == pods
-    assert "jetstream" in conf and "lame_duck_duration" in conf
+    assert "jetstream" in conf
+    assert "lame_duck_duration" in conf
     assert data["WAITROOM_REDIS_URL"].startswith("redis://dragonfly.waitroom.svc")
     assert k8s_named("Service", "dragonfly")
 
@@ -617,7 +637,8 @@ def test_configmap_matches_the_stores_it_names() -> None:
 def test_network_policies_let_in_only_what_needs_in() -> None:
     policies = k8s_kind("NetworkPolicy")
     default = [p for p in policies if p["spec"]["podSelector"] == {}]
-    assert default and "ingress" not in default[0]["spec"], "a default deny for every pod"
+    assert default, "a default deny for every pod"
+    assert "ingress" not in default[0]["spec"]
     outside_reachable = set()
     for policy in policies:
         targets = pods_selected(policy["spec"]["podSelector"].get("matchLabels", {}))
@@ -718,7 +739,7 @@ def test_metric_catalogue_is_well_formed() -> None:
 
 def test_gateway_metrics_of_today_are_in_the_catalogue() -> None:
     class Signed:
-        signed = {"queue": 2, "access": 1}
+        signed: ClassVar[dict[str, int]] = {"queue": 2, "access": 1}
 
     metrics = GatewayMetrics(Signed(), outbox_bound=10)  # type: ignore[arg-type]
     metrics.observe("enqueue", 201, 0.01)
@@ -823,7 +844,9 @@ def binary_labels(expr: promql_parser.BinaryExpr) -> frozenset[str] | None:
     else:
         keys_left, keys_right = lhs, rhs
     set_operation = str(expr.op) in ("and", "or", "unless")
-    many_to_one = modifier is not None and modifier.card != promql_parser.VectorMatchCardinality.OneToOne
+    many_to_one = (
+        modifier is not None and modifier.card != promql_parser.VectorMatchCardinality.OneToOne
+    )
     if not set_operation and not many_to_one and keys_left != keys_right:
         # one-to-one matching on different label sets matches nothing: an empty result
         raise PromQLLabelError(f"{expr}: sides never match ({sorted(keys_left ^ keys_right)})")
@@ -931,12 +954,14 @@ def test_dashboard_is_well_formed() -> None:
     assert len(ids) == len(set(ids))
     for panel in board["panels"]:
         grid = panel["gridPos"]
-        assert 0 <= grid["x"] and grid["x"] + grid["w"] <= 24, panel["title"]
+        assert grid["x"] >= 0, panel["title"]
+        assert grid["x"] + grid["w"] <= 24, panel["title"]
         if panel["type"] == "row":
             continue
         assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
         refs = [target["refId"] for target in panel["targets"]]
-        assert refs and len(refs) == len(set(refs)), panel["title"]
+        assert refs, panel["title"]
+        assert len(refs) == len(set(refs)), panel["title"]
     variables = {v["name"]: v for v in board["templating"]["list"]}
     query = variables["room"]["query"]["query"]
     metric, label = re.fullmatch(r"label_values\((\w+), (\w+)\)", query).groups()  # type: ignore[union-attr]
@@ -946,7 +971,9 @@ def test_dashboard_is_well_formed() -> None:
         (ROOT / "deploy" / "grafana" / "provisioning" / "dashboards" / "waitroom.yaml").read_text()
     )
     mounted = services()["grafana"]["volumes"]
-    assert f"./deploy/grafana/dashboards:{provider['providers'][0]['options']['path']}:ro" in mounted
+    assert (
+        f"./deploy/grafana/dashboards:{provider['providers'][0]['options']['path']}:ro" in mounted
+    )
 
 
 def promtool() -> str:
