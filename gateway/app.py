@@ -19,6 +19,7 @@ from gateway.assets import StaticAssets
 from gateway.bodies import StrictJsonRequest
 from gateway.errors import EXCEPTION_HANDLERS
 from gateway.routes.admin import admin_router
+from gateway.routes.openapi import ClosedStructs
 from gateway.routes.ops import ops_router
 from gateway.routes.pages import pages_router
 from gateway.routes.people import people_router
@@ -109,6 +110,7 @@ def create_app(settings: Settings) -> Litestar:
         middleware=[access_log_middleware],
         openapi_config=openapi,
         template_config=assets.template_config(),
+        plugins=[ClosedStructs()],
         request_max_body_size=settings.max_body_bytes,
         request_class=StrictJsonRequest,
         debug=False,

@@ -24,12 +24,27 @@ class StrictJsonRequest(Request[Any, Any, Any]):
         raw = await self.body() or b"null"
         try:
             return msgspec.json.decode(raw, type=field.annotation)
+        except msgspec.ValidationError:
+            pass  # maybe only a whole number written as 10.0; see below
+        except msgspec.DecodeError as exc:
+            raise SerializationException(str(exc)) from exc
+        try:
+            plain = msgspec.json.decode(raw)
+        except msgspec.DecodeError as exc:  # a type error found first hid a syntax error
+            raise SerializationException(str(exc)) from exc
+        try:
+            return msgspec.convert(_whole_numbers(plain), field.annotation, strict=True)
         except msgspec.ValidationError as exc:
-            problem = exc
-        except msgspec.DecodeError as exc:
-            raise SerializationException(str(exc)) from exc
-        try:  # the first problem found may hide that the body is not JSON at all
-            msgspec.json.decode(raw)
-        except msgspec.DecodeError as exc:
-            raise SerializationException(str(exc)) from exc
-        raise ValidationException(extra=[{"message": str(problem), "key": "body"}])
+            raise ValidationException(extra=[{"message": str(exc), "key": "body"}]) from exc
+
+
+def _whole_numbers(value: Any) -> Any:
+    """JSON has one kind of number: ``10.0`` is the integer 10 to JSON Schema, so it is to
+    us; ``10.5`` and ``"10"`` are still not."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _whole_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers(v) for v in value]
+    return value

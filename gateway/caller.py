@@ -30,6 +30,8 @@ class Caller:
     base_url: str
     binding: str | None
     """A hash of IP + User-Agent when token binding is on, else None."""
+    client_id: str
+    """A hash of the address key and User-Agent: who a proof-of-work challenge is for."""
 
 
 def caller_of(request: AnyRequest, settings: Settings, *, ipv6_prefix: int = 64) -> Caller:
@@ -38,8 +40,13 @@ def caller_of(request: AnyRequest, settings: Settings, *, ipv6_prefix: int = 64)
     if settings.token_binding:
         binding = client_binding(ip, request.headers.get("user-agent", ""))
     base_url = settings.public_url or str(request.base_url).rstrip("/")
+    key = address_key(ip, ipv6_prefix)
     return Caller(
-        ip=ip, address_key=address_key(ip, ipv6_prefix), base_url=base_url, binding=binding
+        ip=ip,
+        address_key=key,
+        base_url=base_url,
+        binding=binding,
+        client_id=client_binding(key, request.headers.get("user-agent", "")),
     )
 
 

@@ -12,22 +12,25 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 
 import msgspec
 
 from gateway.answers import access_expiry, go_url, place_answer, target_location
 from gateway.caller import Caller
+from gateway.proof_of_work import Challenge, ProofOfWork
 from gateway.ratelimit import RateLimiter
 from gateway.schemas import EnqueueBody, LeaveResponse, PlaceResponse
-from shared.errors import InvalidBody, PositionNotFound, WaitroomError
+from shared.errors import InvalidBody, PositionNotFound, WaitroomError, WrongRoom
 from shared.room import RoomConfig
 from shared.store import PersonView, RoomStore, require_room
 from shared.tokens import QueueClaims, TokenService
 
 MAX_METADATA_BYTES = 2048
 LIVE_STATES = frozenset({"waiting", "admitted", "active"})
-IDEMPOTENCY_KEY_LENGTH = (8, 128)
+IDEMPOTENCY_KEY = re.compile(r"^[!-~]{8,128}$")
+"""8-128 visible ASCII characters: what survives an HTTP header unchanged."""
 
 
 @dataclass(frozen=True)
@@ -49,11 +52,18 @@ class People:
     def __init__(
         self, store: RoomStore, tokens: TokenService, limiter: RateLimiter, *, salt: str
     ) -> None:
-        """``salt``: the deployment's secret for address hashes and retry place ids."""
+        """``salt``: the deployment's secret for address hashes, retry place ids and proof
+        of work challenges."""
         self.store = store
         self.tokens = tokens
         self.limiter = limiter
         self.salt = salt
+        self.pow = ProofOfWork(salt)
+
+    async def challenge(self, room: str, caller: Caller) -> Challenge:
+        """A proof-of-work challenge for this client, at the room's difficulty now."""
+        config = await self.room(room)
+        return self.pow.challenge(room, caller.client_id, config.pow_difficulty)
 
     async def room(self, room: str) -> RoomConfig:
         """The room's config (what its page shows); 404 for a room that does not exist."""
@@ -64,19 +74,29 @@ class People:
         """The claims of a queue token for this room, bound to this caller if binding is on."""
         return self.tokens.verify_queue(token, room, caller.binding)
 
-    async def place_of(self, room: str, claims: QueueClaims, *, touch: bool) -> PersonView:
-        """The person's place; if the data store lost it, put it back where the token says."""
+    async def place_of(
+        self, room: str, claims: QueueClaims, caller: Caller, *, touch: bool
+    ) -> PersonView:
+        """The person's place; if the data store lost it, put it back where the token says
+        (in the same incarnation of the room only, and counted against the caller's
+        address like any join). A place that ended is still known (for longer than any of
+        its tokens lives), so it is answered as ended, never put back."""
         try:
-            return await self.store.status(room, claims.sub, touch=touch)
+            view = await self.store.status(room, claims.sub, touch=touch)
         except PositionNotFound:
             return await self.store.enqueue(
                 room,
                 position_id=claims.sub,
                 size=claims.size,
                 priority=claims.priority,
+                ip_hash=self.ip_hash(caller.address_key) if caller.address_key else "",
                 bind=claims.bind,
                 restore_arrival=claims.arrival,
+                incarnation=claims.incarnation,
             )
+        if view.incarnation != claims.incarnation:
+            raise WrongRoom("The token belongs to an earlier room of this name.")
+        return view
 
     async def kept_token(
         self, room: str, token: str, claims: QueueClaims, view: PersonView
@@ -92,6 +112,7 @@ class People:
         return await self.tokens.sign_queue(
             room,
             view.position_id,
+            incarnation=view.incarnation,
             arrival=view.arrival,
             size=view.size,
             priority=view.priority,
@@ -142,6 +163,9 @@ class People:
         metadata = msgspec.json.encode(body.metadata) if body.metadata else b""
         if len(metadata) > MAX_METADATA_BYTES:
             raise InvalidBody(f"metadata is larger than {MAX_METADATA_BYTES} bytes")
+        solved = None
+        if body.pow is not None:
+            solved = self.pow.check(room, caller.client_id, body.pow.challenge, body.pow.nonce)
         view = await self.store.enqueue(
             room,
             position_id=self._retry_position_id(room, idempotency_key),
@@ -149,6 +173,9 @@ class People:
             ip_hash=self.ip_hash(caller.address_key) if caller.address_key else "",
             metadata=metadata.decode(),
             bind=caller.binding or "",
+            pow_id=solved.id if solved else "",
+            pow_difficulty=solved.difficulty if solved else 0,
+            pow_expires_ms=solved.expires_at * 1000 if solved else 0,
         )
         if not view.created and not self._may_hold(caller, view):
             # a replayed Idempotency-Key from another client: where the place stands, but
@@ -169,9 +196,11 @@ class People:
     async def _reuse(self, room: str, caller: Caller, bearer: str) -> PlaceResponse | None:
         try:
             claims = self.claims(room, bearer, caller)
-        except WaitroomError:
-            return None  # not a place of this room: join afresh
-        view = await self.place_of(room, claims, touch=True)
+            view = await self.place_of(room, claims, caller, touch=True)
+        except WaitroomError as exc:
+            if exc.status >= 500:
+                raise
+            return None  # not a place of this room (now): join afresh
         if view.state not in LIVE_STATES:
             return None  # that place has ended: a new one
         token, _ = await self.kept_token(room, bearer, claims, view)
@@ -182,13 +211,13 @@ class People:
     async def status(self, room: str, caller: Caller, token: str) -> PlaceResponse:
         claims = self.claims(room, token, caller)
         await self.limiter.check("status", room, claims.sub)
-        view = await self.place_of(room, claims, touch=False)
+        view = await self.place_of(room, claims, caller, touch=False)
         return await self.answer(room, view, base_url=caller.base_url, go_token=token)
 
     async def heartbeat(self, room: str, caller: Caller, token: str) -> PlaceResponse:
         claims = self.claims(room, token, caller)
         await self.limiter.check("heartbeat", room, claims.sub)
-        view = await self.place_of(room, claims, touch=True)
+        view = await self.place_of(room, claims, caller, touch=True)
         token, _ = await self.kept_token(room, token, claims, view)
         return await self.answer(
             room, view, base_url=caller.base_url, go_token=token, queue_token=token
@@ -213,7 +242,7 @@ class People:
         """The start of an event stream: an open stream is a sign of life."""
         claims = self.claims(room, token, caller)
         await self.limiter.check("status", room, claims.sub)  # a reconnect loop is bounded
-        view = await self.place_of(room, claims, touch=True)
+        view = await self.place_of(room, claims, caller, touch=True)
         return Followed(token=token, claims=claims, view=view)
 
     async def first_paint(self, room: str, caller: Caller, token: str | None) -> dict[str, object]:
@@ -222,7 +251,7 @@ class People:
             return {}
         try:
             claims = self.claims(room, token, caller)
-            view = await self.place_of(room, claims, touch=True)
+            view = await self.place_of(room, claims, caller, touch=True)
             answer = await self.answer(room, view, base_url=caller.base_url, go_token=token)
         except WaitroomError as exc:
             if exc.status in (401, 403):
@@ -241,8 +270,7 @@ class People:
         lands on the same place: the place id is derived from the key."""
         if idempotency_key is None:
             return None
-        low, high = IDEMPOTENCY_KEY_LENGTH
-        if not low <= len(idempotency_key) <= high:
-            raise InvalidBody(f"Idempotency-Key must be {low} to {high} characters.")
+        if not IDEMPOTENCY_KEY.match(idempotency_key):
+            raise InvalidBody("Idempotency-Key must be 8 to 128 visible ASCII characters.")
         mac = hmac.new(self.salt.encode(), f"{room}\n{idempotency_key}".encode(), "sha256")
         return base64.urlsafe_b64encode(mac.digest()[:12]).decode()

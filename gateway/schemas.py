@@ -10,9 +10,31 @@ from shared.keys import ROOM_ID_PATTERN
 from shared.room import RoomConfig
 
 
+class PowSolution(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    """A solved proof-of-work challenge (see ``GET /v1/rooms/{room}/challenge``)."""
+
+    challenge: Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+    nonce: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
 class EnqueueBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
     size: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1
+    """Units the party takes; at most the room's ``max_party_size``."""
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+    """Up to 2048 bytes of JSON of the caller's own, kept with the place."""
+    pow: PowSolution | None = None
+    """Required when the room asks for proof of work."""
+
+
+class ChallengeOut(msgspec.Struct, kw_only=True):
+    """Find ``nonce`` with sha256(challenge + ":" + nonce) starting with ``difficulty``
+    zero bits; send ``{"pow": {"challenge", "nonce"}}`` with the join before
+    ``expires_at``. ``difficulty`` 0: the room asks for no proof (sending one is fine)."""
+
+    challenge: str
+    difficulty: int
+    expires_at: int
+    algorithm: str = "sha256-leading-zero-bits"
 
 
 class VerifyBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

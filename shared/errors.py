@@ -74,6 +74,11 @@ LeaseLost = _error("lease_lost", 409, "This replica no longer holds the room's l
 InvalidForwardedFor = _error(
     "invalid_forwarded_for", 400, "X-Forwarded-For holds a hop that is not an address."
 )
+PowRequired = _error(
+    "pow_required", 400, "This room asks for a solved challenge: GET its challenge first."
+)
+PowInvalid = _error("pow_invalid", 400, "The challenge solution is not valid.")
+PowReused = _error("pow_reused", 409, "This challenge solution was used already.")
 TooManyStreams = _error(
     "too_many_streams", 429, "Too many event streams are open for this place.", retry_after=5
 )
@@ -95,6 +100,10 @@ BY_CODE: dict[str, type[WaitroomError]] = {
         RoomMaintenance,
         RoomRecovering,
         LeaseLost,
+        WrongRoom,
+        PowRequired,
+        PowInvalid,
+        PowReused,
     )
 }
 

@@ -78,6 +78,10 @@ class RoomKeys:
     def lease(self, role: str) -> str:
         return self._k(f"lease:{role}")
 
+    @property
+    def pow(self) -> str:
+        return self._k("pow")
+
     def all(self) -> list[str]:
         """The KEYS list every room script receives; the order is fixed (see _lib.lua)."""
         return [
@@ -92,4 +96,5 @@ class RoomKeys:
             self.ended,
             self.outbox,
             *(self.lease(role) for role in LEASE_ROLES),
+            self.pow,
         ]

@@ -18,6 +18,10 @@ Rate = Annotated[float, msgspec.Meta(gt=0, le=1_000_000)]
 Url = Annotated[str, msgspec.Meta(min_length=8, max_length=2048)]
 Text = Annotated[str, msgspec.Meta(max_length=2048)]
 Color = Annotated[str, msgspec.Meta(pattern=r"^#[0-9a-fA-F]{6}$")]
+PowBits = Annotated[int, msgspec.Meta(ge=0, le=32)]
+
+DEFAULT_MAX_ACTIVE = 100
+DEFAULT_PARTY_SIZE = 10
 MaybeUrl = Annotated[str, msgspec.Meta(max_length=2048)]
 
 
@@ -30,7 +34,14 @@ class RoomConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """
 
     target_url: Url
-    max_active: PositiveInt = 100
+    max_active: PositiveInt = DEFAULT_MAX_ACTIVE
+    max_party_size: PositiveInt = DEFAULT_PARTY_SIZE
+    """The largest ``size`` one place may take; at most ``max_active`` (a room created with
+    less than 10 units gets ``max_active``)."""
+    max_session: Seconds = 3600
+    """A visit ends this long after it began, whatever its session heartbeats say."""
+    pow_difficulty: PowBits = 0
+    """Leading zero bits a join's proof of work must reach (0: no proof asked)."""
     release_rate: Rate = 10.0
     max_queue_size: CountInt = 0
     session_ttl: Seconds = 600
@@ -46,18 +57,28 @@ class RoomConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     def __post_init__(self) -> None:
         if not _absolute_http(self.target_url):
-            raise msgspec.ValidationError("target_url must be an absolute http(s) URL")
+            raise msgspec.ValidationError(
+                "target_url must be an absolute http(s) URL without a fragment or control "
+                "characters"
+            )
         if self.logo_url and not _absolute_http(self.logo_url):
             raise msgspec.ValidationError("logo_url must be an absolute http(s) URL or empty")
         if self.heartbeat_timeout <= self.heartbeat_interval:
             raise msgspec.ValidationError(
                 "heartbeat_timeout must be longer than heartbeat_interval"
             )
+        if self.max_party_size > self.max_active:
+            raise msgspec.ValidationError("max_party_size must be at most max_active")
 
 
 def _absolute_http(url: str) -> bool:
+    """An absolute http(s) URL that can go into a Location header as it is: no control
+    characters or spaces (no header splitting), no fragment (the access token is added to
+    the query, and a fragment would swallow it)."""
+    if any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in url):
+        return False
     parts = urlsplit(url)
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
+    return parts.scheme in ("http", "https") and bool(parts.netloc) and "#" not in url
 
 
 class RoomUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -65,6 +86,9 @@ class RoomUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     target_url: Url | msgspec.UnsetType = msgspec.UNSET
     max_active: PositiveInt | msgspec.UnsetType = msgspec.UNSET
+    max_party_size: PositiveInt | msgspec.UnsetType = msgspec.UNSET
+    max_session: Seconds | msgspec.UnsetType = msgspec.UNSET
+    pow_difficulty: PowBits | msgspec.UnsetType = msgspec.UNSET
     release_rate: Rate | msgspec.UnsetType = msgspec.UNSET
     max_queue_size: CountInt | msgspec.UnsetType = msgspec.UNSET
     session_ttl: Seconds | msgspec.UnsetType = msgspec.UNSET
@@ -90,9 +114,16 @@ CONFIG_FIELDS = RoomConfig.__struct_fields__
 
 
 def merge(current: RoomConfig | None, update: RoomUpdate) -> RoomConfig:
-    """The config after applying ``update``; a new room needs at least ``target_url``."""
+    """The config after applying ``update``; a new room needs at least ``target_url``.
+
+    ``max_party_size`` follows ``max_active`` down when only the capacity is given (a room
+    made small, or shrunk in a hurry, keeps working); given both, they must agree."""
     fields = msgspec.structs.asdict(current) if current is not None else {}
-    fields.update(update.given())
+    given = update.given()
+    fields.update(given)
+    if "max_party_size" not in given:
+        party = fields.get("max_party_size", DEFAULT_PARTY_SIZE)
+        fields["max_party_size"] = min(party, fields.get("max_active", DEFAULT_MAX_ACTIVE))
     try:
         return msgspec.convert(fields, RoomConfig)
     except msgspec.ValidationError as exc:

@@ -51,6 +51,8 @@ class PersonView(msgspec.Struct, frozen=True):
     session_ttl: int
     heartbeat_interval: int
     target_url: str
+    incarnation: str
+    """The room's incarnation: new each time a room of this name is created."""
     rate: float
     rate_ts: int
     rate_since: int
@@ -164,7 +166,13 @@ class RoomStore:
         metadata: str = "",
         bind: str = "",
         restore_arrival: int = 0,
+        incarnation: str = "",
+        pow_id: str = "",
+        pow_difficulty: int = 0,
+        pow_expires_ms: int = 0,
     ) -> PersonView:
+        """Join the line, or (``restore_arrival``) put back a place the store lost, in the
+        room's ``incarnation`` the token names; ``pow_*`` is a checked proof of work."""
         position_id = position_id or new_position_id()
         raw = await self._run(
             self.scripts.enqueue,
@@ -176,6 +184,10 @@ class RoomStore:
             metadata,
             bind,
             restore_arrival,
+            incarnation,
+            pow_id,
+            pow_difficulty,
+            pow_expires_ms,
         )
         return _person.decode(raw)
 

@@ -234,6 +234,9 @@ class KeyRing:
 class QueueClaims:
     sub: str
     room: str
+    incarnation: str
+    """The room's incarnation the place belongs to: a room deleted and made again under the
+    same name refuses tokens of the earlier one."""
     arrival: int
     size: int
     priority: int
@@ -254,6 +257,7 @@ def _queue_claims_of(raw: dict[str, Any]) -> QueueClaims:
     return QueueClaims(
         sub=str(raw["sub"]),
         room=str(raw["room"]),
+        incarnation=str(raw.get("inc", "")),
         arrival=int(raw["arr"]),
         size=int(raw.get("size", 1)),
         priority=int(raw.get("pri", 0)),
@@ -335,7 +339,15 @@ class TokenService:
         return jwt.encode(claims, key.private, algorithm=alg, headers={"kid": key.kid})
 
     def queue_claims(
-        self, room: str, position_id: str, *, arrival: int, size: int, priority: int, bind: str
+        self,
+        room: str,
+        position_id: str,
+        *,
+        incarnation: str,
+        arrival: int,
+        size: int,
+        priority: int,
+        bind: str,
     ) -> dict[str, Any]:
         now = int(time.time())
         return {
@@ -343,6 +355,7 @@ class TokenService:
             "aud": self.queue_audience,
             "sub": position_id,
             "room": room,
+            "inc": incarnation,
             "typ": "queue",
             "arr": arrival,
             "size": size,
@@ -357,10 +370,24 @@ class TokenService:
         return self._sign(claims, "ec" if self.queue_alg == "ES256" else "rsa")
 
     async def sign_queue(
-        self, room: str, position_id: str, *, arrival: int, size: int, priority: int, bind: str
+        self,
+        room: str,
+        position_id: str,
+        *,
+        incarnation: str,
+        arrival: int,
+        size: int,
+        priority: int,
+        bind: str,
     ) -> str:
         claims = self.queue_claims(
-            room, position_id, arrival=arrival, size=size, priority=priority, bind=bind
+            room,
+            position_id,
+            incarnation=incarnation,
+            arrival=arrival,
+            size=size,
+            priority=priority,
+            bind=bind,
         )
         self.signed["queue"] += 1  # counted on the loop's thread, not in the pool
         loop = asyncio.get_running_loop()

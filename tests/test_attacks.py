@@ -7,13 +7,21 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import time
 from collections.abc import AsyncIterator
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import msgspec
 import pytest
+from redis.asyncio import Redis
 
+from gateway.proof_of_work import leading_zero_bits, solution_hash, solve
+from shared import keys
 from shared.settings import Settings
-from tests.conftest import RoomFactory, bearer, create_room
+from tests.conftest import ADMIN, RoomFactory, bearer, create_room
 from tests.servers import GatewayServer, in_process_workers, wait_until
 from tests.test_live import SseClient
 
@@ -179,3 +187,190 @@ async def test_made_up_forwarded_chains_do_not_make_new_clients(
             f"/v1/rooms/{room}/enqueue", headers={"X-Forwarded-For": f"{fake}, 127.0.0.9"}
         )
         assert r.status_code == 409, (fake, r.text)
+
+
+# --- places that ended, rooms made again, places put back --------------------------------
+
+
+@pytest.mark.slow
+async def test_a_left_place_stays_left_however_long_it_heartbeats(settings: Settings) -> None:
+    short = settings.with_changes(queue_token_ttl=30, ended_retention=1)
+    async with GatewayServer(short) as gw, httpx.AsyncClient(base_url=gw.url) as c:
+        room = "t-left-" + short.instance[-6:]
+        await create_room(c, room, status="paused")
+        me = (await c.post(f"/v1/rooms/{room}/enqueue")).json()
+        auth = bearer(me["token"])
+        assert (await c.post(f"/v1/rooms/{room}/leave", headers=auth)).json()["state"] == "left"
+        async with in_process_workers(short):  # the purge runs, as in production
+            for _ in range(36):  # past the token's life
+                r = await c.post(f"/v1/rooms/{room}/heartbeat", headers=auth)
+                if r.status_code == 401:
+                    break
+                body = r.json()
+                assert body["state"] == "left", body  # never back in the line
+                assert "token" not in body or body["token"] == me["token"]  # never re-signed
+                await asyncio.sleep(1)
+        assert r.status_code == 401
+        assert r.json()["error"]["code"] == "token_expired"
+        figures = (await c.get(f"/v1/admin/rooms/{room}", headers=ADMIN)).json()["figures"]
+        assert figures["waiting"] == 0
+
+
+async def test_a_token_of_a_room_deleted_and_made_again_is_refused(
+    client: httpx.AsyncClient,
+) -> None:
+    room = "t-again-" + str(id(client))[-6:]
+    await create_room(client, room, status="paused")
+    old = (await client.post(f"/v1/rooms/{room}/enqueue")).json()
+    assert (await client.delete(f"/v1/admin/rooms/{room}", headers=ADMIN)).status_code == 200
+    await create_room(client, room, status="paused")
+    newcomer = (await client.post(f"/v1/rooms/{room}/enqueue")).json()
+    assert newcomer["position"] == 1
+    for method, path in (("GET", "status"), ("POST", "heartbeat"), ("GET", "events")):
+        r = await client.request(method, f"/v1/rooms/{room}/{path}", headers=bearer(old["token"]))
+        assert r.status_code == 403, (path, r.text)
+        assert r.json()["error"]["code"] == "wrong_room"
+    r = await client.post(f"/v1/rooms/{room}/enqueue", headers=bearer(old["token"]))
+    assert r.status_code == 201  # a new place at the end, not the old one at the front
+    assert r.json()["position"] == 2
+    assert r.json()["position_id"] != old["position_id"]
+
+
+async def test_a_place_put_back_from_its_token_counts_against_its_address(
+    behind_proxy: httpx.AsyncClient, redis: Redis
+) -> None:
+    c = behind_proxy
+    room = "t-restore-" + str(id(c))[-6:]
+    await create_room(c, room, max_positions_per_ip=1, status="paused")
+    home = {"X-Forwarded-For": "198.51.100.20"}
+    first = (await c.post(f"/v1/rooms/{room}/enqueue", headers=home)).json()
+    await forget_place(redis, room, first["position_id"])  # lost with the data store
+    second = await c.post(f"/v1/rooms/{room}/enqueue", headers=home)
+    assert second.status_code == 201  # the address holds no place now
+    r = await c.get(f"/v1/rooms/{room}/status", headers={**home, **bearer(first["token"])})
+    assert r.status_code == 409, r.text  # putting the first back would make two
+    assert r.json()["error"]["code"] == "too_many_positions"
+    elsewhere = {"X-Forwarded-For": "203.0.113.20"}
+    r = await c.get(f"/v1/rooms/{room}/status", headers={**elsewhere, **bearer(first["token"])})
+    assert r.status_code == 200
+    assert r.json()["position"] == 1  # put back at its arrival, ahead of the second
+
+
+async def forget_place(redis: Redis, room: str, position_id: str) -> None:
+    """What a data store that lost a place looks like: no trace of it (an outbox that
+    never reached the stream, replayed back)."""
+    k = keys.RoomKeys(room)
+    person = msgspec.json.decode(str(await redis.hget(k.people, position_id)))
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hdel(k.people, position_id)
+        pipe.zrem(k.line, position_id)
+        pipe.zrem(k.seen, position_id)
+        pipe.hincrby(k.ips, person["ip"], -1)
+        await pipe.execute()
+
+
+# --- one party cannot hold the room ------------------------------------------------------
+
+
+async def test_a_party_larger_than_max_party_size_is_refused(
+    client: httpx.AsyncClient, make_room: RoomFactory
+) -> None:
+    room = await make_room(max_active=20, max_party_size=4, status="paused")
+    assert (await client.post(f"/v1/rooms/{room}/enqueue", json={"size": 4})).status_code == 201
+    r = await client.post(f"/v1/rooms/{room}/enqueue", json={"size": 5})
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "party_too_large"
+    # the operator cannot allow more than the room holds
+    r = await client.put(f"/v1/admin/rooms/{room}", json={"max_party_size": 21}, headers=ADMIN)
+    assert r.status_code == 400
+    # shrinking the room brings the party size down with it
+    r = await client.put(f"/v1/admin/rooms/{room}", json={"max_active": 3}, headers=ADMIN)
+    assert r.json()["config"]["max_party_size"] == 3
+
+
+@pytest.mark.slow
+async def test_a_visit_ends_at_max_session_whatever_its_heartbeats_say(
+    client: httpx.AsyncClient, make_room: RoomFactory, settings: Settings
+) -> None:
+    room = await make_room(release_rate=1000, max_active=5, session_ttl=600, max_session=3)
+    me = await admitted(client, settings, room)
+    go = await client.get(f"/rooms/{room}/go", params={"token": me["token"]})
+    access = parse_qs(urlsplit(go.headers["location"]).query)["waitroom_token"][0]
+    async with in_process_workers(settings):
+        states = []
+        for _ in range(16):
+            r = await client.post("/v1/session/heartbeat", headers=bearer(access))
+            states.append(r.json().get("state") or r.json()["error"]["code"])
+            if r.status_code != 200:
+                break
+            assert r.json()["session_deadline"] <= go_time(go) + 3 + 1
+            access = r.json()["access_token"]  # the freshest, as a site would keep it
+            await asyncio.sleep(0.5)
+
+        async def units_back() -> bool:
+            r = await client.get(f"/v1/admin/rooms/{room}", headers=ADMIN)
+            return bool(r.json()["figures"]["used_units"] == 0)
+
+        await wait_until(units_back)
+    assert states[0] == "active"
+    # the heartbeats did not keep it alive: its access ran out with it, or it was ended
+    assert states[-1] in ("token_expired", "session_ended"), states
+    assert len(states) <= 10
+
+
+def go_time(go: httpx.Response) -> float:
+    return (
+        time.time()
+        if "date" not in go.headers
+        else parsedate_to_datetime(go.headers["date"]).timestamp()
+    )
+
+
+# --- proof of work -----------------------------------------------------------------------
+
+
+async def test_a_room_that_asks_for_work_takes_only_fresh_right_solutions(
+    client: httpx.AsyncClient, make_room: RoomFactory
+) -> None:
+    room = await make_room(pow_difficulty=8, status="paused")
+    url = f"/v1/rooms/{room}/enqueue"
+
+    async def challenge() -> dict[str, Any]:
+        r = await client.get(f"/v1/rooms/{room}/challenge")
+        assert r.status_code == 200
+        return dict(r.json())
+
+    r = await client.post(url)
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "pow_required"
+    c = await challenge()
+    assert c["difficulty"] == 8
+    wrong = next(
+        str(n)
+        for n in range(100_000)
+        if leading_zero_bits(solution_hash(c["challenge"], str(n))) < 8
+    )
+    r = await client.post(url, json={"pow": {"challenge": c["challenge"], "nonce": wrong}})
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "pow_invalid"
+    nonce = solve(c["challenge"], 8)
+    solution = {"pow": {"challenge": c["challenge"], "nonce": nonce}}
+    r = await client.post(url, json=solution)
+    assert r.status_code == 201, r.text
+    r = await client.post(url, json=solution)  # the same solution again
+    assert r.status_code == 409
+    assert r.json()["error"]["code"] == "pow_reused"
+    # made harder live: a challenge solved at the old difficulty no longer does
+    easy = await challenge()
+    await client.put(f"/v1/admin/rooms/{room}", json={"pow_difficulty": 12}, headers=ADMIN)
+    r = await client.post(
+        url, json={"pow": {"challenge": easy["challenge"], "nonce": solve(easy["challenge"], 8)}}
+    )
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "pow_invalid"
+    hard = await challenge()
+    assert hard["difficulty"] == 12
+    r = await client.post(
+        url, json={"pow": {"challenge": hard["challenge"], "nonce": solve(hard["challenge"], 12)}}
+    )
+    assert r.status_code == 201, r.text

@@ -288,6 +288,12 @@ ADMIN_INVALID: list[Any] = [
     {"target_url": "not a url at all"},
     {"target_url": "/relative/path"},
     {"target_url": 42},
+    {"target_url": "https://shop.example/\r\nSet-Cookie: planted=1"},  # header splitting
+    {"target_url": "https://shop.example/a b"},
+    {"target_url": "https://shop.example/checkout#x"},  # would swallow the token
+    {"max_party_size": 1_000_000},
+    {"max_session": 0},
+    {"pow_difficulty": 33},
     {"colour": "red"},
     {"status": "paused", "colour": "red"},  # one bad field spoils the whole update
     {"max_active": 50, "release_rate": 0},

@@ -49,7 +49,9 @@ async def queue_token(settings: Settings, room: str = ROOM) -> str:
         KeyRing(settings.keys_dir), issuer=settings.issuer, audience=settings.audience
     )
     try:
-        return await service.sign_queue(room, "p-q", arrival=1, size=1, priority=0, bind="")
+        return await service.sign_queue(
+            room, "p-q", incarnation="i", arrival=1, size=1, priority=0, bind=""
+        )
     finally:
         service.close()
 

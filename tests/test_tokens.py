@@ -121,13 +121,14 @@ def access_claims(settings: Settings, room: str, sub: str, *, iat: int, exp: int
 
 
 def queue_claims(
-    settings: Settings, room: str, sub: str, *, arrival: int, iat: int, exp: int
+    settings: Settings, room: str, sub: str, *, inc: str, arrival: int, iat: int, exp: int
 ) -> dict[str, Any]:
     return {
         "iss": settings.issuer,
         "aud": settings.audience + QUEUE_AUDIENCE_SUFFIX,
         "sub": sub,
         "room": room,
+        "inc": inc,
         "typ": "queue",
         "arr": arrival,
         "size": 1,
@@ -375,11 +376,18 @@ async def test_queue_token_checks_on_status(
 
     # an expired queue token, signed with the real key
     now = int(time.time())
-    arrival = int(jwt.decode(person.queue_token, options={"verify_signature": False})["arr"])
+    issued = jwt.decode(person.queue_token, options={"verify_signature": False})
+    arrival, inc = int(issued["arr"]), str(issued["inc"])
     stale = sign_with_ring(
         settings.keys_dir,
         queue_claims(
-            settings, person.room, person.position_id, arrival=arrival, iat=now - 900, exp=now - 5
+            settings,
+            person.room,
+            person.position_id,
+            inc=inc,
+            arrival=arrival,
+            iat=now - 900,
+            exp=now - 5,
         ),
     )
     r = await client.get(f"/v1/rooms/{person.room}/status", headers=bearer(stale))
@@ -389,7 +397,13 @@ async def test_queue_token_checks_on_status(
     current = sign_with_ring(
         settings.keys_dir,
         queue_claims(
-            settings, person.room, person.position_id, arrival=arrival, iat=now, exp=now + 60
+            settings,
+            person.room,
+            person.position_id,
+            inc=inc,
+            arrival=arrival,
+            iat=now,
+            exp=now + 60,
         ),
     )
     r = await client.get(f"/v1/rooms/{person.room}/status", headers=bearer(current))

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar.openapi.spec import Operation, RequestBody
+import msgspec
+from litestar._openapi.schema_generation import SchemaCreator
+from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin
+from litestar.openapi.spec import Operation, RequestBody, Schema
+from litestar.typing import FieldDefinition
 
 
 class OptionalBody(Operation):
@@ -24,3 +28,17 @@ class OptionalBody(Operation):
                     if len(kept) == 1:
                         media.schema = kept[0]
         return super().to_schema()
+
+
+class ClosedStructs(StructSchemaPlugin):
+    """Request bodies that refuse unknown fields say so (``additionalProperties: false``),
+    so clients and fuzzers know an extra field is an error, not ignored."""
+
+    def to_openapi_schema(
+        self, field_definition: FieldDefinition, schema_creator: SchemaCreator
+    ) -> Schema:
+        schema = super().to_openapi_schema(field_definition, schema_creator)
+        info = msgspec.inspect.type_info(field_definition.type_)
+        if isinstance(info, msgspec.inspect.StructType) and info.forbid_unknown_fields:
+            schema.additional_properties = False
+        return schema

@@ -53,7 +53,7 @@ GO_PAGES = {
     ),
 }
 TokenQuery = Annotated[
-    str | None, QueryParameter(name="token", description="The queue token of the admitted place.")
+    str, QueryParameter(name="token", description="The queue token of the admitted place.")
 ]
 
 
@@ -161,7 +161,7 @@ async def go(
     caller: NamedDependency[Caller],
     people: NamedDependency[People],
     request: Request[Any, Any, Any],
-    token: TokenQuery = None,
+    token: TokenQuery = "",
 ) -> Response[Any]:
     """Claim an admission (admitted -> active) and 303 to the target URL with
     ``?waitroom_token=<access token>``. ``token`` is the queue token. A second use, an

@@ -19,12 +19,13 @@ from gateway.errors import (
     error_answers,
 )
 from gateway.live import LiveHub
-from gateway.people import People
+from gateway.people import IDEMPOTENCY_KEY, People
 from gateway.routes.common import BEARER, CALLER, QUEUE_TOKEN, ROOM_ID
 from gateway.routes.openapi import OptionalBody
 from gateway.schemas import (
     NO_ENQUEUE_FIELDS,
     NO_FIELDS,
+    ChallengeOut,
     EnqueueBody,
     LeaveResponse,
     NoFields,
@@ -33,19 +34,21 @@ from gateway.schemas import (
 from shared import errors
 
 IdempotencyKey = Annotated[
-    str | None,
+    str,
     HeaderParameter(
         name="Idempotency-Key",
-        description="A client's own random 8-128 characters: a retry with the same key "
-        "lands on the same place.",
+        description="A client's own random 8-128 visible ASCII characters (a UUID, say): "
+        "a retry with the same key lands on the same place.",
+        # checked by People.join; empty is the same as leaving it out
+        schema_extra={"pattern": f"^({IDEMPOTENCY_KEY.pattern[1:-1]})?$"},
     ),
 ]
 TokenQuery = Annotated[
-    str | None,
+    str,
     QueryParameter(name="token", description="The queue token (EventSource sends no headers)."),
 ]
 LastEventId = Annotated[
-    str | None, HeaderParameter(name="Last-Event-ID", description="The id of the last event seen.")
+    str, HeaderParameter(name="Last-Event-ID", description="The id of the last event seen.")
 ]
 
 
@@ -61,6 +64,9 @@ LastEventId = Annotated[
             *ROOM_ERRORS,
             *STORE_ERRORS,
             errors.PartyTooLarge,
+            errors.PowRequired,
+            errors.PowInvalid,
+            errors.PowReused,
             errors.QueueFull,
             errors.TooManyPositions,
             errors.RoomMaintenance,
@@ -73,7 +79,7 @@ async def enqueue(
     people: NamedDependency[People],
     request: Request[Any, Any, Any],
     data: JSONBody[EnqueueBody] = NO_ENQUEUE_FIELDS,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKey = "",
 ) -> Response[PlaceResponse]:
     """Join the line. Body (optional): ``{"size": 1, "metadata": {}}``; a party of N uses N
     units. A valid queue token for this room in ``Authorization: Bearer`` returns the
@@ -85,9 +91,24 @@ async def enqueue(
         caller,
         data,
         bearer=optional_bearer(request),
-        idempotency_key=idempotency_key,
+        idempotency_key=idempotency_key or None,
     )
     return Response(joined.answer, status_code=201 if joined.created else 200)
+
+
+@get(
+    "/challenge",
+    summary="A proof-of-work challenge to solve before joining",
+    responses=error_answers(*ROOM_ERRORS, *STORE_ERRORS),
+)
+async def challenge(
+    room_id: NamedDependency[str], caller: NamedDependency[Caller], people: NamedDependency[People]
+) -> ChallengeOut:
+    """For rooms with ``pow_difficulty`` set: a challenge bound to this client (address and
+    User-Agent), this room and the next two minutes. The waiting-room page solves it in a
+    Web Worker; a script can too (``gateway.proof_of_work.solve``)."""
+    c = await people.challenge(room_id, caller)
+    return ChallengeOut(challenge=c.challenge, difficulty=c.difficulty, expires_at=c.expires_at)
 
 
 @get(
@@ -165,8 +186,8 @@ async def events(
     people: NamedDependency[People],
     live: NamedDependency[LiveHub],
     request: Request[Any, Any, Any],
-    token: TokenQuery = None,
-    last_event_id: LastEventId = None,
+    token: TokenQuery = "",
+    last_event_id: LastEventId = "",
 ) -> ServerSentEvent:
     """Events: ``position`` (position, ahead, total, eta_seconds, eta_range), ``admitted``
     (redirect_url, access_token, claim_deadline), ``expired`` (reason), ``room`` (status:
@@ -180,7 +201,7 @@ async def events(
     if not given:
         raise errors.MissingToken()
     start = await people.follow(room_id, caller, given)
-    watcher = await live.open(room_id, start, caller, last_event_id or "")
+    watcher = await live.open(room_id, start, caller, last_event_id)
     return ServerSentEvent(
         live.messages(watcher), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
@@ -188,7 +209,7 @@ async def events(
 
 people_router = Router(
     path="/v1/rooms/{room:str}",
-    route_handlers=[enqueue, status, heartbeat, leave, events],
+    route_handlers=[enqueue, challenge, status, heartbeat, leave, events],
     dependencies={**ROOM_ID, **CALLER},
     tags=["people waiting"],
 )

@@ -4,6 +4,7 @@
 local K_CFG, K_STATS, K_LINE, K_SEEN, K_PEOPLE = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local K_ADMITTED, K_ACTIVE, K_IPS, K_ENDED, K_OUTBOX = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local K_LEASE = { admission = KEYS[11], heartbeat = KEYS[12], relay = KEYS[13] }
+local K_POW = KEYS[14] -- spent proof-of-work challenge ids, scored by when they expire
 local ROOM = ARGV[1]
 -- Line score: higher priority first, then arrival. Arrival numbers are tenths of a
 -- millisecond of the server clock (kept rising by one when joins come faster), about 1.8e13
@@ -102,6 +103,14 @@ local function mark_admitted(position_id, p, now, claim_deadline)
   redis.call('HINCRBY', K_STATS, 'admitted_total', 1)
 end
 
+-- A session's end: session_ttl after its last sign of life, but never past max_session
+-- after it began, whatever the heartbeats say.
+local function session_end(p, cfg, now)
+  local began = p.activated_at or now
+  local cap = began + tonumber(cfg.max_session or '3600') * 1000
+  return math.min(now + tonumber(cfg.session_ttl) * 1000, cap)
+end
+
 local function mark_active(position_id, p, now, session_deadline)
   redis.call('ZREM', K_ADMITTED, position_id)
   p.state = 'active'
@@ -155,7 +164,7 @@ local function wipe_room()
   local event_seq = redis.call('HGET', K_STATS, 'event_seq') or '0'
   local fence = redis.call('HGET', K_STATS, 'fence') or '0'
   redis.call('DEL', K_CFG, K_STATS, K_LINE, K_SEEN, K_PEOPLE, K_ADMITTED, K_ACTIVE, K_IPS,
-             K_ENDED, K_LEASE.admission, K_LEASE.heartbeat)
+             K_ENDED, K_LEASE.admission, K_LEASE.heartbeat, K_POW)
   redis.call('HSET', K_STATS, 'event_seq', event_seq, 'fence', fence)
 end
 
@@ -185,6 +194,7 @@ local function view(position_id, p, cfg, now, created)
     session_ttl = tonumber(cfg.session_ttl),
     heartbeat_interval = tonumber(cfg.heartbeat_interval),
     target_url = cfg.target_url,
+    incarnation = cfg.inc,
     rate = tonumber(st[1] or '0'),
     rate_ts = tonumber(st[2] or '0'),
     rate_since = tonumber(st[3] or '0'),

@@ -34,6 +34,7 @@ def view(**changes: Any) -> PersonView:
         "session_ttl": 600,
         "heartbeat_interval": 10,
         "target_url": "https://shop.example/checkout",
+        "incarnation": "i1",
         "rate": 0.0,
         "rate_ts": 0,
         "rate_since": 0,
