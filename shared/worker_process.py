@@ -20,7 +20,7 @@ from shared.nats_link import NatsLink
 from shared.redis_conn import connect
 from shared.relay import OutboxRelay
 from shared.room_loop import RoomLoop
-from shared.settings import Settings
+from shared.settings import Part, Settings, help_page
 from shared.store import RoomStore
 
 log = structlog.get_logger("worker")
@@ -104,12 +104,12 @@ def install_signal_handlers(
 WorkerRun = Callable[[WorkerContext, asyncio.Event], Awaitable[None]]
 
 
-def worker_main(name: str, run: WorkerRun, doc: str, argv: list[str]) -> None:
+def worker_main(name: str, part: Part, run: WorkerRun, doc: str, argv: list[str]) -> None:
     """The ``main`` of a worker process: settings from the environment, logs, run."""
     if "--help" in argv or "-h" in argv:
-        sys.stdout.write(doc.strip() + "\n")
+        sys.stdout.write(help_page(doc, part))
         return
-    settings = Settings.from_env(os.environ)
+    settings = Settings.from_env_or_exit(os.environ, f"python -m {name}_worker")
     configure(json=settings.log_json, level=settings.log_level)
 
     async def amain() -> None:

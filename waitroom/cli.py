@@ -8,11 +8,12 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from shared.keys import replicas_key
 from shared.logs import configure
 from shared.redis_conn import connect
-from shared.settings import Settings
+from shared.settings import ENVIRONMENT_HEADING, Part, Settings, environment_help
 from shared.store import RoomStore
 from shared.tokens import KID_PATTERN, KeyKind, KeyRing, write_key
 
@@ -21,6 +22,8 @@ def _up(args: argparse.Namespace) -> int:
     from waitroom.up import UpOptions, run_up
 
     return run_up(
+        args.settings,
+        args.environ,
         UpOptions(
             data_dir=Path(args.data_dir),
             port=args.port,
@@ -31,12 +34,12 @@ def _up(args: argparse.Namespace) -> int:
             room=args.room,
             release_rate=args.release_rate,
             max_active=args.max_active,
-        )
+        ),
     )
 
 
 def _keys_dir(args: argparse.Namespace) -> Path:
-    return Path(args.keys_dir or os.environ.get("WAITROOM_KEYS_DIR", ".waitroom/keys"))
+    return Path(args.keys_dir) if args.keys_dir else args.settings.keys_dir
 
 
 def _keys_list(args: argparse.Namespace) -> int:
@@ -88,16 +91,12 @@ def _keys_retire(args: argparse.Namespace) -> int:
     return 0
 
 
-def _settings() -> Settings:
-    return Settings.from_env(os.environ)
-
-
 def _recover(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from shared.recovery import recover
 
-    settings = _settings()
+    settings: Settings = args.settings
     redis_url = args.redis_url or settings.redis_url
     nats_url = args.nats_url or settings.nats_url
     stream = args.stream or settings.stream_name
@@ -131,7 +130,7 @@ def _recover(args: argparse.Namespace) -> int:
 
 
 def _digest(args: argparse.Namespace) -> int:
-    settings = _settings()
+    settings: Settings = args.settings
 
     async def run() -> int:
         redis = connect(args.redis_url or settings.redis_url)
@@ -149,7 +148,7 @@ def _digest(args: argparse.Namespace) -> int:
 
 def _probe(args: argparse.Namespace) -> int:
     """Exit 0 if this worker replica marked itself alive recently, 1 if not."""
-    settings = _settings()
+    settings: Settings = args.settings
     instance = args.instance or settings.instance
     holder = f"{args.role}-{instance}"
 
@@ -171,6 +170,20 @@ def _probe(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Wraps descriptions as usual; prints the list of variables as it was laid out."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith(ENVIRONMENT_HEADING):
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
+def _reads(part: Part) -> dict[str, Any]:
+    """``add_parser`` arguments that end a command's help with the variables it reads."""
+    return {"epilog": environment_help(part), "formatter_class": _HelpFormatter}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="waitroom",
@@ -180,13 +193,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser(
         "up",
+        **_reads(Part.UP),
         help="start the whole stack locally (Valkey, NATS, gateway, workers, demo site)",
         description=(
             "Start valkey-server and nats-server -js from their wheels in a data folder, "
             "the gateway, both workers and a demo protected site; create a demo room; "
             "print the URLs and the admin key; stop everything on Ctrl-C. "
             "WAITROOM_REDIS_URL / WAITROOM_NATS_URL, when set, are used instead of "
-            "starting servers. Busy ports are replaced by free ones."
+            "starting servers. Busy ports are replaced by free ones. The parts it starts "
+            "get this environment with the addresses it chose; other WAITROOM_ variables "
+            "(see their --help) pass through."
         ),
     )
     up.add_argument("--data-dir", default=".waitroom", help="where data, keys and logs live")
@@ -204,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     keys = sub.add_parser(
         "keys",
+        **_reads(Part.KEYS),
         help="list, rotate or retire the token signing keys",
         description=(
             "Signing keys live in WAITROOM_KEYS_DIR (or --keys-dir), shared by every "
@@ -213,11 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
     keys_dir = argparse.ArgumentParser(add_help=False)
     keys_dir.add_argument("--keys-dir", help="the keys folder (default WAITROOM_KEYS_DIR)")
     ksub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
-    ksub.add_parser("list", help="every key and whether it signs", parents=[keys_dir]).set_defaults(
-        func=_keys_list
-    )
+    ksub.add_parser(
+        "list", help="every key and whether it signs", parents=[keys_dir], **_reads(Part.KEYS)
+    ).set_defaults(func=_keys_list)
     rotate = ksub.add_parser(
         "rotate",
+        **_reads(Part.KEYS),
         parents=[keys_dir],
         help="add a new key that starts signing later",
         description=(
@@ -234,12 +252,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rotate.set_defaults(func=_keys_rotate)
     retire = ksub.add_parser(
-        "retire", help="remove a key (its tokens stop verifying)", parents=[keys_dir]
+        "retire",
+        help="remove a key (its tokens stop verifying)",
+        parents=[keys_dir],
+        **_reads(Part.KEYS),
     )
     retire.add_argument("kid")
     retire.set_defaults(func=_keys_retire)
     recover = sub.add_parser(
         "recover",
+        **_reads(Part.RECOVER),
         help="rebuild every room from the event stream into an empty data store",
         description=(
             "Read the JetStream stream from the start and rebuild every room (config, line, "
@@ -257,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     digest = sub.add_parser(
         "digest",
+        **_reads(Part.DIGEST),
         help="print a digest of each room's state",
         description=(
             "A sha256 over each room's config, counters, line order, live people, admissions "
@@ -270,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     probe = sub.add_parser(
         "probe",
+        **_reads(Part.PROBE),
         help="exit non-zero unless a worker replica is alive (a liveness probe)",
         description=(
             "Each worker replica marks itself alive in the data store on every tick, keyed by "
@@ -285,7 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    configure(json=False, level=os.environ.get("WAITROOM_LOG_LEVEL", "warning"))
+    args.environ = dict(os.environ)
+    args.settings = settings = Settings.from_env_or_exit(args.environ, "waitroom")
+    configure(json=False, level=settings.log_level if settings.was_set("log_level") else "warning")
     code: int = args.func(args)
     return code
 

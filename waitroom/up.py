@@ -13,12 +13,15 @@ import secrets
 import signal
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
 import httpx
 
+from shared.env_settings import FILE_SUFFIX
+from shared.settings import Settings
 from waitroom.processes import (
     Child,
     Supervisor,
@@ -43,11 +46,11 @@ class UpOptions:
     max_active: int
 
 
-def admin_key_for(data_dir: Path) -> str:
-    """WAITROOM_ADMIN_KEY, else one kept in the data folder so restarts keep it."""
-    from_env = os.environ.get("WAITROOM_ADMIN_KEY")
-    if from_env:
-        return from_env
+def admin_key_for(data_dir: Path, configured: str) -> str:
+    """The configured admin key (WAITROOM_ADMIN_KEY), else one kept in the data folder so
+    restarts keep it."""
+    if configured:
+        return configured
     path = data_dir / "admin-key"
     if path.exists():
         return path.read_text().strip()
@@ -55,6 +58,16 @@ def admin_key_for(data_dir: Path) -> str:
     path.write_text(key + "\n")
     path.chmod(0o600)
     return key
+
+
+def child_env(base: Mapping[str, str], **values: str) -> dict[str, str]:
+    """The environment of the parts ``up`` starts: ``base`` with ``values`` set, and the
+    ``<VAR>_FILE`` of each dropped, so a part never sees both."""
+    env = dict(base)
+    for name, value in values.items():
+        env.pop(name + FILE_SUFFIX, None)
+        env[name] = value
+    return env
 
 
 def _pick(port: int) -> int:
@@ -69,11 +82,13 @@ def _say(line: str = "") -> None:
     sys.stdout.flush()
 
 
-def run_up(opts: UpOptions) -> int:
+def run_up(settings: Settings, environ: Mapping[str, str], opts: UpOptions) -> int:
+    """Run the stack until a signal; the parts get ``environ`` with the addresses ``up``
+    chose. Data store and NATS are started here unless their URLs are set."""
     data = opts.data_dir.resolve()
     data.mkdir(parents=True, exist_ok=True)
     logs = data / "logs"
-    admin_key = admin_key_for(data)
+    admin_key = admin_key_for(data, settings.admin_key)
     sup = Supervisor()
     stopping = False
 
@@ -83,11 +98,11 @@ def run_up(opts: UpOptions) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    env = dict(os.environ)
+    env = dict(environ)
     env.setdefault("WAITROOM_LOG_JSON", "true")
     try:
-        redis_url = os.environ.get("WAITROOM_REDIS_URL")
-        if not redis_url:
+        redis_url = settings.redis_url
+        if not settings.was_set("redis_url"):
             redis_port = _pick(opts.redis_port)
             child = sup.add(
                 Child(
@@ -99,8 +114,8 @@ def run_up(opts: UpOptions) -> int:
             )
             wait_for_port(redis_port, 10, child.proc)
             redis_url = f"redis://127.0.0.1:{redis_port}/0"
-        nats_url = os.environ.get("WAITROOM_NATS_URL")
-        if not nats_url:
+        nats_url = settings.nats_url
+        if not settings.was_set("nats_url"):
             nats_port = _pick(opts.nats_port)
             child = sup.add(
                 Child("nats", nats_command(nats_port, data / "nats"), env, logs / "nats.log")
@@ -110,13 +125,14 @@ def run_up(opts: UpOptions) -> int:
         gateway_port = _pick(opts.port)
         demo_port = _pick(opts.demo_port)
         gateway_url = f"http://127.0.0.1:{gateway_port}"
-        env.update(
+        env = child_env(
+            env,
             WAITROOM_REDIS_URL=redis_url,
             WAITROOM_NATS_URL=nats_url,
             WAITROOM_KEYS_DIR=str(data / "keys"),
             WAITROOM_ADMIN_KEY=admin_key,
             WAITROOM_HOST="127.0.0.1",
-            WAITROOM_PUBLIC_URL=env.get("WAITROOM_PUBLIC_URL", gateway_url),
+            WAITROOM_PUBLIC_URL=settings.public_url or gateway_url,
         )
         py = sys.executable
         gateway_ports = []
