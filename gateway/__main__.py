@@ -23,13 +23,14 @@ def main(argv: list[str]) -> None:
         sys.stdout.write(help_page(__doc__ or "", Part.GATEWAY))
         return
     settings = Settings.from_env_or_exit(os.environ, "python -m gateway")
-    configure(json=settings.log_json, level=settings.log_level)
+    app = create_app(settings)
+    configure(json=settings.log_json, level=settings.log_level)  # after Litestar's own
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then raises the signal again for the
     # handler that was there before it; with these, the process then exits with status 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_config=None,  # its records go to the root handler shared.logs installed

@@ -53,8 +53,8 @@ def main() -> None:
         sys.stdout.write(help_page(__doc__ or "", Part.DEMO))
         return
     settings = DemoSettings.from_env_or_exit(os.environ, "python -m waitroom.demo_site")
-    configure()
     app = create_demo_app(settings.gateway_url, settings.room)
+    configure()  # after Litestar's own
     uvicorn.run(
         app,
         host=settings.host,

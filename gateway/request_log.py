@@ -1,0 +1,75 @@
+"""Each request's id, summary log line and metrics observation.
+
+A request keeps the id a proxy or client sent in ``X-Request-ID`` when it is short and
+plain (so a log line cannot be forged or bloated through it); otherwise it gets a new one.
+The id is bound to structlog's context variables while the request runs, so every line
+logged for it carries ``request_id``, and it is sent back in ``X-Request-ID``.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+
+import structlog
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.services import Services
+
+log = structlog.get_logger("gateway")
+
+QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+_SANE_ID = re.compile(rb"[A-Za-z0-9._:+/=-]{1,128}")
+
+
+def request_id(scope: Scope) -> str:
+    """The id the request came with, if sane, else a new one (32 hex digits)."""
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            if _SANE_ID.fullmatch(value):
+                return value.decode("ascii")
+            break
+    return secrets.token_hex(16)
+
+
+def access_log_middleware(app: ASGIApp) -> ASGIApp:
+    """A request id, one summary line and one metrics observation per request."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await app(scope, receive, send)
+            return
+        rid = request_id(scope)
+        header = (b"x-request-id", rid.encode("ascii"))
+        started = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+
+        bound = structlog.contextvars.bind_contextvars(request_id=rid)
+        try:
+            await app(scope, receive, send_wrapper)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = str(scope.get("path_template") or "unmatched")
+            svc: Services | None = getattr(scope["app"].state, "services", None)
+            if svc is not None:
+                svc.metrics.observe(route, status, elapsed)
+            if scope["path"] not in QUIET_PATHS:
+                log.info(
+                    "request",
+                    method=scope.get("method", ""),
+                    path=scope["path"],
+                    status=status,
+                    ms=round(elapsed * 1000, 2),
+                )
+            structlog.contextvars.reset_contextvars(**bound)
+
+    return middleware
