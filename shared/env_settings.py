@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -231,6 +232,21 @@ def integer(minimum: int | None = None, maximum: int | None = None) -> Callable[
     return parse
 
 
+def number(minimum: float | None = None) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError("must be a number") from None
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        if minimum is not None and value < minimum:
+            raise ValueError(f"must be at least {minimum:g}")
+        return value
+
+    return parse
+
+
 def path(raw: str) -> Path:
     return Path(raw)
 
@@ -292,7 +308,7 @@ def _check_url(raw: str, schemes: tuple[str, ...]) -> None:
         parts = urlsplit(raw)
         parts.port  # noqa: B018 (raises on a port that is not a number)
     except ValueError:
-        raise ValueError("must be a URL") from None
+        raise ValueError("must be a URL with a valid host and port") from None
     if parts.scheme not in schemes:
         raise ValueError(f"must be a URL starting with {' or '.join(s + '://' for s in schemes)}")
     if not parts.netloc and parts.scheme != "unix":

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.env_settings import SettingsError, shown_default, variables
+from shared.env_settings import SettingsError, number, shown_default, url, variables
 from shared.settings import (
     COMMANDS,
     DemoSettings,
@@ -90,6 +90,17 @@ def test_an_unusable_value_is_named_with_what_it_must_be(env: dict[str, str], sa
     with pytest.raises(SettingsError) as caught:
         cls.from_env(env)
     assert says in str(caught.value)
+
+
+def test_parsers_for_settings_to_come() -> None:
+    seconds = number(0.5)
+    assert seconds("2.5") == 2.5
+    for bad, says in (("soon", "a number"), ("nan", "finite"), ("0.1", "at least 0.5")):
+        with pytest.raises(ValueError, match=says):
+            seconds(bad)
+    assert url("redis", "unix")("unix:///run/redis.sock") == "unix:///run/redis.sock"
+    with pytest.raises(ValueError, match="valid host and port"):
+        url("redis")("redis://db:port/0")
 
 
 def test_every_problem_is_reported_at_once() -> None:
