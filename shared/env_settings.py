@@ -57,19 +57,19 @@ class Var(Generic[T]):
         """The value set for this variable and where it came from, or None if unset."""
         value = environ.get(self.name, "")
         file_name = self.name + FILE_SUFFIX
-        path = environ.get(file_name, "") if self.secret else ""
-        if value and path:
+        file_path = environ.get(file_name, "") if self.secret else ""
+        if value and file_path:
             raise SettingsError([f"{self.name} and {file_name} are both set; set one of them"])
-        if not path:
+        if not file_path:
             return (value, self.name) if value else None
         try:
-            text = Path(path).read_text(encoding="utf-8").strip()
+            content = Path(file_path).read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
             reason = getattr(exc, "strerror", None) or type(exc).__name__
-            raise SettingsError([f"{file_name}: cannot read {path} ({reason})"]) from None
-        if not text:
-            raise SettingsError([f"{file_name}: {path} is empty"])
-        return text, f"{file_name} ({path})"
+            raise SettingsError([f"{file_name}: cannot read {file_path} ({reason})"]) from None
+        if not content:
+            raise SettingsError([f"{file_name}: {file_path} is empty"])
+        return content, f"{file_name} ({file_path})"
 
     def read(self, environ: Mapping[str, str]) -> T | None:
         """The parsed value, or None if the variable is unset."""
@@ -197,7 +197,7 @@ class EnvSettings:
         return var.name in self.variables_set
 
     def with_changes(self, **changes: Any) -> Self:
-        """A copy with some fields changed (tests and ``waitroom up`` use it)."""
+        """A copy with some fields changed."""
         return replace(self, **changes)
 
 
