@@ -87,16 +87,6 @@ class RoomDeleted(EventBase, tag="room_deleted"):
 
 
 Event = Enqueued | Admitted | Activated | Completed | Expired | Left | RoomUpdated | RoomDeleted
-EVENT_TYPES = (
-    "enqueued",
-    "admitted",
-    "activated",
-    "completed",
-    "expired",
-    "left",
-    "room_updated",
-    "room_deleted",
-)
 
 _decoder = msgspec.json.Decoder(Event)
 

@@ -1,4 +1,9 @@
-"""The room model: every operator-set field, its defaults and its validation."""
+"""The room model: every operator-set field, its default and its bounds.
+
+Each field is checked on its own here (msgspec bounds, URL shapes); rules across fields
+(a new room needs a target_url, heartbeat_timeout > heartbeat_interval) are checked by
+room_put.lua on the merged config, in the same step that writes it.
+"""
 
 from __future__ import annotations
 
@@ -44,16 +49,6 @@ class RoomConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     brand_color: Color = "#1f5f99"
     logo_url: MaybeUrl = ""
 
-    def __post_init__(self) -> None:
-        if not _absolute_http(self.target_url):
-            raise msgspec.ValidationError("target_url must be an absolute http(s) URL")
-        if self.logo_url and not _absolute_http(self.logo_url):
-            raise msgspec.ValidationError("logo_url must be an absolute http(s) URL or empty")
-        if self.heartbeat_timeout <= self.heartbeat_interval:
-            raise msgspec.ValidationError(
-                "heartbeat_timeout must be longer than heartbeat_interval"
-            )
-
 
 def _absolute_http(url: str) -> bool:
     parts = urlsplit(url)
@@ -78,6 +73,12 @@ class RoomUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     brand_color: Color | msgspec.UnsetType = msgspec.UNSET
     logo_url: MaybeUrl | msgspec.UnsetType = msgspec.UNSET
 
+    def __post_init__(self) -> None:
+        if isinstance(self.target_url, str) and not _absolute_http(self.target_url):
+            raise msgspec.ValidationError("target_url must be an absolute http(s) URL")
+        if isinstance(self.logo_url, str) and self.logo_url and not _absolute_http(self.logo_url):
+            raise msgspec.ValidationError("logo_url must be an absolute http(s) URL or empty")
+
     def given(self) -> dict[str, Any]:
         return {
             f: getattr(self, f)
@@ -88,22 +89,25 @@ class RoomUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 CONFIG_FIELDS = RoomConfig.__struct_fields__
 
+FIELD_DEFAULTS: dict[str, Any] = {
+    field.name: None if field.required else field.default
+    for field in msgspec.structs.fields(RoomConfig)
+}
+"""Every config field and its default, None for a field a new room must be given (what
+room_put.lua merges an update onto)."""
 
-def merge(current: RoomConfig | None, update: RoomUpdate) -> RoomConfig:
-    """The config after applying ``update``; a new room needs at least ``target_url``."""
-    fields = msgspec.structs.asdict(current) if current is not None else {}
-    fields.update(update.given())
+
+def checked_update(update: RoomUpdate) -> dict[str, Any]:
+    """The fields an update gives, each within its bounds (an update built in Python has
+    not been through msgspec's checks yet)."""
     try:
-        return msgspec.convert(fields, RoomConfig)
+        return msgspec.convert(msgspec.to_builtins(update), RoomUpdate).given()
     except msgspec.ValidationError as exc:
         raise InvalidBody(str(exc)) from None
 
 
 def from_stored(flat: dict[str, str]) -> RoomConfig:
-    """The config as stored in the room's ``cfg`` hash (every value a string)."""
+    """The config as stored in the room's ``cfg`` hash (every value a string). Only the
+    bounds of each field apply: rules across fields are checked when a config is written."""
     values = {name: flat[name] for name in CONFIG_FIELDS if name in flat}
     return msgspec.convert(values, RoomConfig, strict=False)
-
-
-def to_stored(config: RoomConfig) -> dict[str, Any]:
-    return msgspec.structs.asdict(config)

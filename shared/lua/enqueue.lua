@@ -6,7 +6,7 @@ local ip, meta, bind = ARGV[5], ARGV[6], ARGV[7]
 local restore_arrival = tonumber(ARGV[8])
 local cfg, err = room_for_change()
 if not cfg then
-  return fail(err)
+  return err
 end
 if cfg.status == 'maintenance' then
   return fail('room_maintenance')

@@ -30,7 +30,7 @@ local function apply(e)
   else
     local p = get_person(position_id)
     if not p then
-      return redis.error_reply('WR replay_gap ' .. e.id)
+      return fail('replay_gap', 'event ' .. e.id .. ' names a place the store does not know')
     end
     if t == 'admitted' then
       mark_admitted(position_id, p, at, e.claim_deadline)
@@ -43,7 +43,7 @@ local function apply(e)
     elseif t == 'expired' then
       finish(position_id, p, 'expired', e.reason, at)
     else
-      return redis.error_reply('WR replay_unknown_type ' .. tostring(t))
+      return fail('replay_unknown_type', 'event type ' .. tostring(t))
     end
   end
   redis.call('HSET', K_STATS, 'event_seq', seq)
