@@ -1,5 +1,6 @@
-"""The gateway: ``create_app(settings)`` builds the Litestar app; its lifespan opens the
-Redis and NATS clients and the token service and closes them again."""
+"""The gateway: ``create_app(settings)`` builds the Litestar app from its routers (people
+waiting, the protected site, operators, pages, operations); its lifespan opens the services
+(see services.py) and closes them again."""
 
 from __future__ import annotations
 
@@ -14,22 +15,17 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.admin_routes import ADMIN_ROUTES
+from gateway.assets import StaticAssets
+from gateway.bodies import StrictJsonRequest
 from gateway.errors import EXCEPTION_HANDLERS
-from gateway.events_route import events
-from gateway.live import LiveHub
-from gateway.metrics import GatewayMetrics
-from gateway.ops_routes import OPS_ROUTES
-from gateway.page import PAGE_ROUTES, static_router
-from gateway.queue_routes import QUEUE_ROUTES
-from gateway.ratelimit import RateLimiter
-from gateway.services import Services
-from gateway.session_routes import SESSION_ROUTES
-from shared.nats_link import NatsLink
-from shared.redis_conn import connect
+from gateway.routes.admin import admin_router
+from gateway.routes.openapi import ClosedStructs
+from gateway.routes.ops import ops_router
+from gateway.routes.pages import pages_router
+from gateway.routes.people import people_router
+from gateway.routes.site import site_router
+from gateway.services import SERVICE_DEPENDENCIES, Services, open_services
 from shared.settings import Settings
-from shared.store import RoomStore
-from shared.tokens import KeyKind, KeyRing, TokenService, ensure_keys
 
 log = structlog.get_logger("gateway")
 
@@ -72,45 +68,14 @@ def access_log_middleware(app: ASGIApp) -> ASGIApp:
     return middleware
 
 
-def key_kinds(settings: Settings) -> tuple[KeyKind, ...]:
-    es256 = settings.queue_token_alg == "ES256"  # noqa: S105 (an algorithm name)
-    return ("rsa", "ec") if es256 else ("rsa",)
-
-
 def create_app(settings: Settings) -> Litestar:
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        ensure_keys(settings.keys_dir, key_kinds(settings))
-        tokens = TokenService(
-            KeyRing(settings.keys_dir),
-            issuer=settings.issuer,
-            audience=settings.audience,
-            queue_ttl=settings.queue_token_ttl,
-            queue_alg=settings.queue_token_alg,
-        )
-        redis = connect(settings.redis_url, max_connections=256)
-        link = NatsLink.from_settings(settings, "gateway")
-        link.start()
-        app.state.services = Services(
-            settings=settings,
-            redis=redis,
-            store=RoomStore(redis),
-            tokens=tokens,
-            limiter=RateLimiter(settings.redis_url, settings.rate_limits),
-            nats=link,
-            metrics=GatewayMetrics(tokens, settings.outbox_max),
-        )
-        app.state.live = LiveHub(app.state.services)
-        log.info("gateway_started", instance=settings.instance)
-        try:
+        async with open_services(settings) as services:
+            app.state.services = services
+            log.info("gateway_started", instance=settings.instance)
             yield
-        finally:
-            await app.state.live.close()
-            await app.state.services.limiter.close()
-            await link.close()
-            await redis.aclose()
-            tokens.close()
-            log.info("gateway_stopped", instance=settings.instance)
+        log.info("gateway_stopped", instance=settings.instance)
 
     openapi = OpenAPIConfig(
         title="waitroom",
@@ -119,7 +84,8 @@ def create_app(settings: Settings) -> Litestar:
             "A virtual waiting room. People join a fair line, see their place and wait, and "
             "are let in at the pace the protected site can take, with an RS256 access token "
             "the site verifies offline (JWKS) or through this API. Every error is "
-            '`{"error": {"code", "message", "retry_after"}}`.'
+            '`{"error": {"code", "message", "retry_after"}}` with a stable `code`; each '
+            "route lists the codes it may answer."
         ),
         components=Components(
             security_schemes={
@@ -128,20 +94,24 @@ def create_app(settings: Settings) -> Litestar:
         ),
         path="/schema",
     )
+    assets = StaticAssets()
     return Litestar(
         route_handlers=[
-            *QUEUE_ROUTES,
-            events,
-            *PAGE_ROUTES,
-            static_router(),
-            *SESSION_ROUTES,
-            *ADMIN_ROUTES,
-            *OPS_ROUTES,
+            people_router,
+            site_router,
+            admin_router,
+            pages_router,
+            ops_router,
+            assets.router(),
         ],
+        dependencies=SERVICE_DEPENDENCIES,
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[access_log_middleware],
         openapi_config=openapi,
+        template_config=assets.template_config(),
+        plugins=[ClosedStructs()],
         request_max_body_size=settings.max_body_bytes,
+        request_class=StrictJsonRequest,
         debug=False,
     )

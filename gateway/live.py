@@ -20,18 +20,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 import structlog
+from litestar.response import ServerSentEventMessage
 
-from gateway.places import new_queue_token, place_response
+from gateway.caller import Caller
+from gateway.metrics import GatewayMetrics
+from gateway.people import Followed, People
 from gateway.schemas import PlaceResponse
-from gateway.services import Services
-from shared.errors import StoreUnavailable
+from shared.errors import StoreUnavailable, TooManyStreams
 from shared.events import SUBJECT_PREFIX
-from shared.store import PersonView
+from shared.nats_link import NatsLink
+from shared.store import PersonView, RoomStore
 from shared.tokens import QueueClaims
 
 log = structlog.get_logger("live")
@@ -39,7 +45,21 @@ log = structlog.get_logger("live")
 IDLE_REFRESH = 2.0
 TOUCH_EVERY = 2.0
 NUDGE_GAP = 0.25
+KEEPALIVE_SECONDS = 15.0
+RETRY_MS = 3000
+UNSTARTED_GRACE = 30.0
 PERSONAL = frozenset({"admitted", "activated", "completed", "expired", "left"})
+FINAL_STATES = frozenset({"active", "completed", "expired", "left"})
+"""Nothing more to wait for: the stream says so and closes."""
+
+
+@dataclass(frozen=True)
+class StreamLimits:
+    """Streams one gateway process holds open at once: per place, and per client address
+    (an address is a /64 for IPv6, see caller.py). One more gets 429 too_many_streams."""
+
+    per_place: int = 4
+    per_address: int = 32
 
 
 @dataclass(eq=False)
@@ -50,11 +70,16 @@ class Watcher:
     claims: QueueClaims
     token: str
     base_url: str
+    address: str = ""
     queue: asyncio.Queue[tuple[str, dict[str, Any]]] = field(
         default_factory=lambda: asyncio.Queue(maxsize=64)
     )
     last: dict[str, Any] = field(default_factory=dict)
     event_seq: int = 0
+    final: bool = False
+    """The place has ended (or its admission was claimed): the stream closes."""
+    started: bool = False
+    opened_at: float = field(default_factory=time.monotonic)
 
     @property
     def position_id(self) -> str:
@@ -90,12 +115,15 @@ class RoomFeed:
     def add(self, w: Watcher) -> None:
         self.watchers.setdefault(w.position_id, set()).add(w)
 
-    def remove(self, w: Watcher) -> None:
+    def remove(self, w: Watcher) -> bool:
+        """Forget a stream; False if it was not held."""
         group = self.watchers.get(w.position_id)
-        if group is not None:
-            group.discard(w)
-            if not group:
-                del self.watchers[w.position_id]
+        if group is None or w not in group:
+            return False
+        group.discard(w)
+        if not group:
+            del self.watchers[w.position_id]
+        return True
 
     def everyone(self) -> list[Watcher]:
         return [w for group in self.watchers.values() for w in group]
@@ -105,7 +133,7 @@ class RoomFeed:
         await self._subscribe()
 
     async def _subscribe(self) -> None:
-        nc = self.hub.svc.nats.nc
+        nc = self.hub.nats.nc
         if nc is None or not nc.is_connected or self.subscription is not None:
             return
         try:
@@ -144,6 +172,7 @@ class RoomFeed:
             self.nudged.clear()
             if self.subscription is None:
                 await self._subscribe()
+            await self.hub.drop_unstarted(self)
             try:
                 await self.refresh(self.everyone(), touch=touch)
             except Exception as exc:
@@ -153,10 +182,9 @@ class RoomFeed:
     async def refresh(self, watchers: list[Watcher], *, touch: bool = False) -> None:
         if not watchers:
             return
-        svc = self.hub.svc
         position_ids = sorted({w.position_id for w in watchers})
         try:
-            views = await svc.store.statuses(self.room, position_ids, touch=touch)
+            views = await self.hub.store.statuses(self.room, position_ids, touch=touch)
         except StoreUnavailable:
             return
         for w in watchers:
@@ -168,29 +196,98 @@ class RoomFeed:
 class LiveHub:
     """The event streams open on this gateway, grouped by room."""
 
-    def __init__(self, svc: Services) -> None:
-        self.svc = svc
+    def __init__(
+        self,
+        people: People,
+        store: RoomStore,
+        nats: NatsLink,
+        metrics: GatewayMetrics,
+        limits: StreamLimits | None = None,
+    ) -> None:
+        self.people = people
+        self.store = store
+        self.nats = nats
+        self.metrics = metrics
+        self.limits = limits or StreamLimits()
         self.feeds: dict[str, RoomFeed] = {}
+        self.by_address: Counter[str] = Counter()
         self._lock = asyncio.Lock()
 
-    @property
-    def open_streams(self) -> int:
-        return sum(len(f.everyone()) for f in self.feeds.values())
+    async def open(self, room: str, start: Followed, caller: Caller, last_id: str) -> Watcher:
+        """A new stream from where the person stands; a ``Last-Event-ID`` equal to the
+        current one skips the unchanged opening state. Past the limits: 429."""
+        watcher = Watcher(
+            room=room,
+            claims=start.claims,
+            token=start.token,
+            base_url=caller.base_url,
+            address=caller.address_key,
+        )
+        await self.send_state(watcher, start.view)
+        if last_id == str(start.view.event_seq):
+            while not watcher.queue.empty():  # the client has this state already
+                watcher.queue.get_nowait()
+        if not watcher.final:  # an ended place is told so once; nothing to follow
+            await self.watch(watcher)
+        return watcher
+
+    async def messages(self, watcher: Watcher) -> AsyncIterator[ServerSentEventMessage]:
+        """The stream's messages until the place ends or the client goes; keep-alive
+        comments between."""
+        watcher.started = True
+        self.metrics.sse_open.inc()
+        try:
+            yield ServerSentEventMessage(data=None, comment="waitroom", retry=RETRY_MS)
+            while not (watcher.final and watcher.queue.empty()):
+                try:
+                    event, data = await asyncio.wait_for(
+                        watcher.queue.get(), timeout=KEEPALIVE_SECONDS
+                    )
+                except TimeoutError:
+                    yield ServerSentEventMessage(data=None, comment="keepalive")
+                    continue
+                yield ServerSentEventMessage(
+                    data=msgspec.json.encode(data).decode(),
+                    event=event,
+                    id=str(watcher.event_seq),
+                )
+        finally:
+            self.metrics.sse_open.dec()
+            await self.unwatch(watcher)
+
+    async def drop_unstarted(self, feed: RoomFeed) -> None:
+        """Forget streams whose response never started (the client went before it did)."""
+        now = time.monotonic()
+        for w in feed.everyone():
+            if not w.started and now - w.opened_at > UNSTARTED_GRACE:
+                await self.unwatch(w)
 
     async def watch(self, w: Watcher) -> None:
         async with self._lock:
             feed = self.feeds.get(w.room)
+            held = len(feed.watchers.get(w.position_id, ())) if feed is not None else 0
+            if held >= self.limits.per_place or (
+                w.address and self.by_address[w.address] >= self.limits.per_address
+            ):
+                raise TooManyStreams()
             if feed is None:
                 feed = self.feeds[w.room] = RoomFeed(self, w.room)
                 await feed.start()
             feed.add(w)
+            if w.address:
+                self.by_address[w.address] += 1
 
     async def unwatch(self, w: Watcher) -> None:
         async with self._lock:
             feed = self.feeds.get(w.room)
             if feed is None:
                 return
-            feed.remove(w)
+            if not feed.remove(w):
+                return
+            if w.address:
+                self.by_address[w.address] -= 1
+                if self.by_address[w.address] <= 0:
+                    del self.by_address[w.address]
             if not feed.watchers:
                 del self.feeds[w.room]
                 await feed.stop()
@@ -202,16 +299,16 @@ class LiveHub:
 
     async def send_state(self, w: Watcher, view: PersonView) -> None:
         """Push what changed for this person since the last push."""
-        svc = self.svc
-        if view.state == "waiting" and svc.tokens.needs_refresh(w.claims):
-            w.token = await new_queue_token(svc, w.room, view)
-            w.claims = svc.tokens.verify_queue(w.token, w.room)
-            w.push("token", {"token": w.token})
-        answer = await place_response(svc, w.room, view, base_url=w.base_url, go_token=w.token)
+        token, w.claims = await self.people.kept_token(w.room, w.token, w.claims, view)
+        if token != w.token:
+            w.token = token
+            w.push("token", {"token": token})
+        answer = await self.people.answer(w.room, view, base_url=w.base_url, go_token=w.token)
         w.event_seq = max(w.event_seq, view.event_seq)
         for event, data in events_for(answer, w.last):
             w.push(event, data)
         w.last = msgspec.structs.asdict(answer)
+        w.final = view.state in FINAL_STATES
 
 
 def events_for(answer: PlaceResponse, last: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

@@ -6,17 +6,64 @@ from typing import Annotated, Any
 
 import msgspec
 
+from shared.keys import ROOM_ID_PATTERN
 from shared.room import RoomConfig
 
 
-class EnqueueBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class PowSolution(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    """A solved proof-of-work challenge (see ``GET /v1/rooms/{room}/challenge``)."""
+
+    challenge: Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+    nonce: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class EnqueueBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
     size: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1
+    """Units the party takes; at most the room's ``max_party_size``."""
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+    """Up to 2048 bytes of JSON of the caller's own, kept with the place."""
+    pow: PowSolution | None = None
+    """Required when the room asks for proof of work."""
+
+
+class ChallengeOut(msgspec.Struct, kw_only=True):
+    """Find ``nonce`` with sha256(challenge + ":" + nonce) starting with ``difficulty``
+    zero bits; send ``{"pow": {"challenge", "nonce"}}`` with the join before
+    ``expires_at``. ``difficulty`` 0: the room asks for no proof (sending one is fine)."""
+
+    challenge: str
+    difficulty: int
+    expires_at: int
+    algorithm: str = "sha256-leading-zero-bits"
 
 
 class VerifyBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     token: Annotated[str, msgspec.Meta(min_length=1, max_length=8192)]
-    room: str | None = None
+    room: Annotated[str, msgspec.Meta(pattern=ROOM_ID_PATTERN.pattern)]
+    """The room the site guards: a token of any other room is refused (403)."""
+
+
+class NoFields(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    """This call takes no fields yet: send no body, or ``{}``."""
+
+
+NO_FIELDS = NoFields()
+NO_ENQUEUE_FIELDS = EnqueueBody()
+"""What an optional body stands for when it is left out."""
+
+
+class ErrorDetail(msgspec.Struct, kw_only=True, omit_defaults=True):
+    code: str
+    """Stable: clients may branch on it (see each route's error answers)."""
+    message: str
+    retry_after: int | None = None
+    """Seconds to wait before trying again, where waiting helps (also ``Retry-After``)."""
+
+
+class ErrorBody(msgspec.Struct, kw_only=True):
+    """Every error the API answers."""
+
+    error: ErrorDetail
 
 
 class PlaceResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -91,6 +138,15 @@ class RoomPutOut(msgspec.Struct, kw_only=True):
 
 class RoomsOut(msgspec.Struct, kw_only=True):
     rooms: list[RoomOut]
+
+
+class RoomDeletedOut(msgspec.Struct, kw_only=True):
+    deleted: str
+
+
+class RoomDigestOut(msgspec.Struct, kw_only=True):
+    room: str
+    digest: str
 
 
 class Ready(msgspec.Struct, kw_only=True):

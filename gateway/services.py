@@ -1,43 +1,122 @@
-"""The clients and services a gateway process holds, opened and closed by its lifespan."""
+"""What a gateway process holds while it runs: its clients and the domain services built on
+them, opened and closed by the app's lifespan, and handed to handlers with ``Provide``."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from litestar.datastructures import State
-from redis.asyncio import Redis
+from litestar.di import Provide
 
+from gateway.live import LiveHub
 from gateway.metrics import GatewayMetrics
+from gateway.operations import Operations
+from gateway.operators import Operators
+from gateway.people import People
 from gateway.ratelimit import RateLimiter
+from gateway.site import Site
 from shared.nats_link import NatsLink
+from shared.redis_conn import connect
 from shared.settings import Settings
 from shared.store import RoomStore
-from shared.tokens import TokenService
+from shared.tokens import KeyKind, KeyRing, TokenService, deployment_salt, ensure_keys
 
 
 @dataclass
 class Services:
     settings: Settings
-    redis: Redis
     store: RoomStore
     tokens: TokenService
     limiter: RateLimiter
     nats: NatsLink
     metrics: GatewayMetrics
+    people: People
+    site: Site
+    operators: Operators
+    operations: Operations
+    live: LiveHub
 
-    def ip_hash(self, ip: str) -> str:
-        return hashlib.sha256(f"{self.settings.ip_hash_salt}\n{ip}".encode()).hexdigest()[:16]
 
-    def position_id_for(self, room: str, idempotency_key: str) -> str:
-        mac = hmac.new(
-            self.settings.ip_hash_salt.encode(), f"{room}\n{idempotency_key}".encode(), "sha256"
+def key_kinds(settings: Settings) -> tuple[KeyKind, ...]:
+    es256 = settings.queue_token_alg == "ES256"  # noqa: S105 (an algorithm name)
+    return ("rsa", "ec") if es256 else ("rsa",)
+
+
+@contextlib.asynccontextmanager
+async def open_services(settings: Settings) -> AsyncIterator[Services]:
+    """Open every client of a gateway process, build the services on them, and close the
+    clients again in reverse order."""
+    ensure_keys(settings.keys_dir, key_kinds(settings))
+    tokens = TokenService(
+        KeyRing(settings.keys_dir),
+        issuer=settings.issuer,
+        audience=settings.audience,
+        queue_ttl=settings.queue_token_ttl,
+        queue_alg=settings.queue_token_alg,
+    )
+    redis = connect(settings.redis_url, max_connections=256)
+    link = NatsLink.from_settings(settings, "gateway")
+    link.start()
+    limiter = RateLimiter(settings.redis_url, settings.rate_limits)
+    store = RoomStore(redis)
+    metrics = GatewayMetrics(tokens, settings.outbox_max)
+    salt = settings.ip_hash_salt or deployment_salt(settings.keys_dir)
+    people = People(store, tokens, limiter, salt=salt)
+    live = LiveHub(people, store, link, metrics)
+    try:
+        yield Services(
+            settings=settings,
+            store=store,
+            tokens=tokens,
+            limiter=limiter,
+            nats=link,
+            metrics=metrics,
+            people=people,
+            site=Site(store, tokens, limiter),
+            operators=Operators(store, settings.admin_key),
+            operations=Operations(store, link, tokens, metrics, settings.outbox_max),
+            live=live,
         )
-        return base64.urlsafe_b64encode(mac.digest()[:12]).decode()
+    finally:
+        await live.close()
+        await limiter.close()
+        await link.close()
+        await redis.aclose()
+        tokens.close()
 
 
-def services_from_state(state: State) -> Services:
+def services_of(state: State) -> Services:
     svc: Services = state.services
     return svc
+
+
+def _people(state: State) -> People:
+    return services_of(state).people
+
+
+def _site(state: State) -> Site:
+    return services_of(state).site
+
+
+def _operators(state: State) -> Operators:
+    return services_of(state).operators
+
+
+def _operations(state: State) -> Operations:
+    return services_of(state).operations
+
+
+def _live(state: State) -> LiveHub:
+    return services_of(state).live
+
+
+SERVICE_DEPENDENCIES = {
+    "people": Provide(_people, sync_to_thread=False),
+    "site": Provide(_site, sync_to_thread=False),
+    "operators": Provide(_operators, sync_to_thread=False),
+    "operations": Provide(_operations, sync_to_thread=False),
+    "live": Provide(_live, sync_to_thread=False),
+}
+"""Every service by the name a handler asks for it with."""

@@ -19,10 +19,13 @@ log = structlog.get_logger("heartbeat")
 
 def expiry_loop(ctx: WorkerContext, holder: str) -> RoomLoop:
     settings = ctx.settings
+    # an ended place is remembered for longer than any of its queue tokens lives (they
+    # are not re-signed once it ended), so no token can bring it back after the purge
+    retention = max(settings.ended_retention, 2 * settings.queue_token_ttl) * 1000
 
     async def work(room: str, fence: int) -> None:
         counts = await ctx.store.expire(
-            room, holder, fence, settings.lease_ms, retention_ms=settings.ended_retention * 1000
+            room, holder, fence, settings.lease_ms, retention_ms=retention
         )
         if any(counts.values()):
             log.info("expired", room=room, **counts)

@@ -36,7 +36,9 @@ def main(argv: list[str]) -> None:
         ensure_keys(keys, ("rsa", "ec"))
         rs = TokenService(KeyRing(keys), issuer="bench", audience="site")
         es = TokenService(KeyRing(keys), issuer="bench", audience="site", queue_alg="ES256")
-        claims = rs.queue_claims("room", "position_id", arrival=1, size=1, priority=0, bind="")
+        claims = rs.queue_claims(
+            "room", "position_id", incarnation="i", arrival=1, size=1, priority=0, bind=""
+        )
         token = rs.sign_queue_sync(claims)
         baseline = per_call(lambda: rs.sign_queue_sync(claims), n)
         verify = per_call(lambda: rs._decode(token, rs.queue_audience), n)
@@ -47,7 +49,9 @@ def main(argv: list[str]) -> None:
             started = time.perf_counter()
             await asyncio.gather(
                 *(
-                    rs.sign_queue("room", f"p{i}", arrival=i, size=1, priority=0, bind="")
+                    rs.sign_queue(
+                        "room", f"p{i}", incarnation="i", arrival=i, size=1, priority=0, bind=""
+                    )
                     for i in range(n)
                 )
             )

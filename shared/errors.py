@@ -72,6 +72,17 @@ StoreUnavailable = _error(
     "store_unavailable", 503, "The data store is unreachable; try again shortly.", retry_after=5
 )
 LeaseLost = _error("lease_lost", 409, "This replica no longer holds the room's lease.")
+InvalidForwardedFor = _error(
+    "invalid_forwarded_for", 400, "X-Forwarded-For holds a hop that is not an address."
+)
+PowRequired = _error(
+    "pow_required", 400, "This room asks for a solved challenge: GET its challenge first."
+)
+PowInvalid = _error("pow_invalid", 400, "The challenge solution is not valid.")
+PowReused = _error("pow_reused", 409, "This challenge solution was used already.")
+TooManyStreams = _error(
+    "too_many_streams", 429, "Too many event streams are open for this place.", retry_after=5
+)
 
 BadRole = _error("bad_role", 500, "A script was asked about a lease role it does not know.")
 BadOp = _error("bad_op", 500, "A script was asked for an operation it does not know.")
@@ -100,6 +111,10 @@ SCRIPT_ERRORS: dict[str, type[WaitroomError]] = {
             RoomMaintenance,
             RoomRecovering,
             LeaseLost,
+            WrongRoom,
+            PowRequired,
+            PowInvalid,
+            PowReused,
             BadRole,
             BadOp,
             ReplayGap,

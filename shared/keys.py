@@ -31,6 +31,7 @@ ROOM_KEY_NAMES = (
     "ips",
     "ended",
     "outbox",
+    "pow",
 )
 """A room's keys in KEYS order; the lease keys (one per role) follow. The Lua side's
 ``K_<NAME>`` locals are generated from this (shared/scripts.py)."""
@@ -92,6 +93,11 @@ class RoomKeys:
 
     def lease(self, role: str) -> str:
         return self._k(f"lease:{role}")
+
+    @property
+    def pow(self) -> str:
+        """Spent proof-of-work challenge ids, scored by when they expire."""
+        return self._k("pow")
 
     def all(self) -> list[str]:
         """The KEYS list every room script receives: ``ROOM_KEY_NAMES``, then the leases."""

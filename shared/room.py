@@ -1,8 +1,8 @@
 """The room model: every operator-set field, its default and its bounds.
 
 Each field is checked on its own here (msgspec bounds, URL shapes); rules across fields
-(a new room needs a target_url, heartbeat_timeout > heartbeat_interval) are checked by
-room_put.lua on the merged config, in the same step that writes it.
+(a new room needs a target_url, heartbeat_timeout > heartbeat_interval, max_party_size <=
+max_active) are checked by room_put.lua on the merged config, in the step that writes it.
 """
 
 from __future__ import annotations
@@ -23,6 +23,10 @@ Rate = Annotated[float, msgspec.Meta(gt=0, le=1_000_000)]
 Url = Annotated[str, msgspec.Meta(min_length=8, max_length=2048)]
 Text = Annotated[str, msgspec.Meta(max_length=2048)]
 Color = Annotated[str, msgspec.Meta(pattern=r"^#[0-9a-fA-F]{6}$")]
+PowBits = Annotated[int, msgspec.Meta(ge=0, le=32)]
+
+DEFAULT_MAX_ACTIVE = 100
+DEFAULT_PARTY_SIZE = 10
 MaybeUrl = Annotated[str, msgspec.Meta(max_length=2048)]
 
 
@@ -35,7 +39,14 @@ class RoomConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """
 
     target_url: Url
-    max_active: PositiveInt = 100
+    max_active: PositiveInt = DEFAULT_MAX_ACTIVE
+    max_party_size: PositiveInt = DEFAULT_PARTY_SIZE
+    """The largest ``size`` one place may take; at most ``max_active`` (a room created with
+    less than 10 units gets ``max_active``)."""
+    max_session: Seconds = 3600
+    """A visit ends this long after it began, whatever its session heartbeats say."""
+    pow_difficulty: PowBits = 0
+    """Leading zero bits a join's proof of work must reach (0: no proof asked)."""
     release_rate: Rate = 10.0
     max_queue_size: CountInt = 0
     session_ttl: Seconds = 600
@@ -51,8 +62,13 @@ class RoomConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 def _absolute_http(url: str) -> bool:
+    """An absolute http(s) URL that can go into a Location header as it is: no control
+    characters or spaces (no header splitting), no fragment (the access token is added to
+    the query, and a fragment would swallow it)."""
+    if any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in url):
+        return False
     parts = urlsplit(url)
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
+    return parts.scheme in ("http", "https") and bool(parts.netloc) and "#" not in url
 
 
 class RoomUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -60,6 +76,9 @@ class RoomUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     target_url: Url | msgspec.UnsetType = msgspec.UNSET
     max_active: PositiveInt | msgspec.UnsetType = msgspec.UNSET
+    max_party_size: PositiveInt | msgspec.UnsetType = msgspec.UNSET
+    max_session: Seconds | msgspec.UnsetType = msgspec.UNSET
+    pow_difficulty: PowBits | msgspec.UnsetType = msgspec.UNSET
     release_rate: Rate | msgspec.UnsetType = msgspec.UNSET
     max_queue_size: CountInt | msgspec.UnsetType = msgspec.UNSET
     session_ttl: Seconds | msgspec.UnsetType = msgspec.UNSET
@@ -75,7 +94,10 @@ class RoomUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     def __post_init__(self) -> None:
         if isinstance(self.target_url, str) and not _absolute_http(self.target_url):
-            raise msgspec.ValidationError("target_url must be an absolute http(s) URL")
+            raise msgspec.ValidationError(
+                "target_url must be an absolute http(s) URL without a fragment or control "
+                "characters"
+            )
         if isinstance(self.logo_url, str) and self.logo_url and not _absolute_http(self.logo_url):
             raise msgspec.ValidationError("logo_url must be an absolute http(s) URL or empty")
 

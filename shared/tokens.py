@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import hmac
 import os
 import re
 import secrets
@@ -49,6 +50,15 @@ log = structlog.get_logger("tokens")
 KeyKind = Literal["rsa", "ec"]
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 QUEUE_AUDIENCE_SUFFIX = "/queue"
+
+
+def access_audience(audience: str, room: str) -> str:
+    """The ``aud`` of a room's access tokens: the configured audience and the room, so a
+    site that checks ``aud`` (as every JWT library does when told the audience) cannot
+    take one room's access for another's. Room ids hold no ``:``."""
+    return f"{audience}:{room}"
+
+
 KID_PATTERN = re.compile(r"^(rsa|ec)-\d{10}-[A-Za-z0-9]+$")
 
 
@@ -62,19 +72,36 @@ def _new_private_key(kind: KeyKind) -> PrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def write_key(keys_dir: Path, kind: KeyKind, active_from: int | None = None) -> Path:
-    """Generate a key and write it under ``keys_dir``; returns its path."""
-    keys_dir.mkdir(parents=True, exist_ok=True)
-    pem = _new_private_key(kind).private_bytes(
+def _private_pem(kind: KeyKind) -> bytes:
+    return _new_private_key(kind).private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+
+
+def private_folder(keys_dir: Path) -> None:
+    """The keys folder, made readable by its owner only (0700)."""
+    keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        keys_dir.chmod(0o700)
+    except OSError as exc:  # a mounted secret the process may read but not change
+        log.warning("keys_folder_mode_unchanged", path=str(keys_dir), error=str(exc))
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write a new file that is never readable by others, not even for a moment."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+def write_key(keys_dir: Path, kind: KeyKind, active_from: int | None = None) -> Path:
+    """Generate a key and write it under ``keys_dir``; returns its path."""
+    private_folder(keys_dir)
     path = keys_dir / _key_file_name(kind, int(time.time()) if active_from is None else active_from)
     tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(pem)
+    _write_private(tmp, _private_pem(kind))
     os.replace(tmp, path)
     return path
 
@@ -85,22 +112,38 @@ def ensure_keys(keys_dir: Path, kinds: tuple[KeyKind, ...] = ("rsa",)) -> None:
     The first key of a kind is made under a fixed name with O_EXCL, so racing processes
     end up with exactly one.
     """
-    keys_dir.mkdir(parents=True, exist_ok=True)
+    private_folder(keys_dir)
     for kind in kinds:
         if any(keys_dir.glob(f"{kind}-*.pem")):
             continue
         first = keys_dir / f"{kind}-0000000000-first.pem"
-        pem = _new_private_key(kind).private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
         tmp = keys_dir / f".{kind}-{os.getpid()}-{secrets.token_hex(4)}.tmp"
-        tmp.write_bytes(pem)
-        os.chmod(tmp, 0o600)
+        _write_private(tmp, _private_pem(kind))
         with contextlib.suppress(FileExistsError):
             os.link(tmp, first)
         tmp.unlink()
+
+
+SALT_FILE = "ip-hash-salt"
+
+
+def deployment_salt(keys_dir: Path) -> str:
+    """A secret every gateway of this deployment shares, for hashing client addresses and
+    deriving retry place ids, when no ``WAITROOM_IP_HASH_SALT`` is set: kept beside the
+    signing keys (made once, 0600). Where that folder cannot be written (a mounted secret),
+    it is derived from the oldest signing key, which every gateway reads alike."""
+    path = keys_dir / SALT_FILE
+    if not path.exists():
+        tmp = keys_dir / f".{SALT_FILE}-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            _write_private(tmp, secrets.token_urlsafe(32).encode())
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
+            tmp.unlink()
+        except OSError:
+            oldest = min(keys_dir.glob("rsa-*.pem"))
+            return hmac.new(oldest.read_bytes(), b"waitroom ip-hash salt", "sha256").hexdigest()
+    return path.read_text().strip()
 
 
 @dataclass(frozen=True)
@@ -191,6 +234,9 @@ class KeyRing:
 class QueueClaims:
     sub: str
     room: str
+    incarnation: str
+    """The room's incarnation the place belongs to: a room deleted and made again under the
+    same name refuses tokens of the earlier one."""
     arrival: int
     size: int
     priority: int
@@ -211,6 +257,7 @@ def _queue_claims_of(raw: dict[str, Any]) -> QueueClaims:
     return QueueClaims(
         sub=str(raw["sub"]),
         room=str(raw["room"]),
+        incarnation=str(raw.get("inc", "")),
         arrival=int(raw["arr"]),
         size=int(raw.get("size", 1)),
         priority=int(raw.get("pri", 0)),
@@ -218,6 +265,16 @@ def _queue_claims_of(raw: dict[str, Any]) -> QueueClaims:
         iat=int(raw["iat"]),
         exp=int(raw["exp"]),
     )
+
+
+def _claimed_room(token: str) -> str:
+    """The room a token says it is for, before its signature is checked: only to pick the
+    audience to check it against; the signature then proves it."""
+    try:
+        room = jwt.decode(token, options={"verify_signature": False}).get("room")
+    except jwt.PyJWTError:
+        raise TokenInvalid() from None
+    return room if isinstance(room, str) else ""
 
 
 def client_binding(ip: str, user_agent: str) -> str:
@@ -282,7 +339,15 @@ class TokenService:
         return jwt.encode(claims, key.private, algorithm=alg, headers={"kid": key.kid})
 
     def queue_claims(
-        self, room: str, position_id: str, *, arrival: int, size: int, priority: int, bind: str
+        self,
+        room: str,
+        position_id: str,
+        *,
+        incarnation: str,
+        arrival: int,
+        size: int,
+        priority: int,
+        bind: str,
     ) -> dict[str, Any]:
         now = int(time.time())
         return {
@@ -290,6 +355,7 @@ class TokenService:
             "aud": self.queue_audience,
             "sub": position_id,
             "room": room,
+            "inc": incarnation,
             "typ": "queue",
             "arr": arrival,
             "size": size,
@@ -304,10 +370,24 @@ class TokenService:
         return self._sign(claims, "ec" if self.queue_alg == "ES256" else "rsa")
 
     async def sign_queue(
-        self, room: str, position_id: str, *, arrival: int, size: int, priority: int, bind: str
+        self,
+        room: str,
+        position_id: str,
+        *,
+        incarnation: str,
+        arrival: int,
+        size: int,
+        priority: int,
+        bind: str,
     ) -> str:
         claims = self.queue_claims(
-            room, position_id, arrival=arrival, size=size, priority=priority, bind=bind
+            room,
+            position_id,
+            incarnation=incarnation,
+            arrival=arrival,
+            size=size,
+            priority=priority,
+            bind=bind,
         )
         self.signed["queue"] += 1  # counted on the loop's thread, not in the pool
         loop = asyncio.get_running_loop()
@@ -319,7 +399,7 @@ class TokenService:
     def access_claims(self, room: str, position_id: str, *, iat: int, exp: int) -> dict[str, Any]:
         return {
             "iss": self.issuer,
-            "aud": self.audience,
+            "aud": access_audience(self.audience, room),
             "sub": position_id,
             "room": room,
             "typ": "access",
@@ -391,10 +471,12 @@ class TokenService:
         return claims
 
     def verify_access(self, token: str, room: str | None = None) -> AccessClaims:
+        """Check an access token; with ``room``, that it is that room's (else 403). Without,
+        the room it names is checked against its audience, and the caller acts on it."""
         now = time.time()
         claims = self._verified.get(token, now)
         if not isinstance(claims, AccessClaims):
-            raw = self._decode(token, self.audience)
+            raw = self._decode(token, access_audience(self.audience, _claimed_room(token)))
             if raw.get("typ") != "access":
                 raise WrongTokenType()
             try:

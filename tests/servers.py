@@ -12,7 +12,7 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Self
 
 import nats
 import uvicorn
@@ -81,26 +81,31 @@ class NatsProc(ServerProc):
         return f"nats://127.0.0.1:{self.port}"
 
 
-class GatewayServer:
-    """The real app (create_app) served by uvicorn on a free loopback port, in this loop."""
+class AppServer:
+    """An ASGI app served by uvicorn on a free loopback port, in this event loop."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings.with_changes(port=free_port())
-        self.url = f"http://127.0.0.1:{self.settings.port}"
-        self.app = create_app(self.settings)
+    def __init__(
+        self, app: Any, *, port: int | None = None, lifespan: Literal["on", "off"] = "on"
+    ) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.app = app
         config = uvicorn.Config(
-            self.app,
+            app,
             host="127.0.0.1",
-            port=self.settings.port,
+            port=self.port,
             log_level="warning",
-            lifespan="on",
+            lifespan=lifespan,
             backlog=4096,
             timeout_graceful_shutdown=2,
+            # only the app decides whose X-Forwarded-* it believes (uvicorn would trust
+            # loopback peers by default)
+            proxy_headers=False,
         )
         self.server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None
 
-    async def __aenter__(self) -> GatewayServer:
+    async def __aenter__(self) -> Self:
         self._task = asyncio.create_task(self.server.serve())
         while not self.server.started:
             if self._task.done():
@@ -112,6 +117,14 @@ class GatewayServer:
         self.server.should_exit = True
         if self._task is not None:
             await self._task
+
+
+class GatewayServer(AppServer):
+    """The real gateway app (create_app) served on a free loopback port."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings.with_changes(port=free_port())
+        super().__init__(create_app(self.settings), port=self.settings.port)
 
 
 @dataclass

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
-from gateway.places import eta_range, eta_seconds
+from gateway.answers import eta_range, eta_seconds
 from shared import keys
 from shared.events import Activated, Admitted, Completed, Event, Expired, Left
 from shared.room import RoomUpdate

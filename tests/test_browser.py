@@ -272,3 +272,21 @@ async def test_the_operators_live_page(
     )  # live: it follows the room without a reload
     await shot(page, "admin")
     await ctx.close()
+
+
+async def test_a_room_under_attack_asks_the_page_for_proof_of_work(
+    browser: Browser, gateway: GatewayServer, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    """The page solves the challenge in a Web Worker and joins; how long it took at the
+    suggested difficulty (20 bits) is printed."""
+    room = "pow-" + settings.instance
+    await create_room(client, room, status="paused", pow_difficulty=20)
+    page = await browser.new_page()
+    await page.goto(f"{gateway.url}/rooms/{room}")
+    await shown(page, "paused", seconds=120)
+    took = await page.get_attribute("#waitroom", "data-pow-ms")
+    assert took is not None
+    print(f"\nproof of work at 20 bits solved in Chromium in {int(took)} ms")
+    figures = (await client.get(f"/v1/admin/rooms/{room}", headers=ADMIN)).json()["figures"]
+    assert figures["waiting"] == 1
+    await page.close()

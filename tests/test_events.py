@@ -4,6 +4,7 @@ events."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 from redis.asyncio import Redis
@@ -39,10 +40,12 @@ async def test_stream_holds_exactly_the_state_changes_in_order(
         )
         await wait_until(lambda: is_(a, "admitted"))
         go = (await _state(client, room, a["token"]))["redirect_url"]
-        assert (await client.get(go)).status_code == 303
+        went = await client.get(go)
+        assert went.status_code == 303
         r = await client.post(f"/v1/rooms/{room}/leave", headers=bearer(c["token"]))
         assert r.json()["state"] == "left"
-        access = (await _state(client, room, a["token"]))["access_token"]
+        # the site gets the access token with the redirect, and only there
+        access = parse_qs(urlsplit(went.headers["location"]).query)["waitroom_token"][0]
         await client.post("/v1/session/heartbeat", headers=bearer(access))
         await client.post("/v1/session/complete", headers=bearer(access))
         await wait_until(lambda: is_(b, "admitted"))

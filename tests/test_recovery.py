@@ -143,7 +143,9 @@ async def test_store_killed_under_load_comes_back_identical_from_the_stream(
             assert int(r.headers["retry-after"]) > 0
             assert (await c.get("/readyz")).status_code == 503
             # people already admitted keep going: their access tokens verify offline
-            offline = await c.post("/v1/session/verify", json={"token": access_token})
+            offline = await c.post(
+                "/v1/session/verify", json={"token": access_token, "room": room_of}
+            )
             assert offline.status_code == 200
             assert offline.json()["active"] is True
             assert offline.json()["checked"] == "offline"

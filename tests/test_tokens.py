@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from shared.settings import Settings
-from shared.tokens import QUEUE_AUDIENCE_SUFFIX, KeyRing, write_key
+from shared.tokens import QUEUE_AUDIENCE_SUFFIX, KeyRing, access_audience, write_key
 from tests.conftest import ADMIN, RoomFactory, bearer
 from tests.servers import GatewayServer, in_process_workers, wait_until
 
@@ -83,8 +83,11 @@ async def figures(client: httpx.AsyncClient, room: str) -> dict[str, Any]:
     return out
 
 
-async def jwks_decode(client: httpx.AsyncClient, settings: Settings, token: str) -> dict[str, Any]:
-    """Verify ``token`` the way a protected site would: the JWKS over HTTP and PyJWT."""
+async def jwks_decode(
+    client: httpx.AsyncClient, settings: Settings, token: str, room: str
+) -> dict[str, Any]:
+    """Verify ``token`` the way a protected site of ``room`` would, following the README:
+    the JWKS over HTTP and PyJWT, with the room's audience."""
     r = await client.get("/.well-known/jwks.json")
     assert r.status_code == 200, r.text
     keyset = jwt.PyJWKSet.from_dict(r.json())
@@ -93,7 +96,7 @@ async def jwks_decode(client: httpx.AsyncClient, settings: Settings, token: str)
         token,
         keyset[kid].key,
         algorithms=["RS256"],
-        audience=settings.audience,
+        audience=access_audience(settings.audience, room),
         issuer=settings.issuer,
     )
     return claims
@@ -107,7 +110,7 @@ def sign_with_ring(keys_dir: Path, claims: dict[str, Any]) -> str:
 def access_claims(settings: Settings, room: str, sub: str, *, iat: int, exp: int) -> dict[str, Any]:
     return {
         "iss": settings.issuer,
-        "aud": settings.audience,
+        "aud": access_audience(settings.audience, room),
         "sub": sub,
         "room": room,
         "typ": "access",
@@ -118,13 +121,14 @@ def access_claims(settings: Settings, room: str, sub: str, *, iat: int, exp: int
 
 
 def queue_claims(
-    settings: Settings, room: str, sub: str, *, arrival: int, iat: int, exp: int
+    settings: Settings, room: str, sub: str, *, inc: str, arrival: int, iat: int, exp: int
 ) -> dict[str, Any]:
     return {
         "iss": settings.issuer,
         "aud": settings.audience + QUEUE_AUDIENCE_SUFFIX,
         "sub": sub,
         "room": room,
+        "inc": inc,
         "typ": "queue",
         "arr": arrival,
         "size": 1,
@@ -136,11 +140,8 @@ def queue_claims(
     }
 
 
-async def verify(client: httpx.AsyncClient, token: str, room: str | None = None) -> httpx.Response:
-    body: dict[str, str] = {"token": token}
-    if room is not None:
-        body["room"] = room
-    return await client.post("/v1/session/verify", json=body)
+async def verify(client: httpx.AsyncClient, token: str, room: str) -> httpx.Response:
+    return await client.post("/v1/session/verify", json={"token": token, "room": room})
 
 
 # --- offline verification ------------------------------------------------------------------
@@ -154,13 +155,13 @@ async def test_access_token_verifies_with_the_jwks_alone(
     assert header["alg"] == "RS256"
     assert isinstance(header["kid"], str)
 
-    claims = await jwks_decode(client, settings, person.access_token)
+    claims = await jwks_decode(client, settings, person.access_token, person.room)
     now = time.time()
     assert claims["sub"] == person.position_id
     assert claims["room"] == person.room
     assert claims["typ"] == "access"
     assert claims["iss"] == settings.issuer
-    assert claims["aud"] == settings.audience
+    assert claims["aud"] == f"{settings.audience}:{person.room}"
     assert isinstance(claims["jti"], str)
     assert claims["jti"]
     assert claims["iat"] <= now + 1
@@ -184,16 +185,27 @@ async def test_access_token_verifies_with_the_jwks_alone(
             person.access_token,
             key.key,
             algorithms=["RS256"],
-            audience=settings.audience,
+            audience=access_audience(settings.audience, person.room),
             issuer="not-waitroom",
         )
+    # another room's site, following the same recipe, refuses this room's access: the
+    # audience names the room, so the check every JWT library makes is enough
+    for audience in (access_audience(settings.audience, "other-room"), settings.audience):
+        with pytest.raises(jwt.InvalidAudienceError):
+            jwt.decode(
+                person.access_token,
+                key.key,
+                algorithms=["RS256"],
+                audience=audience,
+                issuer=settings.issuer,
+            )
     # the queue token is for the waiting room only: a protected site refuses it
     with pytest.raises(jwt.InvalidAudienceError):
         jwt.decode(
             person.queue_token,
             key.key,
             algorithms=["RS256"],
-            audience=settings.audience,
+            audience=access_audience(settings.audience, person.room),
             issuer=settings.issuer,
         )
 
@@ -207,16 +219,17 @@ async def test_session_verify_accepts_the_good_token_and_refuses_the_rest(
     person = await admit_one(client, settings, await fast_room(make_room))
     good = person.access_token
 
-    r = await verify(client, good)
+    r = await verify(client, good, person.room)
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["active"] is True
     assert body["room"] == person.room
     assert body["sub"] == person.position_id
     assert body["exp"] == jwt.decode(good, options={"verify_signature": False})["exp"]
-    r = await verify(client, good, person.room)
-    assert r.status_code == 200, r.text
-    assert r.json()["active"] is True
+    # the room is not optional: a site must say which room it guards
+    r = await client.post("/v1/session/verify", json={"token": good})
+    assert r.status_code == 400, r.text
+    assert error_code(r) == "invalid_body"
 
     head, payload, signature = good.split(".")
     for bad in (
@@ -225,7 +238,7 @@ async def test_session_verify_accepts_the_good_token_and_refuses_the_rest(
         f"{head}.{flip_char(payload, len(payload) // 2)}.{signature}",
         f"{head}.{payload}.",
     ):
-        r = await verify(client, bad)
+        r = await verify(client, bad, person.room)
         assert r.status_code == 401, (bad, r.text)
         assert error_code(r) == "token_invalid"
 
@@ -233,7 +246,7 @@ async def test_session_verify_accepts_the_good_token_and_refuses_the_rest(
     claims = json.loads(unb64(payload))
     claims["exp"] += 86_400
     longer = f"{head}.{b64(json.dumps(claims).encode())}.{signature}"
-    r = await verify(client, longer)
+    r = await verify(client, longer, person.room)
     assert r.status_code == 401, r.text
     assert error_code(r) == "token_invalid"
 
@@ -243,12 +256,27 @@ async def test_session_verify_accepts_the_good_token_and_refuses_the_rest(
     assert error_code(r) == "wrong_room"
 
     # a queue token is not an access token
-    r = await verify(client, person.queue_token)
+    r = await verify(client, person.queue_token, person.room)
     assert r.status_code == 401, r.text
     assert error_code(r) == "wrong_token_type"
 
+    # a token claiming another room, signed by our key for this room's audience, is
+    # refused too: the audience and the room it names must agree
+    forged = sign_with_ring(
+        settings.keys_dir,
+        {
+            **access_claims(settings, person.room, person.position_id, iat=0, exp=0),
+            "room": "other-room",
+            "iat": int(time.time()),
+            "exp": int(time.time()) + 600,
+        },
+    )
+    for room in (person.room, "other-room"):
+        r = await verify(client, forged, room)
+        assert r.status_code in (401, 403), r.text
+
     # the good token is still good after all that
-    r = await verify(client, good)
+    r = await verify(client, good, person.room)
     assert r.status_code == 200, r.text
     assert r.json()["active"] is True
 
@@ -266,7 +294,7 @@ async def test_session_verify_refuses_expired_unknown_key_and_alg_none(
         access_claims(settings, person.room, person.position_id, iat=now - 3600, exp=now - 60),
     )
     assert jwt.get_unverified_header(expired)["kid"] == real_kid
-    r = await verify(client, expired)
+    r = await verify(client, expired, person.room)
     assert r.status_code == 401, r.text
     assert error_code(r) == "token_expired"
     # the same claims with a future exp pass, so it was the time that was refused
@@ -274,7 +302,7 @@ async def test_session_verify_refuses_expired_unknown_key_and_alg_none(
         settings.keys_dir,
         access_claims(settings, person.room, person.position_id, iat=now, exp=now + 600),
     )
-    r = await verify(client, fresh)
+    r = await verify(client, fresh, person.room)
     assert r.status_code == 200, r.text
     assert r.json()["active"] is True
 
@@ -286,7 +314,7 @@ async def test_session_verify_refuses_expired_unknown_key_and_alg_none(
         algorithm="RS256",
         headers={"kid": "rsa-0000000000-nope"},
     )
-    r = await verify(client, unknown)
+    r = await verify(client, unknown, person.room)
     assert r.status_code == 401, r.text
     assert error_code(r) == "token_invalid"
     # the stranger's key under the real kid fails the signature check
@@ -296,7 +324,7 @@ async def test_session_verify_refuses_expired_unknown_key_and_alg_none(
         algorithm="RS256",
         headers={"kid": real_kid},
     )
-    r = await verify(client, impostor)
+    r = await verify(client, impostor, person.room)
     assert r.status_code == 401, r.text
     assert error_code(r) == "token_invalid"
 
@@ -304,14 +332,14 @@ async def test_session_verify_refuses_expired_unknown_key_and_alg_none(
     claims = access_claims(settings, person.room, person.position_id, iat=now, exp=now + 600)
     for header in ({"alg": "none", "typ": "JWT", "kid": real_kid}, {"alg": "none"}):
         unsigned = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}."
-        r = await verify(client, unsigned)
+        r = await verify(client, unsigned, person.room)
         assert r.status_code == 401, (header, r.text)
         assert error_code(r) == "token_invalid"
     # and HS256 keyed with the public key (the classic confusion attack)
     jwks = (await client.get("/.well-known/jwks.json")).json()
     public_n = next(k for k in jwks["keys"] if k["kid"] == real_kid)["n"]
     hs = jwt.encode(claims, public_n, algorithm="HS256", headers={"kid": real_kid})
-    r = await verify(client, hs)
+    r = await verify(client, hs, person.room)
     assert r.status_code == 401, r.text
     assert error_code(r) == "token_invalid"
 
@@ -348,11 +376,18 @@ async def test_queue_token_checks_on_status(
 
     # an expired queue token, signed with the real key
     now = int(time.time())
-    arrival = int(jwt.decode(person.queue_token, options={"verify_signature": False})["arr"])
+    issued = jwt.decode(person.queue_token, options={"verify_signature": False})
+    arrival, inc = int(issued["arr"]), str(issued["inc"])
     stale = sign_with_ring(
         settings.keys_dir,
         queue_claims(
-            settings, person.room, person.position_id, arrival=arrival, iat=now - 900, exp=now - 5
+            settings,
+            person.room,
+            person.position_id,
+            inc=inc,
+            arrival=arrival,
+            iat=now - 900,
+            exp=now - 5,
         ),
     )
     r = await client.get(f"/v1/rooms/{person.room}/status", headers=bearer(stale))
@@ -362,7 +397,13 @@ async def test_queue_token_checks_on_status(
     current = sign_with_ring(
         settings.keys_dir,
         queue_claims(
-            settings, person.room, person.position_id, arrival=arrival, iat=now, exp=now + 60
+            settings,
+            person.room,
+            person.position_id,
+            inc=inc,
+            arrival=arrival,
+            iat=now,
+            exp=now + 60,
         ),
     )
     r = await client.get(f"/v1/rooms/{person.room}/status", headers=bearer(current))
@@ -400,7 +441,7 @@ async def test_complete_frees_units_at_once_and_twice_is_harmless(
     assert again.json()["state"] == "completed"
     assert await figures(client, person.room) == after
 
-    r = await verify(client, person.access_token)
+    r = await verify(client, person.access_token, person.room)
     assert r.status_code == 200, r.text
     assert r.json()["active"] is False
     assert r.json()["state"] == "completed"
@@ -429,7 +470,7 @@ async def test_session_heartbeat_claims_and_refreshes_the_access_token(
     assert (after["admitted"], after["active"]) == (0, 1)
     assert after["used_units"] == before["used_units"]
 
-    claims = await jwks_decode(client, settings, refreshed)
+    claims = await jwks_decode(client, settings, refreshed, person.room)
     assert claims["sub"] == person.position_id
     assert claims["room"] == person.room
     assert claims["typ"] == "access"
@@ -502,13 +543,13 @@ async def test_key_rotation_publishes_first_signs_later_and_old_tokens_stay_good
         third = await admit_one(client, rotating, room)
         assert kid_of(third.queue_token) == current.stem
         assert kid_of(third.access_token) == current.stem
-        assert (await jwks_decode(client, rotating, third.access_token))["sub"] == (
+        assert (await jwks_decode(client, rotating, third.access_token, third.room))["sub"] == (
             third.position_id
         )
 
         # tokens signed by the old key still verify, offline and through a gateway that
         # has never seen them (a pod that signs a token remembers it as good)
-        assert (await jwks_decode(client, rotating, first.access_token))["sub"] == (
+        assert (await jwks_decode(client, rotating, first.access_token, first.room))["sub"] == (
             first.position_id
         )
         async with (
@@ -544,14 +585,14 @@ async def test_a_key_added_by_another_pod_is_picked_up_without_a_restart(
         assert kid_of(token) == added.stem
 
         async def accepted() -> bool:  # the gateway looks at the folder again, at most 1/s
-            r = await verify(client, token)
+            r = await verify(client, token, "t-nowhere")
             assert r.status_code in (200, 401), r.text
             if r.status_code == 401:
                 assert error_code(r) == "token_invalid"
             return r.status_code == 200
 
         await wait_until(accepted)
-        r = await verify(client, token)
+        r = await verify(client, token, "t-nowhere")
         assert r.json()["active"] is False  # a real signature, but no such visit
         assert await jwks_kids(client) == {*old_kids, added.stem}
 

@@ -172,26 +172,59 @@
     }
   }
 
-  function join() {
+  // Rooms under attack ask for a proof of work before a join: fetch a challenge, solve it
+  // in a Web Worker (the page stays responsive), send the solution with the join.
+  function solveChallenge() {
+    $("joining-note").textContent = "Checking your browser\u2026 this takes a moment.";
+    return fetch(api + "/challenge", { headers: { "Accept": "application/json" } })
+      .then(function (r) { return r.json(); })
+      .then(function (c) {
+        if (!c.difficulty) return null;
+        return new Promise(function (resolve, reject) {
+          var worker = new Worker(root.getAttribute("data-pow-worker"));
+          worker.onmessage = function (e) {
+            worker.terminate();
+            root.setAttribute("data-pow-ms", String(e.data.ms));
+            resolve({ challenge: c.challenge, nonce: e.data.nonce });
+          };
+          worker.onerror = function (e) { worker.terminate(); reject(e); };
+          worker.postMessage({ challenge: c.challenge, difficulty: c.difficulty });
+        });
+      });
+  }
+
+  function join(pow) {
     show("joining");
+    if (pow === undefined && Number(root.getAttribute("data-pow")) > 0) {
+      return solveChallenge().then(join)
+        .catch(function () { root.classList.add("offline"); setTimeout(join, 5000); });
+    }
     var idem = sessionStorage.getItem(KEY + ":idem");
     if (!idem) {
       idem = (crypto.randomUUID ? crypto.randomUUID() : String(Math.random()).slice(2) + Date.now());
       sessionStorage.setItem(KEY + ":idem", idem);
     }
     var headers = { "Accept": "application/json", "Idempotency-Key": idem };
-    return fetch(api + "/enqueue", { method: "POST", headers: headers, credentials: "same-origin" })
+    var init = { method: "POST", headers: headers, credentials: "same-origin" };
+    if (pow) {
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify({ pow: pow });
+    }
+    return fetch(api + "/enqueue", init)
       .then(function (r) { return r.json().then(function (b) {
         return { status: r.status, body: b, retryAfter: Number(r.headers.get("Retry-After")) }; }); })
       .then(function (answer) {
+        var code = answer.body && answer.body.error ? answer.body.error.code : "";
         if (answer.status === 200 || answer.status === 201) {
           sessionStorage.removeItem(KEY + ":idem");
           root.classList.remove("offline");
           save(answer.body.token);
           render(answer.body);
           follow();
+        } else if (code === "pow_required" || code === "pow_invalid" || code === "pow_reused") {
+          solveChallenge().then(join);  // asked for work, or harder work, since the page loaded
         } else {
-          onError(answer, join);
+          onError(answer, function () { join(); });
         }
       })
       .catch(function () { root.classList.add("offline"); setTimeout(join, 5000); });

@@ -1,5 +1,5 @@
 -- Prelude of every room script (see shared/scripts.py). In front of it comes a header
--- generated from the Python definitions: the key locals K_CFG .. K_OUTBOX and K_LEASE[role]
+-- generated from the Python definitions: the key locals K_CFG .. K_POW and K_LEASE[role]
 -- (KEYS is always RoomKeys.all(), every key with the {room} tag), MAX_PRIORITY,
 -- PRIORITY_SPAN, RATE_TAU_MS and SCHEMA_VERSION.
 -- ARGV[1] is always the room id.
@@ -102,6 +102,14 @@ local function mark_admitted(position_id, p, now, claim_deadline)
   redis.call('HINCRBY', K_STATS, 'admitted_total', 1)
 end
 
+-- A session's end: session_ttl after its last sign of life, but never past max_session
+-- after it began, whatever the heartbeats say.
+local function session_end(p, cfg, now)
+  local began = p.activated_at or now
+  local cap = began + tonumber(cfg.max_session or '3600') * 1000
+  return math.min(now + tonumber(cfg.session_ttl) * 1000, cap)
+end
+
 local function mark_active(position_id, p, now, session_deadline)
   redis.call('ZREM', K_ADMITTED, position_id)
   p.state = 'active'
@@ -155,7 +163,7 @@ local function wipe_room()
   local event_seq = redis.call('HGET', K_STATS, 'event_seq') or '0'
   local fence = redis.call('HGET', K_STATS, 'fence') or '0'
   redis.call('DEL', K_CFG, K_STATS, K_LINE, K_SEEN, K_PEOPLE, K_ADMITTED, K_ACTIVE, K_IPS,
-             K_ENDED, K_LEASE.admission, K_LEASE.heartbeat)
+             K_ENDED, K_LEASE.admission, K_LEASE.heartbeat, K_POW)
   redis.call('HSET', K_STATS, 'event_seq', event_seq, 'fence', fence)
 end
 
@@ -185,6 +193,7 @@ local function view(position_id, p, cfg, now, created)
     session_ttl = tonumber(cfg.session_ttl),
     heartbeat_interval = tonumber(cfg.heartbeat_interval),
     target_url = cfg.target_url,
+    incarnation = cfg.inc,
     rate = tonumber(st[1] or '0'),
     rate_ts = tonumber(st[2] or '0'),
     rate_since = tonumber(st[3] or '0'),

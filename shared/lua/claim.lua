@@ -1,6 +1,7 @@
 -- Claim an admission (admitted -> active) or keep a session alive.
 -- ARGV: room, position_id, mode ('claim': only from admitted; 'touch': claim or extend a session)
--- Extending a session is liveness, like a heartbeat: it appends no event.
+-- Extending a session is liveness, like a heartbeat: it appends no event. A session never
+-- lasts past max_session from its start (see session_end).
 local position_id, mode = ARGV[2], ARGV[3]
 local cfg, err = room_for_change()
 if not cfg then
@@ -11,18 +12,17 @@ if not p then
   return fail('position_not_found')
 end
 local now = now_ms()
-local ttl_ms = tonumber(cfg.session_ttl) * 1000
 if p.state == 'admitted' then
   if p.claim_deadline < now then
     return fail('admission_expired')
   end
-  mark_active(position_id, p, now, now + ttl_ms)
+  mark_active(position_id, p, now, session_end(p, cfg, now))
   emit(cfg.inc, 'activated', position_id, { session_deadline = p.session_deadline }, now)
 elseif p.state == 'active' then
   if mode == 'claim' then
     return fail('already_claimed')
   end
-  p.session_deadline = now + ttl_ms
+  p.session_deadline = session_end(p, cfg, now)
   put_person(position_id, p)
   redis.call('ZADD', K_ACTIVE, p.session_deadline, position_id)
 elseif p.state == 'waiting' then

@@ -1,9 +1,15 @@
--- Join the line. ARGV: room, position_id, size, priority, ip_hash, metadata_json, bind, restore_arrival
--- restore_arrival > 0 puts a person whose place was lost back at their original arrival.
+-- Join the line. ARGV: room, position_id, size, priority, ip_hash, metadata_json, bind,
+-- restore_arrival, incarnation, pow_id, pow_difficulty, pow_expires_ms
+-- restore_arrival > 0 puts a person whose place was lost back at their original arrival:
+-- only in the incarnation of the room their token names, and counted against the
+-- address's places like any join. A room that asks for proof of work (pow_difficulty)
+-- takes a challenge solved at least that hard, and spends its id here, once.
 local position_id = ARGV[2]
 local size, priority = tonumber(ARGV[3]), tonumber(ARGV[4])
 local ip, meta, bind = ARGV[5], ARGV[6], ARGV[7]
 local restore_arrival = tonumber(ARGV[8])
+local incarnation = ARGV[9]
+local pow_id, pow_difficulty, pow_expires = ARGV[10], tonumber(ARGV[11]), tonumber(ARGV[12])
 local cfg, err = room_for_change()
 if not cfg then
   return err
@@ -16,6 +22,9 @@ local existing = get_person(position_id)
 if existing then
   return view(position_id, existing, cfg, now, false)
 end
+if restore_arrival > 0 and incarnation ~= cfg.inc then
+  return fail('wrong_room') -- a token of a room deleted since, and made again
+end
 local max_queue = tonumber(cfg.max_queue_size)
 if max_queue > 0 and redis.call('ZCARD', K_LINE) >= max_queue then
   return fail('queue_full')
@@ -24,8 +33,21 @@ local max_ip = tonumber(cfg.max_positions_per_ip)
 if max_ip > 0 and ip ~= '' and tonumber(redis.call('HGET', K_IPS, ip) or '0') >= max_ip then
   return fail('too_many_positions')
 end
-if size > tonumber(cfg.max_active) then
+if size > tonumber(cfg.max_active) or size > tonumber(cfg.max_party_size or cfg.max_active) then
   return fail('party_too_large')
+end
+local required = tonumber(cfg.pow_difficulty or '0')
+if required > 0 and restore_arrival <= 0 then
+  if pow_id == '' then
+    return fail('pow_required')
+  end
+  if pow_difficulty < required then
+    return fail('pow_invalid')
+  end
+  redis.call('ZREMRANGEBYSCORE', K_POW, '-inf', now)
+  if redis.call('ZADD', K_POW, 'NX', pow_expires, pow_id) == 0 then
+    return fail('pow_reused')
+  end
 end
 local arrival = restore_arrival
 if arrival <= 0 then

@@ -14,6 +14,8 @@ local RULES = {
     function(c) return c.target_url ~= nil end },
   { 'heartbeat_timeout must be longer than heartbeat_interval',
     function(c) return c.heartbeat_timeout > c.heartbeat_interval end },
+  { 'max_party_size must be at most max_active',
+    function(c) return c.max_party_size <= c.max_active end },
 }
 
 local stored = load_cfg()
@@ -30,6 +32,11 @@ for name, default in pairs(fields) do
     value = default
   end
   config[name] = value
+end
+-- max_party_size follows max_active down unless it is given itself (a room made small, or
+-- shrunk in a hurry, keeps working); given both, they must agree
+if update.max_party_size == nil then
+  config.max_party_size = math.min(config.max_party_size, config.max_active)
 end
 for _, rule in ipairs(RULES) do
   if not rule[2](config) then

@@ -93,7 +93,13 @@ class RoomStore:
         metadata: str = "",
         bind: str = "",
         restore_arrival: int = 0,
+        incarnation: str = "",
+        pow_id: str = "",
+        pow_difficulty: int = 0,
+        pow_expires_ms: int = 0,
     ) -> PersonView:
+        """Join the line, or (``restore_arrival``) put back a place the store lost, in the
+        room's ``incarnation`` the token names; ``pow_*`` is a checked proof of work."""
         position_id = position_id or new_position_id()
         raw = await self._run(
             self.scripts.enqueue,
@@ -105,6 +111,10 @@ class RoomStore:
             metadata,
             bind,
             restore_arrival,
+            incarnation,
+            pow_id,
+            pow_difficulty,
+            pow_expires_ms,
         )
         return person_decoder.decode(raw)
 

@@ -34,6 +34,8 @@ class PersonView(msgspec.Struct, frozen=True):
     session_ttl: int
     heartbeat_interval: int
     target_url: str
+    incarnation: str
+    """The room's incarnation: new each time a room of this name is created."""
     rate: float
     rate_ts: int
     rate_since: int

@@ -1,4 +1,7 @@
-"""Turning a person's state into the answer they see: position, ETA, tokens."""
+"""Turning a person's state into the answer they see: position, wait estimate, links.
+
+Pure functions of a ``PersonView``: no I/O, so they are tested without servers.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,6 @@ import math
 from urllib.parse import urlencode
 
 from gateway.schemas import PlaceResponse
-from gateway.services import Services
 from shared.store import PersonView
 
 MIN_RATE = 0.01
@@ -43,7 +45,14 @@ def eta_range(view: PersonView) -> list[int] | None:
 
 
 def go_url(base_url: str, room: str, token: str) -> str:
+    """The link that claims an admission (``/rooms/{room}/go?token=<queue token>``)."""
     return f"{base_url}/rooms/{room}/go?{urlencode({'token': token})}"
+
+
+def target_location(target_url: str, access_token: str) -> str:
+    """The protected site's address with the access token added to its query."""
+    separator = "&" if "?" in target_url else "?"
+    return f"{target_url}{separator}{urlencode({'waitroom_token': access_token})}"
 
 
 def access_expiry(view: PersonView) -> int:
@@ -53,17 +62,16 @@ def access_expiry(view: PersonView) -> int:
     return view.claim_deadline // 1000 + view.session_ttl
 
 
-async def place_response(
-    svc: Services,
-    room: str,
+def place_answer(
     view: PersonView,
     *,
-    base_url: str,
-    go_token: str,
     queue_token: str | None = None,
+    access_token: str | None = None,
+    redirect_url: str | None = None,
 ) -> PlaceResponse:
-    """``go_token`` is the queue token the redirect URL carries; ``queue_token`` is a new
-    or refreshed token handed back (enqueue, heartbeat)."""
+    """Where a person stands, as the API answers it. ``queue_token`` is a new or refreshed
+    token handed back; ``access_token`` and ``redirect_url`` only where the caller may have
+    them."""
     out = PlaceResponse(
         position_id=view.position_id,
         state=view.state,
@@ -76,23 +84,9 @@ async def place_response(
         room_status=view.room_status,
         token=queue_token,
         reason=view.reason or None,
+        access_token=access_token,
     )
-    if view.state in ("admitted", "active"):
-        out.access_token = await svc.tokens.sign_access(
-            room, view.position_id, iat=view.admitted_at // 1000, exp=access_expiry(view)
-        )
-        if view.state == "admitted":
-            out.claim_deadline = view.claim_deadline / 1000
-            out.redirect_url = go_url(base_url, room, go_token)
+    if view.state == "admitted":
+        out.claim_deadline = view.claim_deadline / 1000
+        out.redirect_url = redirect_url
     return out
-
-
-async def new_queue_token(svc: Services, room: str, view: PersonView) -> str:
-    return await svc.tokens.sign_queue(
-        room,
-        view.position_id,
-        arrival=view.arrival,
-        size=view.size,
-        priority=view.priority,
-        bind=view.bind,
-    )

@@ -1,0 +1,118 @@
+"""Who is asking: the client's address (``X-Forwarded-For`` believed only from trusted
+proxies), the binding their queue tokens carry, the base of the URLs they are sent to, and
+the bearer token they present."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from litestar import Request
+
+from shared.errors import InvalidForwardedFor, MissingToken
+from shared.settings import Settings
+from shared.tokens import client_binding
+
+AnyRequest = Request[Any, Any, Any]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True)
+class Caller:
+    ip: str
+    """The client's own address, as far as trusted proxies vouch for it."""
+    address_key: str
+    """What per-address limits count: the address, or its IPv6 network (a /64 by default:
+    one home or phone holds a whole /64, so counting single IPv6 addresses counts nothing)."""
+    base_url: str
+    binding: str | None
+    """A hash of IP + User-Agent when token binding is on, else None."""
+    client_id: str
+    """A hash of the address key and User-Agent: who a proof-of-work challenge is for."""
+
+
+def caller_of(request: AnyRequest, settings: Settings, *, ipv6_prefix: int = 64) -> Caller:
+    ip = client_ip(request, settings.trusted_proxies)
+    binding = None
+    if settings.token_binding:
+        binding = client_binding(ip, request.headers.get("user-agent", ""))
+    base_url = settings.public_url or str(request.base_url).rstrip("/")
+    key = address_key(ip, ipv6_prefix)
+    return Caller(
+        ip=ip,
+        address_key=key,
+        base_url=base_url,
+        binding=binding,
+        client_id=client_binding(key, request.headers.get("user-agent", "")),
+    )
+
+
+def client_ip(request: AnyRequest, trusted_proxies: Sequence[Network]) -> str:
+    """The client's address: the peer, unless the peer is a trusted proxy; then the
+    ``X-Forwarded-For`` chain is walked from the right (the entries our proxies appended)
+    and the first hop that is not a trusted proxy is the client. Entries left of it were
+    written by the client and are never read. A hop that is not an address where the walk
+    needs one is refused (400), not passed on. If every hop is a trusted proxy, the client
+    is the hop the nearest proxy saw (its own entry cannot be forged from outside)."""
+    peer = request.client.host if request.client else ""
+    if not trusted_proxies or not peer or not _trusted(_parse(peer), trusted_proxies):
+        return peer
+    forwarded = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",")]
+    hops = [h for h in forwarded if h]
+    if not hops:
+        return peer
+    for hop in reversed(hops):
+        addr = _parse(hop)
+        if addr is None:
+            raise InvalidForwardedFor()
+        if not _trusted(addr, trusted_proxies):
+            return str(addr)
+    return str(_parse(hops[-1]))
+
+
+def address_key(ip: str, ipv6_prefix: int) -> str:
+    """The address for per-address limits: IPv4 as it is (an IPv4-mapped IPv6 address as
+    its IPv4), IPv6 as its network of ``ipv6_prefix`` bits."""
+    addr = _parse(ip)
+    if addr is None:
+        return ip
+    if isinstance(addr, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((addr, ipv6_prefix), strict=False))
+    return str(addr)
+
+
+def _parse(text: str) -> Address | None:
+    try:
+        addr = ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
+def _trusted(addr: Address | None, networks: Sequence[Network]) -> bool:
+    return addr is not None and any(addr in net for net in networks)
+
+
+def bearer_token(request: AnyRequest, *, query_name: str | None = None) -> str:
+    """The token of ``Authorization: Bearer``, or of the query parameter ``query_name``."""
+    found = optional_bearer(request)
+    if found:
+        return found
+    if query_name:
+        token = request.query_params.get(query_name)
+        if isinstance(token, str) and token:
+            return token
+    raise MissingToken()
+
+
+def optional_bearer(request: AnyRequest) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None

@@ -1,0 +1,63 @@
+"""Readiness and metrics of one gateway process."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.metrics import GatewayMetrics
+from gateway.schemas import Ready
+from shared.errors import RoomNotFound, StoreUnavailable
+from shared.nats_link import NatsLink
+from shared.store import RoomStore
+from shared.tokens import TokenService
+
+
+class Operations:
+    def __init__(
+        self,
+        store: RoomStore,
+        nats: NatsLink,
+        tokens: TokenService,
+        metrics: GatewayMetrics,
+        outbox_max: int,
+    ) -> None:
+        self.store = store
+        self.tokens = tokens
+        self.nats = nats
+        self.metrics = metrics
+        self.outbox_max = outbox_max
+
+    async def readiness(self, *, nats_required: bool) -> Ready:
+        """Ready when the data store answers, NATS is connected (unless not required) and
+        no room's outbox holds more than the bound."""
+        store_ok = await self.store.ping()
+        nats_ok = self.nats.connected
+        backlog = 0
+        if store_ok:
+            try:
+                backlog = await self.store.largest_outbox()
+            except StoreUnavailable:
+                store_ok = False
+        outbox_ok = backlog <= self.outbox_max
+        ready = store_ok and outbox_ok and (nats_ok or not nats_required)
+        return Ready(
+            ready=ready, store=store_ok, nats=nats_ok, outbox_ok=outbox_ok, backlog=backlog
+        )
+
+    def jwks(self) -> dict[str, Any]:
+        """Every published public key, for offline verification of access tokens."""
+        return self.tokens.ring.jwks()
+
+    async def metrics_text(self) -> bytes:
+        """Prometheus text: this process's figures plus every room's, read now."""
+        self.metrics.nats_up.set(1 if self.nats.connected else 0)
+        try:
+            for room in await self.store.rooms():
+                try:
+                    self.metrics.set_room(room, await self.store.figures(room))
+                except RoomNotFound:
+                    continue
+            self.metrics.store_up.set(1)
+        except StoreUnavailable:
+            self.metrics.store_up.set(0)
+        return self.metrics.render()

@@ -1,0 +1,77 @@
+"""The protected site's side: is this access good, keep a visit alive, the visit is over."""
+
+from __future__ import annotations
+
+import time
+
+from gateway.answers import access_expiry
+from gateway.ratelimit import RateLimiter
+from gateway.schemas import SessionResponse, VerifyBody, VerifyResponse
+from shared.errors import PositionNotFound, RoomNotFound, StoreUnavailable
+from shared.store import PersonView, RoomStore
+from shared.tokens import AccessClaims, TokenService
+
+ADMITTED_STATES = frozenset({"admitted", "active"})
+
+
+class Site:
+    def __init__(self, store: RoomStore, tokens: TokenService, limiter: RateLimiter) -> None:
+        self.store = store
+        self.tokens = tokens
+        self.limiter = limiter
+
+    async def verify(self, body: VerifyBody) -> VerifyResponse:
+        """Is this access token good for ``room``, now; from the token alone while the data
+        store is away (``checked: "offline"``)."""
+        claims = self.tokens.verify_access(body.token, body.room)
+        await self.limiter.check("session", claims.sub)
+        try:
+            view = await self.store.status(claims.room, claims.sub)
+        except (PositionNotFound, RoomNotFound):
+            return VerifyResponse(
+                active=False, room=claims.room, sub=claims.sub, exp=claims.exp, state="unknown"
+            )
+        except StoreUnavailable:
+            return VerifyResponse(
+                active=claims.exp > time.time(),
+                room=claims.room,
+                sub=claims.sub,
+                exp=claims.exp,
+                checked="offline",
+            )
+        return VerifyResponse(
+            active=view.state in ADMITTED_STATES,
+            room=claims.room,
+            sub=claims.sub,
+            exp=claims.exp,
+            state=view.state,
+        )
+
+    async def heartbeat(self, token: str) -> SessionResponse:
+        """Claims the admission if it was not yet claimed, else moves the session's end to
+        ``session_ttl`` from now; answers a refreshed access token."""
+        claims = self.tokens.verify_access(token)
+        await self.limiter.check("session", claims.sub)
+        view = await self.store.claim(claims.room, claims.sub, touch=True)
+        return await self._answer(claims, view, refresh=True)
+
+    async def complete(self, token: str) -> SessionResponse:
+        """Ends the visit and frees its units at once."""
+        claims = self.tokens.verify_access(token)
+        await self.limiter.check("session", claims.sub)
+        view = await self.store.complete(claims.room, claims.sub)
+        return await self._answer(claims, view, refresh=False)
+
+    async def _answer(
+        self, claims: AccessClaims, view: PersonView, *, refresh: bool
+    ) -> SessionResponse:
+        out = SessionResponse(
+            active=view.state in ADMITTED_STATES, room=claims.room, sub=claims.sub, state=view.state
+        )
+        if view.state == "active":
+            out.session_deadline = view.session_deadline / 1000
+        if refresh and view.state in ADMITTED_STATES:
+            out.access_token = await self.tokens.sign_access(
+                claims.room, claims.sub, iat=view.admitted_at // 1000, exp=access_expiry(view)
+            )
+        return out

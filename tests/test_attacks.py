@@ -1,0 +1,376 @@
+"""The line under attack from people who read our JavaScript: a claimed admission's queue
+token reused as a key, an Idempotency-Key replayed from another client, event streams
+opened by the dozen or left open after the place ended, address limits dodged with
+IPv6 and made-up X-Forwarded-For chains."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import time
+from collections.abc import AsyncIterator
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import msgspec
+import pytest
+from redis.asyncio import Redis
+
+from gateway.proof_of_work import leading_zero_bits, solution_hash, solve
+from shared import keys
+from shared.settings import Settings
+from tests.conftest import ADMIN, RoomFactory, bearer, create_room
+from tests.servers import GatewayServer, in_process_workers, wait_until
+from tests.test_live import SseClient
+
+
+async def admitted(client: httpx.AsyncClient, settings: Settings, room: str) -> dict[str, str]:
+    """Join and wait (workers running) until admitted; the person's join answer."""
+    joined = (await client.post(f"/v1/rooms/{room}/enqueue")).json()
+
+    async def is_admitted() -> bool:
+        r = await client.get(f"/v1/rooms/{room}/status", headers=bearer(joined["token"]))
+        return bool(r.json()["state"] == "admitted")
+
+    async with in_process_workers(settings):
+        await wait_until(is_admitted)
+    return dict(joined)
+
+
+async def test_after_go_the_queue_token_opens_nothing(
+    client: httpx.AsyncClient, make_room: RoomFactory, settings: Settings
+) -> None:
+    room = await make_room(release_rate=1000, max_active=5)
+    me = await admitted(client, settings, room)
+    auth = bearer(me["token"])
+    before = (await client.get(f"/v1/rooms/{room}/status", headers=auth)).json()
+    assert before["access_token"]  # handed out while the admission waits to be claimed
+    go = await client.get(f"/rooms/{room}/go", params={"token": me["token"]})
+    assert go.status_code == 303
+    after = (await client.get(f"/v1/rooms/{room}/status", headers=auth)).json()
+    assert after["state"] == "active"
+    assert "access_token" not in after
+    assert "redirect_url" not in after
+    beat = (await client.post(f"/v1/rooms/{room}/heartbeat", headers=auth)).json()
+    assert "access_token" not in beat
+    again = await client.get(f"/rooms/{room}/go", params={"token": me["token"]})
+    assert again.status_code == 409
+    assert again.json()["error"]["code"] == "already_claimed"
+    assert "location" not in again.headers
+    # nor does an event stream hand it out
+    sse = SseClient(f"{client.base_url}/v1/rooms/{room}/events", me["token"])
+    await asyncio.wait_for(sse.run(client), timeout=10)  # the place is past waiting: it ends
+    assert all("access_token" not in data for _, _, data in sse.events)
+
+
+async def test_an_idempotency_key_replayed_by_another_client_gets_no_tokens(
+    settings: Settings,
+) -> None:
+    async with (
+        GatewayServer(settings.with_changes(token_binding=True)) as gw,
+        httpx.AsyncClient(base_url=gw.url, headers={"User-Agent": "phone"}) as owner,
+        httpx.AsyncClient(base_url=gw.url, headers={"User-Agent": "thief"}) as thief,
+    ):
+        room = "t-idem-" + settings.instance[-6:]
+        await create_room(owner, room, release_rate=1000)
+        key = {"Idempotency-Key": "a-key-the-thief-saw"}
+        first = await owner.post(f"/v1/rooms/{room}/enqueue", headers=key)
+        assert first.status_code == 201
+        replay = await thief.post(f"/v1/rooms/{room}/enqueue", headers=key)
+        assert replay.status_code == 200
+        body = replay.json()
+        assert body["position_id"] == first.json()["position_id"]
+        assert "token" not in body
+        assert "access_token" not in body
+        assert "redirect_url" not in body
+        mine = await owner.post(f"/v1/rooms/{room}/enqueue", headers=key)
+        assert mine.json()["token"]  # the client it was issued to may retry
+
+
+async def test_twenty_streams_on_one_token_get_four(
+    client: httpx.AsyncClient, make_room: RoomFactory
+) -> None:
+    room = await make_room(status="paused")
+    me = (await client.post(f"/v1/rooms/{room}/enqueue")).json()
+    url = f"/v1/rooms/{room}/events"
+
+    async def open_one() -> tuple[int, httpx.Response]:
+        r = await client.send(
+            client.build_request("GET", url, params={"token": me["token"]}), stream=True
+        )
+        return r.status_code, r
+
+    opened = await asyncio.gather(*(open_one() for _ in range(20)))
+    try:
+        codes = sorted(code for code, _ in opened)
+        assert codes.count(200) == 4, codes
+        assert codes.count(429) == 16, codes
+        refused = next(r for code, r in opened if code == 429)
+        await refused.aread()
+        assert refused.json()["error"]["code"] == "too_many_streams"
+        assert int(refused.headers["retry-after"]) > 0
+    finally:
+        for _, r in opened:
+            await r.aclose()
+
+    async def one_more_opens() -> bool:  # the slots come back when the streams close
+        code, r = await open_one()
+        await r.aclose()
+        return code == 200
+
+    await wait_until(one_more_opens)
+
+
+async def test_a_stream_closes_when_its_place_ends(
+    client: httpx.AsyncClient, make_room: RoomFactory
+) -> None:
+    room = await make_room(status="paused")
+    me = (await client.post(f"/v1/rooms/{room}/enqueue")).json()
+    sse = SseClient(f"{client.base_url}/v1/rooms/{room}/events", me["token"])
+    reading = asyncio.create_task(sse.run(client))
+    await wait_until(lambda: _async(bool(sse.first("position"))))
+    left = await client.post(f"/v1/rooms/{room}/leave", headers=bearer(me["token"]))
+    assert left.json()["state"] == "left"
+    await asyncio.wait_for(reading, timeout=15)  # the server ended the stream
+    assert sse.events[-1][1:] == ("state", {"state": "left", "reason": "left"})
+
+
+async def _async(value: bool) -> bool:
+    return value
+
+
+@pytest.fixture
+async def behind_proxy(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """A gateway that believes X-Forwarded-For from loopback (its proxy)."""
+    trusting = settings.with_changes(trusted_proxies=(ipaddress.ip_network("127.0.0.1/32"),))
+    async with GatewayServer(trusting) as gw, httpx.AsyncClient(base_url=gw.url) as c:
+        yield c
+
+
+async def test_one_ipv6_64_holds_one_place(behind_proxy: httpx.AsyncClient) -> None:
+    c = behind_proxy
+    room = "t-v6-" + str(id(c))[-6:]
+    await create_room(c, room, max_positions_per_ip=1)
+
+    def at(ip: str) -> dict[str, str]:
+        return {"X-Forwarded-For": ip}
+
+    first = await c.post(f"/v1/rooms/{room}/enqueue", headers=at("2001:db8:5:6::1"))
+    assert first.status_code == 201
+    for ip in ("2001:db8:5:6::2", "2001:db8:5:6:ffff:1:2:3", "2001:db8:5:6::1"):
+        r = await c.post(f"/v1/rooms/{room}/enqueue", headers=at(ip))
+        assert r.status_code == 409, (ip, r.text)
+        assert r.json()["error"]["code"] == "too_many_positions"
+    other = await c.post(f"/v1/rooms/{room}/enqueue", headers=at("2001:db8:5:7::1"))
+    assert other.status_code == 201
+
+
+async def test_made_up_forwarded_chains_do_not_make_new_clients(
+    behind_proxy: httpx.AsyncClient,
+) -> None:
+    c = behind_proxy
+    room = "t-xff-" + str(id(c))[-6:]
+    await create_room(c, room, max_positions_per_ip=1)
+    for junk in ("junk", "198.51.100.9, <script>", "unknown"):
+        r = await c.post(f"/v1/rooms/{room}/enqueue", headers={"X-Forwarded-For": junk})
+        assert r.status_code == 400, (junk, r.text)
+        assert r.json()["error"]["code"] == "invalid_forwarded_for"
+    # everything trusted: the entry our own proxy wrote counts, not the client's own
+    first = await c.post(
+        f"/v1/rooms/{room}/enqueue", headers={"X-Forwarded-For": "127.0.0.7, 127.0.0.9"}
+    )
+    assert first.status_code == 201
+    for fake in ("127.0.0.1", "127.0.0.2", "127.0.0.3"):
+        r = await c.post(
+            f"/v1/rooms/{room}/enqueue", headers={"X-Forwarded-For": f"{fake}, 127.0.0.9"}
+        )
+        assert r.status_code == 409, (fake, r.text)
+
+
+# --- places that ended, rooms made again, places put back --------------------------------
+
+
+@pytest.mark.slow
+async def test_a_left_place_stays_left_however_long_it_heartbeats(settings: Settings) -> None:
+    short = settings.with_changes(queue_token_ttl=30, ended_retention=1)
+    async with GatewayServer(short) as gw, httpx.AsyncClient(base_url=gw.url) as c:
+        room = "t-left-" + short.instance[-6:]
+        await create_room(c, room, status="paused")
+        me = (await c.post(f"/v1/rooms/{room}/enqueue")).json()
+        auth = bearer(me["token"])
+        assert (await c.post(f"/v1/rooms/{room}/leave", headers=auth)).json()["state"] == "left"
+        async with in_process_workers(short):  # the purge runs, as in production
+            for _ in range(36):  # past the token's life
+                r = await c.post(f"/v1/rooms/{room}/heartbeat", headers=auth)
+                if r.status_code == 401:
+                    break
+                body = r.json()
+                assert body["state"] == "left", body  # never back in the line
+                assert "token" not in body or body["token"] == me["token"]  # never re-signed
+                await asyncio.sleep(1)
+        assert r.status_code == 401
+        assert r.json()["error"]["code"] == "token_expired"
+        figures = (await c.get(f"/v1/admin/rooms/{room}", headers=ADMIN)).json()["figures"]
+        assert figures["waiting"] == 0
+
+
+async def test_a_token_of_a_room_deleted_and_made_again_is_refused(
+    client: httpx.AsyncClient,
+) -> None:
+    room = "t-again-" + str(id(client))[-6:]
+    await create_room(client, room, status="paused")
+    old = (await client.post(f"/v1/rooms/{room}/enqueue")).json()
+    assert (await client.delete(f"/v1/admin/rooms/{room}", headers=ADMIN)).status_code == 200
+    await create_room(client, room, status="paused")
+    newcomer = (await client.post(f"/v1/rooms/{room}/enqueue")).json()
+    assert newcomer["position"] == 1
+    for method, path in (("GET", "status"), ("POST", "heartbeat"), ("GET", "events")):
+        r = await client.request(method, f"/v1/rooms/{room}/{path}", headers=bearer(old["token"]))
+        assert r.status_code == 403, (path, r.text)
+        assert r.json()["error"]["code"] == "wrong_room"
+    r = await client.post(f"/v1/rooms/{room}/enqueue", headers=bearer(old["token"]))
+    assert r.status_code == 201  # a new place at the end, not the old one at the front
+    assert r.json()["position"] == 2
+    assert r.json()["position_id"] != old["position_id"]
+
+
+async def test_a_place_put_back_from_its_token_counts_against_its_address(
+    behind_proxy: httpx.AsyncClient, redis: Redis
+) -> None:
+    c = behind_proxy
+    room = "t-restore-" + str(id(c))[-6:]
+    await create_room(c, room, max_positions_per_ip=1, status="paused")
+    home = {"X-Forwarded-For": "198.51.100.20"}
+    first = (await c.post(f"/v1/rooms/{room}/enqueue", headers=home)).json()
+    await forget_place(redis, room, first["position_id"])  # lost with the data store
+    second = await c.post(f"/v1/rooms/{room}/enqueue", headers=home)
+    assert second.status_code == 201  # the address holds no place now
+    r = await c.get(f"/v1/rooms/{room}/status", headers={**home, **bearer(first["token"])})
+    assert r.status_code == 409, r.text  # putting the first back would make two
+    assert r.json()["error"]["code"] == "too_many_positions"
+    elsewhere = {"X-Forwarded-For": "203.0.113.20"}
+    r = await c.get(f"/v1/rooms/{room}/status", headers={**elsewhere, **bearer(first["token"])})
+    assert r.status_code == 200
+    assert r.json()["position"] == 1  # put back at its arrival, ahead of the second
+
+
+async def forget_place(redis: Redis, room: str, position_id: str) -> None:
+    """What a data store that lost a place looks like: no trace of it (an outbox that
+    never reached the stream, replayed back)."""
+    k = keys.RoomKeys(room)
+    person = msgspec.json.decode(str(await redis.hget(k.people, position_id)))
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hdel(k.people, position_id)
+        pipe.zrem(k.line, position_id)
+        pipe.zrem(k.seen, position_id)
+        pipe.hincrby(k.ips, person["ip"], -1)
+        await pipe.execute()
+
+
+# --- one party cannot hold the room ------------------------------------------------------
+
+
+async def test_a_party_larger_than_max_party_size_is_refused(
+    client: httpx.AsyncClient, make_room: RoomFactory
+) -> None:
+    room = await make_room(max_active=20, max_party_size=4, status="paused")
+    assert (await client.post(f"/v1/rooms/{room}/enqueue", json={"size": 4})).status_code == 201
+    r = await client.post(f"/v1/rooms/{room}/enqueue", json={"size": 5})
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "party_too_large"
+    # the operator cannot allow more than the room holds
+    r = await client.put(f"/v1/admin/rooms/{room}", json={"max_party_size": 21}, headers=ADMIN)
+    assert r.status_code == 400
+    # shrinking the room brings the party size down with it
+    r = await client.put(f"/v1/admin/rooms/{room}", json={"max_active": 3}, headers=ADMIN)
+    assert r.json()["config"]["max_party_size"] == 3
+
+
+@pytest.mark.slow
+async def test_a_visit_ends_at_max_session_whatever_its_heartbeats_say(
+    client: httpx.AsyncClient, make_room: RoomFactory, settings: Settings
+) -> None:
+    room = await make_room(release_rate=1000, max_active=5, session_ttl=600, max_session=3)
+    me = await admitted(client, settings, room)
+    go = await client.get(f"/rooms/{room}/go", params={"token": me["token"]})
+    access = parse_qs(urlsplit(go.headers["location"]).query)["waitroom_token"][0]
+    async with in_process_workers(settings):
+        states = []
+        for _ in range(16):
+            r = await client.post("/v1/session/heartbeat", headers=bearer(access))
+            states.append(r.json().get("state") or r.json()["error"]["code"])
+            if r.status_code != 200:
+                break
+            assert r.json()["session_deadline"] <= go_time(go) + 3 + 1
+            access = r.json()["access_token"]  # the freshest, as a site would keep it
+            await asyncio.sleep(0.5)
+
+        async def units_back() -> bool:
+            r = await client.get(f"/v1/admin/rooms/{room}", headers=ADMIN)
+            return bool(r.json()["figures"]["used_units"] == 0)
+
+        await wait_until(units_back)
+    assert states[0] == "active"
+    # the heartbeats did not keep it alive: its access ran out with it, or it was ended
+    assert states[-1] in ("token_expired", "session_ended"), states
+    assert len(states) <= 10
+
+
+def go_time(go: httpx.Response) -> float:
+    return (
+        time.time()
+        if "date" not in go.headers
+        else parsedate_to_datetime(go.headers["date"]).timestamp()
+    )
+
+
+# --- proof of work -----------------------------------------------------------------------
+
+
+async def test_a_room_that_asks_for_work_takes_only_fresh_right_solutions(
+    client: httpx.AsyncClient, make_room: RoomFactory
+) -> None:
+    room = await make_room(pow_difficulty=8, status="paused")
+    url = f"/v1/rooms/{room}/enqueue"
+
+    async def challenge() -> dict[str, Any]:
+        r = await client.get(f"/v1/rooms/{room}/challenge")
+        assert r.status_code == 200
+        return dict(r.json())
+
+    r = await client.post(url)
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "pow_required"
+    c = await challenge()
+    assert c["difficulty"] == 8
+    wrong = next(
+        str(n)
+        for n in range(100_000)
+        if leading_zero_bits(solution_hash(c["challenge"], str(n))) < 8
+    )
+    r = await client.post(url, json={"pow": {"challenge": c["challenge"], "nonce": wrong}})
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "pow_invalid"
+    nonce = solve(c["challenge"], 8)
+    solution = {"pow": {"challenge": c["challenge"], "nonce": nonce}}
+    r = await client.post(url, json=solution)
+    assert r.status_code == 201, r.text
+    r = await client.post(url, json=solution)  # the same solution again
+    assert r.status_code == 409
+    assert r.json()["error"]["code"] == "pow_reused"
+    # made harder live: a challenge solved at the old difficulty no longer does
+    easy = await challenge()
+    await client.put(f"/v1/admin/rooms/{room}", json={"pow_difficulty": 12}, headers=ADMIN)
+    r = await client.post(
+        url, json={"pow": {"challenge": easy["challenge"], "nonce": solve(easy["challenge"], 8)}}
+    )
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "pow_invalid"
+    hard = await challenge()
+    assert hard["difficulty"] == 12
+    r = await client.post(
+        url, json={"pow": {"challenge": hard["challenge"], "nonce": solve(hard["challenge"], 12)}}
+    )
+    assert r.status_code == 201, r.text

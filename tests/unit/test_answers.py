@@ -1,0 +1,94 @@
+"""What a person is told: position, wait estimate and its range, links (pure functions)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gateway.answers import eta_range, eta_seconds, go_url, place_answer, target_location
+from shared.store import PersonView
+
+pytestmark = pytest.mark.unit
+
+NOW = 1_800_000_000_000
+
+
+def view(**changes: Any) -> PersonView:
+    fields: dict[str, Any] = {
+        "position_id": "p1",
+        "state": "waiting",
+        "rank": 9,
+        "total": 50,
+        "arrival": 1,
+        "size": 1,
+        "priority": 0,
+        "joined": NOW - 1000,
+        "admitted_at": 0,
+        "claim_deadline": 0,
+        "session_deadline": 0,
+        "reason": "",
+        "bind": "",
+        "room_status": "active",
+        "release_rate": 2.0,
+        "session_ttl": 600,
+        "heartbeat_interval": 10,
+        "target_url": "https://shop.example/checkout",
+        "incarnation": "i1",
+        "rate": 0.0,
+        "rate_ts": 0,
+        "rate_since": 0,
+        "event_seq": 7,
+        "now": NOW,
+        "created": False,
+    }
+    fields.update(changes)
+    return PersonView(**fields)
+
+
+def test_before_any_admission_the_release_rate_stands_in_with_a_wide_range() -> None:
+    v = view(rank=9, release_rate=2.0)  # 10th in line, 2 people/s configured
+    assert eta_seconds(v) == 5
+    assert eta_range(v) == [2, 8]  # +-50 %: nothing observed yet
+
+
+def test_the_observed_rate_wins_and_the_range_narrows_with_evidence() -> None:
+    # a decaying count equal to 3 admissions/s for long enough that there is no warm-up
+    steady = {"rate": 3.0, "rate_ts": NOW, "rate_since": NOW - 600_000}
+    v = view(rank=29, release_rate=100.0, **steady)
+    assert eta_seconds(v) == 10  # 30 people at 3/s, not at the configured 100/s
+    low, high = eta_range(v) or [0, 0]
+    assert low <= 10 <= high
+    assert high - low <= 4  # ~90 admissions seen: the spread is down to the 15 % floor
+
+
+@pytest.mark.parametrize("status", ["paused", "maintenance"])
+def test_nobody_can_say_while_the_room_is_not_admitting(status: str) -> None:
+    assert eta_seconds(view(room_status=status)) is None
+    assert eta_range(view(room_status=status)) is None
+
+
+def test_out_of_the_line_there_is_no_position_and_no_wait() -> None:
+    admitted = view(state="admitted", rank=-1, claim_deadline=NOW + 60_000)
+    assert admitted.position is None
+    assert admitted.ahead is None
+    assert eta_seconds(admitted) == 0
+    answer = place_answer(admitted, access_token="A", redirect_url="https://w/go")
+    assert answer.claim_deadline == (NOW + 60_000) / 1000
+    assert answer.redirect_url == "https://w/go"
+    waiting = place_answer(view(), redirect_url="https://w/go")
+    assert waiting.redirect_url is None  # only an admitted place gets the link
+    assert waiting.position == 10
+    assert waiting.ahead == 9
+
+
+def test_links_carry_their_tokens_encoded() -> None:
+    assert go_url("https://w.example", "sale", "a.b+c") == (
+        "https://w.example/rooms/sale/go?token=a.b%2Bc"
+    )
+    assert (
+        target_location("https://shop.example/x", "T") == "https://shop.example/x?waitroom_token=T"
+    )
+    assert target_location("https://shop.example/x?a=1", "T") == (
+        "https://shop.example/x?a=1&waitroom_token=T"
+    )
