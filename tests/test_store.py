@@ -230,3 +230,17 @@ async def test_an_unreachable_store_is_store_unavailable_everywhere() -> None:
         assert await store.ping() is False
     finally:
         await redis.aclose()
+
+
+async def test_party_size_follows_capacity_down_unless_given(store: RoomStore) -> None:
+    room = new_room()
+    config, _ = await store.put_room(room, RoomUpdate(target_url=URL, max_active=4))
+    assert (config.max_active, config.max_party_size) == (4, 4)
+    config, _ = await store.put_room(room, RoomUpdate(max_active=100, max_party_size=50))
+    assert config.max_party_size == 50
+    config, _ = await store.put_room(room, RoomUpdate(max_active=20))
+    assert config.max_party_size == 20
+    with pytest.raises(InvalidBody) as refused:
+        await store.put_room(room, RoomUpdate(max_active=5, max_party_size=8))
+    assert refused.value.detail == "max_party_size must be at most max_active"
+    assert (await require_room(store, room)).max_party_size == 20
