@@ -10,12 +10,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from litestar import Request
+from litestar.connection import ASGIConnection
 
 from shared.errors import InvalidForwardedFor, MissingToken
 from shared.settings import Settings
 from shared.tokens import client_binding
 
 AnyRequest = Request[Any, Any, Any]
+AnyConnection = ASGIConnection[Any, Any, Any, Any]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -34,7 +36,7 @@ class Caller:
     """A hash of the address key and User-Agent: who a proof-of-work challenge is for."""
 
 
-def caller_of(request: AnyRequest, settings: Settings, *, ipv6_prefix: int = 64) -> Caller:
+def caller_of(request: AnyConnection, settings: Settings, *, ipv6_prefix: int = 64) -> Caller:
     ip = client_ip(request, settings.trusted_proxies)
     binding = None
     if settings.token_binding:
@@ -50,7 +52,7 @@ def caller_of(request: AnyRequest, settings: Settings, *, ipv6_prefix: int = 64)
     )
 
 
-def client_ip(request: AnyRequest, trusted_proxies: Sequence[Network]) -> str:
+def client_ip(request: AnyConnection, trusted_proxies: Sequence[Network]) -> str:
     """The client's address: the peer, unless the peer is a trusted proxy; then the
     ``X-Forwarded-For`` chain is walked from the right (the entries our proxies appended)
     and the first hop that is not a trusted proxy is the client. Entries left of it were

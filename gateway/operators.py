@@ -4,27 +4,56 @@ from __future__ import annotations
 
 import hmac
 
+import structlog
+
+from gateway.ratelimit import RateLimiter
 from gateway.schemas import RoomFiguresOut, RoomOut, RoomPutOut, RoomsOut
-from shared.errors import RoomNotFound, Unauthorized
+from shared.errors import RateLimited, RoomNotFound, Unauthorized
 from shared.room import RoomUpdate, from_stored
 from shared.store import RoomFigures, RoomStore
 
+log = structlog.get_logger("operators")
+
+MIN_ADMIN_KEY_LENGTH = 24
+
+
+def admin_keys(configured: str) -> tuple[str, ...]:
+    """The admin keys in force: ``WAITROOM_ADMIN_KEY`` may hold several, comma-separated,
+    so a new key can be handed out before the old one is taken away. A key shorter than
+    ``MIN_ADMIN_KEY_LENGTH`` is refused (the gateway does not start)."""
+    keys = tuple(k.strip() for k in configured.split(",") if k.strip())
+    short = [k for k in keys if len(k) < MIN_ADMIN_KEY_LENGTH]
+    if short:
+        raise ValueError(
+            f"WAITROOM_ADMIN_KEY: every key needs at least {MIN_ADMIN_KEY_LENGTH} characters "
+            f"({len(short)} shorter); make one with `openssl rand -base64 32`"
+        )
+    return keys
+
 
 class Operators:
-    def __init__(self, store: RoomStore, admin_key: str) -> None:
+    def __init__(self, store: RoomStore, limiter: RateLimiter, keys: tuple[str, ...]) -> None:
         self.store = store
-        self.admin_key = admin_key
+        self.limiter = limiter
+        self.keys = tuple(k.encode() for k in keys)
 
-    def authenticate(self, authorization: str) -> None:
-        """``Authorization: Bearer <admin key>``, compared in constant time; no key set
-        means nobody may operate."""
+    async def authenticate(self, authorization: str, address: str) -> None:
+        """``Authorization: Bearer <admin key>``, any of the keys in force, compared in
+        constant time; no key set means nobody may operate. Failures are logged and
+        counted per address: past the limit the address gets 429, whatever it tries."""
+        retry = await self.limiter.exhausted("admin_failures", address)
+        if retry is not None:
+            raise RateLimited("Too many failed admin attempts; wait.", retry_after=retry)
         scheme, _sep, given = authorization.partition(" ")
-        if (
-            not self.admin_key
-            or scheme.lower() != "bearer"
-            or not hmac.compare_digest(given.strip().encode(), self.admin_key.encode())
-        ):
-            raise Unauthorized()
+        offered = given.strip().encode()
+        matched = False
+        for key in self.keys:  # every key compared, so timing tells nothing of which
+            matched |= hmac.compare_digest(offered, key)
+        if scheme.lower() == "bearer" and matched:
+            return
+        log.warning("admin_auth_failed", address=address, scheme=scheme.lower()[:16])
+        await self.limiter.hit("admin_failures", address)
+        raise Unauthorized()
 
     async def put(self, room: str, update: RoomUpdate) -> RoomPutOut:
         config, created = await self.store.put_room(room, update)

@@ -29,6 +29,7 @@ class RateLimiter:
             "status": parse(limits.status),
             "heartbeat": parse(limits.heartbeat),
             "session": parse(limits.session),
+            "admin_failures": parse(limits.admin_failures),
         }
         self._pool: BlockingConnectionPool | None = None
         self._limiter: MovingWindowRateLimiter | None = None
@@ -55,6 +56,30 @@ class RateLimiter:
             await self._pool.aclose()
             self._pool = None
             self._limiter = None
+
+    async def exhausted(self, kind: str, *identity: str) -> int | None:
+        """Seconds until this identity may try again when its limit is used up, else None
+        (counts nothing: see ``check`` for that)."""
+        if self._limiter is None:
+            return None
+        item = self.items[kind]
+        try:
+            if await self._limiter.test(item, kind, *identity):
+                return None
+            stats = await self._limiter.get_window_stats(item, kind, *identity)
+        except Exception as exc:
+            log.warning("rate_limit_store_failed", error=repr(exc))
+            return None
+        return max(1, math.ceil(stats.reset_time - time.time()))
+
+    async def hit(self, kind: str, *identity: str) -> None:
+        """Count one against the limit, without refusing anything now."""
+        if self._limiter is None:
+            return
+        try:
+            await self._limiter.hit(self.items[kind], kind, *identity)
+        except Exception as exc:
+            log.warning("rate_limit_store_failed", error=repr(exc))
 
     async def check(self, kind: str, *identity: str) -> None:
         """Count one request; raise RateLimited (with Retry-After) when over the limit."""

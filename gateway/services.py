@@ -13,7 +13,7 @@ from litestar.di import Provide
 from gateway.live import LiveHub
 from gateway.metrics import GatewayMetrics
 from gateway.operations import Operations
-from gateway.operators import Operators
+from gateway.operators import Operators, admin_keys
 from gateway.people import People
 from gateway.ratelimit import RateLimiter
 from gateway.site import Site
@@ -75,7 +75,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             metrics=metrics,
             people=people,
             site=Site(store, tokens, limiter),
-            operators=Operators(store, settings.admin_key),
+            operators=Operators(store, limiter, admin_keys(settings.admin_key)),
             operations=Operations(store, link, tokens, metrics, settings.outbox_max),
             live=live,
         )

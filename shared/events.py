@@ -37,6 +37,8 @@ class Enqueued(EventBase, tag="enqueued"):
     arrival: int
     priority: int
     size: int
+    incarnation: str = ""
+    """The room incarnation the place belongs to (a restored place keeps its token's)."""
     ip_hash: str = ""
     metadata: str = ""
     bind: str = ""

@@ -66,6 +66,8 @@ class RateLimits:
     status: str = "60/minute"
     heartbeat: str = "30/minute"
     session: str = "100/minute"
+    admin_failures: str = "10/minute"
+    """Failed admin-key attempts per address; past it, 429 whatever key is tried."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,7 @@ class Settings:
             status=env.get("WAITROOM_LIMIT_STATUS", RateLimits.status),
             heartbeat=env.get("WAITROOM_LIMIT_HEARTBEAT", RateLimits.heartbeat),
             session=env.get("WAITROOM_LIMIT_SESSION", RateLimits.session),
+            admin_failures=env.get("WAITROOM_LIMIT_ADMIN_FAILURES", RateLimits.admin_failures),
         )
         return cls(
             redis_url=env.get("WAITROOM_REDIS_URL", base.redis_url),

@@ -11,7 +11,7 @@ import pytest
 
 from shared.settings import Settings, SettingsError
 from shared.tokens import KeyRing
-from tests.servers import ROOT, ModuleProc, settings_env
+from tests.helpers.servers import ROOT, ModuleProc, settings_env
 
 
 def waitroom(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -5,7 +5,8 @@ token it is sent to is checked offline against the gateway's JWKS and moved into
 session cookie; visitors without one are sent to the waiting room. "I'm done" reports
 the visit complete so the next person can come in.
 
-python -m waitroom.demo_site  (WAITROOM_DEMO_PORT, WAITROOM_GATEWAY_URL, WAITROOM_DEMO_ROOM)
+python -m waitroom.demo_site  (WAITROOM_DEMO_HOST (127.0.0.1), WAITROOM_DEMO_PORT (8001),
+WAITROOM_GATEWAY_URL, WAITROOM_DEMO_ROOM)
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def main() -> None:
         os.environ.get("WAITROOM_GATEWAY_URL", "http://127.0.0.1:8000"),
         os.environ.get("WAITROOM_DEMO_ROOM", "demo"),
     )
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    host = os.environ.get("WAITROOM_DEMO_HOST", "127.0.0.1")
+    uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="off")
 
 
 if __name__ == "__main__":

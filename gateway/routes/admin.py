@@ -11,6 +11,7 @@ from litestar.handlers import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody
 
+from gateway.caller import caller_of
 from gateway.errors import BODY_ERRORS, ROOM_ERRORS, STORE_ERRORS, error_answers
 from gateway.operators import Operators
 from gateway.routes.common import BEARER, ROOM_ID
@@ -22,10 +23,13 @@ from shared.room import RoomUpdate
 ADMIN_ERRORS = (errors.Unauthorized, errors.StoreUnavailable)
 
 
-def require_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    """Router guard: ``Authorization: Bearer <WAITROOM_ADMIN_KEY>``."""
-    operators = services_of(connection.app.state).operators
-    operators.authenticate(connection.headers.get("authorization", ""))
+async def require_admin(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+) -> None:
+    """Router guard: ``Authorization: Bearer <admin key>`` (see Operators.authenticate)."""
+    services = services_of(connection.app.state)
+    address = caller_of(connection, services.settings).address_key
+    await services.operators.authenticate(connection.headers.get("authorization", ""), address)
 
 
 @put(

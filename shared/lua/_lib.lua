@@ -159,12 +159,22 @@ end
 
 -- Remove a room's state; the outbox stays (the relay still delivers it) and so do the
 -- event counter and the lease fence, so seq and fences keep rising.
-local function wipe_room()
-  local event_seq = redis.call('HGET', K_STATS, 'event_seq') or '0'
-  local fence = redis.call('HGET', K_STATS, 'fence') or '0'
+local function wipe_room(gone_inc)
+  local kept = redis.call('HMGET', K_STATS, 'event_seq', 'fence', 'gone')
   redis.call('DEL', K_CFG, K_STATS, K_LINE, K_SEEN, K_PEOPLE, K_ADMITTED, K_ACTIVE, K_IPS,
              K_ENDED, K_LEASE.admission, K_LEASE.heartbeat, K_POW)
-  redis.call('HSET', K_STATS, 'event_seq', event_seq, 'fence', fence)
+  -- the incarnations deleted here, latest 20: tokens of those never bring a place back
+  local gone = kept[3] or ''
+  if gone_inc then
+    gone = string.sub(gone_inc .. ',' .. gone, 1, 20 * 9)
+  end
+  redis.call('HSET', K_STATS, 'event_seq', kept[1] or '0', 'fence', kept[2] or '0', 'gone', gone)
+end
+
+-- Whether an incarnation of this room was deleted (as far as this store remembers).
+local function deleted_incarnation(inc)
+  local gone = redis.call('HGET', K_STATS, 'gone') or ''
+  return inc ~= '' and string.find(',' .. gone, ',' .. inc .. ',', 1, true) ~= nil
 end
 
 -- The answer the gateway turns into a status: the person plus where they stand.
@@ -193,7 +203,7 @@ local function view(position_id, p, cfg, now, created)
     session_ttl = tonumber(cfg.session_ttl),
     heartbeat_interval = tonumber(cfg.heartbeat_interval),
     target_url = cfg.target_url,
-    incarnation = cfg.inc,
+    incarnation = p.inc or cfg.inc,
     rate = tonumber(st[1] or '0'),
     rate_ts = tonumber(st[2] or '0'),
     rate_since = tonumber(st[3] or '0'),

@@ -22,10 +22,11 @@ local function apply(e)
     local inc = e.incarnation or string.match(e.id, '^.+:(.-):%d+$')
     redis.call('HSET', K_CFG, 'version', e.version, 'inc', inc, 'recovering', '1', unpack(flat))
   elseif t == 'room_deleted' then
-    wipe_room()
+    wipe_room(string.match(e.id, '^.+:(.-):%d+$'))
   elseif t == 'enqueued' then
     local p = { state = 'waiting', arrival = e.arrival, size = e.size, priority = e.priority,
-                ip = e.ip_hash or '', joined = at, meta = e.metadata or '', bind = e.bind or '' }
+                ip = e.ip_hash or '', joined = at, meta = e.metadata or '', bind = e.bind or '',
+                inc = e.incarnation or string.match(e.id, '^.+:(.-):%d+$') }
     join_line(position_id, p, now)
   else
     local p = get_person(position_id)
