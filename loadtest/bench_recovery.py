@@ -25,10 +25,8 @@ from pathlib import Path
 
 import nats
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from redis.asyncio import Redis
 from rich.progress import Progress
 
-from shared import keys
 from shared.events import subject
 from shared.logs import configure
 from shared.nats_link import ensure_stream
@@ -56,7 +54,8 @@ async def make_history(store: RoomStore, rooms: list[str], events: int, bar: Pro
         )
     task = bar.add_task("making history", total=events)
     made = len(rooms)
-    fence = {room: await store.lease_acquire(room, "admission", "bench", 600_000) for room in rooms}
+    fences = await store.lease_acquire_many(rooms, "admission", "bench", 600_000)
+    fence = dict(zip(rooms, fences, strict=True))
     while made < events:
         room = rng.choice(rooms)
         joined = await asyncio.gather(*(store.enqueue(room) for _ in range(200)))
@@ -75,22 +74,20 @@ async def make_history(store: RoomStore, rooms: list[str], events: int, bar: Pro
     return made
 
 
-async def publish_outboxes(redis: Redis, nats_url: str, rooms: list[str], bar: Progress) -> int:
+async def publish_outboxes(store: RoomStore, nats_url: str, rooms: list[str], bar: Progress) -> int:
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
     await ensure_stream(js, STREAM, 7200)
     total = 0
     task = bar.add_task("publishing", total=None)
     for room in rooms:
-        outbox = keys.RoomKeys(room).outbox
-        entries = await redis.xrange(outbox, "-", "+")
+        entries = await store.outbox_batch(room, await store.outbox_length(room))
         futures = []
-        for _entry_id, fields in entries:
-            raw = fields["e"]
+        for _entry_id, raw in entries:
             etype = raw.split('"type":"', 1)[1].split('"', 1)[0]
             futures.append(await js.publish_async(subject(room, etype), raw.encode()))
         await asyncio.gather(*futures)
-        await redis.delete(outbox)
+        await store.outbox_delivered(room, [entry_id for entry_id, _raw in entries])
         total += len(entries)
         bar.update(task, completed=total)
     await nc.close()
@@ -124,11 +121,11 @@ async def bench(events: int, room_count: int, folder: Path) -> None:
         rooms = [f"bench-{i}" for i in range(room_count)]
         with Progress(transient=True) as bar:
             await make_history(store, rooms, events, bar)
-            published = await publish_outboxes(redis, nats_url, rooms, bar)
+            published = await publish_outboxes(store, nats_url, rooms, bar)
         before = {room: await store.digest(room) for room in rooms}
         read, read_s = await read_stream(nats_url)
         await redis.flushall()
-        summary = await recover(redis, nats_url, stream=STREAM)
+        summary = await recover(store, nats_url, stream=STREAM)
         after = {room: await store.digest(room) for room in rooms}
         await redis.aclose()
     finally:

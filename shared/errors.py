@@ -7,6 +7,7 @@ in one place.
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar
 
 
@@ -83,35 +84,58 @@ TooManyStreams = _error(
     "too_many_streams", 429, "Too many event streams are open for this place.", retry_after=5
 )
 
-BY_CODE: dict[str, type[WaitroomError]] = {
-    cls.code: cls
-    for cls in (
-        InvalidRoomId,
-        PartyTooLarge,
-        RoomNotFound,
-        PositionNotFound,
-        Conflict,
-        QueueFull,
-        TooManyPositions,
-        NotAdmitted,
-        AlreadyClaimed,
-        AdmissionExpired,
-        SessionEnded,
-        RoomMaintenance,
-        RoomRecovering,
-        LeaseLost,
-        WrongRoom,
-        PowRequired,
-        PowInvalid,
-        PowReused,
-    )
+BadRole = _error("bad_role", 500, "A script was asked about a lease role it does not know.")
+BadOp = _error("bad_op", 500, "A script was asked for an operation it does not know.")
+ReplayGap = _error(
+    "replay_gap", 500, "The event stream names a place the data store does not know."
+)
+ReplayUnknownType = _error(
+    "replay_unknown_type", 500, "The event stream holds an event type this version cannot replay."
+)
+
+SCRIPT_ERRORS: dict[str, type[WaitroomError]] = {
+    **{
+        cls.code: cls
+        for cls in (
+            InvalidRoomId,
+            PartyTooLarge,
+            RoomNotFound,
+            PositionNotFound,
+            Conflict,
+            QueueFull,
+            TooManyPositions,
+            NotAdmitted,
+            AlreadyClaimed,
+            AdmissionExpired,
+            SessionEnded,
+            RoomMaintenance,
+            RoomRecovering,
+            LeaseLost,
+            WrongRoom,
+            PowRequired,
+            PowInvalid,
+            PowReused,
+            BadRole,
+            BadOp,
+            ReplayGap,
+            ReplayUnknownType,
+        )
+    },
+    # room_put.lua judges the merged config; to the caller it is a bad body
+    "invalid_config": InvalidBody,
 }
+"""Every code a Lua script fails with (``WR <code> [detail]``) and the error it becomes."""
+
+_SCRIPT_POSITION = re.compile(r" script: .*$")
 
 
 def from_script_error(message: str) -> WaitroomError | None:
-    """The domain error a script answered (``WR <code>``), or None for any other error."""
+    """The domain error a script answered (``WR <code> [detail]``), or None for any other
+    error. A detail, when given, becomes the error's message."""
     if not message.startswith("WR "):
         return None
-    code = message[3:].strip()
-    cls = BY_CODE.get(code)
-    return cls() if cls else WaitroomError(f"unexpected script error {code}")
+    code, _, detail = _SCRIPT_POSITION.sub("", message[3:]).strip().partition(" ")
+    cls = SCRIPT_ERRORS.get(code)
+    if cls is None:
+        return WaitroomError(f"unexpected script error {code}")
+    return cls(detail.strip() or None)

@@ -37,6 +37,8 @@ class Enqueued(EventBase, tag="enqueued"):
     arrival: int
     priority: int
     size: int
+    incarnation: str = ""
+    """The room incarnation the place belongs to (a restored place keeps its token's)."""
     ip_hash: str = ""
     metadata: str = ""
     bind: str = ""
@@ -87,16 +89,6 @@ class RoomDeleted(EventBase, tag="room_deleted"):
 
 
 Event = Enqueued | Admitted | Activated | Completed | Expired | Left | RoomUpdated | RoomDeleted
-EVENT_TYPES = (
-    "enqueued",
-    "admitted",
-    "activated",
-    "completed",
-    "expired",
-    "left",
-    "room_updated",
-    "room_deleted",
-)
 
 _decoder = msgspec.json.Decoder(Event)
 

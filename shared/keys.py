@@ -20,6 +20,22 @@ DRAINING_SET = f"{PREFIX}:rooms:draining"
 ROOM_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 """Room ids appear in NATS subjects and key names: no dots, spaces or wildcards."""
 
+ROOM_KEY_NAMES = (
+    "cfg",
+    "stats",
+    "line",
+    "seen",
+    "people",
+    "admitted",
+    "active",
+    "ips",
+    "ended",
+    "outbox",
+    "pow",
+)
+"""A room's keys in KEYS order; the lease keys (one per role) follow. The Lua side's
+``K_<NAME>`` locals are generated from this (shared/scripts.py)."""
+
 LEASE_ROLES = ("admission", "heartbeat", "relay")
 
 
@@ -80,21 +96,12 @@ class RoomKeys:
 
     @property
     def pow(self) -> str:
+        """Spent proof-of-work challenge ids, scored by when they expire."""
         return self._k("pow")
 
     def all(self) -> list[str]:
-        """The KEYS list every room script receives; the order is fixed (see _lib.lua)."""
+        """The KEYS list every room script receives: ``ROOM_KEY_NAMES``, then the leases."""
         return [
-            self.cfg,
-            self.stats,
-            self.line,
-            self.seen,
-            self.people,
-            self.admitted,
-            self.active,
-            self.ips,
-            self.ended,
-            self.outbox,
+            *(self._k(name) for name in ROOM_KEY_NAMES),
             *(self.lease(role) for role in LEASE_ROLES),
-            self.pow,
         ]

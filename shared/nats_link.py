@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from typing import Any
 
 import nats
 import structlog
@@ -73,13 +72,6 @@ class NatsLink:
         if self._connecting is None or self._connecting.done():
             self._connecting = asyncio.create_task(self._connect_loop(), name="nats-connect")
 
-    async def wait_connected(self, seconds: float) -> bool:
-        self.start()
-        task = self._connecting
-        if task is not None and not task.done():
-            await asyncio.wait({task}, timeout=seconds)
-        return self.connected
-
     async def _connect_loop(self) -> None:
         delay = 0.1
         while not self._closed:
@@ -143,9 +135,3 @@ class NatsLink:
             except Exception as exc:
                 log.warning("nats_drain_failed", error=repr(exc))
                 await self.nc.close()
-
-    def publish_core(self, subject: str, payload: bytes) -> Any:
-        """Fire-and-forget publish on a core subject (live fan-out, not the event log)."""
-        if self.nc is None or not self.connected:
-            return None
-        return self.nc.publish(subject, payload)

@@ -20,11 +20,9 @@ import nats
 import structlog
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from redis.asyncio import Redis
 
-from shared import keys
 from shared.events import SUBJECT_PREFIX
-from shared.scripts import Scripts
+from shared.store import RoomStore
 
 log = structlog.get_logger("recovery")
 
@@ -55,7 +53,7 @@ class RecoverySummary:
 
 
 async def recover(
-    redis: Redis,
+    store: RoomStore,
     nats_url: str,
     *,
     stream: str = "WAITROOM",
@@ -64,7 +62,6 @@ async def recover(
 ) -> RecoverySummary:
     started = time.perf_counter()
     summary = RecoverySummary()
-    scripts = Scripts.register(redis)
     servers = [u.strip() for u in nats_url.split(",") if u.strip()]
     nc = await nats.connect(servers=servers, connect_timeout=5, max_reconnect_attempts=3)
     try:
@@ -90,13 +87,13 @@ async def recover(
             seen_seq = msgs[-1].metadata.sequence.stream
             if seen_seq < last:  # read the next batch while this one is applied
                 fetching = asyncio.ensure_future(sub.fetch(batch, timeout=10))
-            await _apply(redis, scripts, msgs, summary)
+            await _apply(store, msgs, summary)
             if progress is not None:
                 progress(summary.events, total)
         await sub.unsubscribe()
     finally:
         await nc.close()
-    await _finish(redis, summary)
+    await store.end_recovery(sorted(summary.rooms), summary.deleted)
     summary.seconds = time.perf_counter() - started
     log.info(
         "recovered",
@@ -109,7 +106,7 @@ async def recover(
     return summary
 
 
-async def _apply(redis: Redis, scripts: Scripts, msgs: list[Msg], summary: RecoverySummary) -> None:
+async def _apply(store: RoomStore, msgs: list[Msg], summary: RecoverySummary) -> None:
     """One pipeline for a fetched batch, one script call per room: rooms are independent,
     so only the order of each room's own events matters, and that is kept."""
     runs: dict[str, list[bytes]] = {}
@@ -121,26 +118,7 @@ async def _apply(redis: Redis, scripts: Scripts, msgs: list[Msg], summary: Recov
         elif head.type == "room_updated":
             summary.deleted.discard(head.room)
         runs.setdefault(head.room, []).append(msg.data)
-    now_ms = int(time.time() * 1000)
-    async with redis.pipeline(transaction=False) as pipe:
-        for room, events in runs.items():
-            await scripts.replay(
-                keys=keys.RoomKeys(room).all(), args=[room, now_ms, *events], client=pipe
-            )
-        results = await pipe.execute()
-    applied = sum(int(n) for n in results)
+    applied = await store.replay(runs, now_ms=int(time.time() * 1000))
     summary.applied += applied
     summary.skipped += len(msgs) - applied
     summary.events += len(msgs)
-
-
-async def _finish(redis: Redis, summary: RecoverySummary) -> None:
-    """Lift the recovering marks and put the rooms back in the index."""
-    async with redis.pipeline(transaction=False) as pipe:
-        for room in sorted(summary.rooms):
-            pipe.hdel(keys.RoomKeys(room).cfg, "recovering")
-            if room in summary.deleted:
-                pipe.srem(keys.ROOMS_SET, room)
-            else:
-                pipe.sadd(keys.ROOMS_SET, room)
-        await pipe.execute()

@@ -12,11 +12,10 @@ import time
 
 import msgspec
 import structlog
-from redis.asyncio import Redis
 
-from shared import keys
 from shared.events import subject
 from shared.nats_link import NatsLink
+from shared.store import RoomStore
 
 log = structlog.get_logger("relay")
 
@@ -29,9 +28,9 @@ class OutboxRelay:
     WARN_EVERY = 10.0
 
     def __init__(
-        self, redis: Redis, link: NatsLink, *, batch: int = 256, outbox_max: int = 100_000
+        self, store: RoomStore, link: NatsLink, *, batch: int = 256, outbox_max: int = 100_000
     ) -> None:
-        self.redis = redis
+        self.store = store
         self.link = link
         self.batch = batch
         self.outbox_max = outbox_max
@@ -48,14 +47,10 @@ class OutboxRelay:
         if js is None:
             await self._watch_backlog(room)
             return 0
-        outbox = keys.RoomKeys(room).outbox
-        entries: list[tuple[str, dict[str, str]]] = await self.redis.xrange(
-            outbox, "-", "+", count=self.batch
-        )  # type: ignore[assignment]
+        entries = await self.store.outbox_batch(room, self.batch)
         done: list[str] = []
         try:
-            for entry_id, fields in entries:
-                raw = fields["e"]
+            for entry_id, raw in entries:
                 event_type, event_id = _type_and_id(raw)
                 await js.publish(
                     subject(room, event_type),
@@ -76,8 +71,7 @@ class OutboxRelay:
                 retry_in=round(backoff, 2),
             )
             await self._watch_backlog(room)
-        if done:
-            await self.redis.xdel(outbox, *done)
+        await self.store.outbox_delivered(room, done)
         return len(done)
 
     async def drain_all(self, room: str, attempts: int = 1000) -> None:
@@ -87,7 +81,7 @@ class OutboxRelay:
                 return
 
     async def _watch_backlog(self, room: str) -> None:
-        backlog = int(await self.redis.xlen(keys.RoomKeys(room).outbox))
+        backlog = await self.store.outbox_length(room)
         now = time.monotonic()
         if backlog > self.outbox_max and now - self._warned.get(room, 0.0) > self.WARN_EVERY:
             self._warned[room] = now

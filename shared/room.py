@@ -1,4 +1,9 @@
-"""The room model: every operator-set field, its defaults and its validation."""
+"""The room model: every operator-set field, its default and its bounds.
+
+Each field is checked on its own here (msgspec bounds, URL shapes); rules across fields
+(a new room needs a target_url, heartbeat_timeout > heartbeat_interval, max_party_size <=
+max_active) are checked by room_put.lua on the merged config, in the step that writes it.
+"""
 
 from __future__ import annotations
 
@@ -55,21 +60,6 @@ class RoomConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     brand_color: Color = "#1f5f99"
     logo_url: MaybeUrl = ""
 
-    def __post_init__(self) -> None:
-        if not _absolute_http(self.target_url):
-            raise msgspec.ValidationError(
-                "target_url must be an absolute http(s) URL without a fragment or control "
-                "characters"
-            )
-        if self.logo_url and not _absolute_http(self.logo_url):
-            raise msgspec.ValidationError("logo_url must be an absolute http(s) URL or empty")
-        if self.heartbeat_timeout <= self.heartbeat_interval:
-            raise msgspec.ValidationError(
-                "heartbeat_timeout must be longer than heartbeat_interval"
-            )
-        if self.max_party_size > self.max_active:
-            raise msgspec.ValidationError("max_party_size must be at most max_active")
-
 
 def _absolute_http(url: str) -> bool:
     """An absolute http(s) URL that can go into a Location header as it is: no control
@@ -102,6 +92,15 @@ class RoomUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     brand_color: Color | msgspec.UnsetType = msgspec.UNSET
     logo_url: MaybeUrl | msgspec.UnsetType = msgspec.UNSET
 
+    def __post_init__(self) -> None:
+        if isinstance(self.target_url, str) and not _absolute_http(self.target_url):
+            raise msgspec.ValidationError(
+                "target_url must be an absolute http(s) URL without a fragment or control "
+                "characters"
+            )
+        if isinstance(self.logo_url, str) and self.logo_url and not _absolute_http(self.logo_url):
+            raise msgspec.ValidationError("logo_url must be an absolute http(s) URL or empty")
+
     def given(self) -> dict[str, Any]:
         return {
             f: getattr(self, f)
@@ -112,29 +111,25 @@ class RoomUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 CONFIG_FIELDS = RoomConfig.__struct_fields__
 
+FIELD_DEFAULTS: dict[str, Any] = {
+    field.name: None if field.required else field.default
+    for field in msgspec.structs.fields(RoomConfig)
+}
+"""Every config field and its default, None for a field a new room must be given (what
+room_put.lua merges an update onto)."""
 
-def merge(current: RoomConfig | None, update: RoomUpdate) -> RoomConfig:
-    """The config after applying ``update``; a new room needs at least ``target_url``.
 
-    ``max_party_size`` follows ``max_active`` down when only the capacity is given (a room
-    made small, or shrunk in a hurry, keeps working); given both, they must agree."""
-    fields = msgspec.structs.asdict(current) if current is not None else {}
-    given = update.given()
-    fields.update(given)
-    if "max_party_size" not in given:
-        party = fields.get("max_party_size", DEFAULT_PARTY_SIZE)
-        fields["max_party_size"] = min(party, fields.get("max_active", DEFAULT_MAX_ACTIVE))
+def checked_update(update: RoomUpdate) -> dict[str, Any]:
+    """The fields an update gives, each within its bounds (an update built in Python has
+    not been through msgspec's checks yet)."""
     try:
-        return msgspec.convert(fields, RoomConfig)
+        return msgspec.convert(msgspec.to_builtins(update), RoomUpdate).given()
     except msgspec.ValidationError as exc:
         raise InvalidBody(str(exc)) from None
 
 
 def from_stored(flat: dict[str, str]) -> RoomConfig:
-    """The config as stored in the room's ``cfg`` hash (every value a string)."""
+    """The config as stored in the room's ``cfg`` hash (every value a string). Only the
+    bounds of each field apply: rules across fields are checked when a config is written."""
     values = {name: flat[name] for name in CONFIG_FIELDS if name in flat}
     return msgspec.convert(values, RoomConfig, strict=False)
-
-
-def to_stored(config: RoomConfig) -> dict[str, Any]:
-    return msgspec.structs.asdict(config)

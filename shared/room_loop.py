@@ -22,7 +22,6 @@ from collections.abc import Awaitable, Callable
 import structlog
 from redis.exceptions import RedisError
 
-from shared import keys
 from shared.errors import LeaseLost, RoomNotFound, RoomRecovering, StoreUnavailable
 from shared.store import RoomStore
 
@@ -56,7 +55,7 @@ class RoomLoop:
         self.finish = finish
         self.held: dict[str, int] = {}
         self.draining: set[str] = set()
-        self.ticks = 0
+        self.replicas = store.replicas(role)
         self._rooms: list[str] = []
         self._rooms_at = 0.0
 
@@ -72,18 +71,8 @@ class RoomLoop:
 
     async def _live_replicas(self) -> int:
         """Mark this replica alive and count the live ones of its role."""
-        redis = self.store.redis
-        key = keys.replicas_key(self.role)
         now_ms = int(time.time() * 1000)
-        async with redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(key, {self.holder: now_ms + self.lease_ms})
-            pipe.zremrangebyscore(key, "-inf", now_ms)
-            pipe.zcard(key)
-            res = await pipe.execute()
-        return max(1, int(res[2]))
-
-    async def _leave_replicas(self) -> None:
-        await self.store.redis.zrem(keys.replicas_key(self.role), self.holder)
+        return await self.replicas.mark_alive(self.holder, now_ms, now_ms + self.lease_ms)
 
     async def run_tick(self) -> None:
         rooms = await self._room_list()
@@ -112,7 +101,6 @@ class RoomLoop:
             else:  # more came free at once than our share: leave them to the others
                 await self.store.lease_release(room, self.role, self.holder, fence)
         await asyncio.gather(*(self._work_one(room, fence) for room, fence in self.held.items()))
-        self.ticks += 1
 
     async def _work_one(self, room: str, fence: int) -> None:
         try:
@@ -160,7 +148,7 @@ class RoomLoop:
                 log.warning("lease_release_failed", room=room, error=repr(exc))
         self.held.clear()
         try:
-            await self._leave_replicas()
+            await self.replicas.leave(self.holder)
         except Exception as exc:
             log.warning("replica_leave_failed", error=repr(exc))
         log.info("leases_released", role=self.role)

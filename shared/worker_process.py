@@ -12,9 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
-from redis.asyncio import Redis
 
-from shared import keys
 from shared.logs import configure
 from shared.nats_link import NatsLink
 from shared.redis_conn import connect
@@ -31,7 +29,6 @@ GRACE_SECONDS = 10.0
 @dataclass
 class WorkerContext:
     settings: Settings
-    redis: Redis
     store: RoomStore
     nats: NatsLink
 
@@ -42,24 +39,20 @@ async def worker_context(settings: Settings, name: str) -> AsyncIterator[WorkerC
     link = NatsLink.from_settings(settings, name)
     link.start()
     try:
-        yield WorkerContext(settings, redis, RoomStore(redis), link)
+        yield WorkerContext(settings, RoomStore(redis), link)
     finally:
         await link.close()
         await redis.aclose()
 
 
 def relay_loop(ctx: WorkerContext, holder: str) -> RoomLoop:
-    relay = OutboxRelay(ctx.redis, ctx.nats, outbox_max=ctx.settings.outbox_max)
+    relay = OutboxRelay(ctx.store, ctx.nats, outbox_max=ctx.settings.outbox_max)
 
     async def work(room: str, fence: int) -> None:
         delivered = await relay.drain(room)
         # a deleted room whose outbox is empty now has nothing left to deliver
-        if (
-            delivered == 0
-            and room in loop.draining
-            and await ctx.redis.xlen(keys.RoomKeys(room).outbox) == 0
-        ):
-            await ctx.redis.srem(keys.DRAINING_SET, room)
+        if delivered == 0 and room in loop.draining:
+            await ctx.store.finish_draining(room)
 
     loop = RoomLoop(
         ctx.store,
@@ -86,15 +79,11 @@ async def run_loops(loops: list[RoomLoop], stop: asyncio.Event) -> None:
             log.error("loop_failed", error=repr(task.exception()))
 
 
-def install_signal_handlers(
-    stop: asyncio.Event, on_signal: Callable[[], None] | None = None
-) -> None:
+def install_signal_handlers(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
 
     def handle(sig: signal.Signals) -> None:
         log.info("signal_received", signal=sig.name)
-        if on_signal is not None:
-            on_signal()
         stop.set()
 
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -1,5 +1,6 @@
 """Fixtures: real valkey-server and nats-server on free loopback ports (one pair for the
-whole run), the real gateway app served over HTTP, and an httpx client for it.
+whole run), the real gateway app served over HTTP, and an httpx client for it. Helpers
+the tests share live in ``tests/helpers``, never here.
 
 Set WAITROOM_TEST_REDIS_URL / WAITROOM_TEST_NATS_URL to run against servers of your own
 (a DragonFly, say); tests that kill servers are skipped then.
@@ -9,8 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +21,16 @@ from redis.asyncio import Redis
 from shared.redis_conn import connect
 from shared.settings import RateLimits, Settings
 from shared.store import RoomStore
-from tests.servers import GatewayServer, NatsProc, ValkeyProc
+from tests.helpers.api import ADMIN_KEY, RoomFactory, create_room, fresh_room_id
+from tests.helpers.servers import GatewayServer, NatsProc, Servers, ValkeyProc
 from waitroom.processes import free_port
 
-ADMIN_KEY = "test-admin-key-" + "x" * 16
 
-
-@dataclass
-class Servers:
-    redis_url: str
-    nats_url: str
-    valkey: ValkeyProc | None
-    nats: NatsProc | None
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/unit is the fast layer: no servers."""
+    for item in items:
+        if "/tests/unit/" in str(item.path):
+            item.add_marker(pytest.mark.unit)
 
 
 @pytest.fixture(scope="session")
@@ -103,29 +101,13 @@ async def client(gateway: GatewayServer) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
-ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
-
-RoomFactory = Callable[..., Awaitable[str]]
-
-
-async def create_room(client: httpx.AsyncClient, room: str, **config: Any) -> None:
-    """Create a room through the admin API (no per-address limit unless given)."""
-    body = {"target_url": "http://127.0.0.1:9/target", "max_positions_per_ip": 0, **config}
-    r = await client.put(f"/v1/admin/rooms/{room}", json=body, headers=ADMIN)
-    assert r.status_code == 201, r.text
-
-
 @pytest.fixture
 def make_room(client: httpx.AsyncClient) -> RoomFactory:
     """Create a room with a fresh id through the admin API; returns its id."""
 
     async def make(**config: Any) -> str:
-        room = "t-" + secrets.token_hex(5)
+        room = fresh_room_id()
         await create_room(client, room, **config)
         return room
 
     return make
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}

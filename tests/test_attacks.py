@@ -22,9 +22,10 @@ from gateway.operators import admin_keys
 from gateway.proof_of_work import leading_zero_bits, solution_hash, solve
 from shared import keys
 from shared.settings import RateLimits, Settings
-from tests.conftest import ADMIN, RoomFactory, bearer, create_room
-from tests.servers import GatewayServer, in_process_workers, wait_until
-from tests.test_live import SseClient
+from tests.helpers.api import ADMIN, RoomFactory, assert_error, bearer, create_room
+from tests.helpers.servers import GatewayServer, in_process_workers
+from tests.helpers.sse import SseClient
+from tests.helpers.wait import wait_until
 
 
 async def admitted(client: httpx.AsyncClient, settings: Settings, room: str) -> dict[str, str]:
@@ -57,8 +58,7 @@ async def test_after_go_the_queue_token_opens_nothing(
     beat = (await client.post(f"/v1/rooms/{room}/heartbeat", headers=auth)).json()
     assert "access_token" not in beat
     again = await client.get(f"/rooms/{room}/go", params={"token": me["token"]})
-    assert again.status_code == 409
-    assert again.json()["error"]["code"] == "already_claimed"
+    assert_error(again, 409, "already_claimed")
     assert "location" not in again.headers
     # nor does an event stream hand it out
     sse = SseClient(f"{client.base_url}/v1/rooms/{room}/events", me["token"])
@@ -162,8 +162,7 @@ async def test_one_ipv6_64_holds_one_place(behind_proxy: httpx.AsyncClient) -> N
     assert first.status_code == 201
     for ip in ("2001:db8:5:6::2", "2001:db8:5:6:ffff:1:2:3", "2001:db8:5:6::1"):
         r = await c.post(f"/v1/rooms/{room}/enqueue", headers=at(ip))
-        assert r.status_code == 409, (ip, r.text)
-        assert r.json()["error"]["code"] == "too_many_positions"
+        assert_error(r, 409, "too_many_positions")
     other = await c.post(f"/v1/rooms/{room}/enqueue", headers=at("2001:db8:5:7::1"))
     assert other.status_code == 201
 
@@ -176,8 +175,7 @@ async def test_made_up_forwarded_chains_do_not_make_new_clients(
     await create_room(c, room, max_positions_per_ip=1)
     for junk in ("junk", "198.51.100.9, <script>", "unknown"):
         r = await c.post(f"/v1/rooms/{room}/enqueue", headers={"X-Forwarded-For": junk})
-        assert r.status_code == 400, (junk, r.text)
-        assert r.json()["error"]["code"] == "invalid_forwarded_for"
+        assert_error(r, 400, "invalid_forwarded_for")
     # everything trusted: the entry our own proxy wrote counts, not the client's own
     first = await c.post(
         f"/v1/rooms/{room}/enqueue", headers={"X-Forwarded-For": "127.0.0.7, 127.0.0.9"}
@@ -211,8 +209,7 @@ async def test_a_left_place_stays_left_however_long_it_heartbeats(settings: Sett
                 assert body["state"] == "left", body  # never back in the line
                 assert "token" not in body or body["token"] == me["token"]  # never re-signed
                 await asyncio.sleep(1)
-        assert r.status_code == 401
-        assert r.json()["error"]["code"] == "token_expired"
+        assert_error(r, 401, "token_expired")
         figures = (await c.get(f"/v1/admin/rooms/{room}", headers=ADMIN)).json()["figures"]
         assert figures["waiting"] == 0
 
@@ -229,8 +226,7 @@ async def test_a_token_of_a_room_deleted_and_made_again_is_refused(
     assert newcomer["position"] == 1
     for method, path in (("GET", "status"), ("POST", "heartbeat"), ("GET", "events")):
         r = await client.request(method, f"/v1/rooms/{room}/{path}", headers=bearer(old["token"]))
-        assert r.status_code == 403, (path, r.text)
-        assert r.json()["error"]["code"] == "wrong_room"
+        assert_error(r, 403, "wrong_room")
     r = await client.post(f"/v1/rooms/{room}/enqueue", headers=bearer(old["token"]))
     assert r.status_code == 201  # a new place at the end, not the old one at the front
     assert r.json()["position"] == 2
@@ -249,8 +245,7 @@ async def test_a_place_put_back_from_its_token_counts_against_its_address(
     second = await c.post(f"/v1/rooms/{room}/enqueue", headers=home)
     assert second.status_code == 201  # the address holds no place now
     r = await c.get(f"/v1/rooms/{room}/status", headers={**home, **bearer(first["token"])})
-    assert r.status_code == 409, r.text  # putting the first back would make two
-    assert r.json()["error"]["code"] == "too_many_positions"
+    assert_error(r, 409, "too_many_positions")
     elsewhere = {"X-Forwarded-For": "203.0.113.20"}
     r = await c.get(f"/v1/rooms/{room}/status", headers={**elsewhere, **bearer(first["token"])})
     assert r.status_code == 200
@@ -279,8 +274,7 @@ async def test_a_party_larger_than_max_party_size_is_refused(
     room = await make_room(max_active=20, max_party_size=4, status="paused")
     assert (await client.post(f"/v1/rooms/{room}/enqueue", json={"size": 4})).status_code == 201
     r = await client.post(f"/v1/rooms/{room}/enqueue", json={"size": 5})
-    assert r.status_code == 400
-    assert r.json()["error"]["code"] == "party_too_large"
+    assert_error(r, 400, "party_too_large")
     # the operator cannot allow more than the room holds
     r = await client.put(f"/v1/admin/rooms/{room}", json={"max_party_size": 21}, headers=ADMIN)
     assert r.status_code == 400
@@ -342,8 +336,7 @@ async def test_a_room_that_asks_for_work_takes_only_fresh_right_solutions(
         return dict(r.json())
 
     r = await client.post(url)
-    assert r.status_code == 400
-    assert r.json()["error"]["code"] == "pow_required"
+    assert_error(r, 400, "pow_required")
     c = await challenge()
     assert c["difficulty"] == 8
     wrong = next(
@@ -352,23 +345,20 @@ async def test_a_room_that_asks_for_work_takes_only_fresh_right_solutions(
         if leading_zero_bits(solution_hash(c["challenge"], str(n))) < 8
     )
     r = await client.post(url, json={"pow": {"challenge": c["challenge"], "nonce": wrong}})
-    assert r.status_code == 400
-    assert r.json()["error"]["code"] == "pow_invalid"
+    assert_error(r, 400, "pow_invalid")
     nonce = solve(c["challenge"], 8)
     solution = {"pow": {"challenge": c["challenge"], "nonce": nonce}}
     r = await client.post(url, json=solution)
     assert r.status_code == 201, r.text
     r = await client.post(url, json=solution)  # the same solution again
-    assert r.status_code == 409
-    assert r.json()["error"]["code"] == "pow_reused"
+    assert_error(r, 409, "pow_reused")
     # made harder live: a challenge solved at the old difficulty no longer does
     easy = await challenge()
     await client.put(f"/v1/admin/rooms/{room}", json={"pow_difficulty": 12}, headers=ADMIN)
     r = await client.post(
         url, json={"pow": {"challenge": easy["challenge"], "nonce": solve(easy["challenge"], 8)}}
     )
-    assert r.status_code == 400
-    assert r.json()["error"]["code"] == "pow_invalid"
+    assert_error(r, 400, "pow_invalid")
     hard = await challenge()
     assert hard["difficulty"] == 12
     r = await client.post(

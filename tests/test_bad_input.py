@@ -15,8 +15,17 @@ from redis.asyncio import Redis
 
 from shared import keys
 from shared.settings import RateLimits, Settings
-from tests.conftest import ADMIN, ADMIN_KEY, RoomFactory, bearer
-from tests.servers import GatewayServer, wait_until
+from tests.helpers.api import (
+    ADMIN,
+    ADMIN_KEY,
+    RoomFactory,
+    assert_error,
+    assert_retry_after,
+    bearer,
+    fresh_room_id,
+)
+from tests.helpers.servers import GatewayServer
+from tests.helpers.wait import wait_until
 
 JSON = {"Content-Type": "application/json"}
 
@@ -24,27 +33,6 @@ JSON = {"Content-Type": "application/json"}
 def dumps(body: Any) -> bytes:
     """A JSON body as sent (``json=None`` in httpx would send no body at all)."""
     return json.dumps(body).encode()
-
-
-def assert_error(r: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    """The response is the documented JSON error with this status and code."""
-    assert r.status_code == status, (r.status_code, r.text)
-    assert r.headers["content-type"].startswith("application/json"), r.headers
-    body = r.json()
-    assert set(body) == {"error"}, body
-    error: dict[str, Any] = body["error"]
-    assert error["code"] == code, body
-    assert isinstance(error["message"], str)
-    assert error["message"]
-    return error
-
-
-def assert_retry_after(r: httpx.Response) -> int:
-    """A positive Retry-After header that agrees with the body's ``retry_after``."""
-    retry = int(r.headers["Retry-After"])
-    assert retry >= 1
-    assert r.json()["error"]["retry_after"] == retry
-    return retry
 
 
 async def room_state(client: httpx.AsyncClient, redis: Redis, room: str) -> dict[str, Any]:
@@ -87,10 +75,6 @@ async def join(client: httpx.AsyncClient, room: str, **body: Any) -> dict[str, A
     assert r.status_code == 201, r.text
     joined: dict[str, Any] = r.json()
     return joined
-
-
-def fresh_room_id() -> str:
-    return "t-" + secrets.token_hex(5)
 
 
 # --- enqueue ---------------------------------------------------------------------------

@@ -18,8 +18,9 @@ import uvicorn
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 from shared.settings import Settings
-from tests.conftest import ADMIN, bearer, create_room
-from tests.servers import GatewayServer, in_process_workers, wait_until
+from tests.helpers.api import ADMIN, bearer, create_room
+from tests.helpers.servers import GatewayServer, in_process_workers
+from tests.helpers.wait import wait_until
 from waitroom.demo_site import create_demo_app
 from waitroom.processes import free_port
 

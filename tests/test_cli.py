@@ -9,7 +9,7 @@ from pathlib import Path
 
 from shared.settings import Settings
 from shared.tokens import KeyRing
-from tests.servers import ROOT, ModuleProc, settings_env
+from tests.helpers.servers import ROOT, ModuleProc, settings_env
 
 
 def waitroom(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -11,14 +11,9 @@ from redis.asyncio import Redis
 
 from shared.events import Enqueued, Expired, RoomUpdated, event_type
 from shared.settings import Settings
-from tests.conftest import RoomFactory, bearer
-from tests.servers import in_process_workers, room_events, wait_until
-
-
-async def _state(client: httpx.AsyncClient, room: str, token: str) -> dict[str, Any]:
-    r = await client.get(f"/v1/rooms/{room}/status", headers=bearer(token))
-    body: dict[str, Any] = r.json()
-    return body
+from tests.helpers.api import RoomFactory, bearer, place
+from tests.helpers.servers import in_process_workers, room_events
+from tests.helpers.wait import wait_until
 
 
 async def test_stream_holds_exactly_the_state_changes_in_order(
@@ -30,7 +25,7 @@ async def test_stream_holds_exactly_the_state_changes_in_order(
         await client.post(f"/v1/rooms/{room}/heartbeat", headers=bearer(person["token"]))
 
     async def is_(person: dict[str, Any], state: str) -> bool:
-        return bool((await _state(client, room, person["token"]))["state"] == state)
+        return bool((await place(client, room, person["token"]))["state"] == state)
 
     async with in_process_workers(settings):
         await client.put(
@@ -39,7 +34,7 @@ async def test_stream_holds_exactly_the_state_changes_in_order(
             headers={"Authorization": f"Bearer {settings.admin_key}"},
         )
         await wait_until(lambda: is_(a, "admitted"))
-        go = (await _state(client, room, a["token"]))["redirect_url"]
+        go = (await place(client, room, a["token"]))["redirect_url"]
         went = await client.get(go)
         assert went.status_code == 303
         r = await client.post(f"/v1/rooms/{room}/leave", headers=bearer(c["token"]))

@@ -3,30 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import httpx
 
 from shared.settings import Settings
-from tests.conftest import ADMIN, RoomFactory, bearer
-from tests.servers import in_process_workers, wait_until
-
-
-async def _status(client: httpx.AsyncClient, room: str, token: str) -> dict[str, Any]:
-    r = await client.get(f"/v1/rooms/{room}/status", headers=bearer(token))
-    assert r.status_code == 200, r.text
-    body: dict[str, Any] = r.json()
-    return body
-
-
-async def _figures(client: httpx.AsyncClient, room: str) -> dict[str, Any]:
-    r = await client.get(f"/v1/admin/rooms/{room}", headers=ADMIN)
-    figures: dict[str, Any] = r.json()["figures"]
-    return figures
-
-
-async def _state_is(client: httpx.AsyncClient, room: str, token: str, state: str) -> bool:
-    return bool((await _status(client, room, token))["state"] == state)
+from tests.helpers.api import RoomFactory, bearer, figures, in_state, place
+from tests.helpers.servers import in_process_workers
+from tests.helpers.wait import wait_until
 
 
 async def test_silent_waiters_expire_heartbeating_ones_stay(
@@ -40,16 +23,16 @@ async def test_silent_waiters_expire_heartbeating_ones_stay(
             r = await client.post(f"/v1/rooms/{room}/heartbeat", headers=bearer(talker["token"]))
             assert r.status_code == 200
             await asyncio.sleep(0.5)
-    gone = await _status(client, room, silent["token"])
+    gone = await place(client, room, silent["token"])
     assert gone["state"] == "expired"
     assert gone["reason"] == "heartbeat_timeout"
-    kept = await _status(client, room, talker["token"])
+    kept = await place(client, room, talker["token"])
     assert kept["state"] == "waiting"
     assert kept["position"] == 1
     assert kept["total"] == 1
-    figures = await _figures(client, room)
-    assert figures["expired_total"] == 1
-    assert figures["waiting"] == 1
+    seen = await figures(client, room)
+    assert seen["expired_total"] == 1
+    assert seen["waiting"] == 1
 
 
 async def test_unclaimed_admission_expires_and_its_units_are_reused(
@@ -59,14 +42,14 @@ async def test_unclaimed_admission_expires_and_its_units_are_reused(
     first = (await client.post(f"/v1/rooms/{room}/enqueue", json={"size": 2})).json()
     second = (await client.post(f"/v1/rooms/{room}/enqueue", json={"size": 2})).json()
     async with in_process_workers(settings):
-        await wait_until(lambda: _state_is(client, room, first["token"], "admitted"))
-        assert (await _status(client, room, second["token"]))["state"] == "waiting"
-        assert (await _figures(client, room))["used_units"] == 2
-        await wait_until(lambda: _state_is(client, room, second["token"], "admitted"), seconds=6)
-    lapsed = await _status(client, room, first["token"])
+        await wait_until(lambda: in_state(client, room, first["token"], "admitted"))
+        assert (await place(client, room, second["token"]))["state"] == "waiting"
+        assert (await figures(client, room))["used_units"] == 2
+        await wait_until(lambda: in_state(client, room, second["token"], "admitted"), seconds=6)
+    lapsed = await place(client, room, first["token"])
     assert lapsed["state"] == "expired"
     assert lapsed["reason"] == "claim_timeout"
-    assert (await _figures(client, room))["used_units"] <= 2
+    assert (await figures(client, room))["used_units"] <= 2
 
 
 async def test_complete_frees_units_at_once(
@@ -75,15 +58,15 @@ async def test_complete_frees_units_at_once(
     room = await make_room(max_active=3, release_rate=50)
     person = (await client.post(f"/v1/rooms/{room}/enqueue", json={"size": 3})).json()
     async with in_process_workers(settings):
-        await wait_until(lambda: _state_is(client, room, person["token"], "admitted"))
-    access = (await _status(client, room, person["token"]))["access_token"]
-    assert (await _figures(client, room))["used_units"] == 3
+        await wait_until(lambda: in_state(client, room, person["token"], "admitted"))
+    access = (await place(client, room, person["token"]))["access_token"]
+    assert (await figures(client, room))["used_units"] == 3
     r = await client.post("/v1/session/complete", headers=bearer(access))
     assert r.status_code == 200, r.text
     assert r.json()["state"] == "completed"
     # no worker runs now: the units came back in the same call
-    assert (await _figures(client, room))["used_units"] == 0
-    assert (await _status(client, room, person["token"]))["state"] == "completed"
+    assert (await figures(client, room))["used_units"] == 0
+    assert (await place(client, room, person["token"]))["state"] == "completed"
 
 
 async def test_session_past_its_ttl_ends(
@@ -92,16 +75,16 @@ async def test_session_past_its_ttl_ends(
     room = await make_room(max_active=1, release_rate=50, session_ttl=1)
     person = (await client.post(f"/v1/rooms/{room}/enqueue")).json()
     async with in_process_workers(settings):
-        await wait_until(lambda: _state_is(client, room, person["token"], "admitted"))
-        status = await _status(client, room, person["token"])
+        await wait_until(lambda: in_state(client, room, person["token"], "admitted"))
+        status = await place(client, room, person["token"])
         claim = await client.get(status["redirect_url"], follow_redirects=False)
         assert claim.status_code == 303
         assert claim.headers["location"].startswith("http://127.0.0.1:9/target?waitroom_token=")
-        assert (await _status(client, room, person["token"]))["state"] == "active"
-        await wait_until(lambda: _state_is(client, room, person["token"], "expired"), seconds=5)
-    ended = await _status(client, room, person["token"])
+        assert (await place(client, room, person["token"]))["state"] == "active"
+        await wait_until(lambda: in_state(client, room, person["token"], "expired"), seconds=5)
+    ended = await place(client, room, person["token"])
     assert ended["reason"] == "session_timeout"
-    assert (await _figures(client, room))["used_units"] == 0
+    assert (await figures(client, room))["used_units"] == 0
     again = await client.get(status["redirect_url"], follow_redirects=False)
     assert again.status_code == 409
     assert again.json()["error"]["code"] == "session_ended"
@@ -113,12 +96,12 @@ async def test_session_heartbeat_keeps_a_visit_alive(
     room = await make_room(max_active=1, release_rate=50, session_ttl=2)
     person = (await client.post(f"/v1/rooms/{room}/enqueue")).json()
     async with in_process_workers(settings):
-        await wait_until(lambda: _state_is(client, room, person["token"], "admitted"))
-        access = (await _status(client, room, person["token"]))["access_token"]
+        await wait_until(lambda: in_state(client, room, person["token"], "admitted"))
+        access = (await place(client, room, person["token"]))["access_token"]
         for _ in range(8):  # 4 s: twice the session ttl
             r = await client.post("/v1/session/heartbeat", headers=bearer(access))
             assert r.status_code == 200, r.text
             assert r.json()["state"] == "active"
             access = r.json()["access_token"]
             await asyncio.sleep(0.5)
-        assert (await _status(client, room, person["token"]))["state"] == "active"
+        assert (await place(client, room, person["token"]))["state"] == "active"

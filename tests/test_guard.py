@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from shared.settings import Settings
 from shared.tokens import KeyRing, TokenService, access_audience
-from tests.servers import AppServer, GatewayServer
+from tests.helpers.servers import AppServer, GatewayServer
 from waitroom.processes import free_port
 from waitroom_site import WaitroomGuard
 

@@ -6,7 +6,7 @@ import asyncio
 
 import httpx
 
-from tests.conftest import ADMIN, RoomFactory, bearer
+from tests.helpers.api import ADMIN, RoomFactory, bearer
 
 
 async def test_500_concurrent_enqueues_get_places_1_to_500(

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,44 +11,16 @@ from redis.asyncio import Redis
 
 from shared.events import Admitted
 from shared.settings import Settings
-from tests.conftest import ADMIN, bearer
-from tests.servers import (
+from tests.helpers.api import ADMIN, bearer
+from tests.helpers.servers import (
     GatewayServer,
     ModuleProc,
     in_process_workers,
     room_events,
     settings_env,
-    wait_until,
 )
-
-
-@dataclass
-class SseClient:
-    """An EventSource-like reader: every event with the time it arrived."""
-
-    url: str
-    token: str
-    events: list[tuple[float, str, dict[str, Any]]] = field(default_factory=list)
-    last_id: str = ""
-
-    async def run(self, client: httpx.AsyncClient) -> None:
-        async with client.stream("GET", self.url, params={"token": self.token}) as r:
-            assert r.status_code == 200
-            assert r.headers["content-type"].startswith("text/event-stream")
-            event, data = "message", ""
-            async for line in r.aiter_lines():
-                if line.startswith("event: "):
-                    event = line[7:]
-                elif line.startswith("data: "):
-                    data += line[6:]
-                elif line.startswith("id: "):
-                    self.last_id = line[4:]
-                elif line == "" and data:
-                    self.events.append((time.time(), event, json.loads(data)))
-                    event, data = "message", ""
-
-    def first(self, name: str) -> tuple[float, dict[str, Any]] | None:
-        return next(((t, d) for t, e, d in self.events if e == name), None)
+from tests.helpers.sse import SseClient
+from tests.helpers.wait import wait_until
 
 
 async def test_sse_opens_with_the_current_state_and_follows_the_line(

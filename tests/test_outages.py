@@ -7,7 +7,6 @@ import asyncio
 import signal
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -16,9 +15,17 @@ from redis.asyncio import Redis
 from shared import keys
 from shared.events import Admitted, Completed, Enqueued
 from shared.settings import Settings
-from tests.conftest import ADMIN, Servers, create_room
-from tests.load import Load
-from tests.servers import GatewayServer, ModuleProc, NatsProc, room_events, settings_env, wait_until
+from tests.helpers.api import ADMIN, create_room, figures
+from tests.helpers.load import Load
+from tests.helpers.servers import (
+    GatewayServer,
+    ModuleProc,
+    NatsProc,
+    Servers,
+    room_events,
+    settings_env,
+)
+from tests.helpers.wait import wait_until
 from waitroom.processes import free_port, wait_for_port
 
 pytestmark = pytest.mark.slow
@@ -34,13 +41,6 @@ def own_nats(servers: Servers, tmp_path: Path) -> Iterator[NatsProc]:
     proc.start()
     yield proc
     proc.stop()
-
-
-async def _figures(client: httpx.AsyncClient, room: str) -> dict[str, Any]:
-    figures: dict[str, Any] = (await client.get(f"/v1/admin/rooms/{room}", headers=ADMIN)).json()[
-        "figures"
-    ]
-    return figures
 
 
 async def test_nats_down_for_a_while_loses_and_doubles_nothing(
@@ -64,9 +64,9 @@ async def test_nats_down_for_a_while_loses_and_doubles_nothing(
         try:
             await asyncio.sleep(1.5)
             own_nats.kill()  # kill -9 mid-load
-            at_loss = await _figures(c, room)
+            at_loss = await figures(c, room)
             await asyncio.sleep(4)
-            during = await _figures(c, room)
+            during = await figures(c, room)
             assert during["enqueued_total"] > at_loss["enqueued_total"]  # joining goes on
             assert during["admitted_total"] > at_loss["admitted_total"]  # admission goes on
             assert during["outbox"] > 5  # events wait, past the bound
@@ -79,7 +79,7 @@ async def test_nats_down_for_a_while_loses_and_doubles_nothing(
             own_nats.start()  # back, on the same store folder
 
             async def delivered() -> bool:
-                return bool((await _figures(c, room))["outbox"] == 0)
+                return bool((await figures(c, room))["outbox"] == 0)
 
             await wait_until(delivered, seconds=30)
         finally:
@@ -88,7 +88,7 @@ async def test_nats_down_for_a_while_loses_and_doubles_nothing(
         assert not load.errors
         await c.put(f"/v1/admin/rooms/{room}", headers=ADMIN, json={"status": "paused"})
         await wait_until(delivered, seconds=30)
-        final = await _figures(c, room)
+        final = await figures(c, room)
         assert (await c.get("/readyz")).status_code == 200
     for w in workers:
         w.stop()

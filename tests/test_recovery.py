@@ -10,24 +10,24 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from shared.events import Admitted
 from shared.settings import Settings
-from tests.conftest import ADMIN, Servers, bearer, create_room
-from tests.load import Load
-from tests.servers import (
+from tests.helpers.api import ADMIN, bearer, create_room, figures, place
+from tests.helpers.load import Load
+from tests.helpers.servers import (
     ROOT,
     GatewayServer,
     ModuleProc,
+    Servers,
     ValkeyProc,
     room_events,
     settings_env,
-    wait_until,
 )
+from tests.helpers.wait import wait_until
 from waitroom.processes import free_port, wait_for_port
 
 pytestmark = pytest.mark.slow
@@ -47,13 +47,6 @@ async def own_store(
     proc.stop()
 
 
-async def _status(client: httpx.AsyncClient, room: str, token: str) -> dict[str, Any]:
-    r = await client.get(f"/v1/rooms/{room}/status", headers=bearer(token))
-    body: dict[str, Any] = r.json()
-    keep = ("state", "position", "ahead", "total", "reason")
-    return {k: body.get(k) for k in keep} | {"http": r.status_code}
-
-
 async def _digests(client: httpx.AsyncClient, rooms: list[str]) -> dict[str, str]:
     out = {}
     for room in rooms:
@@ -63,15 +56,8 @@ async def _digests(client: httpx.AsyncClient, rooms: list[str]) -> dict[str, str
     return out
 
 
-async def _figures(client: httpx.AsyncClient, room: str) -> dict[str, Any]:
-    figures: dict[str, Any] = (await client.get(f"/v1/admin/rooms/{room}", headers=ADMIN)).json()[
-        "figures"
-    ]
-    return figures
-
-
 async def _admitted_total(client: httpx.AsyncClient, rooms: list[str]) -> int:
-    return sum([int((await _figures(client, room))["admitted_total"]) for room in rooms])
+    return sum([int((await figures(client, room))["admitted_total"]) for room in rooms])
 
 
 def _recover(settings: Settings) -> str:
@@ -117,12 +103,12 @@ async def test_store_killed_under_load_comes_back_identical_from_the_stream(
                 await c.put(f"/v1/admin/rooms/{room}", headers=ADMIN, json={"status": "paused"})
 
             async def drained() -> bool:
-                outboxes = [(await _figures(c, room))["outbox"] for room in rooms]
+                outboxes = [(await figures(c, room))["outbox"] for room in rooms]
                 return all(n == 0 for n in outboxes)
 
             await wait_until(drained, seconds=20)
             before = await _digests(c, rooms)
-            statuses = [await _status(c, room, p["token"]) for room, p in load.people]
+            statuses = [await place(c, room, p["token"]) for room, p in load.people]
             states = {s["state"] for s in statuses}
             assert {"waiting", "admitted"} <= states  # the load really moved people
             admitted_before = await _admitted_total(c, rooms)
@@ -156,7 +142,7 @@ async def test_store_killed_under_load_comes_back_identical_from_the_stream(
             out = _recover(settings)
             assert "replayed" in out
             assert await _digests(c, rooms) == before
-            after = [await _status(c, room, p["token"]) for room, p in load.people]
+            after = [await place(c, room, p["token"]) for room, p in load.people]
             assert after == statuses
 
             out = _recover(settings)  # again: nothing changes
@@ -205,15 +191,15 @@ async def test_a_token_alone_puts_a_lost_place_back_at_its_arrival(
         assert (await c.put(f"/v1/admin/rooms/{room}", headers=ADMIN, json=cfg)).status_code == 201
         newcomer = (await c.post(f"/v1/rooms/{room}/enqueue")).json()
         assert newcomer["position"] == 1
-        back_c = await _status(c, room, c3["token"])  # c comes back: before the newcomer
+        back_c = await place(c, room, c3["token"])  # c comes back: before the newcomer
         assert back_c["state"] == "waiting"
         assert back_c["position"] == 1
         back_a = await c.post(f"/v1/rooms/{room}/heartbeat", headers=bearer(a["token"]))
         assert back_a.json()["position_id"] == a["position_id"]
         assert back_a.json()["position"] == 1  # the first to have come: the front again
         tokens = (a["token"], c3["token"], newcomer["token"])
-        assert [(await _status(c, room, t))["position"] for t in tokens] == [1, 2, 3]
-        assert (await _status(c, room, newcomer["token"]))["total"] == 3  # b never came back
+        assert [(await place(c, room, t))["position"] for t in tokens] == [1, 2, 3]
+        assert (await place(c, room, newcomer["token"]))["total"] == 3  # b never came back
 
 
 async def test_a_retry_after_a_gateway_dies_mid_request_gets_the_same_place(

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from shared.settings import Settings
-from tests.servers import ModuleProc, settings_env
+from tests.helpers.servers import ModuleProc, settings_env
 from waitroom.processes import free_port, wait_for_port
 
 HEX_ID = re.compile(r"[0-9a-f]{32}")

@@ -10,8 +10,9 @@ import pytest
 
 from loadtest.sse_crowd import SseCrowd
 from shared.settings import Settings
-from tests.conftest import ADMIN, bearer
-from tests.servers import ModuleProc, settings_env, wait_until
+from tests.helpers.api import ADMIN, bearer
+from tests.helpers.servers import ModuleProc, settings_env
+from tests.helpers.wait import wait_until
 from waitroom.processes import free_port, wait_for_port
 
 pytestmark = pytest.mark.slow

@@ -18,8 +18,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from shared.settings import Settings
 from shared.tokens import QUEUE_AUDIENCE_SUFFIX, KeyRing, access_audience, write_key
-from tests.conftest import ADMIN, RoomFactory, bearer
-from tests.servers import GatewayServer, in_process_workers, wait_until
+from tests.helpers.api import ADMIN, RoomFactory, bearer, figures
+from tests.helpers.servers import GatewayServer, in_process_workers
+from tests.helpers.wait import wait_until
 
 
 @dataclass(frozen=True)
@@ -74,13 +75,6 @@ def flip_char(part: str, at: int) -> str:
 def error_code(r: httpx.Response) -> str:
     code: str = r.json()["error"]["code"]
     return code
-
-
-async def figures(client: httpx.AsyncClient, room: str) -> dict[str, Any]:
-    r = await client.get(f"/v1/admin/rooms/{room}", headers=ADMIN)
-    assert r.status_code == 200, r.text
-    out: dict[str, Any] = r.json()["figures"]
-    return out
 
 
 async def jwks_decode(

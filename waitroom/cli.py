@@ -10,11 +10,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from shared.keys import replicas_key
+from shared.errors import StoreUnavailable
 from shared.logs import configure
 from shared.redis_conn import connect
 from shared.settings import ENVIRONMENT_HEADING, Part, Settings, environment_help
-from shared.store import RoomStore
+from shared.store import ReplicaSet, RoomStore
 from shared.tokens import KID_PATTERN, KeyKind, KeyRing, write_key
 
 
@@ -116,7 +116,9 @@ def _recover(args: argparse.Namespace) -> int:
                 def progress(done: int, total: int) -> None:
                     bar.update(task, completed=done, total=total)
 
-                summary = await recover(redis, nats_url, stream=stream, progress=progress)
+                summary = await recover(
+                    RoomStore(redis), nats_url, stream=stream, progress=progress
+                )
         finally:
             await redis.aclose()
         sys.stdout.write(
@@ -155,9 +157,9 @@ def _probe(args: argparse.Namespace) -> int:
     async def run() -> int:
         redis = connect(settings.redis_url)
         try:
-            expires = await redis.zscore(replicas_key(args.role), holder)
-        except Exception as exc:
-            sys.stderr.write(f"data store unreachable: {exc}\n")
+            expires = await ReplicaSet(redis, args.role).alive_until(holder)
+        except StoreUnavailable as exc:
+            sys.stderr.write(f"{holder}: {exc}\n")
             return 1
         finally:
             await redis.aclose()

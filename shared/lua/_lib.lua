@@ -1,19 +1,16 @@
--- Prelude prepended to every room script (see shared/scripts.py).
--- KEYS is always RoomKeys.all(): the same keys in the same order, all with the {room} tag.
+-- Prelude of every room script (see shared/scripts.py). In front of it comes a header
+-- generated from the Python definitions: the key locals K_CFG .. K_POW and K_LEASE[role]
+-- (KEYS is always RoomKeys.all(), every key with the {room} tag), MAX_PRIORITY,
+-- PRIORITY_SPAN, RATE_TAU_MS and SCHEMA_VERSION.
 -- ARGV[1] is always the room id.
-local K_CFG, K_STATS, K_LINE, K_SEEN, K_PEOPLE = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local K_ADMITTED, K_ACTIVE, K_IPS, K_ENDED, K_OUTBOX = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
-local K_LEASE = { admission = KEYS[11], heartbeat = KEYS[12], relay = KEYS[13] }
-local K_POW = KEYS[14] -- spent proof-of-work challenge ids, scored by when they expire
 local ROOM = ARGV[1]
--- Line score: higher priority first, then arrival. Arrival numbers are tenths of a
--- millisecond of the server clock (kept rising by one when joins come faster), about 1.8e13
--- now: comparable across a lost and replaced data store, and exact in cjson's 14 digits.
--- Scores stay below 1e15, well within a double's exact integers.
-local PRIORITY_SPAN = 1e14
-local MAX_PRIORITY = 9
 
-local function fail(code)
+-- A domain error, 'WR <code>' or 'WR <code> <detail>'; shared/errors.py SCRIPT_ERRORS maps
+-- every code to the error the caller sees (a detail becomes its message).
+local function fail(code, detail)
+  if detail then
+    return redis.error_reply('WR ' .. code .. ' ' .. detail)
+  end
   return redis.error_reply('WR ' .. code)
 end
 
@@ -34,18 +31,20 @@ local function load_cfg()
   return cfg
 end
 
--- The room's config for a script that changes state: not while recovery replays it.
+-- The room's config for a script that changes state (not while recovery replays it), or
+-- nil and the error to answer.
 local function room_for_change()
   local cfg = load_cfg()
   if not cfg then
-    return nil, 'room_not_found'
+    return nil, fail('room_not_found')
   end
   if cfg.recovering then
-    return nil, 'room_recovering'
+    return nil, fail('room_recovering')
   end
   return cfg, nil
 end
 
+-- Higher priority first, then arrival (see shared/line.py).
 local function line_score(priority, arrival)
   return (MAX_PRIORITY - priority) * PRIORITY_SPAN + arrival
 end
@@ -65,7 +64,7 @@ end
 -- Append one event to the room's outbox; the relay publishes it to JetStream.
 local function emit(inc, etype, position_id, fields, now)
   local event_seq = redis.call('HINCRBY', K_STATS, 'event_seq', 1)
-  fields.v = 1
+  fields.v = SCHEMA_VERSION
   fields.id = ROOM .. ':' .. inc .. ':' .. event_seq
   fields.type = etype
   fields.room = ROOM
@@ -160,12 +159,22 @@ end
 
 -- Remove a room's state; the outbox stays (the relay still delivers it) and so do the
 -- event counter and the lease fence, so seq and fences keep rising.
-local function wipe_room()
-  local event_seq = redis.call('HGET', K_STATS, 'event_seq') or '0'
-  local fence = redis.call('HGET', K_STATS, 'fence') or '0'
+local function wipe_room(gone_inc)
+  local kept = redis.call('HMGET', K_STATS, 'event_seq', 'fence', 'gone')
   redis.call('DEL', K_CFG, K_STATS, K_LINE, K_SEEN, K_PEOPLE, K_ADMITTED, K_ACTIVE, K_IPS,
              K_ENDED, K_LEASE.admission, K_LEASE.heartbeat, K_POW)
-  redis.call('HSET', K_STATS, 'event_seq', event_seq, 'fence', fence)
+  -- the incarnations deleted here, latest 20: tokens of those never bring a place back
+  local gone = kept[3] or ''
+  if gone_inc then
+    gone = string.sub(gone_inc .. ',' .. gone, 1, 20 * 9)
+  end
+  redis.call('HSET', K_STATS, 'event_seq', kept[1] or '0', 'fence', kept[2] or '0', 'gone', gone)
+end
+
+-- Whether an incarnation of this room was deleted (as far as this store remembers).
+local function deleted_incarnation(inc)
+  local gone = redis.call('HGET', K_STATS, 'gone') or ''
+  return inc ~= '' and string.find(',' .. gone, ',' .. inc .. ',', 1, true) ~= nil
 end
 
 -- The answer the gateway turns into a status: the person plus where they stand.
@@ -194,7 +203,7 @@ local function view(position_id, p, cfg, now, created)
     session_ttl = tonumber(cfg.session_ttl),
     heartbeat_interval = tonumber(cfg.heartbeat_interval),
     target_url = cfg.target_url,
-    incarnation = cfg.inc,
+    incarnation = p.inc or cfg.inc,
     rate = tonumber(st[1] or '0'),
     rate_ts = tonumber(st[2] or '0'),
     rate_since = tonumber(st[3] or '0'),

@@ -4,7 +4,7 @@
 -- server clock, holding at most a quarter second of releases, so 10/s releases smoothly.
 local cfg, err = room_for_change()
 if not cfg then
-  return fail(err)
+  return err
 end
 if not hold_lease('admission', ARGV[2], ARGV[3], tonumber(ARGV[4])) then
   return fail('lease_lost')
@@ -42,10 +42,9 @@ if cfg.status == 'active' then
     admitted[#admitted + 1] = position_id
   end
 end
--- Observed admission rate: an exponentially decaying count with a 30 s time constant.
-local tau = 30000
+-- Observed admission rate: an exponentially decaying count (shared/line.py reads it).
 local r, rts, since = tonumber(st[4] or '0'), tonumber(st[5] or now), tonumber(st[6] or now)
-r = r * math.exp(-math.max(0, now - rts) / tau) + #admitted * 1000 / tau
+r = r * math.exp(-math.max(0, now - rts) / RATE_TAU_MS) + #admitted * 1000 / RATE_TAU_MS
 redis.call('HSET', K_STATS, 'tokens', string.format('%.6f', tokens), 'tokens_ts', now,
            'rate', string.format('%.6f', r), 'rate_ts', now, 'rate_since', since)
 return cjson.encode({ admitted = admitted, used_units = used, status = cfg.status })

@@ -12,7 +12,7 @@ local incarnation = ARGV[9]
 local pow_id, pow_difficulty, pow_expires = ARGV[10], tonumber(ARGV[11]), tonumber(ARGV[12])
 local cfg, err = room_for_change()
 if not cfg then
-  return fail(err)
+  return err
 end
 if cfg.status == 'maintenance' then
   return fail('room_maintenance')
@@ -22,7 +22,7 @@ local existing = get_person(position_id)
 if existing then
   return view(position_id, existing, cfg, now, false)
 end
-if restore_arrival > 0 and incarnation ~= cfg.inc then
+if restore_arrival > 0 and deleted_incarnation(incarnation) then
   return fail('wrong_room') -- a token of a room deleted since, and made again
 end
 local max_queue = tonumber(cfg.max_queue_size)
@@ -53,9 +53,16 @@ local arrival = restore_arrival
 if arrival <= 0 then
   arrival = math.max(tonumber(redis.call('HGET', K_STATS, 'arrival') or '0') + 1, now * 10)
 end
+-- a place belongs to the incarnation it was made in: a restored place keeps its token's
+-- (one this store lost track of, not one it saw deleted)
+local inc = cfg.inc
+if restore_arrival > 0 and incarnation ~= '' then
+  inc = incarnation
+end
 local p = { state = 'waiting', arrival = arrival, size = size, priority = priority, ip = ip,
-            joined = now, meta = meta, bind = bind }
+            joined = now, meta = meta, bind = bind, inc = inc }
 join_line(position_id, p, now)
-emit(cfg.inc, 'enqueued', position_id, { arrival = arrival, priority = priority, size = size, ip_hash = ip,
+emit(cfg.inc, 'enqueued', position_id, { arrival = arrival, priority = priority, size = size,
+                                         incarnation = inc, ip_hash = ip,
                                  metadata = meta, bind = bind, restored = restore_arrival > 0 }, now)
 return view(position_id, p, cfg, now, true)

@@ -2,7 +2,7 @@
 -- ARGV: room, holder, fence, lease_ms, max_batch
 local cfg, err = room_for_change()
 if not cfg then
-  return fail(err)
+  return err
 end
 if not hold_lease('heartbeat', ARGV[2], ARGV[3], tonumber(ARGV[4])) then
   return fail('lease_lost')

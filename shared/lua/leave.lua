@@ -2,7 +2,7 @@
 local position_id = ARGV[2]
 local cfg, err = room_for_change()
 if not cfg then
-  return fail(err)
+  return err
 end
 local p = get_person(position_id)
 if not p then

@@ -22,15 +22,16 @@ local function apply(e)
     local inc = e.incarnation or string.match(e.id, '^.+:(.-):%d+$')
     redis.call('HSET', K_CFG, 'version', e.version, 'inc', inc, 'recovering', '1', unpack(flat))
   elseif t == 'room_deleted' then
-    wipe_room()
+    wipe_room(string.match(e.id, '^.+:(.-):%d+$'))
   elseif t == 'enqueued' then
     local p = { state = 'waiting', arrival = e.arrival, size = e.size, priority = e.priority,
-                ip = e.ip_hash or '', joined = at, meta = e.metadata or '', bind = e.bind or '' }
+                ip = e.ip_hash or '', joined = at, meta = e.metadata or '', bind = e.bind or '',
+                inc = e.incarnation or string.match(e.id, '^.+:(.-):%d+$') }
     join_line(position_id, p, now)
   else
     local p = get_person(position_id)
     if not p then
-      return redis.error_reply('WR replay_gap ' .. e.id)
+      return fail('replay_gap', 'event ' .. e.id .. ' names a place the store does not know')
     end
     if t == 'admitted' then
       mark_admitted(position_id, p, at, e.claim_deadline)
@@ -43,7 +44,7 @@ local function apply(e)
     elseif t == 'expired' then
       finish(position_id, p, 'expired', e.reason, at)
     else
-      return redis.error_reply('WR replay_unknown_type ' .. tostring(t))
+      return fail('replay_unknown_type', 'event type ' .. tostring(t))
     end
   end
   redis.call('HSET', K_STATS, 'event_seq', seq)

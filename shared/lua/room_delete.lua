@@ -5,5 +5,5 @@ if not cfg then
   return fail('room_not_found')
 end
 emit(cfg.inc, 'room_deleted', nil, {}, now_ms())
-wipe_room()
+wipe_room(cfg.inc)
 return 1

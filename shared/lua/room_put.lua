@@ -1,23 +1,60 @@
--- Create or update a room's config, compare-and-set on its version so concurrent partial
--- updates never lose each other. ARGV: room, expected_version ('' = must not exist),
--- new_incarnation, config_json (every field, already merged and validated)
-local current = redis.call('HGET', K_CFG, 'version')
-if (current or '') ~= ARGV[2] then
-  return fail('conflict')
+-- Create or update a room's config in one step: merge, check, write, append the event.
+-- ARGV: room, new_incarnation, update_json (only the fields given, each already checked
+-- on its own by shared/room.py RoomUpdate), fields_json (every config field and its
+-- default; null for a field a new room must be given).
+-- The update goes onto the stored config (a new room starts from the defaults), the result
+-- must pass every rule in RULES, and only then is anything written: two partial updates at
+-- once never lose each other. Answers {created, config} or 'WR invalid_config <reason>'.
+local update, fields = cjson.decode(ARGV[3]), cjson.decode(ARGV[4])
+
+-- Rules across fields, checked on the merged config in this order: the reason, and what
+-- must hold. Add a rule here; the per-field bounds live in shared/room.py.
+local RULES = {
+  { 'target_url is required to create a room',
+    function(c) return c.target_url ~= nil end },
+  { 'heartbeat_timeout must be longer than heartbeat_interval',
+    function(c) return c.heartbeat_timeout > c.heartbeat_interval end },
+  { 'max_party_size must be at most max_active',
+    function(c) return c.max_party_size <= c.max_active end },
+}
+
+local stored = load_cfg()
+local config = {}
+for name, default in pairs(fields) do
+  local value = update[name]
+  if value == nil and stored and stored[name] then
+    value = stored[name]
+    if type(default) == 'number' then
+      value = tonumber(value) -- the hash holds strings
+    end
+  end
+  if value == nil and default ~= cjson.null then
+    value = default
+  end
+  config[name] = value
 end
-local created = current == false
-local inc = ARGV[3]
+-- max_party_size follows max_active down unless it is given itself (a room made small, or
+-- shrunk in a hurry, keeps working); given both, they must agree
+if update.max_party_size == nil then
+  config.max_party_size = math.min(config.max_party_size, config.max_active)
+end
+for _, rule in ipairs(RULES) do
+  if not rule[2](config) then
+    return fail('invalid_config', rule[1])
+  end
+end
+
+local created = stored == nil
+local inc, version = ARGV[2], 1
 if not created then
-  inc = redis.call('HGET', K_CFG, 'inc')
+  inc, version = stored.inc, tonumber(stored.version or '0') + 1
 end
-local version = tonumber(current or '0') + 1
-local fields = cjson.decode(ARGV[4])
 local flat = {}
-for name, value in pairs(fields) do
+for name, value in pairs(config) do
   flat[#flat + 1] = name
   flat[#flat + 1] = tostring(value)
 end
 redis.call('HSET', K_CFG, 'version', version, 'inc', inc, unpack(flat))
 emit(inc, 'room_updated', nil,
-     { config = fields, created = created, version = version, incarnation = inc }, now_ms())
-return cjson.encode({ created = created, version = version })
+     { config = config, created = created, version = version, incarnation = inc }, now_ms())
+return cjson.encode({ created = created, config = config })

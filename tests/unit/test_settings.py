@@ -23,10 +23,11 @@ from shared.settings import (
     readme_block,
     with_readme_block,
 )
-from tests.servers import ROOT
 from waitroom.up import child_env
 
 pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_values_are_parsed_by_type() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import bearer
+from tests.helpers.api import bearer
 
 
 class Load:

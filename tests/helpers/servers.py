@@ -23,7 +23,7 @@ from shared.events import Event, decode
 from shared.settings import Settings
 from waitroom.processes import free_port, nats_command, valkey_command, wait_for_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 @dataclass
@@ -79,6 +79,17 @@ class NatsProc(ServerProc):
     @property
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
+
+
+@dataclass
+class Servers:
+    """The data store and NATS the tests use (started here, or given by the environment,
+    then ``valkey``/``nats`` are None and tests that kill servers skip)."""
+
+    redis_url: str
+    nats_url: str
+    valkey: ValkeyProc | None
+    nats: NatsProc | None
 
 
 class AppServer:
@@ -213,19 +224,6 @@ async def room_events(
         return out
     finally:
         await nc.close()
-
-
-async def wait_until(check: Any, *, seconds: float = 10.0, every: float = 0.05) -> Any:
-    """Poll an async ``check()`` until it returns something truthy; fail after ``seconds``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    last: Any = None
-    while loop.time() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(every)
-    raise AssertionError(f"condition not met in {seconds}s (last: {last!r})")
 
 
 @contextlib.asynccontextmanager

@@ -1,0 +1,86 @@
+"""The keys outside any room's slot: the index of rooms and the worker replicas' marks.
+
+These are plain sets written after a room's own script, so a room may briefly exist
+before it is listed; the workers' room lists are refreshed every tick and catch up.
+"""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+from shared import keys
+from shared.store.calls import store_call
+
+
+class RoomIndex:
+    """The live rooms, and the deleted rooms whose outbox the relay still has to deliver."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    @store_call
+    async def rooms(self) -> list[str]:
+        members: set[str] = await self.redis.smembers(keys.ROOMS_SET)  # type: ignore[assignment]
+        return sorted(members)
+
+    @store_call
+    async def draining(self) -> list[str]:
+        members: set[str] = await self.redis.smembers(keys.DRAINING_SET)  # type: ignore[assignment]
+        return sorted(members)
+
+    @store_call
+    async def add(self, room: str) -> None:
+        await self.redis.sadd(keys.ROOMS_SET, room)
+
+    @store_call
+    async def retire(self, room: str) -> None:
+        """A deleted room: out of the index, into draining until its outbox is delivered."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.sadd(keys.DRAINING_SET, room)
+            pipe.srem(keys.ROOMS_SET, room)
+            await pipe.execute()
+
+    @store_call
+    async def drained(self, room: str) -> None:
+        await self.redis.srem(keys.DRAINING_SET, room)
+
+    @store_call
+    async def restore(self, live: list[str], deleted: list[str]) -> None:
+        """After a replay: the rooms the stream left alive are listed, the deleted are not."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for room in live:
+                pipe.sadd(keys.ROOMS_SET, room)
+            for room in deleted:
+                pipe.srem(keys.ROOMS_SET, room)
+            await pipe.execute()
+
+
+class ReplicaSet:
+    """The live replicas of one worker role: a sorted set scored by when each mark runs out.
+    A replica marks itself on every tick; ``waitroom probe`` reads the mark."""
+
+    def __init__(self, redis: Redis, role: str) -> None:
+        self.redis = redis
+        self.role = role
+        self.key = keys.replicas_key(role)
+
+    @store_call
+    async def mark_alive(self, holder: str, now_ms: int, until_ms: int) -> int:
+        """Mark ``holder`` alive until ``until_ms``, drop marks run out by ``now_ms``, and
+        answer how many replicas are alive (this one included)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(self.key, {holder: until_ms})
+            pipe.zremrangebyscore(self.key, "-inf", now_ms)
+            pipe.zcard(self.key)
+            answers = await pipe.execute()
+        return max(1, int(answers[2]))
+
+    @store_call
+    async def leave(self, holder: str) -> None:
+        await self.redis.zrem(self.key, holder)
+
+    @store_call
+    async def alive_until(self, holder: str) -> float | None:
+        """When ``holder``'s mark runs out (ms since the epoch), None if it has none."""
+        until: float | None = await self.redis.zscore(self.key, holder)
+        return until

@@ -1,0 +1,115 @@
+"""What the scripts answer, decoded: pure types and functions, no I/O."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Literal
+
+import msgspec
+
+from shared.line import observed_rate
+from shared.room import RoomConfig
+
+State = Literal["waiting", "admitted", "active", "completed", "expired", "left"]
+
+
+class PersonView(msgspec.Struct, frozen=True):
+    """What a script answers about one person and the room around them."""
+
+    position_id: str
+    state: State
+    rank: int
+    total: int
+    arrival: int
+    size: int
+    priority: int
+    joined: int
+    admitted_at: int
+    claim_deadline: int
+    session_deadline: int
+    reason: str
+    bind: str
+    room_status: str
+    release_rate: float
+    session_ttl: int
+    heartbeat_interval: int
+    target_url: str
+    incarnation: str
+    """The room's incarnation: new each time a room of this name is created."""
+    rate: float
+    rate_ts: int
+    rate_since: int
+    event_seq: int
+    now: int
+    created: bool
+
+    @property
+    def position(self) -> int | None:
+        return self.rank + 1 if self.state == "waiting" and self.rank >= 0 else None
+
+    @property
+    def ahead(self) -> int | None:
+        return self.rank if self.state == "waiting" and self.rank >= 0 else None
+
+    def observed_rate(self) -> float:
+        return observed_rate(self.rate, self.rate_ts, self.rate_since, self.now)
+
+
+class AdmitResult(msgspec.Struct, frozen=True):
+    admitted: list[str] | dict[str, Any]
+    used_units: int
+    status: str
+
+    @property
+    def position_ids(self) -> list[str]:
+        # cjson encodes an empty Lua table as {}
+        return self.admitted if isinstance(self.admitted, list) else []
+
+
+class RoomFigures(msgspec.Struct, frozen=True):
+    config: dict[str, str]
+    stats: dict[str, str] | list[Any]
+    waiting: int
+    admitted: int
+    active: int
+    outbox: int
+    now: int
+
+    def stat(self, name: str) -> int:
+        stats = self.stats if isinstance(self.stats, dict) else {}
+        return int(float(stats.get(name, "0")))
+
+    def admit_rate(self) -> float:
+        stats = self.stats if isinstance(self.stats, dict) else {}
+        return observed_rate(
+            float(stats.get("rate", "0")),
+            int(stats.get("rate_ts", "0")),
+            int(stats.get("rate_since", "0")),
+            self.now,
+        )
+
+
+class PutResult(msgspec.Struct, frozen=True):
+    created: bool
+    config: RoomConfig
+
+
+person_decoder = msgspec.json.Decoder(PersonView)
+admit_decoder = msgspec.json.Decoder(AdmitResult)
+figures_decoder = msgspec.json.Decoder(RoomFigures)
+put_decoder = msgspec.json.Decoder(PutResult)
+
+
+def digest_of(raw: str) -> str:
+    """A room's state digest from the room_digest script's answer: sha256 of a canonical
+    JSON (sorted keys, people sorted by id) so any two stores holding the same room state
+    give the same digest."""
+    data = msgspec.json.decode(raw)
+    flat_ips = data.get("ips") or []
+    data["ips"] = sorted(zip(flat_ips[::2], flat_ips[1::2], strict=True))
+    data["people"] = sorted(data.get("people") or [])
+    for name in ("line", "admitted", "active"):
+        if not isinstance(data.get(name), list):
+            data[name] = []  # cjson writes an empty list as {}
+    canonical = msgspec.json.encode(data, order="sorted")
+    return hashlib.sha256(canonical).hexdigest()

@@ -1,0 +1,246 @@
+"""The store against a real valkey-server: room_put decides in Lua, every failure reaches
+callers as a waitroom error, and Lua errors point at the files' own lines."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from typing import Any
+
+import msgspec
+import pytest
+from redis.asyncio import Redis
+
+from shared import keys
+from shared.errors import (
+    BadRole,
+    InvalidBody,
+    ReplayGap,
+    ReplayUnknownType,
+    StoreUnavailable,
+)
+from shared.redis_conn import connect
+from shared.room import RoomUpdate
+from shared.scripts import ScriptError, register_script, with_prelude
+from shared.store import RoomStore, require_room
+from shared.store.calls import mapped
+from waitroom.processes import free_port
+
+URL = "http://127.0.0.1:9/t"
+
+
+def new_room() -> str:
+    return "st-" + secrets.token_hex(5)
+
+
+def line_of(file: str, text: str) -> int:
+    """The line number of the only line of a Lua file holding ``text``."""
+    body = (resources.files("shared") / "lua" / file).read_text(encoding="utf-8")
+    found = [n for n, line in enumerate(body.split("\n"), 1) if text in line]
+    assert len(found) == 1, (file, text, found)
+    return found[0]
+
+
+# --- room_put: merge and rules in one script ---------------------------------------------
+
+
+async def test_concurrent_partial_updates_never_lose_each_other(store: RoomStore) -> None:
+    room = new_room()
+    await store.put_room(room, RoomUpdate(target_url=URL))
+    updates = [
+        RoomUpdate(max_active=7),
+        RoomUpdate(title="Launch day"),
+        RoomUpdate(release_rate=3.5),
+        RoomUpdate(message="Hold tight"),
+        RoomUpdate(max_queue_size=900),
+        RoomUpdate(status="paused"),
+    ]
+    await asyncio.gather(*(store.put_room(room, u) for u in updates * 5))
+    found = await store.get_config(room)
+    assert found is not None
+    config, version = found
+    assert (config.max_active, config.title, config.release_rate) == (7, "Launch day", 3.5)
+    assert (config.message, config.max_queue_size, config.status) == ("Hold tight", 900, "paused")
+    assert version == 1 + len(updates) * 5
+
+
+async def test_rules_across_fields_refuse_the_merged_config_and_write_nothing(
+    store: RoomStore,
+) -> None:
+    room = new_room()
+    config, created = await store.put_room(room, RoomUpdate(target_url=URL))
+    assert created
+    assert (config.heartbeat_interval, config.heartbeat_timeout) == (10, 60)
+    outbox = await store.outbox_length(room)
+    # on its own heartbeat_interval=60 is fine; merged onto the stored timeout of 60 it is not
+    with pytest.raises(InvalidBody) as refused:
+        await store.put_room(room, RoomUpdate(heartbeat_interval=60))
+    assert refused.value.detail == "heartbeat_timeout must be longer than heartbeat_interval"
+    assert await store.outbox_length(room) == outbox
+    assert await require_room(store, room) == config
+    # both at once is fine
+    config, created = await store.put_room(
+        room, RoomUpdate(heartbeat_interval=60, heartbeat_timeout=90)
+    )
+    assert not created
+    assert (config.heartbeat_interval, config.heartbeat_timeout) == (60, 90)
+
+
+async def test_a_new_room_needs_a_target_url(store: RoomStore) -> None:
+    room = new_room()
+    with pytest.raises(InvalidBody) as refused:
+        await store.put_room(room, RoomUpdate(max_active=5))
+    assert refused.value.detail == "target_url is required to create a room"
+    assert await store.get_config(room) is None
+    assert room not in await store.rooms()
+    with pytest.raises(InvalidBody):  # bounds of one field, checked before the script
+        await store.put_room(room, RoomUpdate(target_url=URL, max_active=0))
+    assert await store.get_config(room) is None
+
+
+async def test_a_stored_config_breaking_a_rule_still_reads(store: RoomStore, redis: Redis) -> None:
+    """A config stored before a rule existed: reading it works, the next update must fix it."""
+    room = new_room()
+    await store.put_room(room, RoomUpdate(target_url=URL))
+    await redis.hset(keys.RoomKeys(room).cfg, "heartbeat_timeout", "5")  # older rules
+    config = await require_room(store, room)
+    assert (config.heartbeat_interval, config.heartbeat_timeout) == (10, 5)
+    assert (await store.figures(room)).config["heartbeat_timeout"] == "5"
+    with pytest.raises(InvalidBody):
+        await store.put_room(room, RoomUpdate(title="still broken"))
+    config, _ = await store.put_room(room, RoomUpdate(heartbeat_timeout=30))
+    assert config.heartbeat_timeout == 30
+
+
+# --- script error codes -----------------------------------------------------------------
+
+
+def event(**fields: Any) -> bytes:
+    return msgspec.json.encode({"ts": time.time(), "v": 1, **fields})
+
+
+async def test_every_kind_of_script_refusal_reaches_the_caller_as_its_error(
+    store: RoomStore,
+) -> None:
+    room = new_room()
+    await store.put_room(room, RoomUpdate(target_url=URL, status="paused"))
+    person = await store.enqueue(room)
+    with pytest.raises(BadRole):
+        await store.lease_acquire_many([room], "janitor", "h", 1000)
+    seq = person.event_seq + 1
+    ghost = event(type="admitted", seq=seq, id=f"{room}:x:{seq}", position_id="ghost")
+    with pytest.raises(ReplayGap) as gap:
+        await store.replay({room: [ghost]}, now_ms=int(time.time() * 1000))
+    assert f"{room}:x:{seq}" in gap.value.detail
+    odd = event(type="teleported", seq=seq, id=f"{room}:x:{seq}", position_id=person.position_id)
+    with pytest.raises(ReplayUnknownType) as unknown:
+        await store.replay({room: [odd]}, now_ms=int(time.time() * 1000))
+    assert "teleported" in unknown.value.detail
+    assert (await store.status(room, person.position_id)).event_seq == person.event_seq
+
+
+# --- Lua errors point at the files ------------------------------------------------------
+
+
+async def test_an_error_in_the_prelude_points_at_lib_lua(store: RoomStore, redis: Redis) -> None:
+    room = new_room()
+    await store.put_room(room, RoomUpdate(target_url=URL, status="paused"))
+    person = await store.enqueue(room)
+    await redis.hset(keys.RoomKeys(room).people, person.position_id, "{torn record")
+    with pytest.raises(ScriptError) as failed:
+        await store.status(room, person.position_id)
+    where = line_of("_lib.lua", "return cjson.decode(raw)")
+    assert f"_lib.lua:{where}:" in str(failed.value)
+    assert str(failed.value).startswith("status.lua failed:")
+    assert "user_script" not in str(failed.value)
+
+
+async def test_an_error_in_a_script_points_at_its_own_file(store: RoomStore) -> None:
+    room = new_room()
+    await store.put_room(room, RoomUpdate(target_url=URL))
+    with pytest.raises(ScriptError) as failed:
+        await store.replay({room: [b"{not json"]}, now_ms=int(time.time() * 1000))
+    where = line_of("replay.lua", "cjson.decode(ARGV[i])")
+    assert f"replay.lua:{where}:" in str(failed.value)
+
+
+async def test_a_deliberate_error_in_new_lua_points_at_its_line(redis: Redis) -> None:
+    body = "local room = ROOM\nlocal nothing = room.nothing\nreturn nothing.here\n"
+    script = register_script(redis, "broken", *with_prelude("broken.lua", body))
+    with pytest.raises(ScriptError) as failed, mapped(script):
+        await script(keys=keys.RoomKeys("x").all(), args=["x"])
+    message = str(failed.value)
+    assert "broken.lua:3:" in message
+    assert "@broken.lua:3." in message  # the position the server appends, too
+
+
+# --- keys outside the rooms -------------------------------------------------------------
+
+
+async def test_replica_marks_and_the_draining_list(store: RoomStore) -> None:
+    replicas = store.replicas("admission")
+    holder = "st-" + secrets.token_hex(3)
+    now = int(time.time() * 1000)
+    assert await replicas.mark_alive(holder, now, now + 60_000) >= 1
+    assert await replicas.alive_until(holder) == now + 60_000
+    await replicas.leave(holder)
+    assert await replicas.alive_until(holder) is None
+
+    room = new_room()
+    await store.put_room(room, RoomUpdate(target_url=URL))
+    await store.delete_room(room)
+    assert room not in await store.rooms()
+    assert room in await store.draining_rooms()
+    assert not await store.finish_draining(room)  # room_updated and room_deleted wait
+    entries = await store.outbox_batch(room, 10)
+    assert [msgspec.json.decode(raw)["type"] for _, raw in entries] == [
+        "room_updated",
+        "room_deleted",
+    ]
+    await store.outbox_delivered(room, [entry_id for entry_id, _ in entries])
+    assert await store.finish_draining(room)
+    assert room not in await store.draining_rooms()
+
+
+async def test_an_unreachable_store_is_store_unavailable_everywhere() -> None:
+    redis = connect(f"redis://127.0.0.1:{free_port()}/0", wait=0.5)
+    store = RoomStore(redis)
+    calls: list[Callable[[], Awaitable[object]]] = [
+        lambda: store.enqueue("r"),
+        lambda: store.statuses("r", ["a", "b"]),
+        lambda: store.expire("r", "h", 1, 1000),
+        lambda: store.lease_acquire_many(["r"], "admission", "h", 1000),
+        lambda: store.put_room("r", RoomUpdate(title="x")),
+        lambda: store.get_config("r"),
+        lambda: store.rooms(),
+        lambda: store.largest_outbox(),
+        lambda: store.outbox_batch("r", 10),
+        lambda: store.finish_draining("r"),
+        lambda: store.replay({"r": [b"{}"]}, now_ms=0),
+        lambda: store.end_recovery(["r"], set()),
+        lambda: store.replicas("admission").alive_until("h"),
+    ]
+    try:
+        for call in calls:
+            with pytest.raises(StoreUnavailable):
+                await call()
+        assert await store.ping() is False
+    finally:
+        await redis.aclose()
+
+
+async def test_party_size_follows_capacity_down_unless_given(store: RoomStore) -> None:
+    room = new_room()
+    config, _ = await store.put_room(room, RoomUpdate(target_url=URL, max_active=4))
+    assert (config.max_active, config.max_party_size) == (4, 4)
+    config, _ = await store.put_room(room, RoomUpdate(max_active=100, max_party_size=50))
+    assert config.max_party_size == 50
+    config, _ = await store.put_room(room, RoomUpdate(max_active=20))
+    assert config.max_party_size == 20
+    with pytest.raises(InvalidBody) as refused:
+        await store.put_room(room, RoomUpdate(max_active=5, max_party_size=8))
+    assert refused.value.detail == "max_party_size must be at most max_active"
+    assert (await require_room(store, room)).max_party_size == 20
