@@ -58,6 +58,7 @@ AlreadyClaimed = _error("already_claimed", 409, "This admission has already been
 AdmissionExpired = _error("admission_expired", 409, "The admission was not claimed in time.")
 SessionEnded = _error("session_ended", 409, "This visit has ended.")
 BodyTooLarge = _error("body_too_large", 413, "The request body is too large.")
+BodyTimeout = _error("body_timeout", 408, "The request body did not arrive in time.")
 RateLimited = _error("rate_limited", 429, "Too many requests; slow down.", retry_after=1)
 RoomMaintenance = _error(
     "room_maintenance", 503, "The room is under maintenance; try again later.", retry_after=30

@@ -1,0 +1,147 @@
+"""Caps on clients that send slowly: headers that dribble in (a "slowloris") and bodies
+that never finish hold a connection and a task each, for free, unless someone stops them.
+
+- ``header_deadline_protocol(seconds)``: uvicorn's HTTP protocol with a deadline on the
+  request head: a connection whose request line and headers are not complete in time is
+  answered ``408`` and closed (uvicorn itself waits for ever).
+- ``body_deadline_middleware``: the body of a request must arrive within its deadline and
+  within the size limit, else ``408 body_timeout`` / ``413 body_too_large``; the body is
+  read here and handed on whole, so the app never waits on the client.
+
+Connections beyond a process's share are refused by uvicorn's ``limit_concurrency`` and
+idle keep-alive connections close after ``timeout_keep_alive`` (see serving.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from asyncio import TimerHandle, Transport
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from shared.errors import BodyTimeout, BodyTooLarge, WaitroomError
+
+TIMED_OUT_HEAD = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+    b"connection: close\r\ncontent-length: 0\r\n\r\n"
+)
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+# plain ASGI shapes: this layer only moves messages along
+Message = MutableMapping[str, Any]
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def header_deadline_protocol(seconds: float) -> type[HttpToolsProtocol]:
+    """uvicorn's httptools protocol, closing a connection whose request head takes longer
+    than ``seconds`` (from the connection's start or the first byte of a request)."""
+
+    class HeaderDeadline(HttpToolsProtocol):
+        _head_deadline: TimerHandle | None = None
+
+        def connection_made(self, transport: Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._arm()
+
+        def on_headers_complete(self) -> None:
+            self._disarm()
+            super().on_headers_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            if self._head_deadline is None:
+                self._head_deadline = self.loop.call_later(seconds, self._too_slow)
+
+        def _disarm(self) -> None:
+            if self._head_deadline is not None:
+                self._head_deadline.cancel()
+                self._head_deadline = None
+
+        def _too_slow(self) -> None:
+            self._head_deadline = None
+            if not self.transport.is_closing():
+                self.transport.write(TIMED_OUT_HEAD)
+                self.transport.close()
+
+    return HeaderDeadline
+
+
+def body_deadline_middleware(seconds: float, max_bytes: int) -> Any:
+    """ASGI middleware factory: read a request's whole body within ``seconds`` and
+    ``max_bytes``, then hand it to the app."""
+
+    def middleware(app: ASGIApp) -> ASGIApp:
+        async def read_whole(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http" or scope.get("method") not in BODY_METHODS:
+                await app(scope, receive, send)
+                return
+            try:
+                body = await asyncio.wait_for(_read_body(receive, max_bytes), timeout=seconds)
+            except TimeoutError:
+                await _refuse(send, BodyTimeout())
+                return
+            except WaitroomError as exc:
+                await _refuse(send, exc)
+                return
+            if body is None:
+                return  # the client went away
+            sent = False
+
+            async def replay() -> Message:
+                nonlocal sent
+                if sent:
+                    return await receive()  # after the body: a disconnect, in time
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+
+            await app(scope, replay, send)
+
+        return read_whole
+
+    return middleware
+
+
+async def _read_body(receive: Receive, max_bytes: int) -> bytes | None:
+    """The whole body, or None if the client disconnected first."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > max_bytes:
+            raise BodyTooLarge()
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _refuse(send: Send, exc: WaitroomError) -> None:
+    body = json.dumps({"error": {"code": exc.code, "message": exc.detail}}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": exc.status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
