@@ -14,6 +14,7 @@ import sys
 import uvicorn
 
 from gateway.app import create_app
+from gateway.serving import uvicorn_options
 from shared.logs import configure
 from shared.settings import Part, Settings, help_page
 
@@ -31,12 +32,9 @@ def main(argv: list[str]) -> None:
         signal.signal(sig, lambda *_: None)
     uvicorn.run(
         app,
-        host=settings.host,
-        port=settings.port,
         log_config=None,  # its records go to the root handler shared.logs installed
         log_level=settings.log_level,
-        access_log=False,
-        timeout_graceful_shutdown=10,
+        **uvicorn_options(settings),
     )
 
 

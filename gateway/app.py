@@ -23,6 +23,7 @@ from gateway.routes.pages import pages_router
 from gateway.routes.people import people_router
 from gateway.routes.site import site_router
 from gateway.services import SERVICE_DEPENDENCIES, open_services
+from gateway.slow_clients import body_deadline_middleware
 from shared.settings import Settings
 
 log = structlog.get_logger("gateway")
@@ -67,7 +68,10 @@ def create_app(settings: Settings) -> Litestar:
         dependencies=SERVICE_DEPENDENCIES,
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[access_log_middleware],
+        middleware=[
+            access_log_middleware,
+            body_deadline_middleware(settings.body_timeout, settings.max_body_bytes),
+        ],
         openapi_config=openapi,
         template_config=assets.template_config(),
         plugins=[ClosedStructs()],

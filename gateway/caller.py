@@ -36,13 +36,16 @@ class Caller:
     """A hash of the address key and User-Agent: who a proof-of-work challenge is for."""
 
 
-def caller_of(request: AnyConnection, settings: Settings, *, ipv6_prefix: int = 64) -> Caller:
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
+
+
+def caller_of(request: AnyConnection, settings: Settings) -> Caller:
     ip = client_ip(request, settings.trusted_proxies)
     binding = None
     if settings.token_binding:
         binding = client_binding(ip, request.headers.get("user-agent", ""))
-    base_url = settings.public_url or str(request.base_url).rstrip("/")
-    key = address_key(ip, ipv6_prefix)
+    key = address_key(ip, settings.ipv6_prefix)
+    base_url = settings.public_url or base_from_host(request, settings.allowed_hosts)
     return Caller(
         ip=ip,
         address_key=key,
@@ -50,6 +53,17 @@ def caller_of(request: AnyConnection, settings: Settings, *, ipv6_prefix: int = 
         binding=binding,
         client_id=client_binding(key, request.headers.get("user-agent", "")),
     )
+
+
+def base_from_host(request: AnyConnection, allowed: Sequence[str]) -> str:
+    """Without WAITROOM_PUBLIC_URL, the base of links we hand out comes from the ``Host``
+    header only if it names an allowed host (or a loopback name); otherwise links are
+    relative to this gateway, so no one can have us write another site's address."""
+    host = request.headers.get("host", "").strip().lower()
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    if host in allowed or name in allowed or name in LOOPBACK_HOSTS:
+        return str(request.base_url).rstrip("/")
+    return ""
 
 
 def client_ip(request: AnyConnection, trusted_proxies: Sequence[Network]) -> str:

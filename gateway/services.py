@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from litestar.datastructures import State
 from litestar.di import Provide
 
-from gateway.live import LiveHub
+from gateway.live import LiveHub, StreamLimits
 from gateway.metrics import GatewayMetrics
 from gateway.operations import Operations
 from gateway.operators import Operators, admin_keys
@@ -64,7 +64,15 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     metrics = GatewayMetrics(tokens, settings.outbox_max)
     salt = settings.ip_hash_salt or deployment_salt(settings.keys_dir)
     people = People(store, tokens, limiter, salt=salt)
-    live = LiveHub(people, store, link, metrics)
+    live = LiveHub(
+        people,
+        store,
+        link,
+        metrics,
+        StreamLimits(
+            per_place=settings.streams_per_place, per_address=settings.streams_per_address
+        ),
+    )
     try:
         yield Services(
             settings=settings,

@@ -251,6 +251,18 @@ def path(raw: str) -> Path:
     return Path(raw)
 
 
+HOST_NAME = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$")
+
+
+def host_names(raw: str) -> tuple[str, ...]:
+    """Comma-separated host names (``shop.example``, ``127.0.0.1:8000``, ``[::1]``)."""
+    names = tuple(part.strip().lower() for part in raw.split(",") if part.strip())
+    bad = [n for n in names if not HOST_NAME.match(n)]
+    if bad:
+        raise ValueError(f"holds {bad[0]!r}, not a host name")
+    return names
+
+
 def choice(*options: str) -> Callable[[str], str]:
     """One of ``options``, in any case (given back as spelled in ``options``)."""
     by_fold = {option.casefold(): option for option in options}

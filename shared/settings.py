@@ -29,8 +29,10 @@ from shared.env_settings import (
     boolean,
     choice,
     group,
+    host_names,
     integer,
     networks,
+    number,
     path,
     pattern,
     rate,
@@ -197,6 +199,73 @@ class Settings(EnvSettings):
         16_384,
         integer(256),
         "largest request body; larger ones get 413",
+        GATEWAY,
+    )
+    allowed_hosts: tuple[str, ...] = setting(
+        "WAITROOM_ALLOWED_HOSTS",
+        (),
+        host_names,
+        "Host headers redirect links may be built from when WAITROOM_PUBLIC_URL is unset",
+        GATEWAY,
+        shown="loopback names only",
+    )
+    ipv6_prefix: int = setting(
+        "WAITROOM_IPV6_PREFIX",
+        64,
+        integer(32, 128),
+        "per-address limits count an IPv6 client by its network of this many bits",
+        GATEWAY,
+    )
+    streams_per_place: int = setting(
+        "WAITROOM_STREAMS_PER_PLACE",
+        4,
+        integer(1),
+        "event streams one place may hold open on a gateway; one more gets 429",
+        GATEWAY,
+    )
+    streams_per_address: int = setting(
+        "WAITROOM_STREAMS_PER_ADDRESS",
+        64,
+        integer(1),
+        "event streams one client address may hold open on a gateway; one more gets 429",
+        GATEWAY,
+    )
+    metrics_token: str = setting(
+        "WAITROOM_METRICS_TOKEN",
+        "",
+        text,
+        "Bearer token /metrics asks for",
+        GATEWAY,
+        secret=True,
+        shown="none: /metrics answers only on WAITROOM_METRICS_PORT, or 404",
+    )
+    metrics_port: int = setting(
+        "WAITROOM_METRICS_PORT",
+        0,
+        integer(0, 65_535),
+        "a port of its own that serves /metrics without a token (keep it off the load balancer)",
+        GATEWAY,
+        shown="0: none",
+    )
+    header_timeout: float = setting(
+        "WAITROOM_HEADER_TIMEOUT",
+        10.0,
+        number(0.1),
+        "seconds a request's line and headers may take to arrive; then 408 and closed",
+        GATEWAY,
+    )
+    body_timeout: float = setting(
+        "WAITROOM_BODY_TIMEOUT",
+        10.0,
+        number(0.1),
+        "seconds a request body may take to arrive; then 408",
+        GATEWAY,
+    )
+    max_connections: int = setting(
+        "WAITROOM_MAX_CONNECTIONS",
+        20_000,
+        integer(16),
+        "open connections (event streams included) per gateway process; more get 503",
         GATEWAY,
     )
     rate_limits: RateLimits = group(RateLimits)

@@ -32,7 +32,8 @@ def valid_room_id(room: RoomParam) -> str:
 
 
 def caller(request: Request[Any, Any, Any]) -> Caller:
-    return caller_of(request, services_of(request.app.state).settings)
+    settings = services_of(request.app.state).settings
+    return caller_of(request, settings)
 
 
 def queue_token(request: Request[Any, Any, Any]) -> str:
