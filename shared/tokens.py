@@ -96,6 +96,13 @@ def _write_private(path: Path, data: bytes) -> None:
         fh.write(data)
 
 
+def write_private(path: Path, data: bytes) -> None:
+    """Write (or replace) a file readable by its owner only (0600 from the start)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    _write_private(tmp, data)
+    os.replace(tmp, path)
+
+
 def write_key(keys_dir: Path, kind: KeyKind, active_from: int | None = None) -> Path:
     """Generate a key and write it under ``keys_dir``; returns its path."""
     private_folder(keys_dir)

@@ -22,6 +22,7 @@ import httpx
 
 from shared.env_settings import FILE_SUFFIX
 from shared.settings import Settings
+from shared.tokens import write_private
 from waitroom.processes import (
     Child,
     Supervisor,
@@ -55,8 +56,7 @@ def admin_key_for(data_dir: Path, configured: str) -> str:
     if path.exists():
         return path.read_text().strip()
     key = secrets.token_urlsafe(24)
-    path.write_text(key + "\n")
-    path.chmod(0o600)
+    write_private(path, (key + "\n").encode())
     return key
 
 
@@ -86,7 +86,7 @@ def run_up(settings: Settings, environ: Mapping[str, str], opts: UpOptions) -> i
     """Run the stack until a signal; the parts get ``environ`` with the addresses ``up``
     chose. Data store and NATS are started here unless their URLs are set."""
     data = opts.data_dir.resolve()
-    data.mkdir(parents=True, exist_ok=True)
+    data.mkdir(mode=0o700, parents=True, exist_ok=True)
     logs = data / "logs"
     admin_key = admin_key_for(data, settings.admin_key)
     sup = Supervisor()
@@ -182,7 +182,8 @@ def run_up(settings: Settings, environ: Mapping[str, str], opts: UpOptions) -> i
             "process_ids": {c.name: c.process_id for c in sup.children},
             "supervisor_pid": os.getpid(),
         }
-        (data / "up.json").write_text(json.dumps(state, indent=2))
+        # it holds the admin key: readable by its owner only
+        write_private(data / "up.json", json.dumps(state, indent=2).encode())
         _say("waitroom is up")
         _say(f"  gateway      {gateway_url}   (API docs: {gateway_url}/schema)")
         _say(f"  room page    {gateway_url}/rooms/{opts.room}")
