@@ -60,7 +60,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     link = NatsLink.from_settings(settings, "gateway")
     link.start()
     limiter = RateLimiter(settings.redis_url, settings.rate_limits)
-    store = RoomStore(redis)
+    store = RoomStore(redis, outbox_max=settings.outbox_max)
     metrics = GatewayMetrics(tokens, settings.outbox_max)
     salt = settings.ip_hash_salt or deployment_salt(settings.keys_dir)
     people = People(store, tokens, limiter, salt=salt)

@@ -290,12 +290,50 @@ class Settings(EnvSettings):
         "replicas of the stream (3 on a 3-node NATS cluster)",
         SERVERS,
     )
+    stream_max_age: int = setting(
+        "WAITROOM_STREAM_MAX_AGE",
+        0,
+        integer(0),
+        "seconds the stream keeps events (0: leave the stream's own limit as it is); keep "
+        "it above twice WAITROOM_SNAPSHOT_SECONDS",
+        SERVERS,
+    )
+    stream_max_bytes: int = setting(
+        "WAITROOM_STREAM_MAX_BYTES",
+        0,
+        integer(0),
+        "bytes the stream may hold (0: leave the stream's own limit as it is)",
+        SERVERS,
+    )
     outbox_max: int = setting(
         "WAITROOM_OUTBOX_MAX",
         100_000,
         integer(1),
-        "undelivered events per room before readiness fails and the relay warns",
+        "undelivered events per room before new joins get 503 events_backlog and the relay "
+        "warns (people already waiting carry on; nothing is dropped)",
         SERVERS,
+    )
+    outbox_age_alert: float = setting(
+        "WAITROOM_OUTBOX_AGE_ALERT",
+        30.0,
+        number(0.1),
+        "seconds the oldest undelivered event may wait before the relay warns (the loss "
+        "window if the data store dies now)",
+        WORKERS,
+    )
+    snapshot_events: int = setting(
+        "WAITROOM_SNAPSHOT_EVENTS",
+        10_000,
+        integer(1),
+        "events of a room between two snapshots of it on the stream",
+        WORKERS,
+    )
+    snapshot_seconds: int = setting(
+        "WAITROOM_SNAPSHOT_SECONDS",
+        300,
+        integer(1),
+        "seconds between two snapshots of a room that changed meanwhile",
+        WORKERS,
     )
     admission_tick_ms: int = setting(
         "WAITROOM_ADMISSION_TICK_MS",

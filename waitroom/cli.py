@@ -94,7 +94,7 @@ def _keys_retire(args: argparse.Namespace) -> int:
 def _recover(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from shared.recovery import recover
+    from shared.recovery import describe, recover
 
     settings: Settings = args.settings
     redis_url = args.redis_url or settings.redis_url
@@ -117,7 +117,12 @@ def _recover(args: argparse.Namespace) -> int:
                     bar.update(task, completed=done, total=total)
 
                 summary = await recover(
-                    RoomStore(redis), nats_url, stream=stream, progress=progress
+                    RoomStore(redis),
+                    nats_url,
+                    stream=stream,
+                    progress=progress,
+                    accept_gap=args.accept_gap,
+                    use_snapshots=not args.no_snapshots,
                 )
         finally:
             await redis.aclose()
@@ -126,6 +131,14 @@ def _recover(args: argparse.Namespace) -> int:
             f"{summary.skipped} already there) into {len(summary.rooms)} rooms "
             f"in {summary.seconds:.2f}s ({summary.rate:,.0f} events/s)\n"
         )
+        for room in sorted(summary.reports):
+            sys.stdout.write(describe(summary.reports[room]) + "\n")
+        if summary.stopped:
+            sys.stdout.write(
+                f"{len(summary.stopped)} rooms stopped at a gap and stay recovering; run "
+                "`waitroom recover --accept-gap` to rebuild them from what the stream holds\n"
+            )
+            return 3
         return 0
 
     return asyncio.run(run())
@@ -157,13 +170,13 @@ def _probe(args: argparse.Namespace) -> int:
     async def run() -> int:
         redis = connect(settings.redis_url)
         try:
-            expires = await ReplicaSet(redis, args.role).alive_until(holder)
+            alive = await ReplicaSet(redis, args.role).alive(holder)
         except StoreUnavailable as exc:
             sys.stderr.write(f"{holder}: {exc}\n")
             return 1
         finally:
             await redis.aclose()
-        if expires is None or expires < time.time() * 1000:
+        if not alive:
             sys.stderr.write(f"{holder}: not alive\n")
             return 1
         sys.stdout.write(f"{holder}: alive\n")
@@ -266,12 +279,28 @@ def build_parser() -> argparse.ArgumentParser:
         **_reads(Part.RECOVER),
         help="rebuild every room from the event stream into an empty data store",
         description=(
-            "Read the JetStream stream from the start and rebuild every room (config, line, "
-            "admissions, sessions, counters) into the data store at WAITROOM_REDIS_URL. "
-            "Idempotent: events a room already has are skipped, so running it twice gives "
-            "the same state. Rooms answer 503 room_recovering until it is done. Compare "
+            "Rebuild every room the JetStream stream knows (config, line, admissions, "
+            "sessions and their deadlines, counters) into the data store at "
+            "WAITROOM_REDIS_URL: each room from its latest snapshot on the stream when that "
+            "is ahead of the store, then the events after it. Idempotent: events a room "
+            "already has are skipped, so running it twice gives the same state. Rooms "
+            "being rebuilt answer 503 room_recovering (gateways keep serving the others). "
+            "Prints one line per room: the seq the store had, the last seq on the stream, "
+            "gaps. A room whose events have a gap on the stream stops there and stays "
+            "recovering (exit status 3) until you run it again with --accept-gap. Compare "
             "`waitroom digest` before and after."
         ),
+    )
+    recover.add_argument(
+        "--accept-gap",
+        action="store_true",
+        help="go on past missing events (each gap is reported; events naming places lost "
+        "in it are skipped) so every room ends usable",
+    )
+    recover.add_argument(
+        "--no-snapshots",
+        action="store_true",
+        help="replay every room from the start of the stream, not from its latest snapshot",
     )
     recover.add_argument("--redis-url", help="default WAITROOM_REDIS_URL")
     recover.add_argument("--nats-url", help="default WAITROOM_NATS_URL")

@@ -1,7 +1,9 @@
 -- One admission tick for a room, by the replica holding its admission lease.
 -- ARGV: room, holder, fence, lease_ms, max_batch
 -- free units = max_active - used units; the release rate is a token bucket refilled by the
--- server clock, holding at most a quarter second of releases, so 10/s releases smoothly.
+-- server clock, holding one release plus a quarter second of releases: whole releases are
+-- taken and the fraction carries over, so every rate comes out exact (a tick may be late
+-- by up to a quarter second without losing any), and an idle room bursts little.
 local cfg, err = room_for_change()
 if not cfg then
   return err
@@ -12,10 +14,10 @@ end
 local max_batch = tonumber(ARGV[5])
 local now = now_ms()
 local rate = tonumber(cfg.release_rate)
-local burst = math.max(1, rate / 4)
+local burst = 1 + rate / 4
 local st = redis.call('HMGET', K_STATS, 'tokens', 'tokens_ts', 'used_units',
                       'rate', 'rate_ts', 'rate_since')
-local tokens = tonumber(st[1] or burst)
+local tokens = tonumber(st[1] or '1')
 local last = tonumber(st[2] or now)
 local used = tonumber(st[3] or '0')
 tokens = math.min(burst, tokens + math.max(0, now - last) * rate / 1000)
@@ -24,12 +26,10 @@ if cfg.status == 'active' then
   local free = tonumber(cfg.max_active) - used
   local claim_ms = tonumber(cfg.claim_window) * 1000
   while #admitted < max_batch and tokens >= 1 and free > 0 do
-    local head = redis.call('ZRANGE', K_LINE, 0, 0)
-    if #head == 0 then
+    local position_id, p = line_head()
+    if not p then
       break
     end
-    local position_id = head[1]
-    local p = get_person(position_id)
     if p.size > free then
       break -- strict order: a party that does not fit yet waits at the head
     end

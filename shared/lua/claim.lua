@@ -1,7 +1,8 @@
 -- Claim an admission (admitted -> active) or keep a session alive.
 -- ARGV: room, position_id, mode ('claim': only from admitted; 'touch': claim or extend a session)
--- Extending a session is liveness, like a heartbeat: it appends no event. A session never
--- lasts past max_session from its start (see session_end).
+-- Extending a session moves its deadline in steps (see session_step), each an `extended`
+-- event, so a recovery keeps long visits. A session never lasts past max_session from its
+-- start (see session_end).
 local position_id, mode = ARGV[2], ARGV[3]
 local cfg, err = room_for_change()
 if not cfg then
@@ -22,9 +23,11 @@ elseif p.state == 'active' then
   if mode == 'claim' then
     return fail('already_claimed')
   end
-  p.session_deadline = session_end(p, cfg, now)
-  put_person(position_id, p)
-  redis.call('ZADD', K_ACTIVE, p.session_deadline, position_id)
+  local deadline = session_step(p, cfg, now)
+  if deadline then
+    extend_session(position_id, p, deadline)
+    emit(cfg.inc, 'extended', position_id, { session_deadline = deadline }, now)
+  end
 elseif p.state == 'waiting' then
   return fail('not_admitted')
 else

@@ -18,6 +18,9 @@ local RULES = {
     function(c) return c.max_party_size <= c.max_active end },
 }
 
+if recovering() then
+  return fail('room_recovering') -- the replay owns the room until it is rebuilt
+end
 local stored = load_cfg()
 local config = {}
 for name, default in pairs(fields) do

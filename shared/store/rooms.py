@@ -18,12 +18,15 @@ from shared.store.index import ReplicaSet, RoomIndex
 from shared.store.views import (
     AdmitResult,
     PersonView,
+    ReplayMode,
+    ReplayResult,
     RoomFigures,
     admit_decoder,
     digest_of,
     figures_decoder,
     person_decoder,
     put_decoder,
+    replay_decoder,
 )
 
 Arg = str | int | float | bytes
@@ -47,8 +50,9 @@ class RoomStore:
     a client and never closes it. ``index`` holds the cross-room sets; ``replicas(role)``
     the worker replicas' liveness marks."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, *, outbox_max: int = 0) -> None:
         self.redis = redis
+        self.outbox_max = outbox_max
         self.scripts = Scripts.register(redis)
         self.index = RoomIndex(redis)
 
@@ -97,9 +101,12 @@ class RoomStore:
         pow_id: str = "",
         pow_difficulty: int = 0,
         pow_expires_ms: int = 0,
+        outbox_max: int | None = None,
     ) -> PersonView:
         """Join the line, or (``restore_arrival``) put back a place the store lost, in the
-        room's ``incarnation`` the token names; ``pow_*`` is a checked proof of work."""
+        room's ``incarnation`` the token names; ``pow_*`` is a checked proof of work. New
+        people are refused (``EventsBacklog``) while the room's outbox holds more than
+        ``outbox_max`` events (the store's own bound unless given; 0: no bound)."""
         position_id = position_id or new_position_id()
         raw = await self._run(
             self.scripts.enqueue,
@@ -115,6 +122,7 @@ class RoomStore:
             pow_id,
             pow_difficulty,
             pow_expires_ms,
+            self.outbox_max if outbox_max is None else outbox_max,
         )
         return person_decoder.decode(raw)
 
@@ -148,7 +156,7 @@ class RoomStore:
 
     # workers --------------------------------------------------------------------------
     async def admit(
-        self, room: str, holder: str, fence: int, lease_ms: int, max_batch: int = 500
+        self, room: str, holder: str, fence: int, lease_ms: int, max_batch: int = 100_000
     ) -> AdmitResult:
         raw = await self._run(self.scripts.admit, room, holder, fence, lease_ms, max_batch)
         return admit_decoder.decode(raw)
@@ -201,11 +209,32 @@ class RoomStore:
         )  # type: ignore[assignment]
         return [(entry_id, fields["e"]) for entry_id, fields in entries]
 
+    async def outbox_delivered(
+        self, room: str, entry_ids: list[str], *, holder: str, fence: int, lease_ms: int
+    ) -> int:
+        """Drop entries from the outbox once JetStream has acknowledged them: only under
+        the room's relay lease with this fence (else ``LeaseLost``)."""
+        return int(
+            await self._run(self.scripts.outbox_trim, room, holder, fence, lease_ms, *entry_ids)
+        )
+
     @store_call
-    async def outbox_delivered(self, room: str, entry_ids: list[str]) -> None:
-        """Drop entries from the outbox once JetStream has acknowledged them."""
-        if entry_ids:
-            await self.redis.xdel(keys.RoomKeys(room).outbox, *entry_ids)
+    async def outbox_age(self, room: str) -> float:
+        """Seconds the oldest undelivered event of the room has waited (0 when none), by
+        the data store's clock (entry ids are its milliseconds)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.time()
+            pipe.xrange(keys.RoomKeys(room).outbox, "-", "+", count=1)
+            (seconds, micros), oldest = await pipe.execute()
+        if not oldest:
+            return 0.0
+        written_ms = int(str(oldest[0][0]).split("-", 1)[0])
+        return max(0.0, (int(seconds) * 1000 + int(micros) // 1000 - written_ms) / 1000)
+
+    async def oldest_outbox(self) -> float:
+        """The outbox age of the room whose oldest undelivered event has waited longest."""
+        ages = [await self.outbox_age(room) for room in await self.rooms()]
+        return max(ages, default=0.0)
 
     @store_call
     async def outbox_length(self, room: str) -> int:
@@ -232,22 +261,59 @@ class RoomStore:
         return True
 
     # recovery -------------------------------------------------------------------------
-    async def replay(self, runs: dict[str, list[bytes]], now_ms: int) -> int:
-        """Apply events read back from the stream, each room's run by one replay.lua call,
-        all in one pipeline; answers how many were applied (the rest the rooms had)."""
+    async def replay(
+        self, runs: dict[str, list[bytes]], mode: ReplayMode = "strict"
+    ) -> dict[str, ReplayResult]:
+        """Apply events to rooms, each room's run by one replay.lua call, all in one
+        pipeline (see replay.lua for the modes); answers each room's result."""
+        rooms = list(runs)
         answers = await self._run_many(
-            [(self.scripts.replay, room, [now_ms, *events]) for room, events in runs.items()]
+            [(self.scripts.replay, room, [mode, *runs[room]]) for room in rooms]
         )
-        return sum(int(n) for n in self._raise_first(answers))
+        return {
+            room: replay_decoder.decode(answer)
+            for room, answer in zip(rooms, self._raise_first(answers), strict=True)
+        }
 
-    @store_call
+    async def mark_recovering(self, rooms: list[str], on: bool = True) -> None:
+        """Mark rooms as being rebuilt (every other change is refused) or lift the marks."""
+        self._raise_first(
+            await self._run_many(
+                [(self.scripts.recovery_mark, room, ["1" if on else "0"]) for room in rooms]
+            )
+        )
+
     async def end_recovery(self, rooms: list[str], deleted: set[str]) -> None:
         """Lift the rooms' recovering marks and list the ones the stream left alive."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for room in rooms:
-                pipe.hdel(keys.RoomKeys(room).cfg, "recovering")
-            await pipe.execute()
+        await self.mark_recovering(rooms, on=False)
         await self.index.restore([r for r in rooms if r not in deleted], sorted(deleted))
+
+    async def snapshot(self, room: str) -> bytes:
+        """The room's whole state at its event counter (room_snapshot.lua), as JSON."""
+        raw = await self._run(self.scripts.room_snapshot, room)
+        return raw if isinstance(raw, bytes) else str(raw).encode()
+
+    async def restore(self, room: str, snapshot: bytes | None) -> int:
+        """Start rebuilding a room: its state goes and it is marked recovering; with a
+        snapshot, the state comes back as it was then. Answers the event counter now."""
+        return int(await self._run(self.scripts.room_restore, room, snapshot or b""))
+
+    @store_call
+    async def is_recovering(self, room: str) -> bool:
+        return bool(await self.redis.hexists(keys.RoomKeys(room).stats, "recovering"))
+
+    @store_call
+    async def server_id(self) -> str:
+        """The data-store server's run id: it changes when the server restarts or another
+        one (a promoted replica) takes its place."""
+        info: dict[str, object] = await self.redis.info("server")
+        return str(info.get("run_id", ""))
+
+    @store_call
+    async def event_seq(self, room: str) -> int:
+        """The room's event counter: the seq of the last event its scripts made."""
+        seq = await self.redis.hget(keys.RoomKeys(room).stats, "event_seq")
+        return int(seq or 0)
 
     # rooms ----------------------------------------------------------------------------
     @store_call

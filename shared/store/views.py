@@ -89,6 +89,43 @@ class RoomFigures(msgspec.Struct, frozen=True):
         )
 
 
+ReplayMode = Literal["strict", "accept_gap", "reapply"]
+
+
+class ReplayStop(msgspec.Struct, frozen=True):
+    """Why a strict replay of a room stopped: ``gap`` (the stream has no events between
+    ``after`` and ``next``), ``unknown_place`` or ``unknown_type`` (at event ``id``)."""
+
+    kind: str
+    id: str = ""
+    after: int = 0
+    next: int = 0
+    seq: int = 0
+    type: str = ""
+
+
+class Gap(msgspec.Struct, frozen=True):
+    after: int
+    next: int
+
+
+class ReplayResult(msgspec.Struct, frozen=True):
+    applied: int
+    skipped: int
+    conflicts: int
+    orphans: int
+    gaps: list[Gap] | dict[str, Any]
+    stop: ReplayStop | None = None
+
+    @property
+    def gap_list(self) -> list[Gap]:
+        # cjson encodes an empty Lua table as {}
+        return self.gaps if isinstance(self.gaps, list) else []
+
+
+replay_decoder = msgspec.json.Decoder(ReplayResult)
+
+
 class PutResult(msgspec.Struct, frozen=True):
     created: bool
     config: RoomConfig
