@@ -92,7 +92,7 @@ async def catch_up(
             stop=report.stop.kind,
             after=report.stop.after,
             next=report.stop.next,
-            event=report.stop.id,
+            event_id=report.stop.id,
             hint="run `waitroom recover --accept-gap` to go on past it",
         )
         return report

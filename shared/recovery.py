@@ -27,6 +27,7 @@ import structlog
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 
 from shared.events import SUBJECT_PREFIX
 from shared.store import RoomStore
@@ -106,7 +107,8 @@ async def recover(
     try:
         js = nc.jetstream()
         info = await js.stream_info(stream)
-        first, last = info.state.first_seq, info.state.last_seq
+        first = info.state.first_seq
+        last = await _last_event_seq(js, stream)  # snapshots may come after it
         rooms = await event_rooms(js, stream, SUBJECT_PREFIX) | await snapshot_rooms(js, stream)
         rooms |= set(await store.rooms())
         summary.rooms = set(rooms)
@@ -117,7 +119,7 @@ async def recover(
         else:
             for room in rooms:
                 summary.reports[room] = RoomReport(room, store_seq=await store.event_seq(room))
-        if info.state.messages > 0 and start <= last:
+        if last and start <= last:
             await _read_and_apply(
                 js, stream, store, summary, start, last, batch, progress, accept_gap
             )
@@ -131,6 +133,14 @@ async def recover(
     summary.seconds = time.perf_counter() - started
     _log_summary(summary)
     return summary
+
+
+async def _last_event_seq(js: JetStreamContext, stream: str) -> int:
+    """The stream sequence of the last event (0 when the stream holds none)."""
+    try:
+        return int((await js.get_last_msg(stream, f"{SUBJECT_PREFIX}.>")).seq or 0)
+    except NotFoundError:
+        return 0
 
 
 async def _from_snapshots(
@@ -230,7 +240,7 @@ async def _apply(
                 kind=result.stop.kind,
                 after=result.stop.after,
                 next=result.stop.next,
-                event=result.stop.id,
+                event_id=result.stop.id,
             )
 
 

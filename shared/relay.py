@@ -134,7 +134,7 @@ class OutboxRelay:
                 raise RoomRecovering()  # `waitroom recover` (or a catch-up) owns it
             track = self.tracks.get(room)
             if track is None or track.fence != fence:
-                track = await self._verify(js, room, fence)
+                track = self.tracks[room] = await self._verify(js, room, fence)
             until = time.monotonic() + self.DRAIN_SECONDS
             while True:
                 sent, full = await self._publish_batch(js, room, track)
