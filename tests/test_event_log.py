@@ -8,7 +8,7 @@ import asyncio
 import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,12 +57,26 @@ async def own_store(
     proc.stop()
 
 
-def workers(settings: Settings, tmp_path: Path, **extra: str) -> list[ModuleProc]:
-    env = settings_env(settings, WAITROOM_LEASE_MS="1000", **extra)
-    return [
-        ModuleProc("admission_worker", env | {"WAITROOM_INSTANCE": "a1"}, tmp_path / "a1.log"),
-        ModuleProc("heartbeat_worker", env | {"WAITROOM_INSTANCE": "h1"}, tmp_path / "h1.log"),
-    ]
+Workers = Callable[..., list[ModuleProc]]
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[Workers]:
+    """Makes an admission and a heartbeat worker (not started); all stopped at the end."""
+    made: list[ModuleProc] = []
+
+    def make(settings: Settings, **extra: str) -> list[ModuleProc]:
+        env = settings_env(settings, WAITROOM_LEASE_MS="1000", **extra)
+        procs = [
+            ModuleProc("admission_worker", env | {"WAITROOM_INSTANCE": "a1"}, tmp_path / "a1.log"),
+            ModuleProc("heartbeat_worker", env | {"WAITROOM_INSTANCE": "h1"}, tmp_path / "h1.log"),
+        ]
+        made.extend(procs)
+        return procs
+
+    yield make
+    for proc in made:
+        proc.stop()
 
 
 def recover(settings: Settings, *flags: str, status: int = 0) -> str:
@@ -102,10 +116,10 @@ def assert_one_history(events: list[Event], event_seq: int) -> None:
 
 
 async def test_a_store_rolled_back_to_an_older_snapshot_is_caught_up_from_the_stream(
-    own_store: tuple[ValkeyProc, Settings], tmp_path: Path
+    own_store: tuple[ValkeyProc, Settings], tmp_path: Path, workers: Workers
 ) -> None:
     valkey, settings = own_store
-    procs = workers(settings, tmp_path)
+    procs = workers(settings)
     room = "roll-" + settings.instance
     async with GatewayServer(settings) as gw, httpx.AsyncClient(base_url=gw.url, timeout=30) as c:
         await create_room(
@@ -113,6 +127,7 @@ async def test_a_store_rolled_back_to_an_older_snapshot_is_caught_up_from_the_st
         )
         for w in procs:
             w.start()
+        await wait_until(lambda: drained(c, room), seconds=30)  # the relay is at work
         load = Load(c, [room])
         runner = asyncio.create_task(load.run(400, spacing=0.02))
         try:
@@ -159,10 +174,10 @@ async def test_a_store_rolled_back_to_an_older_snapshot_is_caught_up_from_the_st
 
 
 async def test_a_store_killed_before_its_outbox_drained_is_rebuilt_consistent(
-    own_store: tuple[ValkeyProc, Settings], tmp_path: Path
+    own_store: tuple[ValkeyProc, Settings], tmp_path: Path, workers: Workers
 ) -> None:
     valkey, settings = own_store
-    procs = workers(settings, tmp_path)
+    procs = workers(settings)
     rooms = [f"crash-{i}-{settings.instance}" for i in range(2)]
     async with GatewayServer(settings) as gw, httpx.AsyncClient(base_url=gw.url, timeout=30) as c:
         for room in rooms:
@@ -171,6 +186,8 @@ async def test_a_store_killed_before_its_outbox_drained_is_rebuilt_consistent(
             )
         for w in procs:
             w.start()
+        for room in rooms:  # the relay is at work (room_updated delivered)
+            await wait_until(lambda room=room: drained(c, room), seconds=30)
         load = Load(c, rooms)
         runner = asyncio.create_task(load.run(300, spacing=0.01))
         try:
@@ -204,12 +221,12 @@ async def test_a_store_killed_before_its_outbox_drained_is_rebuilt_consistent(
 
 
 async def test_a_gap_in_the_stream_is_reported_and_the_room_works_after_accepting_it(
-    own_store: tuple[ValkeyProc, Settings], tmp_path: Path
+    own_store: tuple[ValkeyProc, Settings], tmp_path: Path, workers: Workers
 ) -> None:
     import nats
 
     valkey, settings = own_store
-    procs = workers(settings, tmp_path)
+    procs = workers(settings)
     room = "gap-" + settings.instance
     async with GatewayServer(settings) as gw, httpx.AsyncClient(base_url=gw.url, timeout=30) as c:
         await create_room(c, room, status="paused", heartbeat_timeout=600)
@@ -260,10 +277,10 @@ async def test_a_gap_in_the_stream_is_reported_and_the_room_works_after_acceptin
 
 
 async def test_a_long_visit_kept_alive_survives_a_store_loss_and_recover(
-    own_store: tuple[ValkeyProc, Settings], tmp_path: Path
+    own_store: tuple[ValkeyProc, Settings], tmp_path: Path, workers: Workers
 ) -> None:
     valkey, settings = own_store
-    procs = workers(settings, tmp_path)
+    procs = workers(settings)
     room = "visit-" + settings.instance
     async with GatewayServer(settings) as gw, httpx.AsyncClient(base_url=gw.url, timeout=30) as c:
         await create_room(c, room, session_ttl=8, max_session=600, heartbeat_timeout=600)
@@ -313,7 +330,7 @@ def _rate(times: list[float], skip: float) -> float:
 
 
 async def test_the_release_rate_is_exact_from_half_a_person_to_a_thousand_a_second(
-    own_store: tuple[ValkeyProc, Settings], tmp_path: Path
+    own_store: tuple[ValkeyProc, Settings], tmp_path: Path, workers: Workers
 ) -> None:
     from shared.room import RoomUpdate
     from shared.store import RoomStore
@@ -342,7 +359,7 @@ async def test_the_release_rate_is_exact_from_half_a_person_to_a_thousand_a_seco
         need = int(rate * window) + 10
         for i in range(0, need, 500):
             await asyncio.gather(*(store.enqueue(room) for _ in range(min(500, need - i))))
-    procs = workers(settings, tmp_path, WAITROOM_ADMISSION_TICK_MS="20")[:1]
+    procs = workers(settings, WAITROOM_ADMISSION_TICK_MS="20")[:1]
     procs[0].start()
     try:
         for room in rooms:

@@ -74,6 +74,13 @@ class RoomFigures(msgspec.Struct, frozen=True):
     active: int
     outbox: int
     now: int
+    outbox_oldest: int = 0
+
+    @property
+    def outbox_age(self) -> float:
+        """Seconds the oldest undelivered event has waited (0 when none): what a loss of
+        the data store now would take with it (``waitroom_room_outbox_age_seconds``)."""
+        return max(0, self.now - self.outbox_oldest) / 1000 if self.outbox_oldest else 0.0
 
     def stat(self, name: str) -> int:
         stats = self.stats if isinstance(self.stats, dict) else {}
