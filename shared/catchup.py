@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import structlog
 from nats.js import JetStreamContext
 
+from shared.errors import RoomRecovering
 from shared.store import RoomStore
 from shared.store.views import ReplayResult, ReplayStop
 from shared.stream_reads import LastEvent, event_seq_of, latest_snapshot, room_events
@@ -73,7 +74,8 @@ async def catch_up(
     """Rebuild ``room`` from the stream (up to ``last``) and put the fork on top. A gap in
     the stream leaves the room recovering, reported (``stop``), for `waitroom recover
     --accept-gap`."""
-    await store.mark_recovering([room])
+    if await store.mark_recovering([room], owner="relay"):
+        raise RoomRecovering()  # `waitroom recover` is rebuilding it
     report = CatchUpReport(room, await store.event_seq(room), last.seq)
     outbox = await store.outbox_batch(room, 10_000_000)
     snapshot = await latest_snapshot(js, stream, room)
@@ -86,6 +88,7 @@ async def catch_up(
         store, room, [data for _seq, data in on_stream], "strict"
     )
     if report.stop is not None:
+        await store.mark_recovering([room], owner="stuck", take=True)  # recover may take it
         log.error(
             "catch_up_stopped",
             room=room,
@@ -106,7 +109,7 @@ async def catch_up(
     report.forked = len(fork)
     await trim([entry_id for entry_id, _raw in outbox])
     report.reapplied, _ = await replay_chunks(store, room, fork, "reapply")
-    await store.mark_recovering([room], on=False)
+    await store.mark_recovering([room], on=False, owner="relay")
     if await store.get_config(room) is not None:
         await store.index.add(room)
     else:  # deleted on the record: gone here too, once its outbox is delivered

@@ -65,6 +65,8 @@ class Admitted(EventBase, tag="admitted"):
     claim_deadline: int
     size: int
     arrival: int
+    restored: bool = False
+    """Made again for someone with a valid access token whose admission the store lost."""
 
 
 class Activated(EventBase, tag="activated"):

@@ -112,7 +112,7 @@ async def recover(
         rooms = await event_rooms(js, stream, SUBJECT_PREFIX) | await snapshot_rooms(js, stream)
         rooms |= set(await store.rooms())
         summary.rooms = set(rooms)
-        await store.mark_recovering(sorted(rooms))
+        await _mark(store, sorted(rooms))
         start = first
         if use_snapshots and rooms:
             start = await _from_snapshots(store, js, stream, sorted(rooms), summary, first, last)
@@ -133,6 +133,19 @@ async def recover(
     summary.seconds = time.perf_counter() - started
     _log_summary(summary)
     return summary
+
+
+async def _mark(store: RoomStore, rooms: list[str], wait: float = 30.0) -> None:
+    """Mark every room for the replay; a room a relay is catching up is waited for (up to
+    ``wait`` seconds: a relay that died mid-way leaves its mark, which is then taken)."""
+    deadline = time.monotonic() + wait
+    held = await store.mark_recovering(rooms)
+    while held and time.monotonic() < deadline:
+        log.info("recovery_waits_for_relay", rooms=sorted(held))
+        await asyncio.sleep(0.2)
+        held = await store.mark_recovering(sorted(held))
+    if held:
+        await store.mark_recovering(sorted(held), take=True)
 
 
 async def _last_event_seq(js: JetStreamContext, stream: str) -> int:

@@ -32,12 +32,13 @@ from nats.js.errors import APIError
 
 from shared.catchup import OutboxTrim, catch_up
 from shared.errors import RoomNotFound, RoomRecovering
-from shared.events import room_subjects, subject
+from shared.events import SUBJECT_PREFIX, room_subjects, subject
 from shared.nats_link import NatsLink
 from shared.store import RoomStore
 from shared.stream_reads import (
     LastEvent,
     Manifest,
+    event_rooms,
     last_event,
     last_manifest,
     publish_manifest,
@@ -177,7 +178,24 @@ class OutboxRelay:
                 if self._store_id:
                     log.info("relay_reverifies", store_changed=store_id != self._store_id)
                 self.tracks.clear()
+                if store_id != self._store_id:
+                    await self._adopt_missing_rooms()
                 self._store_id, self._link_generation = store_id, generation
+
+    async def _adopt_missing_rooms(self) -> None:
+        """Rooms alive on the stream that the store does not know at all (it came back
+        from before they were made) are listed again: their relay then finds the store
+        behind the stream and catches them up."""
+        js = await self.link.jetstream()
+        if js is None:
+            return
+        known = set(await self.store.rooms()) | set(await self.store.draining_rooms())
+        for room in sorted(await event_rooms(js, self.stream, SUBJECT_PREFIX) - known):
+            last = await last_event(js, self.stream, room)
+            if last is None or _head.decode(last.data).type == "room_deleted":
+                continue
+            log.warning("room_missing_from_store", room=room, stream_seq=last.seq)
+            await self.store.index.add(room)
 
     async def _verify(self, js: JetStreamContext, room: str, fence: int) -> RoomTrack:
         """Compare the room's last event on the stream with the store; catch the store up

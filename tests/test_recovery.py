@@ -136,8 +136,7 @@ async def test_store_killed_under_load_comes_back_identical_from_the_stream(
             assert offline.json()["active"] is True
             assert offline.json()["checked"] == "offline"
 
-            valkey.start()  # same port, empty
-            assert (await c.get(f"/v1/admin/rooms/{rooms[0]}", headers=ADMIN)).status_code == 404
+            valkey.start()  # same port, empty (the relays may start catching rooms up)
 
             out = _recover(settings)
             assert "replayed" in out

@@ -216,11 +216,11 @@ end
 -- event counter and the lease fence, so seq and fences keep rising.
 local function wipe_room(gone_inc)
   local kept = redis.call('HMGET', K_STATS, 'event_seq', 'fence', 'gone')
-  local marked = recovering()
+  local marked = redis.call('HGET', K_STATS, 'recovering')
   redis.call('DEL', K_CFG, K_STATS, K_LINE, K_SEEN, K_PEOPLE, K_ADMITTED, K_ACTIVE, K_IPS,
              K_ENDED, K_LEASE.admission, K_LEASE.heartbeat, K_POW)
   if marked then
-    redis.call('HSET', K_STATS, 'recovering', '1')
+    redis.call('HSET', K_STATS, 'recovering', marked)
   end
   -- the incarnations deleted here, latest 20: tokens of those never bring a place back
   local gone = kept[3] or ''

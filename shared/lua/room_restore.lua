@@ -2,11 +2,11 @@
 -- incarnations stay), the room is marked recovering, and, given a snapshot
 -- (room_snapshot.lua's answer), the state is put back as it was at the snapshot's seq.
 -- ARGV: room, snapshot_json ('' for none: the room starts from nothing, event counter 0)
-local kept = redis.call('HMGET', K_STATS, 'fence', 'gone')
+local kept = redis.call('HMGET', K_STATS, 'fence', 'gone', 'recovering')
 redis.call('DEL', K_CFG, K_STATS, K_LINE, K_SEEN, K_PEOPLE, K_ADMITTED, K_ACTIVE, K_IPS,
            K_ENDED, K_POW)
-redis.call('HSET', K_STATS, 'recovering', '1', 'event_seq', '0', 'fence', kept[1] or '0',
-           'gone', kept[2] or '')
+redis.call('HSET', K_STATS, 'recovering', kept[3] or '1', 'event_seq', '0',
+           'fence', kept[1] or '0', 'gone', kept[2] or '')
 if ARGV[2] == '' then
   return 0
 end

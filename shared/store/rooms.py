@@ -275,17 +275,20 @@ class RoomStore:
             for room, answer in zip(rooms, self._raise_first(answers), strict=True)
         }
 
-    async def mark_recovering(self, rooms: list[str], on: bool = True) -> None:
-        """Mark rooms as being rebuilt (every other change is refused) or lift the marks."""
-        self._raise_first(
-            await self._run_many(
-                [(self.scripts.recovery_mark, room, ["1" if on else "0"]) for room in rooms]
-            )
+    async def mark_recovering(
+        self, rooms: list[str], on: bool = True, *, owner: str = "recover", take: bool = False
+    ) -> dict[str, str]:
+        """Mark rooms as being rebuilt by ``owner`` (every other change is refused) or lift
+        the marks. Answers, per room another owner holds (unless ``take``), that owner."""
+        args: list[Arg] = ["1" if on else "0", owner, "1" if take else "0"]
+        answers = self._raise_first(
+            await self._run_many([(self.scripts.recovery_mark, room, args) for room in rooms])
         )
+        return {room: str(a) for room, a in zip(rooms, answers, strict=True) if a != "ok"}
 
     async def end_recovery(self, rooms: list[str], deleted: set[str]) -> None:
         """Lift the rooms' recovering marks and list the ones the stream left alive."""
-        await self.mark_recovering(rooms, on=False)
+        await self.mark_recovering(rooms, on=False, take=True)
         await self.index.restore([r for r in rooms if r not in deleted], sorted(deleted))
 
     async def snapshot(self, room: str) -> bytes:
