@@ -23,7 +23,13 @@ from shared.errors import (
 )
 from shared.redis_conn import connect
 from shared.room import RoomUpdate
-from shared.scripts import ScriptError, register_script, with_prelude
+from shared.scripts import (
+    SCRIPT_NAMES,
+    ScriptError,
+    register_script,
+    script_source,
+    with_prelude,
+)
 from shared.store import RoomStore, require_room
 from shared.store.calls import mapped
 from waitroom.processes import free_port
@@ -146,6 +152,12 @@ async def test_every_kind_of_script_refusal_reaches_the_caller_as_its_error(
 
 
 # --- Lua errors point at the files ------------------------------------------------------
+
+
+async def test_every_script_compiles(redis: Redis) -> None:
+    for name in SCRIPT_NAMES:
+        source, _map = script_source(name)
+        assert await redis.script_load(source)
 
 
 async def test_an_error_in_the_prelude_points_at_lib_lua(store: RoomStore, redis: Redis) -> None:

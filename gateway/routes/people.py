@@ -70,6 +70,7 @@ LastEventId = Annotated[
             errors.QueueFull,
             errors.TooManyPositions,
             errors.RoomMaintenance,
+            errors.EventsBacklog,
         ),
     },
 )

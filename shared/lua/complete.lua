@@ -15,4 +15,5 @@ if p.state == 'admitted' or p.state == 'active' or p.state == 'waiting' then
   local was = p.state
   finish(position_id, p, 'completed', 'completed', now)
   emit(cfg.inc, 'completed', position_id, { from_state = was, size = p.size }, now)
+end
 return view(position_id, p, cfg, now, false)
