@@ -131,11 +131,15 @@ class OutboxRelay:
         delivered = 0
         try:
             await self._forget_if_changed()
-            if await self.store.is_recovering(room):
-                raise RoomRecovering()  # `waitroom recover` (or a catch-up) owns it
+            owner = await self.store.recovery_owner(room)
+            if owner not in (None, "relay"):
+                raise RoomRecovering()  # `waitroom recover` owns it, or a gap stopped it
             track = self.tracks.get(room)
-            if track is None or track.fence != fence:
-                track = self.tracks[room] = await self._verify(js, room, fence)
+            if owner == "relay" or track is None or track.fence != fence:
+                # a catch-up cut short (a relay died, the store went away) is done again
+                track = self.tracks[room] = await self._verify(
+                    js, room, fence, redo=owner == "relay"
+                )
             until = time.monotonic() + self.DRAIN_SECONDS
             while True:
                 sent, full = await self._publish_batch(js, room, track)
@@ -197,18 +201,25 @@ class OutboxRelay:
             log.warning("room_missing_from_store", room=room, stream_seq=last.seq)
             await self.store.index.add(room)
 
-    async def _verify(self, js: JetStreamContext, room: str, fence: int) -> RoomTrack:
+    async def _verify(
+        self, js: JetStreamContext, room: str, fence: int, *, redo: bool = False
+    ) -> RoomTrack:
         """Compare the room's last event on the stream with the store; catch the store up
-        when it is behind. Answers what the relay may rely on from now."""
+        when it is behind (or ``redo`` a catch-up cut short). Answers what the relay may
+        rely on from now."""
         track = await self._tracked(js, room, fence)
         last = await last_event(js, self.stream, room)
         store_seq = await self.store.event_seq(room)
         if last is None:
+            if redo:
+                await self.store.mark_recovering([room], on=False, owner="relay")
             return track
         head = await self.store.outbox_batch(room, 1)
         head_seq = _seq_of(head[0][1]) if head else store_seq + 1
         trim = OutboxTrim(self.store, room, self.holder, fence, self.lease_ms)
-        if head and head_seq <= last.seq and last.seq <= store_seq:
+        if redo:
+            await self._catch_up(js, room, last, trim)
+        elif head and head_seq <= last.seq and last.seq <= store_seq:
             entries = await self.store.outbox_batch(room, last.seq - head_seq + 1)
             same = [
                 e for e, raw in entries if _seq_of(raw) == last.seq and raw.encode() == last.data

@@ -57,7 +57,7 @@ async def test_nats_down_for_a_while_loses_and_doubles_nothing(
     """NATS killed for longer than the outbox bound takes to fill: every gateway stays
     ready for the load balancer, people waiting keep heartbeating, new joins get 503
     events_backlog, and once NATS is back every event is on the stream once, in order."""
-    bound = 40
+    bound = 150
     settings = settings.with_changes(nats_url=own_nats.url, outbox_max=bound)
     env = settings_env(settings, WAITROOM_OUTBOX_MAX=str(bound))
     workers = [

@@ -302,8 +302,11 @@ class RoomStore:
         return int(await self._run(self.scripts.room_restore, room, snapshot or b""))
 
     @store_call
-    async def is_recovering(self, room: str) -> bool:
-        return bool(await self.redis.hexists(keys.RoomKeys(room).stats, "recovering"))
+    async def recovery_owner(self, room: str) -> str | None:
+        """Who holds the room's recovering mark ('recover', 'relay', 'stuck' after a gap),
+        or None when it is not being rebuilt."""
+        owner = await self.redis.hget(keys.RoomKeys(room).stats, "recovering")
+        return None if owner is None else str(owner)
 
     @store_call
     async def server_id(self) -> str:
