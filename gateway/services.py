@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from litestar.datastructures import State
 from litestar.di import Provide
 
+from gateway.config_guard import ConfigGuard
 from gateway.live import LiveHub, StreamLimits
 from gateway.metrics import GatewayMetrics
 from gateway.operations import Operations
@@ -73,6 +74,8 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             per_place=settings.streams_per_place, per_address=settings.streams_per_address
         ),
     )
+    guard = ConfigGuard(store)
+    guard.start()
     try:
         yield Services(
             settings=settings,
@@ -83,11 +86,12 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             metrics=metrics,
             people=people,
             site=Site(store, tokens, limiter),
-            operators=Operators(store, limiter, admin_keys(settings.admin_key)),
+            operators=Operators(store, limiter, admin_keys(settings.admin_key), guard),
             operations=Operations(store, link, tokens, metrics, settings.outbox_max),
             live=live,
         )
     finally:
+        await guard.close()
         await live.close()
         await limiter.close()
         await link.close()

@@ -447,3 +447,31 @@ async def test_a_purge_after_recovery_never_forgets_a_place_back_in_line(redis: 
     [afence] = await store.lease_acquire_many([room], "admission", "a", 60_000)
     admitted = await store.admit(room, "a", afence, 60_000)
     assert admitted.position_ids == [made.position_id]
+
+
+async def test_a_pause_the_store_lost_before_the_stream_had_it_is_made_again(
+    own_store: tuple[ValkeyProc, Settings], workers: Workers
+) -> None:
+    valkey, settings = own_store
+    procs = workers(settings)
+    room = "pause-" + settings.instance
+    async with GatewayServer(settings) as gw, httpx.AsyncClient(base_url=gw.url, timeout=30) as c:
+        await create_room(c, room, heartbeat_timeout=600)
+        for w in procs:
+            w.start()
+        await wait_until(lambda: drained(c, room), seconds=30)  # the room is on the stream
+        for w in procs:
+            w.stop()  # no relay: the pause waits in the outbox
+        r = await c.put(f"/v1/admin/rooms/{room}", headers=ADMIN, json={"status": "paused"})
+        assert r.status_code == 200
+        assert (await figures(c, room))["outbox"] == 1
+        valkey.kill()
+        valkey.start()  # empty: the pause is gone with it
+        out = recover(settings)
+        assert f"{room}: store had seq 0, stream has 1" in out
+
+        async def paused() -> bool:
+            r = await c.get(f"/v1/admin/rooms/{room}", headers=ADMIN)
+            return bool(r.status_code == 200 and r.json()["config"]["status"] == "paused")
+
+        await wait_until(paused, seconds=10)  # the gateway that made it made it again

@@ -18,6 +18,7 @@ from shared.store.index import ReplicaSet, RoomIndex
 from shared.store.views import (
     AdmitResult,
     PersonView,
+    PutResult,
     ReplayMode,
     ReplayResult,
     RoomFigures,
@@ -34,6 +35,10 @@ ScriptCall = tuple[LuaScript, str, list[Arg]]
 """One script, the room it runs on, and its ARGV after the room id."""
 
 _FIELDS_JSON = msgspec.json.encode(FIELD_DEFAULTS)
+
+
+class _Seq(msgspec.Struct):
+    seq: int
 
 
 def check_room_id(room: str) -> None:
@@ -336,6 +341,11 @@ class RoomStore:
         """Create or update a room: room_put.lua merges the given fields onto the stored
         config, checks the rules across fields and writes, in one step. Answers the merged
         config and whether the room was created."""
+        result = await self.put_room_change(room, update)
+        return result.config, result.created
+
+    async def put_room_change(self, room: str, update: RoomUpdate) -> PutResult:
+        """``put_room``, answering also the change's event seq, version and incarnation."""
         check_room_id(room)
         given = msgspec.json.encode(checked_update(update))
         raw = await self._run(
@@ -343,7 +353,21 @@ class RoomStore:
         )
         result = put_decoder.decode(raw)
         await self.index.add(room)
-        return result.config, result.created
+        return result
+
+    @store_call
+    async def config_version(self, room: str) -> tuple[int, str] | None:
+        """The room's config version and incarnation, or None when it has no config."""
+        version, inc = await self.redis.hmget(keys.RoomKeys(room).cfg, ["version", "inc"])
+        if version is None:
+            return None
+        return int(version), str(inc or "")
+
+    @store_call
+    async def delivered(self, room: str, seq: int) -> bool:
+        """Whether the room's event ``seq`` has left the outbox (JetStream has it)."""
+        head = await self.outbox_batch(room, 1)
+        return not head or msgspec.json.decode(head[0][1], type=_Seq).seq > seq
 
     async def delete_room(self, room: str) -> None:
         check_room_id(room)

@@ -136,6 +136,10 @@ replay_decoder = msgspec.json.Decoder(ReplayResult)
 class PutResult(msgspec.Struct, frozen=True):
     created: bool
     config: RoomConfig
+    seq: int = 0
+    """The seq of the room_updated event the change made."""
+    version: int = 0
+    inc: str = ""
 
 
 person_decoder = msgspec.json.Decoder(PersonView)
