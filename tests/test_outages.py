@@ -198,10 +198,14 @@ def test_every_part_stops_cleanly_on_sigterm(
     assert proc.proc is not None
     if module == "gateway":
         wait_for_port(port, 20, proc.proc)
-    else:
+    else:  # started (its signal handlers in place), however slow the machine is today
         import time
 
-        time.sleep(1.5)
+        deadline = time.monotonic() + 20
+        log_path = tmp_path / "part.log"
+        while "worker_started" not in log_path.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
     proc.signal(signal.SIGTERM)
     assert proc.wait(20) == 0
     log = (tmp_path / "part.log").read_text()
