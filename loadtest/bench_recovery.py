@@ -6,7 +6,9 @@ admitted, claiming, completing, leaving), then:
 
   relay      the real outbox relay publishes every outbox to JetStream (pipelined
              batches, acks awaited in order, fenced trims; all rooms at once, as a
-             worker's tick does), taking a snapshot of each room at the end
+             worker's tick does); then a snapshot of each room and a tail of a fiftieth
+             more events
+  awaited    publishing one event at a time, each ack awaited (the relay before)
   baseline   reads the whole stream (fetch only, nothing applied)
   recover    rebuilds every room from the whole stream into an emptied data store
   snapshot   rebuilds every room from its snapshot plus the events after it
@@ -28,7 +30,7 @@ import time
 from pathlib import Path
 
 import nats
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig
 from rich.progress import Progress
 
 from shared.logs import configure
@@ -78,33 +80,51 @@ async def make_history(store: RoomStore, rooms: list[str], events: int, bar: Pro
     return made
 
 
-async def publish_outboxes(
-    store: RoomStore, nats_url: str, rooms: list[str], events: int
-) -> tuple[int, float]:
-    """Every outbox through the real relay; answers (events delivered, seconds)."""
+async def open_link(nats_url: str) -> NatsLink:
     link = NatsLink(nats_url, stream=STREAM, duplicate_window=7200, name="bench")
     link.start()
     while await link.jetstream() is None:  # noqa: ASYNC110 (the link connects in the background)
         await asyncio.sleep(0.05)
-    policy = SnapshotPolicy(every_events=max(1, events // len(rooms) - 50))
-    relay = OutboxRelay(store, link, holder="bench", lease_ms=600_000, snapshots=policy)
+    return link
+
+
+async def publish_outboxes(
+    store: RoomStore, link: NatsLink, rooms: list[str], snapshots: SnapshotPolicy
+) -> tuple[int, float]:
+    """Every outbox through the real relay, all rooms at once as a worker's tick does;
+    answers (events delivered, seconds)."""
+    relay = OutboxRelay(store, link, holder="bench", lease_ms=600_000, snapshots=snapshots)
     fences = await store.lease_acquire_many(rooms, "relay", "bench", 600_000)
-    started = time.perf_counter()
     before = [await store.outbox_length(room) for room in rooms]
+    started = time.perf_counter()
     await asyncio.gather(
         *(relay.drain_all(room, fence) for room, fence in zip(rooms, fences, strict=True))
     )
     elapsed = time.perf_counter() - started
     for room, fence in zip(rooms, fences, strict=True):
-        await relay.drain(room, fence)  # the snapshots' manifests
-    await link.close()
+        await relay.drain(room, fence)  # a snapshot taken is published once its seq is out
     return sum(before), elapsed
 
 
-async def read_stream(nats_url: str) -> tuple[int, float]:
+async def one_at_a_time(nats_url: str, count: int) -> float:
+    """Events/s publishing as the relay used to: each publish awaited before the next."""
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
-    info = await js.stream_info(STREAM)
+    await js.add_stream(StreamConfig(name="SCRATCH", subjects=["scratch.>"]))
+    payload = b'{"type":"enqueued","id":"scratch","seq":1}'
+    started = time.perf_counter()
+    for i in range(count):
+        await js.publish("scratch.x", payload, headers={"Nats-Msg-Id": f"s{i}"})
+    elapsed = time.perf_counter() - started
+    await js.delete_stream("SCRATCH")
+    await nc.close()
+    return count / elapsed
+
+
+async def read_stream(nats_url: str, events: int) -> tuple[int, float]:
+    """Read the ``events`` events of the stream (not the snapshots) and nothing else."""
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
     started = time.perf_counter()
     sub = await js.pull_subscribe(
         "waitroom.>",
@@ -112,7 +132,7 @@ async def read_stream(nats_url: str) -> tuple[int, float]:
         config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE),
     )
     seen = 0
-    while seen < info.state.messages:
+    while seen < events:
         seen += len(await sub.fetch(1000, timeout=10))
     elapsed = time.perf_counter() - started
     await nc.close()
@@ -126,11 +146,20 @@ async def bench(events: int, room_count: int, folder: Path) -> None:
         redis = connect(redis_url)
         store = RoomStore(redis)
         rooms = [f"bench-{i}" for i in range(room_count)]
+        link = await open_link(nats_url)
         with Progress(transient=True) as bar:
             await make_history(store, rooms, events, bar)
-        published, relay_s = await publish_outboxes(store, nats_url, rooms, events)
+        published, relay_s = await publish_outboxes(store, link, rooms, SnapshotPolicy(10**9))
+        awaited_rate = await one_at_a_time(nats_url, min(5000, events // 10))
+        # a snapshot of every room now, then a tail of a fiftieth more events after it
+        await publish_outboxes(store, link, rooms, SnapshotPolicy(every_events=1))
+        with Progress(transient=True) as bar:
+            await make_history(store, rooms, events // 50, bar)
+        tail, _tail_s = await publish_outboxes(store, link, rooms, SnapshotPolicy(10**9))
+        published += tail
+        await link.close()
         before = {room: await store.digest(room) for room in rooms}
-        read, read_s = await read_stream(nats_url)
+        read, read_s = await read_stream(nats_url, published)
         await redis.flushall()
         whole = await recover(store, nats_url, stream=STREAM, use_snapshots=False)
         after_whole = {room: await store.digest(room) for room in rooms}
@@ -146,6 +175,7 @@ async def bench(events: int, room_count: int, folder: Path) -> None:
     rows = [
         ("read the stream only (baseline)", base_rate),
         ("relay: pipelined publish + trim", relay_rate),
+        ("publish, each awaited (the old relay)", awaited_rate),
         ("recover: read + replay into store", whole.rate),
         ("recover from snapshots (+ tail)", snap_rate),
     ]
