@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 import structlog
 from limits import RateLimitItem, parse
@@ -16,13 +17,14 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from redis.asyncio import BlockingConnectionPool
 
 from shared.errors import RateLimited
+from shared.redis_conn import tls_options
 from shared.settings import RateLimits
 
 log = structlog.get_logger("ratelimit")
 
 
 class RateLimiter:
-    def __init__(self, redis_url: str, limits: RateLimits) -> None:
+    def __init__(self, redis_url: str, limits: RateLimits, *, tls_ca: Path | None = None) -> None:
         self.enabled = limits.enabled
         self.items: dict[str, RateLimitItem] = {
             "enqueue": parse(limits.enqueue),
@@ -41,6 +43,7 @@ class RateLimiter:
                 timeout=2,
                 socket_timeout=2,
                 socket_connect_timeout=2,
+                **tls_options(redis_url, tls_ca),
             )
             storage = RedisStorage(
                 "async+" + redis_url,

@@ -56,10 +56,10 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         queue_ttl=settings.queue_token_ttl,
         queue_alg=settings.queue_token_alg,
     )
-    redis = connect(settings.redis_url, max_connections=256)
+    redis = connect(settings.redis_url, tls_ca=settings.redis_tls_ca, max_connections=256)
     link = NatsLink.from_settings(settings, "gateway")
     link.start()
-    limiter = RateLimiter(settings.redis_url, settings.rate_limits)
+    limiter = RateLimiter(settings.redis_url, settings.rate_limits, tls_ca=settings.redis_tls_ca)
     store = RoomStore(redis)
     metrics = GatewayMetrics(tokens, settings.outbox_max)
     salt = settings.ip_hash_salt or deployment_salt(settings.keys_dir)

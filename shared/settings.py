@@ -122,6 +122,32 @@ class Settings(EnvSettings):
         (*SERVERS, Part.UP, Part.RECOVER),
         secret=True,
     )
+    redis_tls_ca: Path | None = setting(
+        "WAITROOM_REDIS_TLS_CA",
+        None,
+        path,
+        "CA file that signed the data store's certificate (with a rediss:// URL); "
+        "credentials go in the URL (rediss://user:password@host:6380/0)",
+        (*SERVERS, Part.RECOVER, Part.DIGEST, Part.PROBE),
+        shown="the system's CAs",
+    )
+    nats_tls_ca: Path | None = setting(
+        "WAITROOM_NATS_TLS_CA",
+        None,
+        path,
+        "CA file that signed the NATS servers' certificates (tls:// URLs); a token or "
+        "user:password go in the URL (tls://user:password@host:4222)",
+        (*SERVERS, Part.RECOVER),
+        shown="the system's CAs",
+    )
+    nats_creds: Path | None = setting(
+        "WAITROOM_NATS_CREDS",
+        None,
+        path,
+        "a NATS user credentials file (JWT and NKey seed), for decentralised auth",
+        (*SERVERS, Part.RECOVER),
+        shown="none",
+    )
     keys_dir: Path = setting(
         "WAITROOM_KEYS_DIR",
         Path(".waitroom/keys"),

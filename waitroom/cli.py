@@ -12,6 +12,7 @@ from typing import Any
 
 from shared.errors import StoreUnavailable
 from shared.logs import configure
+from shared.nats_link import connect_options
 from shared.redis_conn import connect
 from shared.settings import ENVIRONMENT_HEADING, Part, Settings, environment_help
 from shared.store import ReplicaSet, RoomStore
@@ -102,7 +103,7 @@ def _recover(args: argparse.Namespace) -> int:
     stream = args.stream or settings.stream_name
 
     async def run() -> int:
-        redis = connect(redis_url)
+        redis = connect(redis_url, tls_ca=settings.redis_tls_ca)
         columns = (
             TextColumn("replaying"),
             BarColumn(),
@@ -117,7 +118,11 @@ def _recover(args: argparse.Namespace) -> int:
                     bar.update(task, completed=done, total=total)
 
                 summary = await recover(
-                    RoomStore(redis), nats_url, stream=stream, progress=progress
+                    RoomStore(redis),
+                    nats_url,
+                    stream=stream,
+                    progress=progress,
+                    nats_options=connect_options(settings.nats_tls_ca, settings.nats_creds),
                 )
         finally:
             await redis.aclose()
@@ -135,7 +140,7 @@ def _digest(args: argparse.Namespace) -> int:
     settings: Settings = args.settings
 
     async def run() -> int:
-        redis = connect(args.redis_url or settings.redis_url)
+        redis = connect(args.redis_url or settings.redis_url, tls_ca=settings.redis_tls_ca)
         try:
             store = RoomStore(redis)
             rooms = args.rooms or await store.rooms()
@@ -155,7 +160,7 @@ def _probe(args: argparse.Namespace) -> int:
     holder = f"{args.role}-{instance}"
 
     async def run() -> int:
-        redis = connect(settings.redis_url)
+        redis = connect(settings.redis_url, tls_ca=settings.redis_tls_ca)
         try:
             expires = await ReplicaSet(redis, args.role).alive_until(holder)
         except StoreUnavailable as exc:
