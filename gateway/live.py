@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -129,7 +130,11 @@ class RoomFeed:
         return [w for group in self.watchers.values() for w in group]
 
     async def start(self) -> None:
-        self.task = asyncio.create_task(self._run(), name=f"feed-{self.room}")
+        # a fresh context: the feed outlives the request that started it, so its log lines
+        # must not carry that request's id
+        self.task = asyncio.create_task(
+            self._run(), name=f"feed-{self.room}", context=contextvars.Context()
+        )
         await self._subscribe()
 
     async def _subscribe(self) -> None:
