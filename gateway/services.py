@@ -17,11 +17,12 @@ from gateway.operators import Operators, admin_keys
 from gateway.people import People
 from gateway.ratelimit import RateLimiter
 from gateway.site import Site
+from shared.keyring import KeyKind, KeyRing, deployment_salt, ensure_keys
 from shared.nats_link import NatsLink
 from shared.redis_conn import connect
 from shared.settings import Settings
 from shared.store import RoomStore
-from shared.tokens import KeyKind, KeyRing, TokenService, deployment_salt, ensure_keys
+from shared.tokens import TokenService
 
 
 @dataclass

@@ -16,8 +16,9 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from shared.keyring import KeyRing, write_key
 from shared.settings import Settings
-from shared.tokens import QUEUE_AUDIENCE_SUFFIX, KeyRing, access_audience, write_key
+from shared.tokens import QUEUE_AUDIENCE_SUFFIX, access_audience
 from tests.helpers.api import ADMIN, RoomFactory, bearer, figures
 from tests.helpers.servers import GatewayServer, in_process_workers
 from tests.helpers.wait import wait_until

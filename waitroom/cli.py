@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from shared.errors import StoreUnavailable
+from shared.keyring import KID_PATTERN, KeyKind, KeyRing, write_key
 from shared.logs import configure
 from shared.nats_link import connect_options
 from shared.redis_conn import connect
 from shared.settings import ENVIRONMENT_HEADING, Part, Settings, environment_help
 from shared.store import ReplicaSet, RoomStore
-from shared.tokens import KID_PATTERN, KeyKind, KeyRing, write_key
 
 
 def _up(args: argparse.Namespace) -> int:

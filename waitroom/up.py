@@ -21,8 +21,8 @@ from types import FrameType
 import httpx
 
 from shared.env_settings import FILE_SUFFIX
+from shared.keyring import write_private
 from shared.settings import Settings
-from shared.tokens import write_private
 from waitroom.processes import (
     Child,
     Supervisor,
