@@ -191,13 +191,21 @@ def _reads(part: Part) -> dict[str, Any]:
     return {"epilog": environment_help(part), "formatter_class": _HelpFormatter}
 
 
+Commands = argparse._SubParsersAction  # the subparsers of `waitroom`
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="waitroom",
         description="A fair, honest virtual waiting room. See the README for the API.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (add_up, add_keys, add_recover, add_digest, add_probe):
+        add(sub)
+    return parser
 
+
+def add_up(sub: Commands[argparse.ArgumentParser]) -> None:
     up = sub.add_parser(
         "up",
         **_reads(Part.UP),
@@ -225,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--max-active", type=int, default=5, help="demo room's capacity (5)")
     up.set_defaults(func=_up)
 
+
+def add_keys(sub: Commands[argparse.ArgumentParser]) -> None:
     keys = sub.add_parser(
         "keys",
         **_reads(Part.KEYS),
@@ -266,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     retire.add_argument("kid")
     retire.set_defaults(func=_keys_retire)
+
+
+def add_recover(sub: Commands[argparse.ArgumentParser]) -> None:
     recover = sub.add_parser(
         "recover",
         **_reads(Part.RECOVER),
@@ -284,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     recover.add_argument("--quiet", action="store_true", help="no progress bar")
     recover.set_defaults(func=_recover)
 
+
+def add_digest(sub: Commands[argparse.ArgumentParser]) -> None:
     digest = sub.add_parser(
         "digest",
         **_reads(Part.DIGEST),
@@ -298,6 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     digest.add_argument("--redis-url", help="default WAITROOM_REDIS_URL")
     digest.set_defaults(func=_digest)
 
+
+def add_probe(sub: Commands[argparse.ArgumentParser]) -> None:
     probe = sub.add_parser(
         "probe",
         **_reads(Part.PROBE),
@@ -311,7 +328,6 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("role", choices=["admission", "heartbeat"])
     probe.add_argument("--instance", help="default WAITROOM_INSTANCE")
     probe.set_defaults(func=_probe)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
