@@ -365,6 +365,14 @@ class Settings(EnvSettings):
     log_json: bool = setting(
         "WAITROOM_LOG_JSON", True, boolean, "JSON log lines; false: for a terminal", SERVERS
     )
+    access_log: str = setting(
+        "WAITROOM_ACCESS_LOG",
+        "errors",
+        choice("all", "errors", "off"),
+        "a summary line per request: all, errors (4xx, 5xx and requests slower than 1 s) "
+        "or off; every request is counted in the metrics either way",
+        GATEWAY,
+    )
     log_level: str = setting(
         "WAITROOM_LOG_LEVEL",
         "info",
