@@ -32,6 +32,7 @@ import structlog
 from litestar.response import ServerSentEventMessage
 
 from gateway.caller import Caller
+from gateway.line_book import LineBook
 from gateway.metrics import GatewayMetrics
 from gateway.people import Followed, People
 from gateway.schemas import PlaceResponse
@@ -179,19 +180,31 @@ class RoomFeed:
                 await self._subscribe()
             await self.hub.drop_unstarted(self)
             try:
-                await self.refresh(self.everyone(), touch=touch)
+                await self.refresh(self.everyone(), touch=touch, from_memory=True)
             except Exception as exc:
                 log.warning("live_refresh_failed", room=self.room, error=repr(exc))
             await asyncio.sleep(NUDGE_GAP)
 
-    async def refresh(self, watchers: list[Watcher], *, touch: bool = False) -> None:
+    async def refresh(
+        self, watchers: list[Watcher], *, touch: bool = False, from_memory: bool = False
+    ) -> None:
+        """Push everyone's fresh state. ``from_memory``: people waiting are answered from
+        the gateway's copy of the line (the periodic refresh); an event about one person
+        always asks the store, which has already made that change."""
         if not watchers:
             return
-        position_ids = sorted({w.position_id for w in watchers})
-        try:
-            views = await self.hub.store.statuses(self.room, position_ids, touch=touch)
-        except StoreUnavailable:
-            return
+        views: dict[str, PersonView] = {}
+        lines = self.hub.lines if from_memory else None
+        if lines is not None:
+            for w in watchers:
+                view = lines.view(self.room, w.claims)
+                if view is not None:
+                    views[w.position_id] = view
+            if touch and views:
+                lines.seen(self.room, list(views))
+        rest = sorted({w.position_id for w in watchers} - views.keys())
+        with contextlib.suppress(StoreUnavailable):  # the next refresh tries again
+            views.update(await self.hub.store.statuses(self.room, rest, touch=touch))
         for w in watchers:
             view = views.get(w.position_id)
             if view is not None:
@@ -207,12 +220,14 @@ class LiveHub:
         store: RoomStore,
         nats: NatsLink,
         metrics: GatewayMetrics,
+        lines: LineBook | None = None,
         limits: StreamLimits | None = None,
     ) -> None:
         self.people = people
         self.store = store
         self.nats = nats
         self.metrics = metrics
+        self.lines = lines
         self.limits = limits or StreamLimits()
         self.feeds: dict[str, RoomFeed] = {}
         self.by_address: Counter[str] = Counter()

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from litestar.datastructures import State
 from litestar.di import Provide
 
+from gateway.line_book import LineBook
 from gateway.live import LiveHub, StreamLimits
 from gateway.metrics import GatewayMetrics
 from gateway.operations import Operations
@@ -64,12 +65,14 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     store = RoomStore(redis)
     metrics = GatewayMetrics(tokens, settings.outbox_max)
     salt = settings.ip_hash_salt or deployment_salt(settings.keys_dir)
-    people = People(store, tokens, limiter, salt=salt)
+    lines = LineBook(store, link) if settings.lines_in_memory else None
+    people = People(store, tokens, limiter, salt=salt, lines=lines)
     live = LiveHub(
         people,
         store,
         link,
         metrics,
+        lines,
         StreamLimits(
             per_place=settings.streams_per_place, per_address=settings.streams_per_address
         ),
@@ -90,6 +93,8 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         )
     finally:
         await live.close()
+        if lines is not None:
+            await lines.close()
         await limiter.close()
         await link.close()
         await redis.aclose()

@@ -39,6 +39,8 @@ SCRIPT_NAMES = (
     "lease",
     "replay",
     "room_digest",
+    "line_snapshot",
+    "touch_seen",
 )
 PRELUDE = "_lib.lua"
 HEADER = "(generated header)"
@@ -165,6 +167,8 @@ class Scripts:
     lease: LuaScript
     replay: LuaScript
     room_digest: LuaScript
+    line_snapshot: LuaScript
+    touch_seen: LuaScript
 
     @classmethod
     def register(cls, redis: Redis) -> Scripts:

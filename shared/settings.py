@@ -365,6 +365,14 @@ class Settings(EnvSettings):
     log_json: bool = setting(
         "WAITROOM_LOG_JSON", True, boolean, "JSON log lines; false: for a terminal", SERVERS
     )
+    lines_in_memory: bool = setting(
+        "WAITROOM_LINES_IN_MEMORY",
+        True,
+        boolean,
+        "answer people waiting from this gateway's copy of the line, kept by the room's "
+        "events (false: every answer from the data store)",
+        GATEWAY,
+    )
     access_log: str = setting(
         "WAITROOM_ACCESS_LOG",
         "errors",

@@ -434,7 +434,10 @@ async def test_complete_frees_units_at_once_and_twice_is_harmless(
     again = await client.post("/v1/session/complete", headers=bearer(person.access_token))
     assert again.status_code == 200, again.text
     assert again.json()["state"] == "completed"
-    assert await figures(client, person.room) == after
+    unmoved = await figures(client, person.room)
+    for pace in (unmoved, after):  # the observed pace decays as time passes; the rest stays
+        pace.pop("admit_rate")
+    assert unmoved == after
 
     r = await verify(client, person.access_token, person.room)
     assert r.status_code == 200, r.text
