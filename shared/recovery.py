@@ -20,6 +20,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 import nats
@@ -96,6 +97,7 @@ async def recover(
     *,
     stream: str = "WAITROOM",
     batch: int = 2000,
+    nats_options: dict[str, Any] | None = None,
     progress: Progress | None = None,
     accept_gap: bool = False,
     use_snapshots: bool = True,
@@ -103,7 +105,9 @@ async def recover(
     started = time.perf_counter()
     summary = RecoverySummary()
     servers = [u.strip() for u in nats_url.split(",") if u.strip()]
-    nc = await nats.connect(servers=servers, connect_timeout=5, max_reconnect_attempts=3)
+    nc = await nats.connect(
+        servers=servers, connect_timeout=5, max_reconnect_attempts=3, **(nats_options or {})
+    )
     try:
         js = nc.jetstream()
         info = await js.stream_info(stream)

@@ -43,6 +43,8 @@ SCRIPT_NAMES = (
     "room_restore",
     "recovery_mark",
     "outbox_trim",
+    "line_snapshot",
+    "touch_seen",
 )
 PRELUDE = "_lib.lua"
 HEADER = "(generated header)"
@@ -173,6 +175,8 @@ class Scripts:
     room_restore: LuaScript
     recovery_mark: LuaScript
     outbox_trim: LuaScript
+    line_snapshot: LuaScript
+    touch_seen: LuaScript
 
     @classmethod
     def register(cls, redis: Redis) -> Scripts:

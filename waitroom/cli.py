@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from shared.errors import StoreUnavailable
+from shared.keyring import KID_PATTERN, KeyKind, KeyRing, write_key
 from shared.logs import configure
+from shared.nats_link import connect_options
 from shared.redis_conn import connect
 from shared.settings import ENVIRONMENT_HEADING, Part, Settings, environment_help
 from shared.store import ReplicaSet, RoomStore
-from shared.tokens import KID_PATTERN, KeyKind, KeyRing, write_key
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -102,7 +103,7 @@ def _recover(args: argparse.Namespace) -> int:
     stream = args.stream or settings.stream_name
 
     async def run() -> int:
-        redis = connect(redis_url)
+        redis = connect(redis_url, tls_ca=settings.redis_tls_ca)
         columns = (
             TextColumn("replaying"),
             BarColumn(),
@@ -123,6 +124,7 @@ def _recover(args: argparse.Namespace) -> int:
                     progress=progress,
                     accept_gap=args.accept_gap,
                     use_snapshots=not args.no_snapshots,
+                    nats_options=connect_options(settings.nats_tls_ca, settings.nats_creds),
                 )
         finally:
             await redis.aclose()
@@ -148,7 +150,7 @@ def _digest(args: argparse.Namespace) -> int:
     settings: Settings = args.settings
 
     async def run() -> int:
-        redis = connect(args.redis_url or settings.redis_url)
+        redis = connect(args.redis_url or settings.redis_url, tls_ca=settings.redis_tls_ca)
         try:
             store = RoomStore(redis)
             rooms = args.rooms or await store.rooms()
@@ -168,7 +170,7 @@ def _probe(args: argparse.Namespace) -> int:
     holder = f"{args.role}-{instance}"
 
     async def run() -> int:
-        redis = connect(settings.redis_url)
+        redis = connect(settings.redis_url, tls_ca=settings.redis_tls_ca)
         try:
             alive = await ReplicaSet(redis, args.role).alive(holder)
         except StoreUnavailable as exc:
@@ -199,13 +201,21 @@ def _reads(part: Part) -> dict[str, Any]:
     return {"epilog": environment_help(part), "formatter_class": _HelpFormatter}
 
 
+Commands = argparse._SubParsersAction  # the subparsers of `waitroom`
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="waitroom",
         description="A fair, honest virtual waiting room. See the README for the API.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (add_up, add_keys, add_recover, add_digest, add_probe):
+        add(sub)
+    return parser
 
+
+def add_up(sub: Commands[argparse.ArgumentParser]) -> None:
     up = sub.add_parser(
         "up",
         **_reads(Part.UP),
@@ -233,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--max-active", type=int, default=5, help="demo room's capacity (5)")
     up.set_defaults(func=_up)
 
+
+def add_keys(sub: Commands[argparse.ArgumentParser]) -> None:
     keys = sub.add_parser(
         "keys",
         **_reads(Part.KEYS),
@@ -274,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     retire.add_argument("kid")
     retire.set_defaults(func=_keys_retire)
+
+
+def add_recover(sub: Commands[argparse.ArgumentParser]) -> None:
     recover = sub.add_parser(
         "recover",
         **_reads(Part.RECOVER),
@@ -308,6 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
     recover.add_argument("--quiet", action="store_true", help="no progress bar")
     recover.set_defaults(func=_recover)
 
+
+def add_digest(sub: Commands[argparse.ArgumentParser]) -> None:
     digest = sub.add_parser(
         "digest",
         **_reads(Part.DIGEST),
@@ -322,6 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
     digest.add_argument("--redis-url", help="default WAITROOM_REDIS_URL")
     digest.set_defaults(func=_digest)
 
+
+def add_probe(sub: Commands[argparse.ArgumentParser]) -> None:
     probe = sub.add_parser(
         "probe",
         **_reads(Part.PROBE),
@@ -335,7 +354,6 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("role", choices=["admission", "heartbeat"])
     probe.add_argument("--instance", help="default WAITROOM_INSTANCE")
     probe.set_defaults(func=_probe)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
