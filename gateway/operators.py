@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import hmac
+from urllib.parse import urlencode
 
 import structlog
 
+from gateway.invites import INVITE_ID, InviteSigner
 from gateway.ratelimit import RateLimiter
-from gateway.schemas import RoomFiguresOut, RoomOut, RoomPutOut, RoomsOut
-from shared.errors import RateLimited, RoomNotFound, Unauthorized
-from shared.room import RoomUpdate, from_stored
+from gateway.schemas import (
+    InviteBody,
+    InviteOut,
+    InviteRevokedOut,
+    RoomFiguresOut,
+    RoomOut,
+    RoomPutOut,
+    RoomsOut,
+)
+from shared.errors import InviteNotFound, RateLimited, RoomNotFound, Unauthorized
+from shared.room import RoomUpdate, epoch_ms, from_stored, moment_of
 from shared.store import RoomFigures, RoomStore
 
 log = structlog.get_logger("operators")
@@ -32,10 +42,18 @@ def admin_keys(configured: str) -> tuple[str, ...]:
 
 
 class Operators:
-    def __init__(self, store: RoomStore, limiter: RateLimiter, keys: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        store: RoomStore,
+        limiter: RateLimiter,
+        keys: tuple[str, ...],
+        *,
+        invites: InviteSigner,
+    ) -> None:
         self.store = store
         self.limiter = limiter
         self.keys = tuple(k.encode() for k in keys)
+        self.invites = invites
 
     async def authenticate(self, authorization: str, address: str) -> None:
         """``Authorization: Bearer <admin key>``, any of the keys in force, compared in
@@ -77,6 +95,32 @@ class Operators:
     async def digest(self, room: str) -> str:
         return await self.store.digest(room)
 
+    async def invite(self, room: str, body: InviteBody, base_url: str) -> InviteOut:
+        """Mint an invite; ``url`` is the room page that joins with it."""
+        invite_id = self.invites.new_id()
+        record = await self.store.create_invite(
+            room,
+            invite_id,
+            priority=body.priority,
+            uses=body.uses,
+            expires_at_ms=epoch_ms(body.expires_at),
+        )
+        invite = self.invites.sign(room, invite_id)
+        return InviteOut(
+            id=invite_id,
+            invite=invite,
+            url=f"{base_url}/rooms/{room}?{urlencode({'invite': invite})}",
+            priority=record.priority,
+            uses=record.uses,
+            expires_at=moment_of(record.expires_at),
+        )
+
+    async def revoke_invite(self, room: str, invite_id: str) -> InviteRevokedOut:
+        if not INVITE_ID.match(invite_id):
+            raise InviteNotFound()  # no invite has such an id
+        record = await self.store.revoke_invite(room, invite_id)
+        return InviteRevokedOut(id=invite_id, revoked=record.revoked, used=record.used)
+
 
 def room_out(room: str, f: RoomFigures) -> RoomOut:
     return RoomOut(
@@ -94,5 +138,8 @@ def room_out(room: str, f: RoomFigures) -> RoomOut:
             left_total=f.stat("left_total"),
             admit_rate=round(f.admit_rate(), 3),
             outbox=f.outbox,
+            prequeue=f.prequeue,
+            lanes_used=f.lanes_used(),
+            invites=f.invites,
         ),
     )

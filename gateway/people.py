@@ -19,6 +19,7 @@ import msgspec
 
 from gateway.answers import access_expiry, go_url, place_answer, target_location
 from gateway.caller import Caller
+from gateway.invites import InviteSigner
 from gateway.proof_of_work import Challenge, ProofOfWork
 from gateway.ratelimit import RateLimiter
 from gateway.schemas import EnqueueBody, LeaveResponse, PlaceResponse
@@ -52,13 +53,14 @@ class People:
     def __init__(
         self, store: RoomStore, tokens: TokenService, limiter: RateLimiter, *, salt: str
     ) -> None:
-        """``salt``: the deployment's secret for address hashes, retry place ids and proof
-        of work challenges."""
+        """``salt``: the deployment's secret for address hashes, retry place ids, proof
+        of work challenges and invites."""
         self.store = store
         self.tokens = tokens
         self.limiter = limiter
         self.salt = salt
         self.pow = ProofOfWork(salt)
+        self.invites = InviteSigner(salt)
 
     async def challenge(self, room: str, caller: Caller) -> Challenge:
         """A proof-of-work challenge for this client, at the room's difficulty now."""
@@ -102,8 +104,11 @@ class People:
         self, room: str, token: str, claims: QueueClaims, view: PersonView
     ) -> tuple[str, QueueClaims]:
         """The token the person should hold from now: re-signed when less than half of its
-        life is left and the place is still live, else the same."""
-        if view.state not in LIVE_STATES or not self.tokens.needs_refresh(claims):
+        life is left and the place is still live, or when the place moved (the pre-queue's
+        draw gave it another arrival), else the same."""
+        if view.state not in LIVE_STATES:
+            return token, claims
+        if not self.tokens.needs_refresh(claims) and claims.arrival == view.arrival:
             return token, claims
         fresh = await self.new_token(room, view)
         return fresh, self.tokens.verify_queue(fresh, room)
@@ -163,6 +168,7 @@ class People:
         metadata = msgspec.json.encode(body.metadata) if body.metadata else b""
         if len(metadata) > MAX_METADATA_BYTES:
             raise InvalidBody(f"metadata is larger than {MAX_METADATA_BYTES} bytes")
+        invite_id = self.invites.check(room, body.invite) if body.invite else ""
         solved = None
         if body.pow is not None:
             solved = self.pow.check(room, caller.client_id, body.pow.challenge, body.pow.nonce)
@@ -176,6 +182,8 @@ class People:
             pow_id=solved.id if solved else "",
             pow_difficulty=solved.difficulty if solved else 0,
             pow_expires_ms=solved.expires_at * 1000 if solved else 0,
+            lane=body.lane,
+            invite_id=invite_id,
         )
         if not view.created and not self._may_hold(caller, view):
             # a replayed Idempotency-Key from another client: where the place stands, but

@@ -43,6 +43,12 @@ class Enqueued(EventBase, tag="enqueued"):
     metadata: str = ""
     bind: str = ""
     restored: bool = False
+    lane: str = ""
+    """The lane joined (a name or ``any``); empty in a room without lanes."""
+    invite: str = ""
+    """The id of the invite joined with (it gave the priority; one use spent)."""
+    prequeue: bool = False
+    """Joined before the line opened: waits in the pre-queue until ``line_opened``."""
 
 
 class Admitted(EventBase, tag="admitted"):
@@ -50,6 +56,13 @@ class Admitted(EventBase, tag="admitted"):
     claim_deadline: int
     size: int
     arrival: int
+    lane: str = ""
+    """The lane whose units the party took (empty in a room without lanes)."""
+    passed: list[str] = []
+    """best_fit: the people ahead who did not fit and wanted these units; each has now been
+    passed over once more."""
+    direct: bool = False
+    """Admitted at the door (passthrough, reject), without waiting in line."""
 
 
 class Activated(EventBase, tag="activated"):
@@ -88,7 +101,41 @@ class RoomDeleted(EventBase, tag="room_deleted"):
     pass
 
 
-Event = Enqueued | Admitted | Activated | Completed | Expired | Left | RoomUpdated | RoomDeleted
+class LineOpened(EventBase, tag="line_opened"):
+    """The pre-queue went into the line: sorted by sha1(``seed``:position_id) into the
+    arrival slots it held (shared/policy.py shuffle_order). ``order`` is the sha1 of the
+    drawn order, the ids joined by ``,``."""
+
+    seed: str
+    count: int
+    order: str
+
+
+class InviteCreated(EventBase, tag="invite_created"):
+    invite_id: str
+    priority: int
+    uses: int
+    expires_at: int = 0
+    """Epoch ms; 0: never."""
+
+
+class InviteRevoked(EventBase, tag="invite_revoked"):
+    invite_id: str
+
+
+Event = (
+    Enqueued
+    | Admitted
+    | Activated
+    | Completed
+    | Expired
+    | Left
+    | RoomUpdated
+    | RoomDeleted
+    | LineOpened
+    | InviteCreated
+    | InviteRevoked
+)
 
 _decoder = msgspec.json.Decoder(Event)
 

@@ -39,6 +39,9 @@ SCRIPT_NAMES = (
     "lease",
     "replay",
     "room_digest",
+    "open_line",
+    "invite_put",
+    "invite_revoke",
 )
 PRELUDE = "_lib.lua"
 HEADER = "(generated header)"
@@ -165,6 +168,9 @@ class Scripts:
     lease: LuaScript
     replay: LuaScript
     room_digest: LuaScript
+    open_line: LuaScript
+    invite_put: LuaScript
+    invite_revoke: LuaScript
 
     @classmethod
     def register(cls, redis: Redis) -> Scripts:

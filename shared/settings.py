@@ -59,13 +59,14 @@ class Part(StrEnum):
     RECOVER = "waitroom recover"
     DIGEST = "waitroom digest"
     PROBE = "waitroom probe"
+    AUDIT = "waitroom audit"
     DEMO = "demo site"
 
 
 GATEWAY = (Part.GATEWAY,)
 WORKERS = (Part.ADMISSION, Part.HEARTBEAT)
 SERVERS = (Part.GATEWAY, *WORKERS)
-COMMANDS = (Part.UP, Part.KEYS, Part.RECOVER, Part.DIGEST, Part.PROBE)
+COMMANDS = (Part.UP, Part.KEYS, Part.RECOVER, Part.DIGEST, Part.PROBE, Part.AUDIT)
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -119,7 +120,7 @@ class Settings(EnvSettings):
         "nats://127.0.0.1:4222",
         url_list("nats", "tls", "ws", "wss"),
         "NATS, one URL or a comma-separated list for a cluster; unset, `waitroom up` starts one",
-        (*SERVERS, Part.UP, Part.RECOVER),
+        (*SERVERS, Part.UP, Part.RECOVER, Part.AUDIT),
         secret=True,
     )
     keys_dir: Path = setting(
@@ -274,7 +275,7 @@ class Settings(EnvSettings):
         "WAITROOM",
         pattern(r"[A-Za-z0-9_-]{1,64}", "a JetStream stream name (letters, digits, - and _)"),
         "the JetStream stream of room events",
-        (*SERVERS, Part.RECOVER),
+        (*SERVERS, Part.RECOVER, Part.AUDIT),
     )
     stream_duplicate_window: int = setting(
         "WAITROOM_DUPLICATE_WINDOW",

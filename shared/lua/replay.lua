@@ -14,11 +14,7 @@ local function apply(e)
   local at = math.floor(e.ts * 1000 + 0.5)
   local position_id = e.position_id
   if t == 'room_updated' then
-    local flat = {}
-    for name, value in pairs(e.config) do
-      flat[#flat + 1] = name
-      flat[#flat + 1] = tostring(value)
-    end
+    local flat = config_flat(e.config)
     local inc = e.incarnation or string.match(e.id, '^.+:(.-):%d+$')
     redis.call('HSET', K_CFG, 'version', e.version, 'inc', inc, 'recovering', '1', unpack(flat))
   elseif t == 'room_deleted' then
@@ -27,14 +23,43 @@ local function apply(e)
     local p = { state = 'waiting', arrival = e.arrival, size = e.size, priority = e.priority,
                 ip = e.ip_hash or '', joined = at, meta = e.metadata or '', bind = e.bind or '',
                 inc = e.incarnation or string.match(e.id, '^.+:(.-):%d+$') }
+    if e.lane and e.lane ~= '' then
+      p.lane = e.lane
+    end
+    if e.prequeue then
+      p.pre = true
+    end
     join_line(position_id, p, now)
+    if e.invite and e.invite ~= '' then
+      use_invite(e.invite)
+    end
+  elseif t == 'line_opened' then
+    local count, order = open_prequeue(e.seed)
+    if count ~= e.count or order ~= e.order then
+      return fail('replay_diverged', 'event ' .. e.id .. ' drew another pre-queue order')
+    end
+  elseif t == 'invite_created' then
+    put_invite(e.invite_id, new_invite(e.priority, e.uses, e.expires_at or 0))
+  elseif t == 'invite_revoked' then
+    local invite = get_invite(e.invite_id)
+    if invite then
+      invite.revoked = true
+      put_invite(e.invite_id, invite)
+    end
   else
     local p = get_person(position_id)
     if not p then
       return fail('replay_gap', 'event ' .. e.id .. ' names a place the store does not know')
     end
     if t == 'admitted' then
-      mark_admitted(position_id, p, at, e.claim_deadline)
+      mark_admitted(position_id, p, at, e.claim_deadline, e.lane)
+      for _, passed_id in ipairs(e.passed or {}) do
+        local passed = get_person(passed_id)
+        if passed then
+          passed.skips = (passed.skips or 0) + 1
+          put_person(passed_id, passed)
+        end
+      end
     elseif t == 'activated' then
       mark_active(position_id, p, at, e.session_deadline)
     elseif t == 'completed' then

@@ -15,5 +15,7 @@ return cjson.encode({
   admitted = redis.call('ZCARD', K_ADMITTED),
   active = redis.call('ZCARD', K_ACTIVE),
   outbox = redis.call('XLEN', K_OUTBOX),
+  prequeue = redis.call('ZCARD', K_PREQUEUE),
+  invites = redis.call('HLEN', K_INVITES),
   now = now_ms(),
 })

@@ -17,11 +17,13 @@ from shared.store.calls import mapped, store_call, store_error
 from shared.store.index import ReplicaSet, RoomIndex
 from shared.store.views import (
     AdmitResult,
+    InviteRecord,
     PersonView,
     RoomFigures,
     admit_decoder,
     digest_of,
     figures_decoder,
+    invite_decoder,
     person_decoder,
     put_decoder,
 )
@@ -40,6 +42,12 @@ def check_room_id(room: str) -> None:
 
 def new_position_id() -> str:
     return secrets.token_urlsafe(12)
+
+
+def new_seed() -> str:
+    """Randomness for a script that draws (the pre-queue shuffle, the lottery): recorded
+    on the stream where a replay needs it."""
+    return secrets.token_hex(8)
 
 
 class RoomStore:
@@ -97,9 +105,13 @@ class RoomStore:
         pow_id: str = "",
         pow_difficulty: int = 0,
         pow_expires_ms: int = 0,
+        lane: str = "",
+        invite_id: str = "",
     ) -> PersonView:
         """Join the line, or (``restore_arrival``) put back a place the store lost, in the
-        room's ``incarnation`` the token names; ``pow_*`` is a checked proof of work."""
+        room's ``incarnation`` the token names; ``pow_*`` is a checked proof of work;
+        ``lane`` a lane of the room or ``any``; ``invite_id`` an invite whose signature the
+        caller checked (it gives the priority and spends a use)."""
         position_id = position_id or new_position_id()
         raw = await self._run(
             self.scripts.enqueue,
@@ -115,6 +127,8 @@ class RoomStore:
             pow_id,
             pow_difficulty,
             pow_expires_ms,
+            lane,
+            invite_id,
         )
         return person_decoder.decode(raw)
 
@@ -150,8 +164,22 @@ class RoomStore:
     async def admit(
         self, room: str, holder: str, fence: int, lease_ms: int, max_batch: int = 500
     ) -> AdmitResult:
-        raw = await self._run(self.scripts.admit, room, holder, fence, lease_ms, max_batch)
-        return admit_decoder.decode(raw)
+        """One admission tick. A pre-queue due to open is opened first (its shuffle seeded
+        here, the seed recorded on the stream), then the tick runs again."""
+        admit = self.scripts.admit
+        result = admit_decoder.decode(
+            await self._run(admit, room, holder, fence, lease_ms, max_batch, new_seed())
+        )
+        if result.opening:
+            await self._run(self.scripts.open_line, room, holder, fence, lease_ms, new_seed())
+            result = admit_decoder.decode(
+                await self._run(admit, room, holder, fence, lease_ms, max_batch, new_seed())
+            )
+        return result
+
+    async def open_line(self, room: str, holder: str, fence: int, lease_ms: int, seed: str) -> int:
+        """Shuffle a due pre-queue into the line with this seed; how many were placed."""
+        return int(await self._run(self.scripts.open_line, room, holder, fence, lease_ms, seed))
 
     async def expire(
         self,
@@ -271,7 +299,21 @@ class RoomStore:
         )
         result = put_decoder.decode(raw)
         await self.index.add(room)
-        return result.config, result.created
+        return from_stored(result.config), result.created
+
+    # invites --------------------------------------------------------------------------
+    async def create_invite(
+        self, room: str, invite_id: str, *, priority: int, uses: int, expires_at_ms: int
+    ) -> InviteRecord:
+        check_room_id(room)
+        raw = await self._run(
+            self.scripts.invite_put, room, invite_id, priority, uses, expires_at_ms
+        )
+        return invite_decoder.decode(raw)
+
+    async def revoke_invite(self, room: str, invite_id: str) -> InviteRecord:
+        check_room_id(room)
+        return invite_decoder.decode(await self._run(self.scripts.invite_revoke, room, invite_id))
 
     async def delete_room(self, room: str) -> None:
         check_room_id(room)
