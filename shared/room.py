@@ -12,7 +12,7 @@ The scripts see a config in its stored form (``to_stored``): times as epoch mill
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -46,6 +46,7 @@ Skips = Annotated[int, msgspec.Meta(ge=0, le=1000)]
 Moment = Annotated[datetime, msgspec.Meta(tz=True)]
 """An RFC 3339 time with its offset (``2030-05-01T09:00:00Z``)."""
 TIME_FIELDS = ("opens_at", "closes_at")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 EARLIEST_YEAR, LATEST_YEAR = 2000, 2999
 
 
@@ -106,8 +107,9 @@ def check_moment(name: str, moment: object) -> None:
 
 
 def epoch_ms(moment: datetime | None) -> int:
-    """A time as the scripts keep it: epoch milliseconds, 0 for none."""
-    return 0 if moment is None else round(moment.timestamp() * 1000)
+    """A time as the scripts keep it: whole epoch milliseconds (exact: no float on the
+    way), 0 for none."""
+    return 0 if moment is None else (moment - EPOCH) // timedelta(milliseconds=1)
 
 
 def _absolute_http(url: str) -> bool:
@@ -203,7 +205,7 @@ def checked_update(update: RoomUpdate) -> dict[str, Any]:
 
 def moment_of(ms: int) -> datetime | None:
     """A stored time (epoch milliseconds, 0 for none) as a time."""
-    return datetime.fromtimestamp(ms / 1000, tz=UTC) if ms > 0 else None
+    return EPOCH + timedelta(milliseconds=ms) if ms > 0 else None
 
 
 def from_stored(flat: Mapping[str, Any]) -> RoomConfig:
