@@ -11,6 +11,7 @@ import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -43,6 +44,10 @@ async def own_store(
     proc.stop()
 
 
+def room_update(**config: Any) -> RoomUpdate:
+    return RoomUpdate(target_url=URL, max_positions_per_ip=0, release_rate=100.0, **config)
+
+
 def recover(settings: Settings) -> str:
     done = subprocess.run(
         [sys.executable, "-m", "waitroom.cli", "recover", "--quiet"],
@@ -72,26 +77,22 @@ async def test_recover_rebuilds_lanes_passes_invites_and_pre_queues(
     store = RoomStore(redis)
     inst = settings.instance
     lanes, opened, later = f"lanes-{inst}", f"opened-{inst}", f"later-{inst}"
-    common = {"target_url": URL, "max_positions_per_ip": 0, "release_rate": 100.0}
     await store.put_room(
         lanes,
-        RoomUpdate(
-            **common,
+        room_update(
             max_active=10,
             lanes={"a": 4, "b": 6},
             admission_policy="best_fit",
             status="paused",
-        ),  # fmt: skip
+        ),
     )
-    people = [await store.enqueue(lanes, size=size, lane=lane)
-              for size, lane in [(3, "a"), (3, "a"), (1, "a"), (6, "b"), (2, "any"), (1, "b")]]  # fmt: skip
+    parties = [(3, "a"), (3, "a"), (1, "a"), (6, "b"), (2, "any"), (1, "b")]
+    people = [await store.enqueue(lanes, size=size, lane=lane) for size, lane in parties]
     soon = datetime.now(UTC) + timedelta(seconds=1)
-    await store.put_room(opened, RoomUpdate(**common, max_active=3, opens_at=soon))
+    await store.put_room(opened, room_update(max_active=3, opens_at=soon))
     for _ in range(10):
         await store.enqueue(opened)
-    await store.put_room(
-        later, RoomUpdate(**common, opens_at=datetime.now(UTC) + timedelta(days=1))
-    )
+    await store.put_room(later, room_update(opens_at=datetime.now(UTC) + timedelta(days=1)))
     await store.create_invite(later, "inv-12chars1", priority=3, uses=5, expires_at_ms=0)
     expiry = epoch_ms(datetime.now(UTC) + timedelta(days=2))
     await store.create_invite(later, "inv-12chars2", priority=7, uses=1, expires_at_ms=expiry)

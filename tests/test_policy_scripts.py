@@ -53,7 +53,9 @@ async def take_lease(redis: Redis, room: str) -> None:
 
 
 async def outbox_events(redis: Redis, room: str) -> list[Any]:
-    entries = await redis.xrange(keys.RoomKeys(room).outbox)
+    entries: list[tuple[str, dict[str, str]]] = await redis.xrange(  # type: ignore[assignment]
+        keys.RoomKeys(room).outbox
+    )
     return [decode(fields["e"]) for _, fields in entries]
 
 
