@@ -42,6 +42,8 @@ SCRIPT_NAMES = (
     "open_line",
     "invite_put",
     "invite_revoke",
+    "line_snapshot",
+    "touch_seen",
 )
 PRELUDE = "_lib.lua"
 HEADER = "(generated header)"
@@ -171,6 +173,8 @@ class Scripts:
     open_line: LuaScript
     invite_put: LuaScript
     invite_revoke: LuaScript
+    line_snapshot: LuaScript
+    touch_seen: LuaScript
 
     @classmethod
     def register(cls, redis: Redis) -> Scripts:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import nats
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -10,12 +12,20 @@ from shared.events import SUBJECT_PREFIX, Event, decode
 
 
 async def read_room_events(
-    nats_url: str, room: str, *, stream: str = "WAITROOM", batch: int = 1000
+    nats_url: str,
+    room: str,
+    *,
+    stream: str = "WAITROOM",
+    batch: int = 1000,
+    nats_options: dict[str, Any] | None = None,
 ) -> list[Event]:
     """Every event of ``room`` on the stream (an ephemeral consumer filtered to its
-    subjects; needs nothing but read access to the stream)."""
+    subjects; needs nothing but read access to the stream). ``nats_options``: TLS and
+    credentials (shared/nats_link.py connect_options)."""
     servers = [u.strip() for u in nats_url.split(",") if u.strip()]
-    nc = await nats.connect(servers=servers, connect_timeout=5, max_reconnect_attempts=3)
+    nc = await nats.connect(
+        servers=servers, connect_timeout=5, max_reconnect_attempts=3, **(nats_options or {})
+    )
     try:
         js = nc.jetstream()
         sub = await js.pull_subscribe(

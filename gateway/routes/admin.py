@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from litestar import Response, Router, delete, get, post, put
 from litestar.connection import ASGIConnection
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.handlers import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody, PathParameter
@@ -14,7 +14,7 @@ from litestar.params import JSONBody, PathParameter
 from gateway.caller import Caller, caller_of
 from gateway.errors import BODY_ERRORS, ROOM_ERRORS, STORE_ERRORS, error_answers
 from gateway.operators import Operators
-from gateway.routes.common import BEARER, CALLER, ROOM_ID
+from gateway.routes.common import BEARER, ROOM_ID, caller_of_request
 from gateway.schemas import (
     InviteBody,
     InviteOut,
@@ -103,7 +103,7 @@ async def room_digest(
 @post(
     "/rooms/{room:str}/invites",
     summary="Mint a signed invite",
-    dependencies={**ROOM_ID, **CALLER},
+    dependencies={**ROOM_ID, "caller": Provide(caller_of_request, sync_to_thread=False)},
     responses=error_answers(
         *ADMIN_ERRORS, *BODY_ERRORS, *ROOM_ERRORS, errors.RoomRecovering, errors.Conflict
     ),

@@ -144,3 +144,26 @@ def digest_of(raw: str) -> str:
             data[name] = []  # cjson writes an empty list as {}
     canonical = msgspec.json.encode(data, order="sorted")
     return hashlib.sha256(canonical).hexdigest()
+
+
+class LineSnapshot(msgspec.Struct, frozen=True):
+    """A room's whole line and what goes with it (line_snapshot.lua), for a gateway that
+    answers people from memory: the line is ``[position_id, score, ...]`` in order."""
+
+    event_seq: int
+    incarnation: str
+    status: str
+    release_rate: float
+    heartbeat_interval: int
+    rate: float
+    rate_ts: int
+    rate_since: int
+    now: int
+    line: list[str | float] | dict[str, Any]
+
+    def places(self) -> list[tuple[str, float]]:
+        flat = self.line if isinstance(self.line, list) else []  # cjson: empty is {}
+        return [(str(flat[i]), float(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+
+line_snapshot_decoder = msgspec.json.Decoder(LineSnapshot)
