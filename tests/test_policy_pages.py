@@ -20,9 +20,11 @@ from playwright.async_api import Browser, Page, async_playwright
 from shared.settings import Settings
 from tests.helpers.api import ADMIN, RoomFactory
 from tests.helpers.servers import GatewayServer, in_process_workers
+from tests.helpers.wait import wait_until
 
 SHOTS = Path(__file__).parent / "artifacts" / "screenshots"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+HAVE_CHROMIUM = Path(CHROMIUM).exists()
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"]
 
 pytestmark = pytest.mark.slow
@@ -30,7 +32,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    if not Path(CHROMIUM).exists():
+    if not HAVE_CHROMIUM:
         if os.environ.get("CI"):
             pytest.fail("chromium is missing: scripts/test installs it with apt-get")
         pytest.skip("no chromium here (scripts/test installs Debian's chromium)")
@@ -81,9 +83,11 @@ async def test_a_pre_queue_counts_down_then_shows_the_drawn_place(
     assert 1 <= left <= 5
     assert "The line opens in 0:0" in (await page.text_content("#ahead") or "")
     await shot(page, "countdown")
-    await page.wait_for_function(  # it counts
-        f"Number(document.getElementById('waitroom').dataset.opensIn) < {left}", timeout=5000
-    )
+
+    async def counted_down() -> bool:
+        return int(await page.get_attribute("#waitroom", "data-opens-in") or "0") < left
+
+    await wait_until(counted_down, seconds=5)
     async with in_process_workers(settings):  # the admission worker opens the line
         await page.wait_for_selector('#waitroom[data-position="1"]', timeout=20_000)
     assert "opens in" not in (await page.text_content("#ahead") or "")
