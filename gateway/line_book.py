@@ -164,8 +164,8 @@ class RoomLine:
             self.release_rate = float(config.get("release_rate", self.release_rate))
             self.heartbeat_interval = int(config.get("heartbeat_interval", 10))
             self.plain = plain_order(config)
-        elif event.type in ("room_deleted", "line_opened"):
-            self.synced = False  # gone, or the pre-queue drawn into the line: start over
+        elif event.type in ("room_deleted", "prequeue_placed"):
+            self.synced = False  # gone, or people of the pre-queue placed: start over
             return False
         return True
 

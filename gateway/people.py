@@ -121,11 +121,8 @@ class People:
         self, room: str, token: str, claims: QueueClaims, view: PersonView
     ) -> tuple[str, QueueClaims]:
         """The token the person should hold from now: re-signed when less than half of its
-        life is left and the place is still live, or when the place moved (the pre-queue's
-        draw gave it another arrival), else the same."""
-        if view.state not in LIVE_STATES:
-            return token, claims
-        if not self.tokens.needs_refresh(claims) and claims.arrival == view.arrival:
+        life is left and the place is still live, else the same."""
+        if view.state not in LIVE_STATES or not self.tokens.needs_refresh(claims):
             return token, claims
         fresh = await self.new_token(room, view)
         return fresh, self.tokens.verify_queue(fresh, room)

@@ -48,7 +48,11 @@ class Enqueued(EventBase, tag="enqueued"):
     invite: str = ""
     """The id of the invite joined with (it gave the priority; one use spent)."""
     prequeue: bool = False
-    """Joined before the line opened: waits in the pre-queue until ``line_opened``."""
+    """Joined before the line opened: waits in the pre-queue until it is placed."""
+    draw: int = 0
+    """In the pre-queue: the place in its draw (shared/policy.py draw_score)."""
+    draw_seed: str = ""
+    """The draw's seed, on the join that started the pre-queue."""
 
 
 class Admitted(EventBase, tag="admitted"):
@@ -102,12 +106,20 @@ class RoomDeleted(EventBase, tag="room_deleted"):
 
 
 class LineOpened(EventBase, tag="line_opened"):
-    """The pre-queue went into the line: sorted by sha1(``seed``:position_id) into the
-    arrival slots it held (shared/policy.py shuffle_order). ``order`` is the sha1 of the
-    drawn order, the ids joined by ``,``."""
+    """The line opened: the ``count`` people in the pre-queue, in the order the draw with
+    ``seed`` gave them, go into the line in arrival slots ``base``, ``base`` + 1, ...
+    (``prequeue_placed`` events, in batches)."""
 
     seed: str
     count: int
+    base: int
+
+
+class PrequeuePlaced(EventBase, tag="prequeue_placed"):
+    """The next ``placed`` people of the pre-queue's draw went into the line; ``order`` is
+    the sha1 of their ids joined by ``,``."""
+
+    placed: int
     order: str
 
 
@@ -133,6 +145,7 @@ Event = (
     | RoomUpdated
     | RoomDeleted
     | LineOpened
+    | PrequeuePlaced
     | InviteCreated
     | InviteRevoked
 )

@@ -12,17 +12,31 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from shared.line import MAX_PRIORITY
+
 ANY = "any"
 Short = Literal["never", "lane", "total"]
 """Why a party does not fit now: it never can (as the room is configured now: it holds
 nobody up), no lane it may use has room, or a lane has and the room's total has not."""
 
 
+DRAW_SPAN = 2**40
+"""One priority's band of pre-queue draws (40 bits: every score stays within the 14 digits
+cjson writes exactly)."""
+
+
+def draw_score(seed: str, position_id: str, priority: int = 0) -> int:
+    """Where a person stands in the pre-queue's draw (its sorted set's score): the first 40
+    bits of sha1(seed:position_id), within their priority, higher first."""
+    return (MAX_PRIORITY - priority) * DRAW_SPAN + int(_sha1(f"{seed}:{position_id}")[:10], 16)
+
+
 def shuffle_order(seed: str, position_ids: Iterable[str]) -> list[str]:
-    """The pre-queue's drawn order: sorted by sha1(seed:position_id). A keyed hash orders
-    the ids as a uniformly random permutation would, and anyone who knows the seed and who
-    was in the pre-queue draws the same one."""
-    return sorted(position_ids, key=lambda pid: _sha1(f"{seed}:{pid}") + " " + pid)
+    """The pre-queue's drawn order (of one priority): by sha1(seed:position_id), ties (one
+    in a trillion) by id as a sorted set breaks them. A keyed hash orders the ids as a
+    uniformly random permutation would, and anyone who knows the seed and who was in the
+    pre-queue draws the same one."""
+    return sorted(position_ids, key=lambda pid: (draw_score(seed, pid), pid))
 
 
 def order_digest(order: list[str]) -> str:

@@ -19,7 +19,7 @@ import pytest
 from redis.asyncio import Redis
 
 from shared import keys
-from shared.events import Admitted, Enqueued, Event, LineOpened
+from shared.events import Admitted, Enqueued, Event, LineOpened, PrequeuePlaced
 from shared.policy import order_digest, shuffle_order
 from shared.room import RoomUpdate
 from shared.settings import Settings
@@ -349,14 +349,18 @@ async def test_the_pre_queue_opens_in_the_order_its_recorded_seed_draws(
     assert (figures["prequeue"], figures["waiting"]) == (30, 0)
     async with in_process_workers(settings):
 
-        async def opened() -> list[LineOpened]:
-            return [e for e in await room_events(settings.nats_url, room, settle=0.2)
-                    if isinstance(e, LineOpened)]  # fmt: skip
+        async def placed() -> list[Event]:
+            events = await room_events(settings.nats_url, room, settle=0.2)
+            return events if any(isinstance(e, PrequeuePlaced) for e in events) else []
 
-        (event,) = await wait_until(opened, seconds=15)
+        events = await wait_until(placed, seconds=15)
+        (event,) = [e for e in events if isinstance(e, LineOpened)]
         late = [(await client.post(f"/v1/rooms/{room}/enqueue")).json() for _ in range(5)]
         drawn = shuffle_order(event.seed, [a["position_id"] for a in early])
-        assert (event.count, event.order) == (30, order_digest(drawn))
+        first = next(e for e in events if isinstance(e, Enqueued))
+        assert first.draw_seed == event.seed  # the seed on the stream since the first join
+        (batch,) = [e for e in events if isinstance(e, PrequeuePlaced)]
+        assert (event.count, batch.placed, batch.order) == (30, 30, order_digest(drawn))
         order = [*drawn, *(a["position_id"] for a in late)]
         tokens = {a["position_id"]: a["token"] for a in [*early, *late]}
         places = [await place_of(client, room, tokens[pid]) for pid in order]

@@ -27,8 +27,8 @@ from shared.errors import (
     RoomFull,
     UnknownLane,
 )
-from shared.events import LineOpened, decode
-from shared.policy import Capacity, order_digest, shuffle_order
+from shared.events import Enqueued, LineOpened, PrequeuePlaced, decode
+from shared.policy import Capacity, draw_score, order_digest, shuffle_order
 from shared.room import RoomUpdate, epoch_ms
 from shared.scripts import register_script, with_prelude
 from shared.store import RoomStore
@@ -112,27 +112,64 @@ async def test_seating_in_lua_is_the_rule_the_audit_checks(redis: Redis) -> None
     await redis.delete(*keys.RoomKeys(room).all())
 
 
-async def test_the_opening_draws_the_shuffle_its_seed_names(store: RoomStore, redis: Redis) -> None:
+async def test_the_pre_queue_goes_into_the_line_in_its_draw_in_batches(
+    store: RoomStore, redis: Redis
+) -> None:
     opens = datetime.now(UTC) + timedelta(seconds=30)
-    room = await make_room(store, opens_at=opens, max_active=1)
-    early = [await store.enqueue(room) for _ in range(40)]
+    room = await make_room(store, opens_at=opens, max_active=1, status="paused")
+    await store.create_invite(room, "inv-prequeue", priority=2, uses=3, expires_at_ms=0)
+    before = await store.enqueue(room)  # a room already waiting when opens_at was set:
+    k = keys.RoomKeys(room)
+    await redis.zadd(k.line, {"already-waiting": 1})  # (a stand-in, ahead of everyone)
+    early = [await store.enqueue(room) for _ in range(37)]
+    early += [await store.enqueue(room, invite_id="inv-prequeue") for _ in range(3)]
+    early.insert(0, before)
     assert all(p.prequeue and p.position is None for p in early)
     assert {p.opens_at for p in early} == {epoch_ms(opens)}
+    joins = [e for e in await outbox_events(redis, room) if isinstance(e, Enqueued)]
+    seed = joins[0].draw_seed
+    assert seed
+    assert not any(e.draw_seed for e in joins[1:])  # made once, on the first join
+    assert [e.draw for e in joins] == [draw_score(seed, e.position_id, e.priority) for e in joins]
     await take_lease(redis, room)
-    assert await store.open_line(room, HOLDER, 1, 60_000, "not-yet") == 0  # not due
+    assert await store.open_line(room, HOLDER, 1, 60_000) == 0  # not due yet
     await store.put_room(room, RoomUpdate(opens_at=datetime.now(UTC) - timedelta(seconds=1)))
     late = await store.enqueue(room)  # after opens_at: into the line, behind the pre-queue
     assert not late.prequeue
-    assert await store.open_line(room, HOLDER, 1, 60_000, "5eed") == 40
-    drawn = shuffle_order("5eed", [p.position_id for p in early])
-    line = await redis.zrange(keys.RoomKeys(room).line, 0, -1)
-    assert line == [*drawn, late.position_id]
-    slots = sorted(p.arrival for p in early)
-    for place, position_id in enumerate(drawn):
+    assert await store.open_line(room, HOLDER, 1, 60_000, batch=15) == 26
+    tick = await store.scripts.admit(keys=k.all(), args=[room, HOLDER, 1, 60_000, 10, "s"])
+    assert msgspec.json.decode(tick)["opening"] is True  # nobody admitted until all placed
+    assert msgspec.json.decode(tick)["admitted"] == {}
+    assert await store.open_line(room, HOLDER, 1, 60_000, batch=15) == 11
+    assert await store.open_line(room, HOLDER, 1, 60_000, batch=15) == 0
+    vips = [p.position_id for p in early if p.priority == 2]
+    plain = [p.position_id for p in early if p.priority == 0]
+    drawn = shuffle_order(seed, vips) + shuffle_order(seed, plain)
+    line = await redis.zrange(k.line, 0, -1)
+    assert line == ["already-waiting", *drawn, late.position_id]
+    for place, position_id in enumerate(drawn, 2):
         view = await store.status(room, position_id)
-        assert (view.position, view.arrival, view.prequeue) == (place + 1, slots[place], False)
-    (opened,) = [e for e in await outbox_events(redis, room) if isinstance(e, LineOpened)]
-    assert (opened.seed, opened.count, opened.order) == ("5eed", 40, order_digest(drawn))
+        assert (view.position, view.prequeue) == (place, False)
+    events = await outbox_events(redis, room)
+    (opened,) = [e for e in events if isinstance(e, LineOpened)]
+    last = max(p.arrival for p in early)
+    assert (opened.seed, opened.count, opened.base) == (seed, 41, last - 41 + 1)
+    batches = [e for e in events if isinstance(e, PrequeuePlaced)]
+    assert [b.placed for b in batches] == [15, 15, 11]
+    assert [b.order for b in batches] == [
+        order_digest(drawn[:15]),
+        order_digest(drawn[15:30]),
+        order_digest(drawn[30:]),
+    ]
+    assert await redis.hget(k.stats, "draw_seed") is None  # the next pre-queue draws anew
+    # the same events, replayed into an empty store, give the same room
+    await redis.zrem(k.line, "already-waiting")  # the stand-in, never on the stream
+    digest = await store.digest(room)
+    entries: list[tuple[str, dict[str, str]]] = await redis.xrange(k.outbox)  # type: ignore[assignment]
+    await redis.delete(*k.all())
+    await store.replay({room: [fields["e"].encode() for _, fields in entries]}, now_ms=1)
+    await store.end_recovery([room], set())
+    assert await store.digest(room) == digest
 
 
 # --- joining by the room's policy --------------------------------------------------------

@@ -12,7 +12,8 @@ it, with the same rules the scripts use (shared/policy.py):
   passed one wanted); the passes each admission records are the ones that happened;
 - ``random``: nobody is drawn while someone of a higher priority waits;
 - at the door (passthrough, reject): only while nobody waits;
-- the pre-queue: the order placed at the opening is the shuffle its seed draws;
+- the pre-queue: everyone's place in its draw is the one its recorded seed gives, and the
+  opening places them into the line in that order;
 - invites: never used more often than minted, after revocation or expiry, or at another
   priority.
 
@@ -36,11 +37,12 @@ from shared.events import (
     InviteRevoked,
     Left,
     LineOpened,
+    PrequeuePlaced,
     RoomDeleted,
     RoomUpdated,
 )
 from shared.line import MAX_PRIORITY, PRIORITY_SPAN
-from shared.policy import Capacity, lane_group, order_digest, shuffle_order
+from shared.policy import Capacity, draw_score, lane_group, order_digest
 
 LIVE = ("admitted", "active")
 
@@ -53,6 +55,7 @@ class Person:
     size: int
     lane: str
     pre: bool
+    draw: int = 0
     state: str = "waiting"
     seat: str = ""
     skips: int = 0
@@ -119,6 +122,10 @@ class RoomAudit:
         self.people: dict[str, Person] = {}
         self.invites: dict[str, Invite] = {}
         self.cap = Capacity(max_active=0, lanes={})
+        self.draw_seed = ""
+        self.prequeue_last = 0
+        self.open_base: int | None = None
+        self.open_rank = 0
 
     def violation(self, event: Event, text: str) -> None:
         self.report.violations.append(f"seq {event.seq}: {text}")
@@ -137,6 +144,8 @@ class RoomAudit:
                 self._enqueued(event)
             case LineOpened():
                 self._opened(event)
+            case PrequeuePlaced():
+                self._placed(event)
             case Admitted():
                 self._admitted(event)
             case Activated():
@@ -156,8 +165,17 @@ class RoomAudit:
 
     def _enqueued(self, e: Enqueued) -> None:
         self.people[e.position_id] = Person(
-            e.position_id, e.arrival, e.priority, e.size, e.lane, e.prequeue
+            e.position_id, e.arrival, e.priority, e.size, e.lane, e.prequeue, e.draw
         )
+        if e.prequeue:
+            self.draw_seed = e.draw_seed or self.draw_seed
+            self.prequeue_last = max(self.prequeue_last, e.arrival)
+            if e.draw != draw_score(self.draw_seed, e.position_id, e.priority):
+                self.violation(
+                    e,
+                    f"{e.position_id} got a place in the pre-queue's draw that "
+                    f"its seed does not give",
+                )
         if not e.invite:
             return
         self.report.invites_used += 1
@@ -180,20 +198,40 @@ class RoomAudit:
                 f"gives {invite.priority}",
             )
 
+    def _prequeue(self) -> list[Person]:
+        """Who waits in the pre-queue, in the order of its draw."""
+        waiting = [p for p in self.people.values() if p.pre and p.state == "waiting"]
+        return sorted(waiting, key=lambda p: (p.draw, p.position_id))
+
     def _opened(self, e: LineOpened) -> None:
         self.report.openings += 1
-        waiting = [p for p in self.people.values() if p.pre and p.state == "waiting"]
-        slots = sorted(p.arrival for p in waiting)
-        order = shuffle_order(e.seed, [p.position_id for p in waiting])
-        if len(order) != e.count or order_digest(order) != e.order:
+        count = len(self._prequeue())
+        base = self.prequeue_last - count + 1
+        if (e.seed, e.count, e.base) != (self.draw_seed, count, base):
             self.violation(
                 e,
-                f"the pre-queue ({len(order)} people) was not placed in the order seed "
-                f"{e.seed} draws (the stream records {e.count} people, order {e.order[:12]})",
+                f"the line opened with seed {e.seed}, {e.count} people from "
+                f"{e.base}; the stream gives {self.draw_seed}, {count} from {base}",
             )
-        for position_id, arrival in zip(order, slots, strict=True):
-            person = self.people[position_id]
-            person.arrival, person.pre = arrival, False
+        self.open_base, self.open_rank = e.base, 0
+
+    def _placed(self, e: PrequeuePlaced) -> None:
+        if self.open_base is None:
+            self.violation(e, "people placed from a pre-queue that never opened")
+            return
+        waiting = self._prequeue()
+        batch = waiting[: e.placed]
+        if order_digest([p.position_id for p in batch]) != e.order:
+            self.violation(
+                e,
+                f"the opening placed {e.placed} people other than the next "
+                f"{len(batch)} of the draw",
+            )
+        for person in batch:
+            person.arrival, person.pre = self.open_base + self.open_rank, False
+            self.open_rank += 1
+        if len(batch) == len(waiting):  # the pre-queue is empty: the next one starts afresh
+            self.draw_seed, self.prequeue_last, self.open_base = "", 0, None
 
     def _ended(self, position_id: str) -> None:
         person = self.people.pop(position_id, None)

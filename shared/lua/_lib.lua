@@ -91,11 +91,12 @@ local function config_flat(config)
 end
 
 -- The transitions, shared by the scripts that make them and by replay.lua.
--- Someone who joins before the line opens (p.pre) waits in the pre-queue, out of the line.
-local function join_line(position_id, p, seen_at)
+-- Someone who joins before the line opens (`draw`: their place in the pre-queue's draw)
+-- waits in the pre-queue, out of the line, until the opening places them.
+local function join_line(position_id, p, seen_at, draw)
   put_person(position_id, p)
-  if p.pre then
-    redis.call('ZADD', K_PREQUEUE, p.arrival, position_id)
+  if draw then
+    redis.call('ZADD', K_PREQUEUE, draw, position_id)
   else
     redis.call('ZADD', K_LINE, line_score(p.priority, p.arrival), position_id)
   end
@@ -205,11 +206,16 @@ local function deleted_incarnation(inc)
   return inc ~= '' and string.find(',' .. gone, ',' .. inc .. ',', 1, true) ~= nil
 end
 
--- The answer the gateway turns into a status: the person plus where they stand.
+-- The answer the gateway turns into a status: the person plus where they stand (someone
+-- waiting who is not in the line is in the pre-queue).
 local function view(position_id, p, cfg, now, created)
   local rank = -1
-  if p.state == 'waiting' and not p.pre then
+  local prequeue = false
+  if p.state == 'waiting' then
     rank = redis.call('ZRANK', K_LINE, position_id)
+    if not rank then
+      rank, prequeue = -1, true
+    end
   end
   local st = redis.call('HMGET', K_STATS, 'rate', 'rate_ts', 'rate_since', 'event_seq')
   return cjson.encode({
@@ -239,7 +245,7 @@ local function view(position_id, p, cfg, now, created)
     now = now,
     created = created,
     lane = p.lane or '',
-    prequeue = p.pre == true,
+    prequeue = prequeue,
     opens_at = tonumber(cfg.opens_at or '0'),
   })
 end
@@ -349,30 +355,46 @@ local function prequeue_due(cfg, now)
   return (opens_at == 0 or now >= opens_at) and redis.call('ZCARD', K_PREQUEUE) > 0
 end
 
--- Open the line: everyone in the pre-queue gets one of the arrival slots the pre-queue
--- held (so they stay ahead of everyone who came later), in an order drawn from `seed`:
--- sorted by sha1(seed .. ':' .. position_id) (shared/policy.py shuffle_order). Answers how
--- many were placed and the sha1 of the drawn order (the ids joined by ',').
-local function open_prequeue(seed)
-  local slots = redis.call('ZRANGE', K_PREQUEUE, 0, -1, 'WITHSCORES')
-  local keyed, arrivals = {}, {}
-  for i = 1, #slots, 2 do
-    keyed[#keyed + 1] = redis.sha1hex(seed .. ':' .. slots[i]) .. ' ' .. slots[i]
-    arrivals[#arrivals + 1] = tonumber(slots[i + 1])
+-- The pre-queue's draw: a seed made when its first person joins (recorded on the stream);
+-- everyone's place in it is sha1(seed .. ':' .. position_id), the first 40 bits, within
+-- their priority (higher first). The pre-queue is a sorted set by this, so the shuffle is
+-- sorted as people join and the opening only walks it. shared/policy.py draw_score.
+local DRAW_SPAN = 1099511627776 -- 2^40: a priority's band; scores stay within cjson's 14 digits
+local function draw_score(seed, position_id, priority)
+  local h = tonumber(string.sub(redis.sha1hex(seed .. ':' .. position_id), 1, 10), 16)
+  return (MAX_PRIORITY - priority) * DRAW_SPAN + h
+end
+
+-- Place up to `batch` people from the head of the pre-queue's draw into the line, in the
+-- arrival slots from stats.open_base on: the slots lie within the arrivals the pre-queue
+-- held, so everyone in it stays behind who waited before it and ahead of who comes
+-- later. Answers how many were placed and the sha1 of their ids joined by ','.
+local function place_prequeue(batch)
+  local popped = redis.call('ZPOPMIN', K_PREQUEUE, batch)
+  local st = redis.call('HMGET', K_STATS, 'open_base', 'open_rank')
+  local base, rank = tonumber(st[1]), tonumber(st[2] or '0')
+  local placed = {}
+  for i = 1, #popped, 2 do
+    local priority = MAX_PRIORITY - math.floor(tonumber(popped[i + 1]) / DRAW_SPAN)
+    redis.call('ZADD', K_LINE, line_score(priority, base + rank), popped[i])
+    rank = rank + 1
+    placed[#placed + 1] = popped[i]
   end
-  table.sort(keyed)
-  local order = {}
-  for i, entry in ipairs(keyed) do
-    local position_id = string.sub(entry, 42)
-    order[i] = position_id
-    local p = get_person(position_id)
-    p.pre = nil
-    p.arrival = arrivals[i]
-    put_person(position_id, p)
-    redis.call('ZADD', K_LINE, line_score(p.priority, p.arrival), position_id)
+  redis.call('HSET', K_STATS, 'open_rank', rank)
+  if redis.call('ZCARD', K_PREQUEUE) == 0 then
+    redis.call('HDEL', K_STATS, 'draw_seed', 'open_base', 'open_rank', 'prequeue_last')
   end
-  redis.call('DEL', K_PREQUEUE)
-  return #order, redis.sha1hex(table.concat(order, ','))
+  return #placed, redis.sha1hex(table.concat(placed, ','))
+end
+
+-- The start of an opening: the first slot is the last pre-queue arrival less the people in
+-- it, plus one (their arrivals are distinct, so it is no earlier than the first of them).
+local function start_opening()
+  local st = redis.call('HMGET', K_STATS, 'prequeue_last', 'draw_seed')
+  local count = redis.call('ZCARD', K_PREQUEUE)
+  local base = tonumber(st[1] or '0') - count + 1
+  redis.call('HSET', K_STATS, 'open_base', base, 'open_rank', 0)
+  return st[2] or '', count, base
 end
 
 -- Invites: K_INVITES maps an invite id to {priority, uses, used, expires_at, revoked}.

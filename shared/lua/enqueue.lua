@@ -1,11 +1,13 @@
 -- Join the line. ARGV: room, position_id, size, priority, ip_hash, metadata_json, bind,
--- restore_arrival, incarnation, pow_id, pow_difficulty, pow_expires_ms, lane, invite_id
+-- restore_arrival, incarnation, pow_id, pow_difficulty, pow_expires_ms, lane, invite_id,
+-- seed (fresh randomness: the pre-queue's draw seed, if this join starts a pre-queue)
 -- restore_arrival > 0 puts a person whose place was lost back at their original arrival:
 -- only in the incarnation of the room their token names, and counted against the
 -- address's places like any join. A room that asks for proof of work (pow_difficulty)
 -- takes a challenge solved at least that hard, and spends its id here, once.
--- Room policies: before opens_at a join goes into the pre-queue (shuffled into the line
--- when it opens: open_line.lua); from closes_at on nobody new joins. `lane` is a lane of
+-- Room policies: before opens_at a join goes into the pre-queue, at its place in the
+-- pre-queue's draw (placed into the line when it opens: open_line.lua); from closes_at on
+-- nobody new joins. `lane` is a lane of
 -- the room or 'any'. An invite (its id; the gateway checked its signature) gives its
 -- priority and spends one of its uses. In a passthrough or reject room someone who finds
 -- nobody waiting and room to spare is admitted at once; a reject room turns away whoever
@@ -16,7 +18,7 @@ local ip, meta, bind = ARGV[5], ARGV[6], ARGV[7]
 local restore_arrival = tonumber(ARGV[8])
 local incarnation = ARGV[9]
 local pow_id, pow_difficulty, pow_expires = ARGV[10], tonumber(ARGV[11]), tonumber(ARGV[12])
-local lane, invite_id = ARGV[13], ARGV[14]
+local lane, invite_id, new_seed = ARGV[13], ARGV[14], ARGV[15]
 local cfg, err = room_for_change()
 if not cfg then
   return err
@@ -130,10 +132,17 @@ local p = { state = 'waiting', arrival = arrival, size = size, priority = priori
 if lane ~= '' then
   p.lane = lane
 end
+local draw, seeded = nil, nil
 if pre then
-  p.pre = true
+  local seed = redis.call('HGET', K_STATS, 'draw_seed')
+  if not seed then
+    seed, seeded = new_seed, new_seed
+  end
+  draw = draw_score(seed, position_id, priority)
+  local last = tonumber(redis.call('HGET', K_STATS, 'prequeue_last') or '0')
+  redis.call('HSET', K_STATS, 'draw_seed', seed, 'prequeue_last', math.max(last, arrival))
 end
-join_line(position_id, p, now)
+join_line(position_id, p, now, draw)
 if invite then
   use_invite(invite_id)
 end
@@ -141,7 +150,7 @@ emit(cfg.inc, 'enqueued', position_id, { arrival = arrival, priority = priority,
                                          incarnation = inc, ip_hash = ip,
                                  metadata = meta, bind = bind, restored = restoring,
                                  lane = p.lane, invite = invite and invite_id or nil,
-                                 prequeue = p.pre }, now)
+                                 prequeue = pre or nil, draw = draw, draw_seed = seeded }, now)
 if seat then
   mark_admitted(position_id, p, now, now + tonumber(cfg.claim_window) * 1000, seat)
   emit(cfg.inc, 'admitted', position_id, { claim_deadline = p.claim_deadline, size = p.size,

@@ -26,17 +26,26 @@ local function apply(e)
     if e.lane and e.lane ~= '' then
       p.lane = e.lane
     end
-    if e.prequeue then
-      p.pre = true
+    if e.draw_seed then
+      redis.call('HSET', K_STATS, 'draw_seed', e.draw_seed)
     end
-    join_line(position_id, p, now)
+    if e.prequeue then
+      local last = tonumber(redis.call('HGET', K_STATS, 'prequeue_last') or '0')
+      redis.call('HSET', K_STATS, 'prequeue_last', math.max(last, e.arrival))
+    end
+    join_line(position_id, p, now, e.prequeue and e.draw or nil)
     if e.invite and e.invite ~= '' then
       use_invite(e.invite)
     end
   elseif t == 'line_opened' then
-    local count, order = open_prequeue(e.seed)
-    if count ~= e.count or order ~= e.order then
-      return fail('replay_diverged', 'event ' .. e.id .. ' drew another pre-queue order')
+    local _, count, base = start_opening()
+    if count ~= e.count or base ~= e.base then
+      return fail('replay_diverged', 'event ' .. e.id .. ' opened another pre-queue')
+    end
+  elseif t == 'prequeue_placed' then
+    local placed, order = place_prequeue(e.placed)
+    if placed ~= e.placed or order ~= e.order then
+      return fail('replay_diverged', 'event ' .. e.id .. ' placed others from the pre-queue')
     end
   elseif t == 'invite_created' then
     put_invite(e.invite_id, new_invite(e.priority, e.uses, e.expires_at or 0))

@@ -1,7 +1,7 @@
 -- The parts of a room's state that define it, for a digest: config, counters, the line in
 -- order, every live person, the admitted with their claim deadlines, the active, the
--- per-address counts, and the policies' state: units seated per lane, the pre-queue, the
--- invites and their uses. Liveness (last heartbeat, session keep-alives), the rate bucket
+-- per-address counts, and the policies' state: units seated per lane, the pre-queue in its
+-- draw and the opening's progress, the invites and their uses. Liveness (last heartbeat, session keep-alives), the rate bucket
 -- and the observed rate are left out: a replay starts those afresh. ARGV: room
 local cfg = load_cfg()
 if not cfg then
@@ -26,8 +26,7 @@ for i = 1, #flat, 2 do
   local p = cjson.decode(flat[i + 1])
   if p.state == 'waiting' or p.state == 'admitted' or p.state == 'active' then
     people[#people + 1] = { flat[i], p.state, p.arrival, p.size, p.priority, p.ip, p.meta, p.bind,
-                            p.claim_deadline or 0, p.lane or '', p.seat or '', p.skips or 0,
-                            p.pre and 1 or 0 }
+                            p.claim_deadline or 0, p.lane or '', p.seat or '', p.skips or 0 }
   end
 end
 local invites = {}
@@ -43,6 +42,7 @@ return cjson.encode({
   counters = counters,
   line = redis.call('ZRANGE', K_LINE, 0, -1),
   prequeue = redis.call('ZRANGE', K_PREQUEUE, 0, -1),
+  draw = redis.call('HMGET', K_STATS, 'draw_seed', 'prequeue_last', 'open_base', 'open_rank'),
   admitted = redis.call('ZRANGE', K_ADMITTED, 0, -1, 'WITHSCORES'),
   active = redis.call('ZRANGE', K_ACTIVE, 0, -1),
   people = people,

@@ -46,6 +46,12 @@ def new_position_id() -> str:
     return secrets.token_urlsafe(12)
 
 
+OPENING_BATCH = 2000
+"""People an opening places per script call (a few milliseconds of the data store's time)."""
+OPENING_BATCHES = 25
+"""Batches an admission tick places at most, before it lets another room's tick run."""
+
+
 def new_seed() -> str:
     """Randomness for a script that draws (the pre-queue shuffle, the lottery): recorded
     on the stream where a replay needs it."""
@@ -110,8 +116,9 @@ class RoomStore:
         lane: str = "",
         invite_id: str = "",
     ) -> PersonView:
-        """Join the line, or (``restore_arrival``) put back a place the store lost, in the
-        room's ``incarnation`` the token names; ``pow_*`` is a checked proof of work;
+        """Join the line (or the pre-queue), or (``restore_arrival``) put back a place the
+        store lost, in the room's ``incarnation`` the token names; ``pow_*`` is a checked
+        proof of work;
         ``lane`` a lane of the room or ``any``; ``invite_id`` an invite whose signature the
         caller checked (it gives the priority and spends a use)."""
         position_id = position_id or new_position_id()
@@ -131,6 +138,7 @@ class RoomStore:
             pow_expires_ms,
             lane,
             invite_id,
+            new_seed(),
         )
         return person_decoder.decode(raw)
 
@@ -186,22 +194,28 @@ class RoomStore:
     async def admit(
         self, room: str, holder: str, fence: int, lease_ms: int, max_batch: int = 500
     ) -> AdmitResult:
-        """One admission tick. A pre-queue due to open is opened first (its shuffle seeded
-        here, the seed recorded on the stream), then the tick runs again."""
+        """One admission tick. A pre-queue due to open goes into the line first, in batches
+        of ``OPENING_BATCH`` (each its own short script call), at most
+        ``OPENING_BATCHES`` of them per tick; the tick admits once it is all placed."""
         admit = self.scripts.admit
         result = admit_decoder.decode(
             await self._run(admit, room, holder, fence, lease_ms, max_batch, new_seed())
         )
-        if result.opening:
-            await self._run(self.scripts.open_line, room, holder, fence, lease_ms, new_seed())
-            result = admit_decoder.decode(
-                await self._run(admit, room, holder, fence, lease_ms, max_batch, new_seed())
-            )
+        if not result.opening:
+            return result
+        for _ in range(OPENING_BATCHES):
+            if await self.open_line(room, holder, fence, lease_ms) == 0:
+                return admit_decoder.decode(
+                    await self._run(admit, room, holder, fence, lease_ms, max_batch, new_seed())
+                )
         return result
 
-    async def open_line(self, room: str, holder: str, fence: int, lease_ms: int, seed: str) -> int:
-        """Shuffle a due pre-queue into the line with this seed; how many were placed."""
-        return int(await self._run(self.scripts.open_line, room, holder, fence, lease_ms, seed))
+    async def open_line(
+        self, room: str, holder: str, fence: int, lease_ms: int, batch: int = 0
+    ) -> int:
+        """Place the next batch of a due pre-queue into the line; how many still wait."""
+        batch = batch or OPENING_BATCH
+        return int(await self._run(self.scripts.open_line, room, holder, fence, lease_ms, batch))
 
     async def expire(
         self,

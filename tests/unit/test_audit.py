@@ -15,9 +15,10 @@ from shared.events import (
     InviteCreated,
     InviteRevoked,
     LineOpened,
+    PrequeuePlaced,
     RoomUpdated,
 )
-from shared.policy import order_digest, shuffle_order
+from shared.policy import draw_score, order_digest, shuffle_order
 from waitroom.audit import AuditReport, audit
 
 pytestmark = pytest.mark.unit
@@ -237,14 +238,22 @@ def test_invites_within_their_uses_priority_and_life() -> None:
     assert any("its invite gives 3" in v for v in found)
 
 
+def pre_queue(s: Stream, people: list[str], seed: str = "c0ffee") -> None:
+    """People joining the pre-queue, the first one making its draw's seed."""
+    for n, pid in enumerate(people):
+        draw = draw_score(seed, pid)
+        s.join(pid, n, prequeue=True, draw=draw, draw_seed=seed if n == 0 else "")
+
+
 def test_the_pre_queue_is_placed_as_its_seed_draws() -> None:
     s = Stream(max_active=1)
     people = [f"p{n}" for n in range(6)]
-    for n, pid in enumerate(people):
-        s.join(pid, n, prequeue=True)
+    pre_queue(s, people)
     drawn = shuffle_order("c0ffee", people)
-    s.add(LineOpened, seed="c0ffee", count=6, order=order_digest(drawn))
+    s.add(LineOpened, seed="c0ffee", count=6, base=BASE)  # the last arrival less 6, plus 1
     s.join("late", 10)
+    s.add(PrequeuePlaced, placed=4, order=order_digest(drawn[:4]))
+    s.add(PrequeuePlaced, placed=2, order=order_digest(drawn[4:]))
     for pid in drawn:
         s.admit(pid)
         s.complete(pid)
@@ -254,23 +263,32 @@ def test_the_pre_queue_is_placed_as_its_seed_draws() -> None:
     assert report.openings == 1
 
 
+def test_a_draw_the_seed_does_not_give_is_found() -> None:
+    s = Stream()
+    s.join("a", 0, prequeue=True, draw=draw_score("c0ffee", "a"), draw_seed="c0ffee")
+    s.join("b", 1, prequeue=True, draw=0)  # first in the draw, by no seed's doing
+    assert any("b got a place in the pre-queue's draw" in v for v in violations(s))
+
+
 def test_a_pre_queue_placed_otherwise_is_found() -> None:
     people = [f"p{n}" for n in range(6)]
     drawn = shuffle_order("c0ffee", people)
-    s = Stream(max_active=1)
-    for n, pid in enumerate(people):
-        s.join(pid, n, prequeue=True)
-    s.add(LineOpened, seed="c0ffee", count=6, order=order_digest(people))  # not the draw
-    assert any("not placed in the order seed c0ffee draws" in v for v in violations(s))
-    s = Stream(max_active=1)
-    for n, pid in enumerate(people):
-        s.join(pid, n, prequeue=True)
-    s.add(LineOpened, seed="c0ffee", count=6, order=order_digest(drawn))
     assert drawn[0] != "p0"
+    s = Stream(max_active=1)
+    pre_queue(s, people)
+    s.add(LineOpened, seed="c0ffee", count=6, base=BASE + 1)  # the slots start at BASE
+    s.add(PrequeuePlaced, placed=6, order=order_digest(people))  # join order, not the draw
+    found = violations(s)
+    assert any("opened with seed c0ffee, 6 people from" in v for v in found)  # wrong base
+    assert any("other than the next 6 of the draw" in v for v in found)
+    s = Stream(max_active=1)
+    pre_queue(s, people)
+    s.add(LineOpened, seed="c0ffee", count=6, base=BASE)
+    s.add(PrequeuePlaced, placed=6, order=order_digest(drawn))
     s.admit("p0")  # admitted in join order, not the drawn one
     assert any("inversion: p0 admitted" in v for v in violations(s))
     s = Stream()
-    s.join("early", 0, prequeue=True)
+    pre_queue(s, ["early"])
     s.admit("early")  # before the line opened
     assert any("without waiting in the line" in v for v in violations(s))
 
