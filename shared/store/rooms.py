@@ -46,9 +46,9 @@ def new_position_id() -> str:
     return secrets.token_urlsafe(12)
 
 
-OPENING_BATCH = 2000
+OPENING_BATCH = 1000
 """People an opening places per script call (a few milliseconds of the data store's time)."""
-OPENING_BATCHES = 25
+OPENING_BATCHES = 50
 """Batches an admission tick places at most, before it lets another room's tick run."""
 
 
