@@ -151,11 +151,11 @@ class People:
         carries, ``queue_token`` a new or refreshed token handed back. The access token is
         handed out only while the admission waits to be claimed: once ``/go`` has claimed
         it, the queue token is no way in any more."""
-        access = None
-        if view.state == "admitted":
-            access = await self.tokens.sign_access(
-                room, view.position_id, iat=view.admitted_at // 1000, exp=access_expiry(view)
-            )
+        if view.state != "admitted":
+            return place_answer(view, queue_token=queue_token)
+        access = await self.tokens.sign_access(
+            room, view.position_id, iat=view.admitted_at // 1000, exp=access_expiry(view)
+        )
         return place_answer(
             view,
             queue_token=queue_token,

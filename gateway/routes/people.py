@@ -8,7 +8,6 @@ from litestar import Request, Response, Router, get, post
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter, JSONBody, QueryParameter
-from litestar.response import ServerSentEvent
 
 from gateway.errors import (
     BODY_ERRORS,
@@ -17,6 +16,7 @@ from gateway.errors import (
     STORE_ERRORS,
     error_answers,
 )
+from gateway.live import EventStream
 from gateway.people import IDEMPOTENCY_KEY
 from gateway.routes.common import BEARER, ROOM_CALL, RoomCall
 from gateway.routes.openapi import OptionalBody
@@ -164,6 +164,7 @@ async def leave(
 @get(
     "/events",
     summary="Live updates (Server-Sent Events)",
+    media_type="text/event-stream",
     security=BEARER,
     responses=error_answers(
         *QUEUE_TOKEN_ERRORS, *ROOM_ERRORS, *STORE_ERRORS, errors.TooManyStreams
@@ -174,7 +175,7 @@ async def events(
     request: Request[Any, Any, Any],
     token: TokenQuery = "",
     last_event_id: LastEventId = "",
-) -> ServerSentEvent:
+) -> EventStream:
     """Events: ``position`` (position, ahead, total, eta_seconds, eta_range), ``admitted``
     (redirect_url, access_token, claim_deadline), ``expired`` (reason), ``room`` (status:
     active, paused, maintenance), ``token`` (a re-signed queue token to keep), ``state``
@@ -189,9 +190,7 @@ async def events(
     live = services_of(request.app.state).live
     start = await call.people.follow(call.room, call.caller, given)
     watcher = await live.open(call.room, start, call.caller, last_event_id)
-    return ServerSentEvent(
-        live.messages(watcher), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    )
+    return EventStream(live, watcher, {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 people_router = Router(
