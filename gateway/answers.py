@@ -18,11 +18,12 @@ def eta_seconds(view: PersonView) -> int | None:
     """Seconds until this person is likely admitted, from the rate actually observed.
 
     Before the room has admitted anyone, the configured release rate stands in. While the
-    room is paused or in maintenance nobody can honestly say: null.
+    room is paused or in maintenance, or the person waits for the line to open, nobody can
+    honestly say: null.
     """
     if view.state != "waiting":
         return 0
-    if view.room_status != "active":
+    if view.room_status != "active" or view.prequeue:
         return None
     rate = view.observed_rate()
     if rate < MIN_RATE:
@@ -85,6 +86,8 @@ def place_answer(
         token=queue_token,
         reason=view.reason or None,
         access_token=access_token,
+        lane=view.lane or None,
+        opens_at=view.opens_at / 1000 if view.prequeue else None,
     )
     if view.state == "admitted":
         out.claim_deadline = view.claim_deadline / 1000

@@ -61,6 +61,7 @@ class _Event(msgspec.Struct):
     config: dict[str, Any] | None = None
     created: bool = False
     incarnation: str | None = None
+    prequeue: bool = False
 
 
 _event = msgspec.json.Decoder(_Event)
@@ -141,7 +142,9 @@ class RoomLine:
             self.synced = False  # a gap: reload
             return False
         self.event_seq = event.seq
-        if event.type == "enqueued" and event.position_id and event.arrival is not None:
+        if event.type == "enqueued" and event.prequeue:
+            pass  # in the pre-queue, not the line: the store answers them
+        elif event.type == "enqueued" and event.position_id and event.arrival is not None:
             joined = line_score(event.priority, event.arrival)
             if self.places.get(event.position_id) is None:
                 self.places[event.position_id] = joined
@@ -161,8 +164,8 @@ class RoomLine:
             self.release_rate = float(config.get("release_rate", self.release_rate))
             self.heartbeat_interval = int(config.get("heartbeat_interval", 10))
             self.plain = plain_order(config)
-        elif event.type == "room_deleted":
-            self.synced = False
+        elif event.type in ("room_deleted", "prequeue_placed"):
+            self.synced = False  # gone, or people of the pre-queue placed: start over
             return False
         return True
 

@@ -43,6 +43,9 @@ SCRIPT_NAMES = (
     "room_restore",
     "recovery_mark",
     "outbox_trim",
+    "open_line",
+    "invite_put",
+    "invite_revoke",
     "line_snapshot",
     "touch_seen",
 )
@@ -175,6 +178,9 @@ class Scripts:
     room_restore: LuaScript
     recovery_mark: LuaScript
     outbox_trim: LuaScript
+    open_line: LuaScript
+    invite_put: LuaScript
+    invite_revoke: LuaScript
     line_snapshot: LuaScript
     touch_seen: LuaScript
 

@@ -59,13 +59,14 @@ class Part(StrEnum):
     RECOVER = "waitroom recover"
     DIGEST = "waitroom digest"
     PROBE = "waitroom probe"
+    AUDIT = "waitroom audit"
     DEMO = "demo site"
 
 
 GATEWAY = (Part.GATEWAY,)
 WORKERS = (Part.ADMISSION, Part.HEARTBEAT)
 SERVERS = (Part.GATEWAY, *WORKERS)
-COMMANDS = (Part.UP, Part.KEYS, Part.RECOVER, Part.DIGEST, Part.PROBE)
+COMMANDS = (Part.UP, Part.KEYS, Part.RECOVER, Part.DIGEST, Part.PROBE, Part.AUDIT)
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -119,7 +120,7 @@ class Settings(EnvSettings):
         "nats://127.0.0.1:4222",
         url_list("nats", "tls", "ws", "wss"),
         "NATS, one URL or a comma-separated list for a cluster; unset, `waitroom up` starts one",
-        (*SERVERS, Part.UP, Part.RECOVER),
+        (*SERVERS, Part.UP, Part.RECOVER, Part.AUDIT),
         secret=True,
     )
     redis_tls_ca: Path | None = setting(
@@ -137,7 +138,7 @@ class Settings(EnvSettings):
         path,
         "CA file that signed the NATS servers' certificates (tls:// URLs); a token or "
         "user:password go in the URL (tls://user:password@host:4222)",
-        (*SERVERS, Part.RECOVER),
+        (*SERVERS, Part.RECOVER, Part.AUDIT),
         shown="the system's CAs",
     )
     nats_creds: Path | None = setting(
@@ -145,7 +146,7 @@ class Settings(EnvSettings):
         None,
         path,
         "a NATS user credentials file (JWT and NKey seed), for decentralised auth",
-        (*SERVERS, Part.RECOVER),
+        (*SERVERS, Part.RECOVER, Part.AUDIT),
         shown="none",
     )
     keys_dir: Path = setting(
@@ -300,7 +301,7 @@ class Settings(EnvSettings):
         "WAITROOM",
         pattern(r"[A-Za-z0-9_-]{1,64}", "a JetStream stream name (letters, digits, - and _)"),
         "the JetStream stream of room events",
-        (*SERVERS, Part.RECOVER),
+        (*SERVERS, Part.RECOVER, Part.AUDIT),
     )
     stream_duplicate_window: int = setting(
         "WAITROOM_DUPLICATE_WINDOW",

@@ -21,6 +21,9 @@
   var beating = null;
   var lastAnnounced = null;
   var admittedAt = null;
+  var invite = new URLSearchParams(location.search).get("invite");  // an invite link
+  var opensAt = null;  // in the pre-queue: when the line opens (ms)
+  var countdown = null;
 
   function $(id) { return document.getElementById(id); }
 
@@ -93,6 +96,34 @@
     announce("You are number " + position + " in line.");
   }
 
+  function clock(seconds) {
+    var two = function (n) { return (n < 10 ? "0" : "") + n; };
+    var h = Math.floor(seconds / 3600), m = Math.floor((seconds % 3600) / 60);
+    return (h ? h + ":" + two(m) : String(m)) + ":" + two(seconds % 60);
+  }
+
+  // In the pre-queue: no place yet, a countdown to the opening, when places are drawn.
+  function tickOpening() {
+    var left = Math.max(0, Math.ceil((opensAt - Date.now()) / 1000));
+    $("position").textContent = "\u2013";
+    $("ahead").textContent = "The line opens in " + clock(left);
+    $("eta").textContent = "Everyone who joins before then gets a place drawn at random, " +
+      "ahead of everyone who comes later.";
+    root.setAttribute("data-opens-in", String(left));
+    if (left === 0) { stopCountdown(); setTimeout(poll, 1000); }
+  }
+
+  function renderOpening() {
+    announce("You're in. The line opens in " +
+      clock(Math.max(0, Math.ceil((opensAt - Date.now()) / 1000))) + ".");
+    tickOpening();
+    if (!countdown && opensAt > Date.now()) countdown = setInterval(tickOpening, 1000);
+  }
+
+  function stopCountdown() {
+    if (countdown) { clearInterval(countdown); countdown = null; }
+  }
+
   function renderRoom(status) {
     root.setAttribute("data-room-status", status);
     if (status === "maintenance") { show("maintenance"); announce("The site is under maintenance."); }
@@ -119,11 +150,14 @@
     if (data.token) save(data.token);
     if (data.heartbeat_interval) heartbeatEvery = data.heartbeat_interval * 1000;
     if (data.room_status) renderRoom(data.room_status);
+    if (data.state !== "waiting") stopCountdown();
     switch (data.state) {
       case "waiting":
         if (data.room_status === "paused") show("paused");
         else if (data.room_status !== "maintenance") show("waiting");
-        renderWaiting(data);
+        if (data.opens_at) opensAt = data.opens_at * 1000;
+        if ((data.position === null || data.position === undefined) && opensAt) renderOpening();
+        else { stopCountdown(); opensAt = null; renderWaiting(data); }
         break;
       case "admitted":
         if (data.redirect_url) admitted(data);
@@ -158,13 +192,15 @@
   function onError(answer, retry) {
     var code = answer.body && answer.body.error ? answer.body.error.code : "";
     if (answer.status === 401 || answer.status === 403) {
-      stopAll(); forget(); show("expired");
+      stopAll(); stopCountdown(); forget(); show("expired");
       announce("Your place has expired. You can join the line again.");
     } else if (code === "room_maintenance") {
       show("maintenance");
       setTimeout(retry, (answer.retryAfter || 30) * 1000);
-    } else if (code === "queue_full" || code === "too_many_positions") {
+    } else if (code === "queue_full" || code === "too_many_positions" ||
+               code === "room_full" || code === "room_closed") {
       show("full");
+      if (code === "room_closed") root.querySelector(".panel.full h2").textContent = "This line has closed";
       $("full-reason").textContent = answer.body.error.message;
     } else {
       root.classList.add("offline");
@@ -206,9 +242,12 @@
     }
     var headers = { "Accept": "application/json", "Idempotency-Key": idem };
     var init = { method: "POST", headers: headers, credentials: "same-origin" };
-    if (pow) {
+    var body = {};
+    if (pow) body.pow = pow;
+    if (invite) body.invite = invite;
+    if (pow || invite) {
       headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify({ pow: pow });
+      init.body = JSON.stringify(body);
     }
     return fetch(api + "/enqueue", init)
       .then(function (r) { return r.json().then(function (b) {
@@ -217,12 +256,20 @@
         var code = answer.body && answer.body.error ? answer.body.error.code : "";
         if (answer.status === 200 || answer.status === 201) {
           sessionStorage.removeItem(KEY + ":idem");
+          if (invite) history.replaceState(null, "", location.pathname);  // spent: off the URL
           root.classList.remove("offline");
           save(answer.body.token);
           render(answer.body);
           follow();
         } else if (code === "pow_required" || code === "pow_invalid" || code === "pow_reused") {
           solveChallenge().then(join);  // asked for work, or harder work, since the page loaded
+        } else if (code.indexOf("invite_") === 0) {
+          // an invite that no longer works: say so, and join the line without it
+          invite = null;
+          root.setAttribute("data-invite-refused", code);
+          $("joining-note").textContent = answer.body.error.message;
+          announce(answer.body.error.message);
+          join(pow);
         } else {
           onError(answer, function () { join(); });
         }

@@ -22,5 +22,7 @@ return cjson.encode({
   active = redis.call('ZCARD', K_ACTIVE),
   outbox = redis.call('XLEN', K_OUTBOX),
   outbox_oldest = oldest,
+  prequeue = redis.call('ZCARD', K_PREQUEUE),
+  invites = redis.call('HLEN', K_INVITES),
   now = now_ms(),
 })

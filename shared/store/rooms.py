@@ -17,6 +17,7 @@ from shared.store.calls import mapped, store_call, store_error
 from shared.store.index import ReplicaSet, RoomIndex
 from shared.store.views import (
     AdmitResult,
+    InviteRecord,
     LineSnapshot,
     PersonView,
     PutResult,
@@ -26,6 +27,7 @@ from shared.store.views import (
     admit_decoder,
     digest_of,
     figures_decoder,
+    invite_decoder,
     line_snapshot_decoder,
     person_decoder,
     put_decoder,
@@ -50,6 +52,18 @@ def check_room_id(room: str) -> None:
 
 def new_position_id() -> str:
     return secrets.token_urlsafe(12)
+
+
+OPENING_BATCH = 1000
+"""People an opening places per script call (a few milliseconds of the data store's time)."""
+OPENING_BATCHES = 50
+"""Batches an admission tick places at most, before it lets another room's tick run."""
+
+
+def new_seed() -> str:
+    """Randomness for a script that draws (the pre-queue shuffle, the lottery): recorded
+    on the stream where a replay needs it."""
+    return secrets.token_hex(8)
 
 
 class RoomStore:
@@ -109,10 +123,14 @@ class RoomStore:
         pow_difficulty: int = 0,
         pow_expires_ms: int = 0,
         outbox_max: int | None = None,
+        lane: str = "",
+        invite_id: str = "",
     ) -> PersonView:
-        """Join the line, or (``restore_arrival``) put back a place the store lost, in the
-        room's ``incarnation`` the token names; ``pow_*`` is a checked proof of work. New
-        people are refused (``EventsBacklog``) while the room's outbox holds more than
+        """Join the line (or the pre-queue), or (``restore_arrival``) put back a place the
+        store lost, in the room's ``incarnation`` the token names; ``pow_*`` is a checked
+        proof of work; ``lane`` a lane of the room or ``any``; ``invite_id`` an invite whose
+        signature the caller checked (it gives the priority and spends a use). New people
+        are refused (``EventsBacklog``) while the room's outbox holds more than
         ``outbox_max`` events (the store's own bound unless given; 0: no bound)."""
         position_id = position_id or new_position_id()
         raw = await self._run(
@@ -130,6 +148,9 @@ class RoomStore:
             pow_difficulty,
             pow_expires_ms,
             self.outbox_max if outbox_max is None else outbox_max,
+            lane,
+            invite_id,
+            new_seed(),
         )
         return person_decoder.decode(raw)
 
@@ -185,8 +206,28 @@ class RoomStore:
     async def admit(
         self, room: str, holder: str, fence: int, lease_ms: int, max_batch: int = 100_000
     ) -> AdmitResult:
-        raw = await self._run(self.scripts.admit, room, holder, fence, lease_ms, max_batch)
-        return admit_decoder.decode(raw)
+        """One admission tick. A pre-queue due to open goes into the line first, in batches
+        of ``OPENING_BATCH`` (each its own short script call), at most
+        ``OPENING_BATCHES`` of them per tick; the tick admits once it is all placed."""
+        admit = self.scripts.admit
+        result = admit_decoder.decode(
+            await self._run(admit, room, holder, fence, lease_ms, max_batch, new_seed())
+        )
+        if not result.opening:
+            return result
+        for _ in range(OPENING_BATCHES):
+            if await self.open_line(room, holder, fence, lease_ms) == 0:
+                return admit_decoder.decode(
+                    await self._run(admit, room, holder, fence, lease_ms, max_batch, new_seed())
+                )
+        return result
+
+    async def open_line(
+        self, room: str, holder: str, fence: int, lease_ms: int, batch: int = 0
+    ) -> int:
+        """Place the next batch of a due pre-queue into the line; how many still wait."""
+        batch = batch or OPENING_BATCH
+        return int(await self._run(self.scripts.open_line, room, holder, fence, lease_ms, batch))
 
     async def expire(
         self,
@@ -364,7 +405,7 @@ class RoomStore:
         config, checks the rules across fields and writes, in one step. Answers the merged
         config and whether the room was created."""
         result = await self.put_room_change(room, update)
-        return result.config, result.created
+        return from_stored(result.config), result.created
 
     async def put_room_change(self, room: str, update: RoomUpdate) -> PutResult:
         """``put_room``, answering also the change's event seq, version and incarnation."""
@@ -390,6 +431,20 @@ class RoomStore:
         """Whether the room's event ``seq`` has left the outbox (JetStream has it)."""
         head = await self.outbox_batch(room, 1)
         return not head or msgspec.json.decode(head[0][1], type=_Seq).seq > seq
+
+    # invites --------------------------------------------------------------------------
+    async def create_invite(
+        self, room: str, invite_id: str, *, priority: int, uses: int, expires_at_ms: int
+    ) -> InviteRecord:
+        check_room_id(room)
+        raw = await self._run(
+            self.scripts.invite_put, room, invite_id, priority, uses, expires_at_ms
+        )
+        return invite_decoder.decode(raw)
+
+    async def revoke_invite(self, room: str, invite_id: str) -> InviteRecord:
+        check_room_id(room)
+        return invite_decoder.decode(await self._run(self.scripts.invite_revoke, room, invite_id))
 
     async def delete_room(self, room: str) -> None:
         check_room_id(room)

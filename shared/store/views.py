@@ -8,7 +8,6 @@ from typing import Any, Literal
 import msgspec
 
 from shared.line import observed_rate
-from shared.room import RoomConfig
 
 State = Literal["waiting", "admitted", "active", "completed", "expired", "left"]
 
@@ -42,6 +41,11 @@ class PersonView(msgspec.Struct, frozen=True):
     event_seq: int
     now: int
     created: bool
+    lane: str = ""
+    """The lane joined (a name or ``any``); empty in a room without lanes."""
+    prequeue: bool = False
+    """Waiting in the pre-queue: the line opens at ``opens_at`` (epoch ms)."""
+    opens_at: int = 0
 
     @property
     def position(self) -> int | None:
@@ -59,6 +63,8 @@ class AdmitResult(msgspec.Struct, frozen=True):
     admitted: list[str] | dict[str, Any]
     used_units: int
     status: str
+    opening: bool = False
+    """A pre-queue is due to open: nobody was admitted, open_line goes first."""
 
     @property
     def position_ids(self) -> list[str]:
@@ -75,6 +81,8 @@ class RoomFigures(msgspec.Struct, frozen=True):
     outbox: int
     now: int
     outbox_oldest: int = 0
+    prequeue: int = 0
+    invites: int = 0
 
     @property
     def outbox_age(self) -> float:
@@ -85,6 +93,16 @@ class RoomFigures(msgspec.Struct, frozen=True):
     def stat(self, name: str) -> int:
         stats = self.stats if isinstance(self.stats, dict) else {}
         return int(float(stats.get(name, "0")))
+
+    def lanes_used(self) -> dict[str, int]:
+        """Units seated in each lane now (lanes with none left out)."""
+        stats = self.stats if isinstance(self.stats, dict) else {}
+        prefix = "lane_used:"
+        return {
+            name.removeprefix(prefix): int(value)
+            for name, value in sorted(stats.items())
+            if name.startswith(prefix) and int(value) != 0
+        }
 
     def admit_rate(self) -> float:
         stats = self.stats if isinstance(self.stats, dict) else {}
@@ -101,7 +119,8 @@ ReplayMode = Literal["strict", "accept_gap", "reapply"]
 
 class ReplayStop(msgspec.Struct, frozen=True):
     """Why a strict replay of a room stopped: ``gap`` (the stream has no events between
-    ``after`` and ``next``), ``unknown_place`` or ``unknown_type`` (at event ``id``)."""
+    ``after`` and ``next``), ``unknown_place``, ``unknown_type`` or ``diverged`` (a pre-queue
+    opened otherwise than the stream recorded; at event ``id``)."""
 
     kind: str
     id: str = ""
@@ -135,17 +154,29 @@ replay_decoder = msgspec.json.Decoder(ReplayResult)
 
 class PutResult(msgspec.Struct, frozen=True):
     created: bool
-    config: RoomConfig
+    config: dict[str, Any]
+    """In its stored form (shared/room.py from_stored)."""
     seq: int = 0
     """The seq of the room_updated event the change made."""
     version: int = 0
     inc: str = ""
 
 
+class InviteRecord(msgspec.Struct, frozen=True):
+    """An invite as the store keeps it; ``expires_at`` in epoch ms, 0 for never."""
+
+    priority: int
+    uses: int
+    used: int
+    expires_at: int
+    revoked: bool
+
+
 person_decoder = msgspec.json.Decoder(PersonView)
 admit_decoder = msgspec.json.Decoder(AdmitResult)
 figures_decoder = msgspec.json.Decoder(RoomFigures)
 put_decoder = msgspec.json.Decoder(PutResult)
+invite_decoder = msgspec.json.Decoder(InviteRecord)
 
 
 def digest_of(raw: str) -> str:
@@ -156,7 +187,8 @@ def digest_of(raw: str) -> str:
     flat_ips = data.get("ips") or []
     data["ips"] = sorted(zip(flat_ips[::2], flat_ips[1::2], strict=True))
     data["people"] = sorted(data.get("people") or [])
-    for name in ("line", "admitted", "active"):
+    data["invites"] = sorted(data.get("invites") or [])
+    for name in ("line", "prequeue", "admitted", "active"):
         if not isinstance(data.get(name), list):
             data[name] = []  # cjson writes an empty list as {}
     canonical = msgspec.json.encode(data, order="sorted")
