@@ -6,9 +6,10 @@ import hmac
 
 import structlog
 
+from gateway.i18n import catalogs
 from gateway.ratelimit import RateLimiter
 from gateway.schemas import RoomFiguresOut, RoomOut, RoomPutOut, RoomsOut
-from shared.errors import RateLimited, RoomNotFound, Unauthorized
+from shared.errors import InvalidBody, RateLimited, RoomNotFound, Unauthorized
 from shared.room import RoomUpdate, from_stored
 from shared.store import RoomFigures, RoomStore
 
@@ -56,6 +57,8 @@ class Operators:
         raise Unauthorized()
 
     async def put(self, room: str, update: RoomUpdate) -> RoomPutOut:
+        if isinstance(update.texts, dict) and (unknown := catalogs().unknown_keys(update.texts)):
+            raise InvalidBody(f"texts: no such message: {', '.join(unknown)}")
         config, created = await self.store.put_room(room, update)
         return RoomPutOut(room=room, created=created, config=config)
 
@@ -94,5 +97,7 @@ def room_out(room: str, f: RoomFigures) -> RoomOut:
             left_total=f.stat("left_total"),
             admit_rate=round(f.admit_rate(), 3),
             outbox=f.outbox,
+            pace=round(f.pace(), 3),
+            site_p95_ms=f.site_p95_ms(),
         ),
     )

@@ -88,7 +88,30 @@ class RoomDeleted(EventBase, tag="room_deleted"):
     pass
 
 
-Event = Enqueued | Admitted | Activated | Completed | Expired | Left | RoomUpdated | RoomDeleted
+class PaceChanged(EventBase, tag="pace_changed"):
+    """The admission pace of a room that follows its site (``auto_release``) changed, or
+    stopped following it (``auto_release`` false: the pace is ``release_rate`` again)."""
+
+    pace: float
+    auto_release: bool
+    release_rate: float
+    target_latency_ms: int = 0
+    site_p95_ms: float | None = None
+    """The site's latency the change answers to; absent while no report came."""
+    reports: int = 0
+
+
+Event = (
+    Enqueued
+    | Admitted
+    | Activated
+    | Completed
+    | Expired
+    | Left
+    | RoomUpdated
+    | RoomDeleted
+    | PaceChanged
+)
 
 _decoder = msgspec.json.Decoder(Event)
 

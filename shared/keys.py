@@ -32,6 +32,7 @@ ROOM_KEY_NAMES = (
     "ended",
     "outbox",
     "pow",
+    "latency",
 )
 """A room's keys in KEYS order; the lease keys (one per role) follow. The Lua side's
 ``K_<NAME>`` locals are generated from this (shared/scripts.py)."""
@@ -98,6 +99,11 @@ class RoomKeys:
     def pow(self) -> str:
         """Spent proof-of-work challenge ids, scored by when they expire."""
         return self._k("pow")
+
+    @property
+    def latency(self) -> str:
+        """The protected site's latency reports (WaitroomGuard), one per place, latest."""
+        return self._k("latency")
 
     def all(self) -> list[str]:
         """The KEYS list every room script receives: ``ROOM_KEY_NAMES``, then the leases."""

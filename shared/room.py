@@ -2,11 +2,17 @@
 
 Each field is checked on its own here (msgspec bounds, URL shapes); rules across fields
 (a new room needs a target_url, heartbeat_timeout > heartbeat_interval, max_party_size <=
-max_active) are checked by room_put.lua on the merged config, in the step that writes it.
+max_active, auto_release needs target_latency_ms) are checked by room_put.lua on the merged
+config, in the step that writes it.
+
+A room's config is kept as a flat hash of strings. Structured fields (``STRUCTURED_FIELDS``)
+travel to the store, the event log and back as canonical JSON text (sorted keys), so a
+replayed room holds exactly the text the original did.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -24,6 +30,15 @@ Url = Annotated[str, msgspec.Meta(min_length=8, max_length=2048)]
 Text = Annotated[str, msgspec.Meta(max_length=2048)]
 Color = Annotated[str, msgspec.Meta(pattern=r"^#[0-9a-fA-F]{6}$")]
 PowBits = Annotated[int, msgspec.Meta(ge=0, le=32)]
+LatencyMs = Annotated[int, msgspec.Meta(ge=0, le=600_000)]
+LanguageTag = Annotated[str, msgspec.Meta(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")]
+TextKey = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
+PageTexts = Annotated[
+    dict[LanguageTag, Annotated[dict[TextKey, Text], msgspec.Meta(max_length=100)]],
+    msgspec.Meta(max_length=20),
+]
+"""Texts of the waiting-room page per language: ``{"en": {"admitted_heading": "..."}}``.
+Keys are the message keys of the page's catalogs (gateway/i18n)."""
 
 DEFAULT_MAX_ACTIVE = 100
 DEFAULT_PARTY_SIZE = 10
@@ -59,6 +74,15 @@ class RoomConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     message: Text = ""
     brand_color: Color = "#1f5f99"
     logo_url: MaybeUrl = ""
+    auto_release: bool = False
+    """The admission pace follows the protected site's latency, as its WaitroomGuard
+    reports it, between 0 and ``release_rate`` (see admission_worker/pace.py)."""
+    target_latency_ms: LatencyMs = 0
+    """The site's 95th-percentile response time the pace aims to keep (0: none set;
+    ``auto_release`` needs one)."""
+    texts: PageTexts = msgspec.field(default_factory=dict)
+    """Per-language overrides of the page's texts (``{"de": {"admitted_heading": ...}}``);
+    a language without a catalog of its own may be given here too."""
 
 
 def _absolute_http(url: str) -> bool:
@@ -91,6 +115,9 @@ class RoomUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     message: Text | msgspec.UnsetType = msgspec.UNSET
     brand_color: Color | msgspec.UnsetType = msgspec.UNSET
     logo_url: MaybeUrl | msgspec.UnsetType = msgspec.UNSET
+    auto_release: bool | msgspec.UnsetType = msgspec.UNSET
+    target_latency_ms: LatencyMs | msgspec.UnsetType = msgspec.UNSET
+    texts: PageTexts | msgspec.UnsetType = msgspec.UNSET
 
     def __post_init__(self) -> None:
         if isinstance(self.target_url, str) and not _absolute_http(self.target_url):
@@ -111,12 +138,36 @@ class RoomUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 CONFIG_FIELDS = RoomConfig.__struct_fields__
 
+STRUCTURED_FIELDS = frozenset({"texts"})
+"""Fields whose value is an object or a list: stored and logged as canonical JSON text."""
+
+
+def _canonical(value: Any) -> str:
+    return msgspec.json.encode(value, order="sorted").decode()
+
+
+def _default(field: msgspec.structs.FieldInfo) -> Any:
+    if field.required:
+        return None
+    if field.default_factory is not msgspec.NODEFAULT:
+        return field.default_factory()
+    return field.default
+
+
 FIELD_DEFAULTS: dict[str, Any] = {
-    field.name: None if field.required else field.default
+    field.name: _canonical(_default(field)) if field.name in STRUCTURED_FIELDS else _default(field)
     for field in msgspec.structs.fields(RoomConfig)
 }
-"""Every config field and its default, None for a field a new room must be given (what
-room_put.lua merges an update onto)."""
+"""Every config field and its default as stored, None for a field a new room must be given
+(what room_put.lua merges an update onto)."""
+
+
+def stored_form(values: dict[str, Any]) -> dict[str, Any]:
+    """Config values as the store keeps them: structured ones as canonical JSON text."""
+    return {
+        name: _canonical(value) if name in STRUCTURED_FIELDS else value
+        for name, value in values.items()
+    }
 
 
 def checked_update(update: RoomUpdate) -> dict[str, Any]:
@@ -128,8 +179,16 @@ def checked_update(update: RoomUpdate) -> dict[str, Any]:
         raise InvalidBody(str(exc)) from None
 
 
-def from_stored(flat: dict[str, str]) -> RoomConfig:
-    """The config as stored in the room's ``cfg`` hash (every value a string). Only the
-    bounds of each field apply: rules across fields are checked when a config is written."""
-    values = {name: flat[name] for name in CONFIG_FIELDS if name in flat}
+def from_stored(flat: Mapping[str, Any]) -> RoomConfig:
+    """The config as stored in the room's ``cfg`` hash (every value a string) or as a
+    script answers it. Only the bounds of each field apply: rules across fields are
+    checked when a config is written."""
+    values: dict[str, Any] = {}
+    for name in CONFIG_FIELDS:
+        if name not in flat:
+            continue
+        value = flat[name]
+        if name in STRUCTURED_FIELDS and isinstance(value, str):
+            value = msgspec.json.decode(value)
+        values[name] = value
     return msgspec.convert(values, RoomConfig, strict=False)

@@ -39,6 +39,8 @@ SCRIPT_NAMES = (
     "lease",
     "replay",
     "room_digest",
+    "latency_report",
+    "pace_set",
 )
 PRELUDE = "_lib.lua"
 HEADER = "(generated header)"
@@ -165,6 +167,8 @@ class Scripts:
     lease: LuaScript
     replay: LuaScript
     room_digest: LuaScript
+    latency_report: LuaScript
+    pace_set: LuaScript
 
     @classmethod
     def register(cls, redis: Redis) -> Scripts:

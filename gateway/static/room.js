@@ -1,7 +1,10 @@
 // The waiting-room page. Keeps the person's place (token in localStorage and a cookie, so a
 // refresh or a new tab keeps it), follows the line live over Server-Sent Events (falling
 // back to polling when they are blocked), heartbeats in the background, and goes through
-// /rooms/{room}/go when it is their turn. No build step, no dependencies.
+// /rooms/{room}/go when it is their turn. Its texts come from the catalog the server chose
+// for the visitor (data-texts); near the front and when admitted it says so in the tab's
+// title, and, if the person asked for it with the button, in a browser notification.
+// No build step, no dependencies.
 (function () {
   "use strict";
   var root = document.getElementById("waitroom");
@@ -11,6 +14,10 @@
   var COOKIE = "waitroom_" + room;
   var api = "/v1/rooms/" + encodeURIComponent(room);
   var initial = JSON.parse(root.getAttribute("data-initial") || "{}");
+  var texts = JSON.parse(root.getAttribute("data-texts") || "{}");
+  var baseTitle = document.title;
+  var NEAR_FRONT = 3;  // places from the front at which the tab's title says "almost"
+  var NOTIFY_KEY = KEY + ":notify";
 
   var token = localStorage.getItem(KEY) || readCookie(COOKIE) || initial.token || null;
   var firstPosition = Number(localStorage.getItem(KEY + ":first")) || null;
@@ -23,6 +30,25 @@
   var admittedAt = null;
 
   function $(id) { return document.getElementById(id); }
+
+  // A text of the visitor's catalog with its {name} places filled.
+  function t(key, values) {
+    var text = texts[key] || key;
+    return text.replace(/\{([a-z_]+)\}/g, function (all, name) {
+      return values && values[name] !== undefined ? String(values[name]) : all;
+    });
+  }
+
+  function setTitle(prefix) {
+    document.title = prefix ? prefix + " \u00b7 " + baseTitle : baseTitle;
+  }
+
+  // The party size a link may ask for (/rooms/{room}?size=4), within the room's limit.
+  function partySize() {
+    var asked = Number(new URLSearchParams(location.search).get("size"));
+    var most = Number(root.getAttribute("data-max-party")) || 1;
+    return asked >= 2 && asked <= most && Math.floor(asked) === asked ? asked : 1;
+  }
 
   function readCookie(name) {
     var parts = document.cookie ? document.cookie.split("; ") : [];
@@ -57,9 +83,9 @@
   }
 
   function minutes(seconds) {
-    if (seconds < 60) return "less than a minute";
+    if (seconds < 60) return t("wait_under_minute");
     var m = Math.round(seconds / 60);
-    return m === 1 ? "about a minute" : "about " + m + " minutes";
+    return m === 1 ? t("wait_one_minute") : t("wait_minutes", { minutes: m });
   }
 
   function etaText(data) {
@@ -68,10 +94,46 @@
     if (range && range[1] >= 60) {
       var lo = Math.max(1, Math.floor(range[0] / 60));
       var hi = Math.max(lo, Math.ceil(range[1] / 60));
-      return lo === hi ? "Estimated wait: about " + lo + (lo === 1 ? " minute" : " minutes")
-        : "Estimated wait: " + lo + "\u2013" + hi + " minutes";
+      return lo === hi ? t("eta", { wait: minutes(lo * 60) })
+        : t("eta_range_minutes", { low: lo, high: hi });
     }
-    return "Estimated wait: " + minutes(data.eta_seconds);
+    return t("eta", { wait: minutes(data.eta_seconds) });
+  }
+
+  // Browser notifications: offered with a button, asked for only when it is clicked, and
+  // remembered per room; nothing is shown where the browser has blocked them.
+  function wantsNotice() {
+    try { return localStorage.getItem(NOTIFY_KEY) === "1"; } catch (e) { return false; }
+  }
+
+  function noticeState() {
+    var box = $("notify-box");
+    if (!("Notification" in window) || Notification.permission === "denied") {
+      box.hidden = !wantsNotice();
+      if (wantsNotice()) { $("notify").hidden = true; $("notify-note").textContent = t("notify_blocked"); }
+      return;
+    }
+    box.hidden = false;
+    var on = wantsNotice() && Notification.permission === "granted";
+    $("notify").hidden = on;
+    $("notify-note").textContent = on ? t("notify_on") : "";
+    root.setAttribute("data-notify", on ? "on" : "off");
+  }
+
+  function askForNotice() {
+    try { localStorage.setItem(NOTIFY_KEY, "1"); } catch (e) {}
+    if (Notification.permission === "granted") { noticeState(); return; }
+    var asked = Notification.requestPermission(function () { noticeState(); });
+    if (asked && asked.then) asked.then(noticeState, noticeState);
+  }
+
+  function notifyTurn() {
+    if (!wantsNotice() || !("Notification" in window) || Notification.permission !== "granted") return;
+    try {
+      var n = new Notification(t("notify_title"), { body: t("notify_body"), tag: KEY });
+      n.onclick = function () { window.focus(); n.close(); };
+      root.setAttribute("data-notified", "1");
+    } catch (e) { /* a browser that notifies only from a service worker */ }
   }
 
   function renderWaiting(data) {
@@ -82,22 +144,23 @@
       try { localStorage.setItem(KEY + ":first", String(position)); } catch (e) {}
     }
     $("position").textContent = String(position);
-    $("ahead").textContent = data.ahead === 1 ? "1 person is ahead of you"
-      : data.ahead + " people are ahead of you";
+    $("ahead").textContent = data.ahead === 1 ? t("ahead_one")
+      : t("ahead_other", { count: data.ahead });
     var done = firstPosition > 1 ? (firstPosition - position) / (firstPosition - 1) : 1;
     var pct = Math.max(3, Math.min(100, Math.round(done * 100)));
     $("bar-fill").style.width = pct + "%";
     $("bar").setAttribute("aria-valuenow", String(pct));
     $("eta").textContent = etaText(data);
     root.setAttribute("data-position", String(position));
-    announce("You are number " + position + " in line.");
+    setTitle(position <= NEAR_FRONT ? "(" + position + ") " + t("title_nearly") : "");
+    announce(t("announce_position", { position: position }));
   }
 
   function renderRoom(status) {
     root.setAttribute("data-room-status", status);
-    if (status === "maintenance") { show("maintenance"); announce("The site is under maintenance."); }
+    if (status === "maintenance") { show("maintenance"); announce(t("announce_maintenance")); }
     else if (status === "paused" && root.getAttribute("data-show") === "waiting") {
-      show("paused"); announce("The line is paused. You keep your place.");
+      show("paused"); announce(t("announce_paused"));
     } else if (status === "active" && root.getAttribute("data-show") === "paused") {
       show("waiting");
     }
@@ -110,7 +173,9 @@
     show("admitted");
     var go = $("go");
     go.setAttribute("href", data.redirect_url);
-    announce("It's your turn. Taking you to the site now.");
+    setTitle(t("title_admitted"));
+    notifyTurn();
+    announce(t("announce_admitted"));
     setTimeout(function () { location.assign(data.redirect_url); }, 2000);
   }
 
@@ -130,12 +195,12 @@
         break;
       case "expired":
         stopAll(); forget(); show("expired");
-        announce("Your place has expired. You can join the line again.");
+        announce(t("announce_expired"));
         break;
       case "active":
       case "completed":
       case "left":
-        stopAll(); forget(); show("ended");
+        stopAll(); forget(); show("ended"); setTitle("");
         break;
     }
   }
@@ -159,7 +224,7 @@
     var code = answer.body && answer.body.error ? answer.body.error.code : "";
     if (answer.status === 401 || answer.status === 403) {
       stopAll(); forget(); show("expired");
-      announce("Your place has expired. You can join the line again.");
+      announce(t("announce_expired"));
     } else if (code === "room_maintenance") {
       show("maintenance");
       setTimeout(retry, (answer.retryAfter || 30) * 1000);
@@ -175,7 +240,7 @@
   // Rooms under attack ask for a proof of work before a join: fetch a challenge, solve it
   // in a Web Worker (the page stays responsive), send the solution with the join.
   function solveChallenge() {
-    $("joining-note").textContent = "Checking your browser\u2026 this takes a moment.";
+    $("joining-note").textContent = t("checking_browser");
     return fetch(api + "/challenge", { headers: { "Accept": "application/json" } })
       .then(function (r) { return r.json(); })
       .then(function (c) {
@@ -206,9 +271,12 @@
     }
     var headers = { "Accept": "application/json", "Idempotency-Key": idem };
     var init = { method: "POST", headers: headers, credentials: "same-origin" };
-    if (pow) {
+    var body = {};
+    if (pow) body.pow = pow;
+    if (partySize() > 1) body.size = partySize();
+    if (body.pow || body.size) {
       headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify({ pow: pow });
+      init.body = JSON.stringify(body);
     }
     return fetch(api + "/enqueue", init)
       .then(function (r) { return r.json().then(function (b) {
@@ -288,6 +356,8 @@
 
   $("rejoin").addEventListener("click", function () { forget(); lastAnnounced = null; join(); });
   $("go").addEventListener("click", function () { stopAll(); });
+  $("notify").addEventListener("click", askForNotice);
+  noticeState();
 
   if (initial.state) render(initial);
   if (token && (!initial.state || initial.state === "waiting")) {

@@ -1,5 +1,6 @@
 -- One admission tick for a room, by the replica holding its admission lease.
--- ARGV: room, holder, fence, lease_ms, max_batch
+-- ARGV: room, holder, fence, lease_ms, max_batch, pace (the release rate the worker's pace
+-- controller allows now, for a room whose pace follows the site; '' for release_rate)
 -- free units = max_active - used units; the release rate is a token bucket refilled by the
 -- server clock, holding at most a quarter second of releases, so 10/s releases smoothly.
 local cfg, err = room_for_change()
@@ -11,7 +12,7 @@ if not hold_lease('admission', ARGV[2], ARGV[3], tonumber(ARGV[4])) then
 end
 local max_batch = tonumber(ARGV[5])
 local now = now_ms()
-local rate = tonumber(cfg.release_rate)
+local rate = math.min(tonumber(cfg.release_rate), tonumber(ARGV[6]) or math.huge)
 local burst = math.max(1, rate / 4)
 local st = redis.call('HMGET', K_STATS, 'tokens', 'tokens_ts', 'used_units',
                       'rate', 'rate_ts', 'rate_since')

@@ -23,6 +23,12 @@ local function apply(e)
     redis.call('HSET', K_CFG, 'version', e.version, 'inc', inc, 'recovering', '1', unpack(flat))
   elseif t == 'room_deleted' then
     wipe_room(string.match(e.id, '^.+:(.-):%d+$'))
+  elseif t == 'pace_changed' then
+    if e.auto_release then
+      redis.call('HSET', K_STATS, 'pace', tostring(e.pace))
+    else
+      redis.call('HDEL', K_STATS, 'pace')
+    end
   elseif t == 'enqueued' then
     local p = { state = 'waiting', arrival = e.arrival, size = e.size, priority = e.priority,
                 ip = e.ip_hash or '', joined = at, meta = e.metadata or '', bind = e.bind or '',

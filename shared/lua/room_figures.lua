@@ -15,5 +15,6 @@ return cjson.encode({
   admitted = redis.call('ZCARD', K_ADMITTED),
   active = redis.call('ZCARD', K_ACTIVE),
   outbox = redis.call('XLEN', K_OUTBOX),
+  latency = redis.call('HVALS', K_LATENCY),
   now = now_ms(),
 })

@@ -8,7 +8,7 @@ from typing import Any, Literal
 import msgspec
 
 from shared.line import observed_rate
-from shared.room import RoomConfig
+from shared.site_latency import LatencyReport, recent, report_decoder, site_p95
 
 State = Literal["waiting", "admitted", "active", "completed", "expired", "left"]
 
@@ -42,6 +42,15 @@ class PersonView(msgspec.Struct, frozen=True):
     event_seq: int
     now: int
     created: bool
+    gone_rate: float = 0.0
+    """A decaying count of people who left the line or went silent (see observed_rate)."""
+    gone_rate_ts: int = 0
+    pace: float = -1.0
+    """The release rate the site's latency allows now (auto_release), -1 when it is not
+    followed (the room releases at release_rate)."""
+    admission_policy: str = "strict"
+    queueing_method: str = "fifo"
+    lane: str = ""
 
     @property
     def position(self) -> int | None:
@@ -53,6 +62,10 @@ class PersonView(msgspec.Struct, frozen=True):
 
     def observed_rate(self) -> float:
         return observed_rate(self.rate, self.rate_ts, self.rate_since, self.now)
+
+    def observed_gone_rate(self) -> float:
+        """People per second leaving the line before their turn, lately."""
+        return observed_rate(self.gone_rate, self.gone_rate_ts, self.rate_since, self.now)
 
 
 class AdmitResult(msgspec.Struct, frozen=True):
@@ -74,6 +87,8 @@ class RoomFigures(msgspec.Struct, frozen=True):
     active: int
     outbox: int
     now: int
+    latency: list[str] | dict[str, Any] = msgspec.field(default_factory=list)
+    """The latency reports of the site (JSON each; cjson writes an empty list as {})."""
 
     def stat(self, name: str) -> int:
         stats = self.stats if isinstance(self.stats, dict) else {}
@@ -88,10 +103,34 @@ class RoomFigures(msgspec.Struct, frozen=True):
             self.now,
         )
 
+    def pace(self) -> float:
+        """The release rate in force: the pace the site's latency allows when the room
+        follows it (auto_release), else release_rate."""
+        stats = self.stats if isinstance(self.stats, dict) else {}
+        rate = float(self.config.get("release_rate", "0"))
+        if self.config.get("auto_release") == "true" and "pace" in stats:
+            return min(rate, float(stats["pace"]))
+        return rate
+
+    def site_p95_ms(self) -> float | None:
+        reports = [report_decoder.decode(r) for r in self.latency if isinstance(r, str)]
+        return site_p95(recent(reports, self.now))
+
+
+class PaceInputs(msgspec.Struct, frozen=True):
+    auto_release: bool
+    target_latency_ms: int
+    release_rate: float
+    pace: float | None
+    """The pace in force, None when none was set (the room releases at release_rate)."""
+    reports: list[LatencyReport]
+    """The site's latency reports of the last WINDOW_MS."""
+
 
 class PutResult(msgspec.Struct, frozen=True):
     created: bool
-    config: RoomConfig
+    config: dict[str, Any]
+    """The merged config as written (structured fields as JSON text: see from_stored)."""
 
 
 person_decoder = msgspec.json.Decoder(PersonView)
