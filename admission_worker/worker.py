@@ -13,9 +13,10 @@ import structlog
 
 from admission_worker.pace import PaceController
 from admission_worker.site_bus import SiteBus
+from shared.keyring import KeyRing
 from shared.room_loop import RoomLoop
 from shared.settings import Settings
-from shared.tokens import KeyRing, TokenService
+from shared.tokens import TokenService
 from shared.worker_process import WorkerContext, relay_loop, run_loops
 
 log = structlog.get_logger("admission")

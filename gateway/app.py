@@ -69,7 +69,7 @@ def create_app(settings: Settings) -> Litestar:
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[
-            access_log_middleware,
+            access_log_middleware(settings.access_log),
             body_deadline_middleware(settings.body_timeout, settings.max_body_bytes),
         ],
         openapi_config=openapi,

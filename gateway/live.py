@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -31,6 +32,7 @@ import structlog
 from litestar.response import ServerSentEventMessage
 
 from gateway.caller import Caller
+from gateway.line_book import LineBook
 from gateway.metrics import GatewayMetrics
 from gateway.people import Followed, People
 from gateway.schemas import PlaceResponse
@@ -129,7 +131,11 @@ class RoomFeed:
         return [w for group in self.watchers.values() for w in group]
 
     async def start(self) -> None:
-        self.task = asyncio.create_task(self._run(), name=f"feed-{self.room}")
+        # a fresh context: the feed outlives the request that started it, so its log lines
+        # must not carry that request's id
+        self.task = asyncio.create_task(
+            self._run(), name=f"feed-{self.room}", context=contextvars.Context()
+        )
         await self._subscribe()
 
     async def _subscribe(self) -> None:
@@ -174,19 +180,31 @@ class RoomFeed:
                 await self._subscribe()
             await self.hub.drop_unstarted(self)
             try:
-                await self.refresh(self.everyone(), touch=touch)
+                await self.refresh(self.everyone(), touch=touch, from_memory=True)
             except Exception as exc:
                 log.warning("live_refresh_failed", room=self.room, error=repr(exc))
             await asyncio.sleep(NUDGE_GAP)
 
-    async def refresh(self, watchers: list[Watcher], *, touch: bool = False) -> None:
+    async def refresh(
+        self, watchers: list[Watcher], *, touch: bool = False, from_memory: bool = False
+    ) -> None:
+        """Push everyone's fresh state. ``from_memory``: people waiting are answered from
+        the gateway's copy of the line (the periodic refresh); an event about one person
+        always asks the store, which has already made that change."""
         if not watchers:
             return
-        position_ids = sorted({w.position_id for w in watchers})
-        try:
-            views = await self.hub.store.statuses(self.room, position_ids, touch=touch)
-        except StoreUnavailable:
-            return
+        views: dict[str, PersonView] = {}
+        lines = self.hub.lines if from_memory else None
+        if lines is not None:
+            for w in watchers:
+                view = lines.view(self.room, w.claims)
+                if view is not None:
+                    views[w.position_id] = view
+            if touch and views:
+                lines.seen(self.room, list(views))
+        rest = sorted({w.position_id for w in watchers} - views.keys())
+        with contextlib.suppress(StoreUnavailable):  # the next refresh tries again
+            views.update(await self.hub.store.statuses(self.room, rest, touch=touch))
         for w in watchers:
             view = views.get(w.position_id)
             if view is not None:
@@ -202,12 +220,14 @@ class LiveHub:
         store: RoomStore,
         nats: NatsLink,
         metrics: GatewayMetrics,
+        lines: LineBook | None = None,
         limits: StreamLimits | None = None,
     ) -> None:
         self.people = people
         self.store = store
         self.nats = nats
         self.metrics = metrics
+        self.lines = lines
         self.limits = limits or StreamLimits()
         self.feeds: dict[str, RoomFeed] = {}
         self.by_address: Counter[str] = Counter()

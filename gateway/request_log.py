@@ -8,9 +8,11 @@ logged for it carries ``request_id``, and it is sent back in ``X-Request-ID``.
 
 from __future__ import annotations
 
+import itertools
 import re
 import secrets
 import time
+from collections.abc import Callable
 
 import structlog
 from litestar.enums import ScopeType
@@ -21,21 +23,34 @@ from gateway.services import Services
 log = structlog.get_logger("gateway")
 
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+SLOW_SECONDS = 1.0
 _SANE_ID = re.compile(rb"[A-Za-z0-9._:+/=-]{1,128}")
 
 
+_PROCESS = secrets.token_hex(8)
+_COUNTER = itertools.count()
+
+
 def request_id(scope: Scope) -> str:
-    """The id the request came with, if sane, else a new one (32 hex digits)."""
+    """The id the request came with, if sane, else a new one (32 hex digits: this
+    process's random prefix and a counter, unique without a random draw per request)."""
     for name, value in scope["headers"]:
         if name == b"x-request-id":
             if _SANE_ID.fullmatch(value):
                 return value.decode("ascii")
             break
-    return secrets.token_hex(16)
+    return f"{_PROCESS}{next(_COUNTER) & 0xFFFFFFFFFFFFFFFF:016x}"
 
 
-def access_log_middleware(app: ASGIApp) -> ASGIApp:
-    """A request id, one summary line and one metrics observation per request."""
+def access_log_middleware(mode: str = "all") -> Callable[[ASGIApp], ASGIApp]:
+    """A request id, a metrics observation and (``mode``: all, errors or off) a summary
+    line per request. A JSON log line costs about as much as the rest of a status call,
+    so by default only the lines worth reading are written: errors and slow requests."""
+    return lambda app: _access_log(app, mode)
+
+
+def _access_log(app: ASGIApp, mode: str) -> ASGIApp:
+    every, errors_only = mode == "all", mode == "errors"
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
@@ -62,7 +77,8 @@ def access_log_middleware(app: ASGIApp) -> ASGIApp:
             svc: Services | None = getattr(scope["app"].state, "services", None)
             if svc is not None:
                 svc.metrics.observe(route, status, elapsed)
-            if scope["path"] not in QUIET_PATHS:
+            worth = every or (errors_only and (status >= 400 or elapsed > SLOW_SECONDS))
+            if worth and scope["path"] not in QUIET_PATHS:
                 log.info(
                     "request",
                     method=scope.get("method", ""),

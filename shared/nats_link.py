@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import ssl
+from pathlib import Path
+from typing import Any
 
 import nats
 import structlog
@@ -38,10 +41,31 @@ async def ensure_stream(
         await js.update_stream(config)
 
 
+def connect_options(tls_ca: Path | None, creds: Path | None) -> dict[str, Any]:
+    """TLS and credentials for ``nats.connect``. A token or user and password ride in the
+    server URLs (``tls://user:password@host:4222``); ``tls://`` URLs are TLS, checked
+    against ``tls_ca`` (else the system's CAs); ``creds`` is a user credentials file."""
+    options: dict[str, Any] = {}
+    if tls_ca is not None:
+        options["tls"] = ssl.create_default_context(cafile=str(tls_ca))
+    if creds is not None:
+        options["user_credentials"] = str(creds)
+    return options
+
+
 class NatsLink:
     def __init__(
-        self, url: str, *, stream: str, duplicate_window: int, name: str, replicas: int = 1
+        self,
+        url: str,
+        *,
+        stream: str,
+        duplicate_window: int,
+        name: str,
+        replicas: int = 1,
+        options: dict[str, Any] | None = None,
     ) -> None:
+        """``options``: TLS and credentials for nats.connect (see connect_options)."""
+        self.options = options or {}
         self.url = url
         self.servers = [u.strip() for u in url.split(",") if u.strip()]
         self.stream = stream
@@ -61,6 +85,7 @@ class NatsLink:
             duplicate_window=settings.stream_duplicate_window,
             replicas=settings.stream_replicas,
             name=f"{name}-{settings.instance}",
+            options=connect_options(settings.nats_tls_ca, settings.nats_creds),
         )
 
     @property
@@ -80,6 +105,7 @@ class NatsLink:
                 nc = await nats.connect(
                     servers=self.servers,
                     name=self.name,
+                    **self.options,
                     connect_timeout=2,
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=0.5,

@@ -14,6 +14,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 import nats
@@ -58,12 +59,15 @@ async def recover(
     *,
     stream: str = "WAITROOM",
     batch: int = 2000,
+    nats_options: dict[str, Any] | None = None,
     progress: Progress | None = None,
 ) -> RecoverySummary:
     started = time.perf_counter()
     summary = RecoverySummary()
     servers = [u.strip() for u in nats_url.split(",") if u.strip()]
-    nc = await nats.connect(servers=servers, connect_timeout=5, max_reconnect_attempts=3)
+    nc = await nats.connect(
+        servers=servers, connect_timeout=5, max_reconnect_attempts=3, **(nats_options or {})
+    )
     try:
         js = nc.jetstream()
         info = await js.stream_info(stream)

@@ -39,6 +39,8 @@ SCRIPT_NAMES = (
     "lease",
     "replay",
     "room_digest",
+    "line_snapshot",
+    "touch_seen",
     "latency_report",
     "pace_set",
 )
@@ -167,6 +169,8 @@ class Scripts:
     lease: LuaScript
     replay: LuaScript
     room_digest: LuaScript
+    line_snapshot: LuaScript
+    touch_seen: LuaScript
     latency_report: LuaScript
     pace_set: LuaScript
 

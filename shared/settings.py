@@ -122,6 +122,32 @@ class Settings(EnvSettings):
         (*SERVERS, Part.UP, Part.RECOVER),
         secret=True,
     )
+    redis_tls_ca: Path | None = setting(
+        "WAITROOM_REDIS_TLS_CA",
+        None,
+        path,
+        "CA file that signed the data store's certificate (with a rediss:// URL); "
+        "credentials go in the URL (rediss://user:password@host:6380/0)",
+        (*SERVERS, Part.RECOVER, Part.DIGEST, Part.PROBE),
+        shown="the system's CAs",
+    )
+    nats_tls_ca: Path | None = setting(
+        "WAITROOM_NATS_TLS_CA",
+        None,
+        path,
+        "CA file that signed the NATS servers' certificates (tls:// URLs); a token or "
+        "user:password go in the URL (tls://user:password@host:4222)",
+        (*SERVERS, Part.RECOVER),
+        shown="the system's CAs",
+    )
+    nats_creds: Path | None = setting(
+        "WAITROOM_NATS_CREDS",
+        None,
+        path,
+        "a NATS user credentials file (JWT and NKey seed), for decentralised auth",
+        (*SERVERS, Part.RECOVER),
+        shown="none",
+    )
     keys_dir: Path = setting(
         "WAITROOM_KEYS_DIR",
         Path(".waitroom/keys"),
@@ -341,6 +367,22 @@ class Settings(EnvSettings):
     )
     log_json: bool = setting(
         "WAITROOM_LOG_JSON", True, boolean, "JSON log lines; false: for a terminal", SERVERS
+    )
+    lines_in_memory: bool = setting(
+        "WAITROOM_LINES_IN_MEMORY",
+        True,
+        boolean,
+        "answer people waiting from this gateway's copy of the line, kept by the room's "
+        "events (false: every answer from the data store)",
+        GATEWAY,
+    )
+    access_log: str = setting(
+        "WAITROOM_ACCESS_LOG",
+        "errors",
+        choice("all", "errors", "off"),
+        "a summary line per request: all, errors (4xx, 5xx and requests slower than 1 s) "
+        "or off; every request is counted in the metrics either way",
+        GATEWAY,
     )
     log_level: str = setting(
         "WAITROOM_LOG_LEVEL",

@@ -35,7 +35,7 @@ class WorkerContext:
 
 @contextlib.asynccontextmanager
 async def worker_context(settings: Settings, name: str) -> AsyncIterator[WorkerContext]:
-    redis = connect(settings.redis_url, max_connections=32)
+    redis = connect(settings.redis_url, tls_ca=settings.redis_tls_ca, max_connections=32)
     link = NatsLink.from_settings(settings, name)
     link.start()
     try:

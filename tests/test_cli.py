@@ -7,8 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+from shared.keyring import KeyRing
 from shared.settings import Settings
-from shared.tokens import KeyRing
 from tests.helpers.servers import ROOT, ModuleProc, settings_env
 
 

@@ -28,6 +28,7 @@ def run_gateway(settings: Settings, log: Path, *, json_lines: bool) -> dict[str,
         settings,
         WAITROOM_PORT=str(port),
         WAITROOM_LOG_LEVEL="info",
+        WAITROOM_ACCESS_LOG="all",
         WAITROOM_LOG_JSON="true" if json_lines else "false",
     )
     gateway = ModuleProc("gateway", env, log).start()
@@ -95,3 +96,28 @@ def test_console_lines_share_one_layout_too(settings: Settings, tmp_path: Path) 
     assert len(mine) == 2
     assert "admin_auth_failed" in mine[0]
     assert "[operators]" in mine[0]
+
+
+def test_by_default_only_errors_and_slow_requests_are_logged(
+    settings: Settings, tmp_path: Path
+) -> None:
+    port = free_port()
+    log = tmp_path / "gateway.log"
+    env = settings_env(settings, WAITROOM_PORT=str(port), WAITROOM_LOG_LEVEL="info")
+    env.pop("WAITROOM_ACCESS_LOG", None)  # the default: errors
+    gateway = ModuleProc("gateway", env, log).start()
+    try:
+        wait_for_port(port, 20, gateway.proc)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            ok = client.get("/.well-known/jwks.json")
+            bad = client.get("/v1/admin/rooms", headers=BAD_KEY)
+    finally:
+        gateway.signal(signal.SIGTERM)
+        assert gateway.wait() == 0
+    logged = {
+        r.get("request_id")
+        for r in map(json.loads, log.read_text().splitlines())
+        if r["event"] == "request"
+    }
+    assert bad.headers["x-request-id"] in logged
+    assert ok.headers["x-request-id"] not in logged

@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from shared.errors import StoreUnavailable
+from shared.keyring import KID_PATTERN, KeyKind, KeyRing, write_key
 from shared.logs import configure
+from shared.nats_link import connect_options
 from shared.redis_conn import connect
 from shared.settings import ENVIRONMENT_HEADING, Part, Settings, environment_help
 from shared.store import ReplicaSet, RoomStore
-from shared.tokens import KID_PATTERN, KeyKind, KeyRing, write_key
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -102,7 +103,7 @@ def _recover(args: argparse.Namespace) -> int:
     stream = args.stream or settings.stream_name
 
     async def run() -> int:
-        redis = connect(redis_url)
+        redis = connect(redis_url, tls_ca=settings.redis_tls_ca)
         columns = (
             TextColumn("replaying"),
             BarColumn(),
@@ -117,7 +118,11 @@ def _recover(args: argparse.Namespace) -> int:
                     bar.update(task, completed=done, total=total)
 
                 summary = await recover(
-                    RoomStore(redis), nats_url, stream=stream, progress=progress
+                    RoomStore(redis),
+                    nats_url,
+                    stream=stream,
+                    progress=progress,
+                    nats_options=connect_options(settings.nats_tls_ca, settings.nats_creds),
                 )
         finally:
             await redis.aclose()
@@ -135,7 +140,7 @@ def _digest(args: argparse.Namespace) -> int:
     settings: Settings = args.settings
 
     async def run() -> int:
-        redis = connect(args.redis_url or settings.redis_url)
+        redis = connect(args.redis_url or settings.redis_url, tls_ca=settings.redis_tls_ca)
         try:
             store = RoomStore(redis)
             rooms = args.rooms or await store.rooms()
@@ -155,7 +160,7 @@ def _probe(args: argparse.Namespace) -> int:
     holder = f"{args.role}-{instance}"
 
     async def run() -> int:
-        redis = connect(settings.redis_url)
+        redis = connect(settings.redis_url, tls_ca=settings.redis_tls_ca)
         try:
             expires = await ReplicaSet(redis, args.role).alive_until(holder)
         except StoreUnavailable as exc:
@@ -186,13 +191,21 @@ def _reads(part: Part) -> dict[str, Any]:
     return {"epilog": environment_help(part), "formatter_class": _HelpFormatter}
 
 
+Commands = argparse._SubParsersAction  # the subparsers of `waitroom`
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="waitroom",
         description="A fair, honest virtual waiting room. See the README for the API.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (add_up, add_keys, add_recover, add_digest, add_probe):
+        add(sub)
+    return parser
 
+
+def add_up(sub: Commands[argparse.ArgumentParser]) -> None:
     up = sub.add_parser(
         "up",
         **_reads(Part.UP),
@@ -220,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--max-active", type=int, default=5, help="demo room's capacity (5)")
     up.set_defaults(func=_up)
 
+
+def add_keys(sub: Commands[argparse.ArgumentParser]) -> None:
     keys = sub.add_parser(
         "keys",
         **_reads(Part.KEYS),
@@ -261,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     retire.add_argument("kid")
     retire.set_defaults(func=_keys_retire)
+
+
+def add_recover(sub: Commands[argparse.ArgumentParser]) -> None:
     recover = sub.add_parser(
         "recover",
         **_reads(Part.RECOVER),
@@ -279,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     recover.add_argument("--quiet", action="store_true", help="no progress bar")
     recover.set_defaults(func=_recover)
 
+
+def add_digest(sub: Commands[argparse.ArgumentParser]) -> None:
     digest = sub.add_parser(
         "digest",
         **_reads(Part.DIGEST),
@@ -293,6 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     digest.add_argument("--redis-url", help="default WAITROOM_REDIS_URL")
     digest.set_defaults(func=_digest)
 
+
+def add_probe(sub: Commands[argparse.ArgumentParser]) -> None:
     probe = sub.add_parser(
         "probe",
         **_reads(Part.PROBE),
@@ -306,7 +328,6 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("role", choices=["admission", "heartbeat"])
     probe.add_argument("--instance", help="default WAITROOM_INSTANCE")
     probe.set_defaults(func=_probe)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,11 +12,11 @@ from litestar.params import QueryParameter
 from litestar.response import Template
 from litestar.status_codes import HTTP_303_SEE_OTHER
 
-from gateway.caller import Caller, optional_bearer
+from gateway.caller import optional_bearer
 from gateway.errors import QUEUE_TOKEN_ERRORS, ROOM_ERRORS, STORE_ERRORS, error_answers
 from gateway.i18n import DEFAULT_LANGUAGE, PageTexts, catalogs
 from gateway.people import People
-from gateway.routes.common import CALLER, RoomParam, valid_room_id
+from gateway.routes.common import RoomParam, caller_of_request, valid_room_id
 from shared import errors
 from shared.room import RoomConfig
 
@@ -102,14 +102,12 @@ def room_page_error(texts: PageTexts, err: errors.WaitroomError) -> Template:
     },
 )
 async def room_html(
-    room: RoomParam,
-    caller: NamedDependency[Caller],
-    people: NamedDependency[People],
-    request: Request[Any, Any, Any],
+    room: RoomParam, people: NamedDependency[People], request: Request[Any, Any, Any]
 ) -> Template:
     """Joins or restores the person's place and follows it live; see the README. The
     page speaks the visitor's language (``Accept-Language``: en, de, fr, es, ja, and any
     language the room has ``texts`` for; English otherwise)."""
+    caller = caller_of_request(request)
     try:
         room = valid_room_id(room)
         config = await people.room(room)
@@ -164,7 +162,6 @@ def go_error_page(texts: PageTexts, room: str, err: errors.WaitroomError) -> Tem
 )
 async def go(
     room: RoomParam,
-    caller: NamedDependency[Caller],
     people: NamedDependency[People],
     request: Request[Any, Any, Any],
     token: TokenQuery = "",
@@ -173,6 +170,7 @@ async def go(
     ``?waitroom_token=<access token>``. ``token`` is the queue token. A second use, an
     expired admission or a bad token gets a page that says so to a browser (``Accept:
     text/html``), the JSON error otherwise."""
+    caller = caller_of_request(request)
     try:
         room = valid_room_id(room)
         given = optional_bearer(request) or token
@@ -194,6 +192,4 @@ async def admin_html() -> Template:
     return page("admin.html", title="waitroom: live rooms")
 
 
-pages_router = Router(
-    path="/", route_handlers=[room_html, go, admin_html], dependencies=CALLER, tags=["pages"]
-)
+pages_router = Router(path="/", route_handlers=[room_html, go, admin_html], tags=["pages"])

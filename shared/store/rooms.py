@@ -24,12 +24,14 @@ from shared.store.calls import mapped, store_call, store_error
 from shared.store.index import ReplicaSet, RoomIndex
 from shared.store.views import (
     AdmitResult,
+    LineSnapshot,
     PaceInputs,
     PersonView,
     RoomFigures,
     admit_decoder,
     digest_of,
     figures_decoder,
+    line_snapshot_decoder,
     person_decoder,
     put_decoder,
 )
@@ -143,6 +145,26 @@ class RoomStore:
             for position_id, answer in zip(position_ids, answers, strict=True)
             if not isinstance(answer, BaseException)
         }
+
+    async def event_counters(self, rooms: list[str]) -> dict[str, int]:
+        """Each room's event counter (the seq of its latest event), in one round trip."""
+        if not rooms:
+            return {}
+        with mapped():
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for room in rooms:
+                    pipe.hget(keys.RoomKeys(room).stats, "event_seq")
+                answers = await pipe.execute()
+        return {room: int(answer or 0) for room, answer in zip(rooms, answers, strict=True)}
+
+    async def line_snapshot(self, room: str) -> LineSnapshot:
+        """The whole line, read in one consistent step (see line_snapshot.lua)."""
+        return line_snapshot_decoder.decode(await self._run(self.scripts.line_snapshot, room))
+
+    async def touch_seen(self, room: str, position_ids: list[str]) -> None:
+        """Mark these places seen now, in one call (heartbeats gathered by a gateway)."""
+        if position_ids:
+            await self._run(self.scripts.touch_seen, room, *position_ids)
 
     async def leave(self, room: str, position_id: str) -> PersonView:
         return person_decoder.decode(await self._run(self.scripts.leave, room, position_id))

@@ -152,3 +152,31 @@ def digest_of(raw: str) -> str:
             data[name] = []  # cjson writes an empty list as {}
     canonical = msgspec.json.encode(data, order="sorted")
     return hashlib.sha256(canonical).hexdigest()
+
+
+class LineSnapshot(msgspec.Struct, frozen=True):
+    """A room's whole line and what goes with it (line_snapshot.lua), for a gateway that
+    answers people from memory: the line is ``[position_id, score, ...]`` in order."""
+
+    event_seq: int
+    incarnation: str
+    status: str
+    release_rate: float
+    heartbeat_interval: int
+    rate: float
+    rate_ts: int
+    rate_since: int
+    now: int
+    line: list[str | float] | dict[str, Any]
+    gone_rate: float = 0.0
+    gone_rate_ts: int = 0
+    auto_release: bool = False
+    pace: float = -1.0
+    """The pace set for a room following its site, -1 while none is (see PersonView)."""
+
+    def places(self) -> list[tuple[str, float]]:
+        flat = self.line if isinstance(self.line, list) else []  # cjson: empty is {}
+        return [(str(flat[i]), float(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+
+line_snapshot_decoder = msgspec.json.Decoder(LineSnapshot)

@@ -21,6 +21,7 @@ from nats.js.api import DeliverPolicy
 from gateway.app import create_app
 from gateway.serving import uvicorn_options
 from shared.events import Event, decode
+from shared.nats_link import connect_options
 from shared.settings import Settings
 from waitroom.processes import free_port, nats_command, valkey_command, wait_for_port
 
@@ -206,10 +207,15 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
 
 
 async def room_events(
-    nats_url: str, room: str, *, settle: float = 0.5, stream: str = "WAITROOM"
+    nats_url: str,
+    room: str,
+    *,
+    settle: float = 0.5,
+    stream: str = "WAITROOM",
+    tls_ca: Path | None = None,
 ) -> list[Event]:
     """Every event of a room on the stream, from the start, in stream order."""
-    nc = await nats.connect(nats_url)
+    nc = await nats.connect(nats_url, **connect_options(tls_ca, None))
     try:
         js = nc.jetstream()
         sub = await js.subscribe(
