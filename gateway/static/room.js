@@ -186,8 +186,10 @@
     if (data.room_status) renderRoom(data.room_status);
     switch (data.state) {
       case "waiting":
-        if (data.room_status === "paused") show("paused");
-        else if (data.room_status !== "maintenance") show("waiting");
+        // an event stream's position carries no status: the room's last known one holds
+        var status = data.room_status || root.getAttribute("data-room-status");
+        if (status === "paused") show("paused");
+        else if (status !== "maintenance") show("waiting");
         renderWaiting(data);
         break;
       case "admitted":
