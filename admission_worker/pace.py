@@ -61,9 +61,6 @@ class PaceController:
         self.store = store
         self._rooms: dict[str, _Steered] = {}
 
-    def forget(self, room: str) -> None:
-        self._rooms.pop(room, None)
-
     async def pace(self, room: str, holder: str, fence: int, lease_ms: int) -> float | None:
         """The release rate cap for this tick (None: release_rate), stepped when due."""
         now = time.monotonic()
