@@ -368,6 +368,13 @@ class Settings(EnvSettings):
     log_json: bool = setting(
         "WAITROOM_LOG_JSON", True, boolean, "JSON log lines; false: for a terminal", SERVERS
     )
+    workers: int = setting(
+        "WAITROOM_WORKERS",
+        1,
+        integer(1, 64),
+        "server processes one gateway runs on its port (one per core the pod has)",
+        GATEWAY,
+    )
     lines_in_memory: bool = setting(
         "WAITROOM_LINES_IN_MEMORY",
         True,
