@@ -123,9 +123,12 @@ def wait_range(f: WaitFacts) -> tuple[float, float, float]:
 def eta_seconds(view: PersonView) -> int | None:
     """Seconds until this person is likely admitted, from the rates actually observed
     (the configured release rate stands in before any admission). 0 out of the line;
-    null while nobody can say (paused, maintenance, or the site allows no admissions)."""
+    null while nobody can say (paused, maintenance, waiting for the line to open, or the
+    site allows no admissions)."""
     if view.state != "waiting":
         return 0
+    if view.prequeue:
+        return None
     facts = wait_facts(view)
     return None if facts is None else math.ceil(expected_wait(facts))
 
@@ -181,6 +184,8 @@ def place_answer(
         token=queue_token,
         reason=view.reason or None,
         access_token=access_token,
+        lane=view.lane or None,
+        opens_at=view.opens_at / 1000 if view.prequeue else None,
     )
     if view.state == "admitted":
         out.claim_deadline = view.claim_deadline / 1000

@@ -63,6 +63,7 @@ class _Event(msgspec.Struct):
     incarnation: str | None = None
     pace: float | None = None
     auto_release: bool = False
+    prequeue: bool = False
 
 
 _event = msgspec.json.Decoder(_Event)
@@ -155,7 +156,9 @@ class RoomLine:
             self.synced = False  # a gap: reload
             return False
         self.event_seq = event.seq
-        if event.type == "enqueued" and event.position_id and event.arrival is not None:
+        if event.type == "enqueued" and event.prequeue:
+            pass  # in the pre-queue, not the line: the store answers them
+        elif event.type == "enqueued" and event.position_id and event.arrival is not None:
             joined = line_score(event.priority, event.arrival)
             if self.places.get(event.position_id) is None:
                 self.places[event.position_id] = joined
@@ -182,8 +185,8 @@ class RoomLine:
             self.auto_release = config.get("auto_release") is True
         elif event.type == "pace_changed":
             self.set_pace = event.pace if event.auto_release else None
-        elif event.type == "room_deleted":
-            self.synced = False
+        elif event.type in ("room_deleted", "prequeue_placed"):
+            self.synced = False  # gone, or people of the pre-queue placed: start over
             return False
         return True
 

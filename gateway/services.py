@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from litestar.datastructures import State
 from litestar.di import Provide
 
+from gateway.config_guard import ConfigGuard
 from gateway.line_book import LineBook
 from gateway.live import LiveHub, StreamLimits
 from gateway.metrics import GatewayMetrics
@@ -62,7 +63,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     link = NatsLink.from_settings(settings, "gateway")
     link.start()
     limiter = RateLimiter(settings.redis_url, settings.rate_limits, tls_ca=settings.redis_tls_ca)
-    store = RoomStore(redis)
+    store = RoomStore(redis, outbox_max=settings.outbox_max)
     metrics = GatewayMetrics(tokens, settings.outbox_max)
     salt = settings.ip_hash_salt or deployment_salt(settings.keys_dir)
     lines = LineBook(store, link) if settings.lines_in_memory else None
@@ -77,6 +78,8 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             per_place=settings.streams_per_place, per_address=settings.streams_per_address
         ),
     )
+    guard = ConfigGuard(store)
+    guard.start()
     try:
         yield Services(
             settings=settings,
@@ -87,11 +90,18 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             metrics=metrics,
             people=people,
             site=Site(store, tokens, limiter),
-            operators=Operators(store, limiter, admin_keys(settings.admin_key)),
+            operators=Operators(
+                store,
+                limiter,
+                admin_keys(settings.admin_key),
+                invites=people.invites,
+                guard=guard,
+            ),
             operations=Operations(store, link, tokens, metrics, settings.outbox_max),
             live=live,
         )
     finally:
+        await guard.close()
         await live.close()
         if lines is not None:
             await lines.close()

@@ -2,13 +2,19 @@
 
 Starts its own valkey-server and nats-server (from the wheels) in a temporary folder,
 makes a history of at least --events events over --rooms rooms (people joining, being
-admitted, claiming, completing, leaving), publishes it to JetStream, then:
+admitted, claiming, completing, leaving), then:
 
+  relay      the real outbox relay publishes every outbox to JetStream (pipelined
+             batches, acks awaited in order, fenced trims; all rooms at once, as a
+             worker's tick does); then a snapshot of each room and a tail of a fiftieth
+             more events
+  awaited    publishing one event at a time, each ack awaited (the relay before)
   baseline   reads the whole stream (fetch only, nothing applied)
-  recover    rebuilds every room from the stream into an emptied data store
+  recover    rebuilds every room from the whole stream into an emptied data store
+  snapshot   rebuilds every room from its snapshot plus the events after it
 
-and prints both rates and their ratio, then checks that every room's digest after the
-replay equals the digest before.
+and prints each rate and its ratio to the baseline, then checks that every room's digest
+after each rebuild equals the digest before.
 
 python -m loadtest.bench_recovery [--events 120000] [--rooms 20]
 """
@@ -24,14 +30,14 @@ import time
 from pathlib import Path
 
 import nats
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig
 from rich.progress import Progress
 
-from shared.events import subject
 from shared.logs import configure
-from shared.nats_link import ensure_stream
+from shared.nats_link import NatsLink
 from shared.recovery import recover
 from shared.redis_conn import connect
+from shared.relay import OutboxRelay, SnapshotPolicy
 from shared.room import RoomUpdate
 from shared.store import RoomStore
 from waitroom.processes import Supervisor, start_backends
@@ -74,30 +80,51 @@ async def make_history(store: RoomStore, rooms: list[str], events: int, bar: Pro
     return made
 
 
-async def publish_outboxes(store: RoomStore, nats_url: str, rooms: list[str], bar: Progress) -> int:
+async def open_link(nats_url: str) -> NatsLink:
+    link = NatsLink(nats_url, stream=STREAM, duplicate_window=7200, name="bench")
+    link.start()
+    while await link.jetstream() is None:  # noqa: ASYNC110 (the link connects in the background)
+        await asyncio.sleep(0.05)
+    return link
+
+
+async def publish_outboxes(
+    store: RoomStore, link: NatsLink, rooms: list[str], snapshots: SnapshotPolicy
+) -> tuple[int, float]:
+    """Every outbox through the real relay, all rooms at once as a worker's tick does;
+    answers (events delivered, seconds)."""
+    relay = OutboxRelay(store, link, holder="bench", lease_ms=600_000, snapshots=snapshots)
+    fences = await store.lease_acquire_many(rooms, "relay", "bench", 600_000)
+    before = [await store.outbox_length(room) for room in rooms]
+    started = time.perf_counter()
+    await asyncio.gather(
+        *(relay.drain_all(room, fence) for room, fence in zip(rooms, fences, strict=True))
+    )
+    elapsed = time.perf_counter() - started
+    for room, fence in zip(rooms, fences, strict=True):
+        await relay.drain(room, fence)  # a snapshot taken is published once its seq is out
+    return sum(before), elapsed
+
+
+async def one_at_a_time(nats_url: str, count: int) -> float:
+    """Events/s publishing as the relay used to: each publish awaited before the next."""
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
-    await ensure_stream(js, STREAM, 7200)
-    total = 0
-    task = bar.add_task("publishing", total=None)
-    for room in rooms:
-        entries = await store.outbox_batch(room, await store.outbox_length(room))
-        futures = []
-        for _entry_id, raw in entries:
-            etype = raw.split('"type":"', 1)[1].split('"', 1)[0]
-            futures.append(await js.publish_async(subject(room, etype), raw.encode()))
-        await asyncio.gather(*futures)
-        await store.outbox_delivered(room, [entry_id for entry_id, _raw in entries])
-        total += len(entries)
-        bar.update(task, completed=total)
+    await js.add_stream(StreamConfig(name="SCRATCH", subjects=["scratch.>"]))
+    payload = b'{"type":"enqueued","id":"scratch","seq":1}'
+    started = time.perf_counter()
+    for i in range(count):
+        await js.publish("scratch.x", payload, headers={"Nats-Msg-Id": f"s{i}"})
+    elapsed = time.perf_counter() - started
+    await js.delete_stream("SCRATCH")
     await nc.close()
-    return total
+    return count / elapsed
 
 
-async def read_stream(nats_url: str) -> tuple[int, float]:
+async def read_stream(nats_url: str, events: int) -> tuple[int, float]:
+    """Read the ``events`` events of the stream (not the snapshots) and nothing else."""
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
-    info = await js.stream_info(STREAM)
     started = time.perf_counter()
     sub = await js.pull_subscribe(
         "waitroom.>",
@@ -105,7 +132,7 @@ async def read_stream(nats_url: str) -> tuple[int, float]:
         config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE),
     )
     seen = 0
-    while seen < info.state.messages:
+    while seen < events:
         seen += len(await sub.fetch(1000, timeout=10))
     elapsed = time.perf_counter() - started
     await nc.close()
@@ -119,28 +146,50 @@ async def bench(events: int, room_count: int, folder: Path) -> None:
         redis = connect(redis_url)
         store = RoomStore(redis)
         rooms = [f"bench-{i}" for i in range(room_count)]
+        link = await open_link(nats_url)
         with Progress(transient=True) as bar:
             await make_history(store, rooms, events, bar)
-            published = await publish_outboxes(store, nats_url, rooms, bar)
+        published, relay_s = await publish_outboxes(store, link, rooms, SnapshotPolicy(10**9))
+        awaited_rate = await one_at_a_time(nats_url, min(5000, events // 10))
+        # a snapshot of every room now, then a tail of a fiftieth more events after it
+        await publish_outboxes(store, link, rooms, SnapshotPolicy(every_events=1))
+        with Progress(transient=True) as bar:
+            await make_history(store, rooms, events // 50, bar)
+        tail, _tail_s = await publish_outboxes(store, link, rooms, SnapshotPolicy(10**9))
+        published += tail
+        await link.close()
         before = {room: await store.digest(room) for room in rooms}
-        read, read_s = await read_stream(nats_url)
+        read, read_s = await read_stream(nats_url, published)
         await redis.flushall()
-        summary = await recover(store, nats_url, stream=STREAM)
-        after = {room: await store.digest(room) for room in rooms}
+        whole = await recover(store, nats_url, stream=STREAM, use_snapshots=False)
+        after_whole = {room: await store.digest(room) for room in rooms}
+        await redis.flushall()
+        snap = await recover(store, nats_url, stream=STREAM)
+        after_snap = {room: await store.digest(room) for room in rooms}
         await redis.aclose()
     finally:
         sup.stop()
     base_rate = read / read_s
+    relay_rate = published / relay_s
+    snap_rate = published / snap.seconds
+    rows = [
+        ("read the stream only (baseline)", base_rate),
+        ("relay: pipelined publish + trim", relay_rate),
+        ("publish, each awaited (the old relay)", awaited_rate),
+        ("recover: read + replay into store", whole.rate),
+        ("recover from snapshots (+ tail)", snap_rate),
+    ]
     sys.stdout.write(f"events in the stream: {published:,} over {room_count} rooms\n")
     sys.stdout.write(f"{'measurement':38} {'events/s':>12} {'x baseline':>11}\n")
-    sys.stdout.write(f"{'read the stream only (baseline)':38} {base_rate:12,.0f} {1.0:11.3f}\n")
+    for name, rate in rows:
+        sys.stdout.write(f"{name:38} {rate:12,.0f} {rate / base_rate:11.3f}\n")
     sys.stdout.write(
-        f"{'recover: read + replay into store':38} {summary.rate:12,.0f} "
-        f"{summary.rate / base_rate:11.3f}\n"
+        f"snapshot recovery read {snap.events:,} events of the tail in {snap.seconds:.2f}s "
+        "(its rate above counts every event it stands for)\n"
     )
-    same = "yes" if before == after else "NO"
-    sys.stdout.write(f"every room's digest equal after replay: {same}\n")
-    if before != after:
+    same = before == after_whole == after_snap
+    sys.stdout.write(f"every room's digest equal after both rebuilds: {'yes' if same else 'NO'}\n")
+    if not same:
         raise SystemExit(1)
 
 

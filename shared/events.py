@@ -3,7 +3,8 @@
 Every state change a script makes appends one of these (as JSON) to the room's outbox;
 the relay publishes it to JetStream on ``waitroom.<room>.<type>`` with ``Nats-Msg-Id`` =
 ``id``. ``seq`` rises strictly per room in the order the changes happened; ``v`` is the
-schema version. Heartbeats and session keep-alives are liveness, not events.
+schema version. Heartbeats are liveness, not events; a session keep-alive is an ``extended``
+event only when it moves the session's deadline by a step (a tenth of session_ttl).
 """
 
 from __future__ import annotations
@@ -20,8 +21,22 @@ def subject(room: str, event_type: str) -> str:
     return f"{SUBJECT_PREFIX}.{room}.{event_type}"
 
 
+SNAPSHOT_PREFIX = "waitroom-snapshot"
+"""Snapshots of rooms (shared/snapshots.py) go on the same stream, outside ``waitroom.>``:
+a reader of events never meets them."""
+
+
+def room_subjects(room: str) -> str:
+    """Every event subject of one room."""
+    return f"{SUBJECT_PREFIX}.{room}.>"
+
+
+def snapshot_subject(room: str) -> str:
+    return f"{SNAPSHOT_PREFIX}.{room}"
+
+
 def stream_subjects() -> list[str]:
-    return [f"{SUBJECT_PREFIX}.>"]
+    return [f"{SUBJECT_PREFIX}.>", f"{SNAPSHOT_PREFIX}.>"]
 
 
 class EventBase(msgspec.Struct, kw_only=True, tag_field="type", forbid_unknown_fields=False):
@@ -43,6 +58,16 @@ class Enqueued(EventBase, tag="enqueued"):
     metadata: str = ""
     bind: str = ""
     restored: bool = False
+    lane: str = ""
+    """The lane joined (a name or ``any``); empty in a room without lanes."""
+    invite: str = ""
+    """The id of the invite joined with (it gave the priority; one use spent)."""
+    prequeue: bool = False
+    """Joined before the line opened: waits in the pre-queue until it is placed."""
+    draw: int = 0
+    """In the pre-queue: the place in its draw (shared/policy.py draw_score)."""
+    draw_seed: str = ""
+    """The draw's seed, on the join that started the pre-queue."""
 
 
 class Admitted(EventBase, tag="admitted"):
@@ -50,9 +75,25 @@ class Admitted(EventBase, tag="admitted"):
     claim_deadline: int
     size: int
     arrival: int
+    restored: bool = False
+    """Made again for someone with a valid access token whose admission the store lost."""
+    lane: str = ""
+    """The lane whose units the party took (empty in a room without lanes)."""
+    passed: list[str] = []
+    """best_fit: the people ahead who did not fit and wanted these units; each has now been
+    passed over once more."""
+    direct: bool = False
+    """Admitted at the door (passthrough, reject), without waiting in line."""
 
 
 class Activated(EventBase, tag="activated"):
+    position_id: str
+    session_deadline: int
+
+
+class Extended(EventBase, tag="extended"):
+    """A visit kept alive: its session now ends at ``session_deadline`` (ms)."""
+
     position_id: str
     session_deadline: int
 
@@ -101,16 +142,51 @@ class PaceChanged(EventBase, tag="pace_changed"):
     reports: int = 0
 
 
+class LineOpened(EventBase, tag="line_opened"):
+    """The line opened: the ``count`` people in the pre-queue, in the order the draw with
+    ``seed`` gave them, go into the line in arrival slots ``base``, ``base`` + 1, ...
+    (``prequeue_placed`` events, in batches)."""
+
+    seed: str
+    count: int
+    base: int
+
+
+class PrequeuePlaced(EventBase, tag="prequeue_placed"):
+    """The next ``placed`` people of the pre-queue's draw went into the line; ``order`` is
+    the sha1 of their ids joined by ``,``."""
+
+    placed: int
+    order: str
+
+
+class InviteCreated(EventBase, tag="invite_created"):
+    invite_id: str
+    priority: int
+    uses: int
+    expires_at: int = 0
+    """Epoch ms; 0: never."""
+
+
+class InviteRevoked(EventBase, tag="invite_revoked"):
+    invite_id: str
+
+
 Event = (
     Enqueued
     | Admitted
     | Activated
+    | Extended
     | Completed
     | Expired
     | Left
     | RoomUpdated
     | RoomDeleted
     | PaceChanged
+    | LineOpened
+    | PrequeuePlaced
+    | InviteCreated
+    | InviteRevoked
 )
 
 _decoder = msgspec.json.Decoder(Event)

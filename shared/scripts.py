@@ -39,6 +39,13 @@ SCRIPT_NAMES = (
     "lease",
     "replay",
     "room_digest",
+    "room_snapshot",
+    "room_restore",
+    "recovery_mark",
+    "outbox_trim",
+    "open_line",
+    "invite_put",
+    "invite_revoke",
     "line_snapshot",
     "touch_seen",
     "latency_report",
@@ -169,6 +176,13 @@ class Scripts:
     lease: LuaScript
     replay: LuaScript
     room_digest: LuaScript
+    room_snapshot: LuaScript
+    room_restore: LuaScript
+    recovery_mark: LuaScript
+    outbox_trim: LuaScript
+    open_line: LuaScript
+    invite_put: LuaScript
+    invite_revoke: LuaScript
     line_snapshot: LuaScript
     touch_seen: LuaScript
     latency_report: LuaScript

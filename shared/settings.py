@@ -59,13 +59,14 @@ class Part(StrEnum):
     RECOVER = "waitroom recover"
     DIGEST = "waitroom digest"
     PROBE = "waitroom probe"
+    AUDIT = "waitroom audit"
     DEMO = "demo site"
 
 
 GATEWAY = (Part.GATEWAY,)
 WORKERS = (Part.ADMISSION, Part.HEARTBEAT)
 SERVERS = (Part.GATEWAY, *WORKERS)
-COMMANDS = (Part.UP, Part.KEYS, Part.RECOVER, Part.DIGEST, Part.PROBE)
+COMMANDS = (Part.UP, Part.KEYS, Part.RECOVER, Part.DIGEST, Part.PROBE, Part.AUDIT)
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -119,7 +120,7 @@ class Settings(EnvSettings):
         "nats://127.0.0.1:4222",
         url_list("nats", "tls", "ws", "wss"),
         "NATS, one URL or a comma-separated list for a cluster; unset, `waitroom up` starts one",
-        (*SERVERS, Part.UP, Part.RECOVER),
+        (*SERVERS, Part.UP, Part.RECOVER, Part.AUDIT),
         secret=True,
     )
     redis_tls_ca: Path | None = setting(
@@ -137,7 +138,7 @@ class Settings(EnvSettings):
         path,
         "CA file that signed the NATS servers' certificates (tls:// URLs); a token or "
         "user:password go in the URL (tls://user:password@host:4222)",
-        (*SERVERS, Part.RECOVER),
+        (*SERVERS, Part.RECOVER, Part.AUDIT),
         shown="the system's CAs",
     )
     nats_creds: Path | None = setting(
@@ -145,7 +146,7 @@ class Settings(EnvSettings):
         None,
         path,
         "a NATS user credentials file (JWT and NKey seed), for decentralised auth",
-        (*SERVERS, Part.RECOVER),
+        (*SERVERS, Part.RECOVER, Part.AUDIT),
         shown="none",
     )
     keys_dir: Path = setting(
@@ -303,7 +304,7 @@ class Settings(EnvSettings):
         "WAITROOM",
         pattern(r"[A-Za-z0-9_-]{1,64}", "a JetStream stream name (letters, digits, - and _)"),
         "the JetStream stream of room events",
-        (*SERVERS, Part.RECOVER),
+        (*SERVERS, Part.RECOVER, Part.AUDIT),
     )
     stream_duplicate_window: int = setting(
         "WAITROOM_DUPLICATE_WINDOW",
@@ -319,12 +320,50 @@ class Settings(EnvSettings):
         "replicas of the stream (3 on a 3-node NATS cluster)",
         SERVERS,
     )
+    stream_max_age: int = setting(
+        "WAITROOM_STREAM_MAX_AGE",
+        0,
+        integer(0),
+        "seconds the stream keeps events (0: leave the stream's own limit as it is); keep "
+        "it above twice WAITROOM_SNAPSHOT_SECONDS",
+        SERVERS,
+    )
+    stream_max_bytes: int = setting(
+        "WAITROOM_STREAM_MAX_BYTES",
+        0,
+        integer(0),
+        "bytes the stream may hold (0: leave the stream's own limit as it is)",
+        SERVERS,
+    )
     outbox_max: int = setting(
         "WAITROOM_OUTBOX_MAX",
         100_000,
         integer(1),
-        "undelivered events per room before readiness fails and the relay warns",
+        "undelivered events per room before new joins get 503 events_backlog and the relay "
+        "warns (people already waiting carry on; nothing is dropped)",
         SERVERS,
+    )
+    outbox_age_alert: float = setting(
+        "WAITROOM_OUTBOX_AGE_ALERT",
+        30.0,
+        number(0.1),
+        "seconds the oldest undelivered event may wait before the relay warns (the loss "
+        "window if the data store dies now)",
+        WORKERS,
+    )
+    snapshot_events: int = setting(
+        "WAITROOM_SNAPSHOT_EVENTS",
+        10_000,
+        integer(1),
+        "events of a room between two snapshots of it on the stream",
+        WORKERS,
+    )
+    snapshot_seconds: int = setting(
+        "WAITROOM_SNAPSHOT_SECONDS",
+        300,
+        integer(1),
+        "seconds between two snapshots of a room that changed meanwhile",
+        WORKERS,
     )
     admission_tick_ms: int = setting(
         "WAITROOM_ADMISSION_TICK_MS",

@@ -16,7 +16,7 @@ import structlog
 from shared.logs import configure
 from shared.nats_link import NatsLink
 from shared.redis_conn import connect
-from shared.relay import OutboxRelay
+from shared.relay import OutboxRelay, SnapshotPolicy
 from shared.room_loop import RoomLoop
 from shared.settings import Part, Settings, help_page
 from shared.store import RoomStore
@@ -39,17 +39,26 @@ async def worker_context(settings: Settings, name: str) -> AsyncIterator[WorkerC
     link = NatsLink.from_settings(settings, name)
     link.start()
     try:
-        yield WorkerContext(settings, RoomStore(redis), link)
+        yield WorkerContext(settings, RoomStore(redis, outbox_max=settings.outbox_max), link)
     finally:
         await link.close()
         await redis.aclose()
 
 
 def relay_loop(ctx: WorkerContext, holder: str) -> RoomLoop:
-    relay = OutboxRelay(ctx.store, ctx.nats, outbox_max=ctx.settings.outbox_max)
+    settings = ctx.settings
+    relay = OutboxRelay(
+        ctx.store,
+        ctx.nats,
+        holder=holder,
+        lease_ms=settings.lease_ms,
+        outbox_max=settings.outbox_max,
+        outbox_age_alert=settings.outbox_age_alert,
+        snapshots=SnapshotPolicy(settings.snapshot_events, float(settings.snapshot_seconds)),
+    )
 
     async def work(room: str, fence: int) -> None:
-        delivered = await relay.drain(room)
+        delivered = await relay.drain(room, fence)
         # a deleted room whose outbox is empty now has nothing left to deliver
         if delivered == 0 and room in loop.draining:
             await ctx.store.finish_draining(room)
@@ -62,7 +71,7 @@ def relay_loop(ctx: WorkerContext, holder: str) -> RoomLoop:
         lease_ms=ctx.settings.lease_ms,
         work=work,
         include_draining=True,
-        finish=lambda room, _fence: relay.drain_all(room),
+        finish=relay.drain_all,
     )
     return loop
 

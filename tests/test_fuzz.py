@@ -27,7 +27,11 @@ from waitroom.processes import free_port, wait_for_port
 
 pytestmark = pytest.mark.slow
 
-SEMANTIC_400 = {"PUT /v1/admin/rooms/{room}", "POST /v1/rooms/{room}/enqueue"}
+SEMANTIC_400 = {
+    "PUT /v1/admin/rooms/{room}",
+    "POST /v1/rooms/{room}/enqueue",
+    "POST /v1/admin/rooms/{room}/invites",
+}
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +80,9 @@ def fuzz(operation: Any, base_url: str, mode: GenerationMode) -> None:
     refused with a documented 4xx error, never a 500."""
     # some checks need what the store holds: a room's fields together (creating one needs
     # target_url; a timeout must outlast its interval), a join's proof of work (a made-up
-    # challenge is well formed but not ours), its party size against the room's: a body
-    # the schema allows may still be refused there, with a 400 and its reason
+    # challenge is well formed but not ours), its party size against the room's, its lane
+    # and invite against the room's, an invite's expiry against the clock: a body the
+    # schema allows may still be refused there, with a 400 and its reason
     excluded = [positive_data_acceptance] if operation.label in SEMANTIC_400 else []
 
     @given(case=operation.as_strategy(generation_mode=mode))

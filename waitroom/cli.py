@@ -95,7 +95,7 @@ def _keys_retire(args: argparse.Namespace) -> int:
 def _recover(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from shared.recovery import recover
+    from shared.recovery import describe, recover
 
     settings: Settings = args.settings
     redis_url = args.redis_url or settings.redis_url
@@ -122,6 +122,8 @@ def _recover(args: argparse.Namespace) -> int:
                     nats_url,
                     stream=stream,
                     progress=progress,
+                    accept_gap=args.accept_gap,
+                    use_snapshots=not args.no_snapshots,
                     nats_options=connect_options(settings.nats_tls_ca, settings.nats_creds),
                 )
         finally:
@@ -131,6 +133,14 @@ def _recover(args: argparse.Namespace) -> int:
             f"{summary.skipped} already there) into {len(summary.rooms)} rooms "
             f"in {summary.seconds:.2f}s ({summary.rate:,.0f} events/s)\n"
         )
+        for room in sorted(summary.reports):
+            sys.stdout.write(describe(summary.reports[room]) + "\n")
+        if summary.stopped:
+            sys.stdout.write(
+                f"{len(summary.stopped)} rooms stopped at a gap and stay recovering; run "
+                "`waitroom recover --accept-gap` to rebuild them from what the stream holds\n"
+            )
+            return 3
         return 0
 
     return asyncio.run(run())
@@ -153,6 +163,28 @@ def _digest(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _audit(args: argparse.Namespace) -> int:
+    """Exit 0 if every admission of the room followed its policy, 1 if one did not."""
+    from waitroom.audit import audit
+    from waitroom.room_stream import read_room_events
+
+    settings: Settings = args.settings
+    events = asyncio.run(
+        read_room_events(
+            args.nats_url or settings.nats_url,
+            args.room,
+            stream=args.stream or settings.stream_name,
+            nats_options=connect_options(settings.nats_tls_ca, settings.nats_creds),
+        )
+    )
+    if not events:
+        sys.stderr.write(f"no events of room {args.room} on the stream\n")
+        return 2
+    report = audit(args.room, events)
+    sys.stdout.write(report.summary())
+    return 0 if report.ok else 1
+
+
 def _probe(args: argparse.Namespace) -> int:
     """Exit 0 if this worker replica marked itself alive recently, 1 if not."""
     settings: Settings = args.settings
@@ -162,13 +194,13 @@ def _probe(args: argparse.Namespace) -> int:
     async def run() -> int:
         redis = connect(settings.redis_url, tls_ca=settings.redis_tls_ca)
         try:
-            expires = await ReplicaSet(redis, args.role).alive_until(holder)
+            alive = await ReplicaSet(redis, args.role).alive(holder)
         except StoreUnavailable as exc:
             sys.stderr.write(f"{holder}: {exc}\n")
             return 1
         finally:
             await redis.aclose()
-        if expires is None or expires < time.time() * 1000:
+        if not alive:
             sys.stderr.write(f"{holder}: not alive\n")
             return 1
         sys.stdout.write(f"{holder}: alive\n")
@@ -200,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="A fair, honest virtual waiting room. See the README for the API.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (add_up, add_keys, add_recover, add_digest, add_probe):
+    for add in (add_up, add_keys, add_recover, add_digest, add_audit, add_probe):
         add(sub)
     return parser
 
@@ -284,12 +316,28 @@ def add_recover(sub: Commands[argparse.ArgumentParser]) -> None:
         **_reads(Part.RECOVER),
         help="rebuild every room from the event stream into an empty data store",
         description=(
-            "Read the JetStream stream from the start and rebuild every room (config, line, "
-            "admissions, sessions, counters) into the data store at WAITROOM_REDIS_URL. "
-            "Idempotent: events a room already has are skipped, so running it twice gives "
-            "the same state. Rooms answer 503 room_recovering until it is done. Compare "
+            "Rebuild every room the JetStream stream knows (config, line, admissions, "
+            "sessions and their deadlines, counters) into the data store at "
+            "WAITROOM_REDIS_URL: each room from its latest snapshot on the stream when that "
+            "is ahead of the store, then the events after it. Idempotent: events a room "
+            "already has are skipped, so running it twice gives the same state. Rooms "
+            "being rebuilt answer 503 room_recovering (gateways keep serving the others). "
+            "Prints one line per room: the seq the store had, the last seq on the stream, "
+            "gaps. A room whose events have a gap on the stream stops there and stays "
+            "recovering (exit status 3) until you run it again with --accept-gap. Compare "
             "`waitroom digest` before and after."
         ),
+    )
+    recover.add_argument(
+        "--accept-gap",
+        action="store_true",
+        help="go on past missing events (each gap is reported; events naming places lost "
+        "in it are skipped) so every room ends usable",
+    )
+    recover.add_argument(
+        "--no-snapshots",
+        action="store_true",
+        help="replay every room from the start of the stream, not from its latest snapshot",
     )
     recover.add_argument("--redis-url", help="default WAITROOM_REDIS_URL")
     recover.add_argument("--nats-url", help="default WAITROOM_NATS_URL")
@@ -312,6 +360,28 @@ def add_digest(sub: Commands[argparse.ArgumentParser]) -> None:
     digest.add_argument("rooms", nargs="*", help="rooms (default: all)")
     digest.add_argument("--redis-url", help="default WAITROOM_REDIS_URL")
     digest.set_defaults(func=_digest)
+
+
+def add_audit(sub: Commands[argparse.ArgumentParser]) -> None:
+    audit = sub.add_parser(
+        "audit",
+        **_reads(Part.AUDIT),
+        help="check from the event stream that a room admitted people by its policy",
+        description=(
+            "Read the room's events from the JetStream stream (read access to the stream is "
+            "all it needs) and check every admission against the room's policy at the time: "
+            "capacity (room and lanes) never exceeded; no inversions within a lane under "
+            "fifo/strict; under best_fit nobody who fit passed over and nobody passed over "
+            "more than max_skips times; random draws from the highest priority waiting; "
+            "the pre-queue placed in the order its recorded seed draws; invites used within "
+            "their uses, expiry and priority. Prints a summary; exits 1 on a violation, 2 "
+            "when the stream holds nothing of the room."
+        ),
+    )
+    audit.add_argument("room", help="the room's id")
+    audit.add_argument("--nats-url", help="default WAITROOM_NATS_URL")
+    audit.add_argument("--stream", help="default WAITROOM_STREAM (WAITROOM)")
+    audit.set_defaults(func=_audit)
 
 
 def add_probe(sub: Commands[argparse.ArgumentParser]) -> None:

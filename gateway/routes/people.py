@@ -8,7 +8,6 @@ from litestar import Request, Response, Router, get, post
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter, JSONBody, QueryParameter
-from litestar.response import ServerSentEvent
 
 from gateway.errors import (
     BODY_ERRORS,
@@ -17,6 +16,7 @@ from gateway.errors import (
     STORE_ERRORS,
     error_answers,
 )
+from gateway.live import EventStream
 from gateway.people import IDEMPOTENCY_KEY
 from gateway.routes.common import BEARER, ROOM_CALL, RoomCall
 from gateway.routes.openapi import OptionalBody
@@ -63,12 +63,20 @@ LastEventId = Annotated[
             *ROOM_ERRORS,
             *STORE_ERRORS,
             errors.PartyTooLarge,
+            errors.UnknownLane,
+            errors.InviteInvalid,
+            errors.InviteExpired,
+            errors.InviteUsedUp,
+            errors.InviteRevoked,
+            errors.RoomClosed,
+            errors.RoomFull,
             errors.PowRequired,
             errors.PowInvalid,
             errors.PowReused,
             errors.QueueFull,
             errors.TooManyPositions,
             errors.RoomMaintenance,
+            errors.EventsBacklog,
         ),
     },
 )
@@ -77,11 +85,15 @@ async def enqueue(
     data: JSONBody[EnqueueBody] = NO_ENQUEUE_FIELDS,
     idempotency_key: IdempotencyKey = "",
 ) -> Response[PlaceResponse]:
-    """Join the line. Body (optional): ``{"size": 1, "metadata": {}}``; a party of N uses N
-    units. A valid queue token for this room in ``Authorization: Bearer`` returns the
-    existing place (200) instead of a new one (201) while that place is live (waiting,
-    admitted or active; an ended place gets a new one), and so does a repeated
-    ``Idempotency-Key``, which makes a retry safe."""
+    """Join the line. Body (optional): ``{"size": 1, "metadata": {}, "lane": "any",
+    "invite": "..."}``; a party of N uses N units. Before the room's ``opens_at`` the place
+    is in the pre-queue (``opens_at`` in the answer); from ``closes_at`` on joining is
+    refused (409 ``room_closed``); a full ``reject`` room turns people away (409
+    ``room_full``), a ``passthrough`` or ``reject`` room with room to spare admits at once.
+    A valid queue token for this room in ``Authorization: Bearer`` returns the existing
+    place (200) instead of a new one (201) while that place is live (waiting, admitted or
+    active; an ended place gets a new one), and so does a repeated ``Idempotency-Key``,
+    which makes a retry safe."""
     joined = await call.people.join(
         call.room,
         call.caller,
@@ -153,6 +165,7 @@ async def leave(
 @get(
     "/events",
     summary="Live updates (Server-Sent Events)",
+    media_type="text/event-stream",
     security=BEARER,
     responses=error_answers(
         *QUEUE_TOKEN_ERRORS, *ROOM_ERRORS, *STORE_ERRORS, errors.TooManyStreams
@@ -163,7 +176,7 @@ async def events(
     request: Request[Any, Any, Any],
     token: TokenQuery = "",
     last_event_id: LastEventId = "",
-) -> ServerSentEvent:
+) -> EventStream:
     """Events: ``position`` (position, ahead, total, eta_seconds, eta_range), ``admitted``
     (redirect_url, access_token, claim_deadline), ``expired`` (reason), ``room`` (status:
     active, paused, maintenance), ``token`` (a re-signed queue token to keep), ``state``
@@ -178,9 +191,7 @@ async def events(
     live = services_of(request.app.state).live
     start = await call.people.follow(call.room, call.caller, given)
     watcher = await live.open(call.room, start, call.caller, last_event_id)
-    return ServerSentEvent(
-        live.messages(watcher), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    )
+    return EventStream(live, watcher, {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 people_router = Router(

@@ -28,6 +28,9 @@
   var beating = null;
   var lastAnnounced = null;
   var admittedAt = null;
+  var invite = new URLSearchParams(location.search).get("invite");  // an invite link
+  var opensAt = null;  // in the pre-queue: when the line opens (ms)
+  var countdown = null;
 
   function $(id) { return document.getElementById(id); }
 
@@ -156,6 +159,33 @@
     announce(t("announce_position", { position: position }));
   }
 
+  function clock(seconds) {
+    var two = function (n) { return (n < 10 ? "0" : "") + n; };
+    var h = Math.floor(seconds / 3600), m = Math.floor((seconds % 3600) / 60);
+    return (h ? h + ":" + two(m) : String(m)) + ":" + two(seconds % 60);
+  }
+
+  // In the pre-queue: no place yet, a countdown to the opening, when places are drawn.
+  function tickOpening() {
+    var left = Math.max(0, Math.ceil((opensAt - Date.now()) / 1000));
+    $("position").textContent = "\u2013";
+    $("ahead").textContent = t("opens_in", { time: clock(left) });
+    $("eta").textContent = t("opening_draw");
+    root.setAttribute("data-opens-in", String(left));
+    if (left === 0) { stopCountdown(); setTimeout(poll, 1000); }
+  }
+
+  function renderOpening() {
+    announce(t("announce_opening",
+      { time: clock(Math.max(0, Math.ceil((opensAt - Date.now()) / 1000))) }));
+    tickOpening();
+    if (!countdown && opensAt > Date.now()) countdown = setInterval(tickOpening, 1000);
+  }
+
+  function stopCountdown() {
+    if (countdown) { clearInterval(countdown); countdown = null; }
+  }
+
   function renderRoom(status) {
     root.setAttribute("data-room-status", status);
     if (status === "maintenance") { show("maintenance"); announce(t("announce_maintenance")); }
@@ -184,13 +214,16 @@
     if (data.token) save(data.token);
     if (data.heartbeat_interval) heartbeatEvery = data.heartbeat_interval * 1000;
     if (data.room_status) renderRoom(data.room_status);
+    if (data.state !== "waiting") stopCountdown();
     switch (data.state) {
       case "waiting":
         // an event stream's position carries no status: the room's last known one holds
         var status = data.room_status || root.getAttribute("data-room-status");
         if (status === "paused") show("paused");
         else if (status !== "maintenance") show("waiting");
-        renderWaiting(data);
+        if (data.opens_at) opensAt = data.opens_at * 1000;
+        if ((data.position === null || data.position === undefined) && opensAt) renderOpening();
+        else { stopCountdown(); opensAt = null; renderWaiting(data); }
         break;
       case "admitted":
         if (data.redirect_url) admitted(data);
@@ -225,13 +258,15 @@
   function onError(answer, retry) {
     var code = answer.body && answer.body.error ? answer.body.error.code : "";
     if (answer.status === 401 || answer.status === 403) {
-      stopAll(); forget(); show("expired");
+      stopAll(); stopCountdown(); forget(); show("expired");
       announce(t("announce_expired"));
     } else if (code === "room_maintenance") {
       show("maintenance");
       setTimeout(retry, (answer.retryAfter || 30) * 1000);
-    } else if (code === "queue_full" || code === "too_many_positions") {
+    } else if (code === "queue_full" || code === "too_many_positions" ||
+               code === "room_full" || code === "room_closed") {
       show("full");
+      if (code === "room_closed") root.querySelector(".panel.full h2").textContent = t("closed_heading");
       $("full-reason").textContent = answer.body.error.message;
     } else {
       root.classList.add("offline");
@@ -276,7 +311,8 @@
     var body = {};
     if (pow) body.pow = pow;
     if (partySize() > 1) body.size = partySize();
-    if (body.pow || body.size) {
+    if (invite) body.invite = invite;
+    if (body.pow || body.size || body.invite) {
       headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
     }
@@ -287,12 +323,20 @@
         var code = answer.body && answer.body.error ? answer.body.error.code : "";
         if (answer.status === 200 || answer.status === 201) {
           sessionStorage.removeItem(KEY + ":idem");
+          if (invite) history.replaceState(null, "", location.pathname);  // spent: off the URL
           root.classList.remove("offline");
           save(answer.body.token);
           render(answer.body);
           follow();
         } else if (code === "pow_required" || code === "pow_invalid" || code === "pow_reused") {
           solveChallenge().then(join);  // asked for work, or harder work, since the page loaded
+        } else if (code.indexOf("invite_") === 0) {
+          // an invite that no longer works: say so, and join the line without it
+          invite = null;
+          root.setAttribute("data-invite-refused", code);
+          $("joining-note").textContent = answer.body.error.message;
+          announce(answer.body.error.message);
+          join(pow);
         } else {
           onError(answer, function () { join(); });
         }

@@ -10,6 +10,7 @@ from shared.store.index import ReplicaSet, RoomIndex
 from shared.store.rooms import RoomStore, check_room_id, new_position_id, require_room
 from shared.store.views import (
     AdmitResult,
+    InviteRecord,
     PaceInputs,
     PersonView,
     RoomFigures,
@@ -20,6 +21,7 @@ from shared.store.views import (
 __all__ = [
     "RATE_TAU_MS",
     "AdmitResult",
+    "InviteRecord",
     "PaceInputs",
     "PersonView",
     "ReplicaSet",

@@ -51,6 +51,10 @@ class PersonView(msgspec.Struct, frozen=True):
     admission_policy: str = "strict"
     queueing_method: str = "fifo"
     lane: str = ""
+    """The lane joined (a name or ``any``); empty in a room without lanes."""
+    prequeue: bool = False
+    """Waiting in the pre-queue: the line opens at ``opens_at`` (epoch ms)."""
+    opens_at: int = 0
 
     @property
     def position(self) -> int | None:
@@ -72,6 +76,8 @@ class AdmitResult(msgspec.Struct, frozen=True):
     admitted: list[str] | dict[str, Any]
     used_units: int
     status: str
+    opening: bool = False
+    """A pre-queue is due to open: nobody was admitted, open_line goes first."""
 
     @property
     def position_ids(self) -> list[str]:
@@ -89,10 +95,29 @@ class RoomFigures(msgspec.Struct, frozen=True):
     now: int
     latency: list[str] | dict[str, Any] = msgspec.field(default_factory=list)
     """The latency reports of the site (JSON each; cjson writes an empty list as {})."""
+    outbox_oldest: int = 0
+    prequeue: int = 0
+    invites: int = 0
+
+    @property
+    def outbox_age(self) -> float:
+        """Seconds the oldest undelivered event has waited (0 when none): what a loss of
+        the data store now would take with it (``waitroom_room_outbox_age_seconds``)."""
+        return max(0, self.now - self.outbox_oldest) / 1000 if self.outbox_oldest else 0.0
 
     def stat(self, name: str) -> int:
         stats = self.stats if isinstance(self.stats, dict) else {}
         return int(float(stats.get(name, "0")))
+
+    def lanes_used(self) -> dict[str, int]:
+        """Units seated in each lane now (lanes with none left out)."""
+        stats = self.stats if isinstance(self.stats, dict) else {}
+        prefix = "lane_used:"
+        return {
+            name.removeprefix(prefix): int(value)
+            for name, value in sorted(stats.items())
+            if name.startswith(prefix) and int(value) != 0
+        }
 
     def admit_rate(self) -> float:
         stats = self.stats if isinstance(self.stats, dict) else {}
@@ -127,16 +152,70 @@ class PaceInputs(msgspec.Struct, frozen=True):
     """The site's latency reports of the last WINDOW_MS."""
 
 
+ReplayMode = Literal["strict", "accept_gap", "reapply"]
+
+
+class ReplayStop(msgspec.Struct, frozen=True):
+    """Why a strict replay of a room stopped: ``gap`` (the stream has no events between
+    ``after`` and ``next``), ``unknown_place``, ``unknown_type`` or ``diverged`` (a pre-queue
+    opened otherwise than the stream recorded; at event ``id``)."""
+
+    kind: str
+    id: str = ""
+    after: int = 0
+    next: int = 0
+    seq: int = 0
+    type: str = ""
+
+
+class Gap(msgspec.Struct, frozen=True):
+    after: int
+    next: int
+
+
+class ReplayResult(msgspec.Struct, frozen=True):
+    applied: int
+    skipped: int
+    conflicts: int
+    orphans: int
+    gaps: list[Gap] | dict[str, Any]
+    stop: ReplayStop | None = None
+
+    @property
+    def gap_list(self) -> list[Gap]:
+        # cjson encodes an empty Lua table as {}
+        return self.gaps if isinstance(self.gaps, list) else []
+
+
+replay_decoder = msgspec.json.Decoder(ReplayResult)
+
+
 class PutResult(msgspec.Struct, frozen=True):
     created: bool
     config: dict[str, Any]
-    """The merged config as written (structured fields as JSON text: see from_stored)."""
+    """The merged config in its stored form (times as epoch ms, structured fields as JSON
+    text: see shared/room.py from_stored)."""
+    seq: int = 0
+    """The seq of the room_updated event the change made."""
+    version: int = 0
+    inc: str = ""
+
+
+class InviteRecord(msgspec.Struct, frozen=True):
+    """An invite as the store keeps it; ``expires_at`` in epoch ms, 0 for never."""
+
+    priority: int
+    uses: int
+    used: int
+    expires_at: int
+    revoked: bool
 
 
 person_decoder = msgspec.json.Decoder(PersonView)
 admit_decoder = msgspec.json.Decoder(AdmitResult)
 figures_decoder = msgspec.json.Decoder(RoomFigures)
 put_decoder = msgspec.json.Decoder(PutResult)
+invite_decoder = msgspec.json.Decoder(InviteRecord)
 
 
 def digest_of(raw: str) -> str:
@@ -147,7 +226,8 @@ def digest_of(raw: str) -> str:
     flat_ips = data.get("ips") or []
     data["ips"] = sorted(zip(flat_ips[::2], flat_ips[1::2], strict=True))
     data["people"] = sorted(data.get("people") or [])
-    for name in ("line", "admitted", "active"):
+    data["invites"] = sorted(data.get("invites") or [])
+    for name in ("line", "prequeue", "admitted", "active"):
         if not isinstance(data.get(name), list):
             data[name] = []  # cjson writes an empty list as {}
     canonical = msgspec.json.encode(data, order="sorted")
