@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 import structlog
 
 from gateway.config_guard import ConfigGuard
+from gateway.i18n import catalogs
 from gateway.invites import INVITE_ID, InviteSigner
 from gateway.ratelimit import RateLimiter
 from gateway.schemas import (
@@ -19,7 +20,7 @@ from gateway.schemas import (
     RoomPutOut,
     RoomsOut,
 )
-from shared.errors import InviteNotFound, RateLimited, RoomNotFound, Unauthorized
+from shared.errors import InvalidBody, InviteNotFound, RateLimited, RoomNotFound, Unauthorized
 from shared.room import RoomUpdate, epoch_ms, from_stored, moment_of
 from shared.store import RoomFigures, RoomStore
 
@@ -77,6 +78,8 @@ class Operators:
         raise Unauthorized()
 
     async def put(self, room: str, update: RoomUpdate) -> RoomPutOut:
+        if isinstance(update.texts, dict) and (unknown := catalogs().unknown_keys(update.texts)):
+            raise InvalidBody(f"texts: no such message: {', '.join(unknown)}")
         result = await self.store.put_room_change(room, update)
         if self.guard is not None:  # made again should the store lose it before the stream
             self.guard.made(room, update, result)
@@ -143,6 +146,8 @@ def room_out(room: str, f: RoomFigures) -> RoomOut:
             left_total=f.stat("left_total"),
             admit_rate=round(f.admit_rate(), 3),
             outbox=f.outbox,
+            pace=round(f.pace(), 3),
+            site_p95_ms=f.site_p95_ms(),
             prequeue=f.prequeue,
             lanes_used=f.lanes_used(),
             invites=f.invites,

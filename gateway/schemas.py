@@ -54,7 +54,29 @@ class NoFields(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     """This call takes no fields yet: send no body, or ``{}``."""
 
 
+Millis = Annotated[float, msgspec.Meta(ge=0, le=3_600_000)]
+
+
+class LatencySummary(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    """The protected site's response times since its last report (WaitroomGuard measures
+    them: from a request reaching it to the site starting its answer)."""
+
+    count: Annotated[int, msgspec.Meta(ge=1, le=1_000_000_000)]
+    """Requests measured."""
+    p50_ms: Millis
+    p95_ms: Millis
+    max_ms: Millis
+
+
+class SessionHeartbeatBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    """Optional: send no body, ``{}``, or the site's latency for a room whose pace follows
+    its site (``auto_release``)."""
+
+    latency: LatencySummary | None = None
+
+
 NO_FIELDS = NoFields()
+NO_SESSION_FIELDS = SessionHeartbeatBody()
 NO_ENQUEUE_FIELDS = EnqueueBody()
 """What an optional body stands for when it is left out."""
 
@@ -134,6 +156,12 @@ class RoomFiguresOut(msgspec.Struct, kw_only=True):
     left_total: int
     admit_rate: float
     outbox: int
+    pace: float
+    """Admissions per second allowed now: release_rate, or less while the room follows its
+    site (auto_release) and the site is slower than target_latency_ms."""
+    site_p95_ms: float | None = None
+    """The site's 95th-percentile response time its WaitroomGuard reported over the last
+    10 s (the weighted median of the reports); null without reports."""
     prequeue: int = 0
     """People in the pre-queue, waiting for the line to open."""
     lanes_used: dict[str, int] = msgspec.field(default_factory=dict)

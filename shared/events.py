@@ -129,6 +129,19 @@ class RoomDeleted(EventBase, tag="room_deleted"):
     pass
 
 
+class PaceChanged(EventBase, tag="pace_changed"):
+    """The admission pace of a room that follows its site (``auto_release``) changed, or
+    stopped following it (``auto_release`` false: the pace is ``release_rate`` again)."""
+
+    pace: float
+    auto_release: bool
+    release_rate: float
+    target_latency_ms: int = 0
+    site_p95_ms: float | None = None
+    """The site's latency the change answers to; absent while no report came."""
+    reports: int = 0
+
+
 class LineOpened(EventBase, tag="line_opened"):
     """The line opened: the ``count`` people in the pre-queue, in the order the draw with
     ``seed`` gave them, go into the line in arrival slots ``base``, ``base`` + 1, ...
@@ -169,6 +182,7 @@ Event = (
     | Left
     | RoomUpdated
     | RoomDeleted
+    | PaceChanged
     | LineOpened
     | PrequeuePlaced
     | InviteCreated

@@ -32,6 +32,7 @@ ROOM_KEY_NAMES = (
     "ended",
     "outbox",
     "pow",
+    "latency",
     "invites",
     "prequeue",
 )
@@ -102,6 +103,10 @@ class RoomKeys:
         return self._k("pow")
 
     @property
+    def latency(self) -> str:
+        """The protected site's latency reports (WaitroomGuard), one per place, latest."""
+        return self._k("latency")
+
     def invites(self) -> str:
         """The room's invites: id -> JSON {priority, uses, used, expires_at, revoked}."""
         return self._k("invites")

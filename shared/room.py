@@ -2,11 +2,14 @@
 
 Each field is checked on its own here (msgspec bounds, URL shapes); rules across fields
 (a new room needs a target_url, heartbeat_timeout > heartbeat_interval, max_party_size <=
-max_active, closes_at after opens_at) are checked by room_put.lua on the merged config, in
-the step that writes it.
+max_active, auto_release needs target_latency_ms, closes_at after opens_at) are checked by
+room_put.lua on the merged config, in the step that writes it.
 
 The scripts see a config in its stored form (``to_stored``): times as epoch milliseconds
-(0 for none), so Lua compares numbers; ``from_stored`` turns it back.
+(0 for none), so Lua compares numbers; the page's texts (``STRUCTURED_FIELDS``) as
+canonical JSON text (sorted keys), so a replayed room holds exactly the text the original
+did; ``from_stored`` turns it back. The lanes go to the scripts as a table and are held in
+the hash as JSON.
 """
 
 from __future__ import annotations
@@ -30,6 +33,15 @@ Url = Annotated[str, msgspec.Meta(min_length=8, max_length=2048)]
 Text = Annotated[str, msgspec.Meta(max_length=2048)]
 Color = Annotated[str, msgspec.Meta(pattern=r"^#[0-9a-fA-F]{6}$")]
 PowBits = Annotated[int, msgspec.Meta(ge=0, le=32)]
+LatencyMs = Annotated[int, msgspec.Meta(ge=0, le=600_000)]
+LanguageTag = Annotated[str, msgspec.Meta(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")]
+TextKey = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
+PageTexts = Annotated[
+    dict[LanguageTag, Annotated[dict[TextKey, Text], msgspec.Meta(max_length=100)]],
+    msgspec.Meta(max_length=20),
+]
+"""Texts of the waiting-room page per language: ``{"en": {"admitted_heading": "..."}}``.
+Keys are the message keys of the page's catalogs (gateway/i18n)."""
 
 DEFAULT_MAX_ACTIVE = 100
 DEFAULT_PARTY_SIZE = 10
@@ -79,6 +91,15 @@ class RoomConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     message: Text = ""
     brand_color: Color = "#1f5f99"
     logo_url: MaybeUrl = ""
+    auto_release: bool = False
+    """The admission pace follows the protected site's latency, as its WaitroomGuard
+    reports it, between 0 and ``release_rate`` (see admission_worker/pace.py)."""
+    target_latency_ms: LatencyMs = 0
+    """The site's 95th-percentile response time the pace aims to keep (0: none set;
+    ``auto_release`` needs one)."""
+    texts: PageTexts = msgspec.field(default_factory=dict)
+    """Per-language overrides of the page's texts (``{"de": {"admitted_heading": ...}}``);
+    a language without a catalog of its own may be given here too."""
     lanes: Lanes = msgspec.field(default_factory=dict)
     """Units per lane (``{"counter": 8, "table": 24}``): each lane is its own capacity,
     ``max_active`` stays the room's total. Empty: one line, no lanes."""
@@ -142,6 +163,9 @@ class RoomUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     message: Text | msgspec.UnsetType = msgspec.UNSET
     brand_color: Color | msgspec.UnsetType = msgspec.UNSET
     logo_url: MaybeUrl | msgspec.UnsetType = msgspec.UNSET
+    auto_release: bool | msgspec.UnsetType = msgspec.UNSET
+    target_latency_ms: LatencyMs | msgspec.UnsetType = msgspec.UNSET
+    texts: PageTexts | msgspec.UnsetType = msgspec.UNSET
     lanes: Lanes | msgspec.UnsetType = msgspec.UNSET
     admission_policy: AdmissionPolicy | msgspec.UnsetType = msgspec.UNSET
     max_skips: Skips | msgspec.UnsetType = msgspec.UNSET
@@ -172,17 +196,29 @@ class RoomUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 CONFIG_FIELDS = RoomConfig.__struct_fields__
 
+STRUCTURED_FIELDS = frozenset({"texts"})
+"""Fields held as canonical JSON text, in the store and on the event log."""
+
+
+def _canonical(value: Any) -> str:
+    return msgspec.json.encode(value, order="sorted").decode()
+
 
 def to_stored(name: str, value: Any) -> Any:
-    """A field's value as the scripts see it: times as epoch milliseconds, 0 for none."""
-    return epoch_ms(value) if name in TIME_FIELDS else value
+    """A field's value as the scripts see it: times as epoch milliseconds, 0 for none;
+    structured fields as canonical JSON text."""
+    if name in TIME_FIELDS:
+        return epoch_ms(value)
+    if name in STRUCTURED_FIELDS:
+        return _canonical(value)
+    return value
 
 
 def _default(field: msgspec.structs.FieldInfo) -> Any:
     if field.required:
         return None
     if field.default_factory is not msgspec.NODEFAULT:
-        return field.default_factory()
+        return to_stored(field.name, field.default_factory())
     return to_stored(field.name, field.default)
 
 
@@ -210,11 +246,12 @@ def moment_of(ms: int) -> datetime | None:
 
 def from_stored(flat: Mapping[str, Any]) -> RoomConfig:
     """The config as the scripts hold it: the room's ``cfg`` hash (every value a string,
-    the lanes as JSON) or a config a script answered. Only the bounds of each field apply:
-    rules across fields are checked when a config is written."""
+    the lanes and texts as JSON) or a config a script answered. Only the bounds of each
+    field apply: rules across fields are checked when a config is written."""
     values = {name: flat[name] for name in CONFIG_FIELDS if name in flat}
-    if isinstance(values.get("lanes"), str | bytes):
-        values["lanes"] = msgspec.json.decode(values["lanes"])
+    for name in ("lanes", *STRUCTURED_FIELDS):
+        if isinstance(values.get(name), str | bytes):
+            values[name] = msgspec.json.decode(values[name])
     for name in TIME_FIELDS:
         if name in values:
             values[name] = moment_of(int(float(values[name])))

@@ -48,6 +48,8 @@ SCRIPT_NAMES = (
     "invite_revoke",
     "line_snapshot",
     "touch_seen",
+    "latency_report",
+    "pace_set",
 )
 PRELUDE = "_lib.lua"
 HEADER = "(generated header)"
@@ -183,6 +185,8 @@ class Scripts:
     invite_revoke: LuaScript
     line_snapshot: LuaScript
     touch_seen: LuaScript
+    latency_report: LuaScript
+    pace_set: LuaScript
 
     @classmethod
     def register(cls, redis: Redis) -> Scripts:

@@ -153,8 +153,9 @@ class Settings(EnvSettings):
         "WAITROOM_KEYS_DIR",
         Path(".waitroom/keys"),
         path,
-        "the token signing keys every gateway shares (made when absent)",
-        (Part.GATEWAY, Part.KEYS),
+        "the token signing keys every gateway shares (made when absent); the admission "
+        "worker reads them to check the access tokens the site sends over NATS",
+        (Part.GATEWAY, Part.ADMISSION, Part.KEYS),
     )
     admin_key: str = setting(
         "WAITROOM_ADMIN_KEY",
@@ -183,13 +184,15 @@ class Settings(EnvSettings):
         (Part.GATEWAY, Part.UP),
         shown="the request's own",
     )
-    issuer: str = setting("WAITROOM_ISSUER", "waitroom", text, "`iss` of every token", GATEWAY)
+    issuer: str = setting(
+        "WAITROOM_ISSUER", "waitroom", text, "`iss` of every token", (Part.GATEWAY, Part.ADMISSION)
+    )
     audience: str = setting(
         "WAITROOM_AUDIENCE",
         "waitroom-protected-site",
         text,
         "`aud` of access tokens is this and the room (`<aud>:<room>`); queue tokens `<aud>/queue`",
-        GATEWAY,
+        (Part.GATEWAY, Part.ADMISSION),
     )
     queue_token_ttl: int = setting(
         "WAITROOM_QUEUE_TOKEN_TTL",
@@ -454,6 +457,13 @@ class DemoSettings(EnvSettings):
         (Part.DEMO,),
     )
     room: str = setting("WAITROOM_DEMO_ROOM", "demo", text, "the room guarding it", (Part.DEMO,))
+    ms_per_visit: float = setting(
+        "WAITROOM_DEMO_MS_PER_VISIT",
+        0.0,
+        number(0.0),
+        "load mode: each page takes this many ms per visit active on the site (0: off)",
+        (Part.DEMO,),
+    )
 
 
 SETTINGS_CLASSES: tuple[type[EnvSettings], ...] = (Settings, DemoSettings)

@@ -1,7 +1,10 @@
 // The waiting-room page. Keeps the person's place (token in localStorage and a cookie, so a
 // refresh or a new tab keeps it), follows the line live over Server-Sent Events (falling
 // back to polling when they are blocked), heartbeats in the background, and goes through
-// /rooms/{room}/go when it is their turn. No build step, no dependencies.
+// /rooms/{room}/go when it is their turn. Its texts come from the catalog the server chose
+// for the visitor (data-texts); near the front and when admitted it says so in the tab's
+// title, and, if the person asked for it with the button, in a browser notification.
+// No build step, no dependencies.
 (function () {
   "use strict";
   var root = document.getElementById("waitroom");
@@ -11,6 +14,10 @@
   var COOKIE = "waitroom_" + room;
   var api = "/v1/rooms/" + encodeURIComponent(room);
   var initial = JSON.parse(root.getAttribute("data-initial") || "{}");
+  var texts = JSON.parse(root.getAttribute("data-texts") || "{}");
+  var baseTitle = document.title;
+  var NEAR_FRONT = 3;  // places from the front at which the tab's title says "almost"
+  var NOTIFY_KEY = KEY + ":notify";
 
   var token = localStorage.getItem(KEY) || readCookie(COOKIE) || initial.token || null;
   var firstPosition = Number(localStorage.getItem(KEY + ":first")) || null;
@@ -26,6 +33,25 @@
   var countdown = null;
 
   function $(id) { return document.getElementById(id); }
+
+  // A text of the visitor's catalog with its {name} places filled.
+  function t(key, values) {
+    var text = texts[key] || key;
+    return text.replace(/\{([a-z_]+)\}/g, function (all, name) {
+      return values && values[name] !== undefined ? String(values[name]) : all;
+    });
+  }
+
+  function setTitle(prefix) {
+    document.title = prefix ? prefix + " \u00b7 " + baseTitle : baseTitle;
+  }
+
+  // The party size a link may ask for (/rooms/{room}?size=4), within the room's limit.
+  function partySize() {
+    var asked = Number(new URLSearchParams(location.search).get("size"));
+    var most = Number(root.getAttribute("data-max-party")) || 1;
+    return asked >= 2 && asked <= most && Math.floor(asked) === asked ? asked : 1;
+  }
 
   function readCookie(name) {
     var parts = document.cookie ? document.cookie.split("; ") : [];
@@ -60,9 +86,9 @@
   }
 
   function minutes(seconds) {
-    if (seconds < 60) return "less than a minute";
+    if (seconds < 60) return t("wait_under_minute");
     var m = Math.round(seconds / 60);
-    return m === 1 ? "about a minute" : "about " + m + " minutes";
+    return m === 1 ? t("wait_one_minute") : t("wait_minutes", { minutes: m });
   }
 
   function etaText(data) {
@@ -71,10 +97,46 @@
     if (range && range[1] >= 60) {
       var lo = Math.max(1, Math.floor(range[0] / 60));
       var hi = Math.max(lo, Math.ceil(range[1] / 60));
-      return lo === hi ? "Estimated wait: about " + lo + (lo === 1 ? " minute" : " minutes")
-        : "Estimated wait: " + lo + "\u2013" + hi + " minutes";
+      return lo === hi ? t("eta", { wait: minutes(lo * 60) })
+        : t("eta_range_minutes", { low: lo, high: hi });
     }
-    return "Estimated wait: " + minutes(data.eta_seconds);
+    return t("eta", { wait: minutes(data.eta_seconds) });
+  }
+
+  // Browser notifications: offered with a button, asked for only when it is clicked, and
+  // remembered per room; nothing is shown where the browser has blocked them.
+  function wantsNotice() {
+    try { return localStorage.getItem(NOTIFY_KEY) === "1"; } catch (e) { return false; }
+  }
+
+  function noticeState() {
+    var box = $("notify-box");
+    if (!("Notification" in window) || Notification.permission === "denied") {
+      box.hidden = !wantsNotice();
+      if (wantsNotice()) { $("notify").hidden = true; $("notify-note").textContent = t("notify_blocked"); }
+      return;
+    }
+    box.hidden = false;
+    var on = wantsNotice() && Notification.permission === "granted";
+    $("notify").hidden = on;
+    $("notify-note").textContent = on ? t("notify_on") : "";
+    root.setAttribute("data-notify", on ? "on" : "off");
+  }
+
+  function askForNotice() {
+    try { localStorage.setItem(NOTIFY_KEY, "1"); } catch (e) {}
+    if (Notification.permission === "granted") { noticeState(); return; }
+    var asked = Notification.requestPermission(function () { noticeState(); });
+    if (asked && asked.then) asked.then(noticeState, noticeState);
+  }
+
+  function notifyTurn() {
+    if (!wantsNotice() || !("Notification" in window) || Notification.permission !== "granted") return;
+    try {
+      var n = new Notification(t("notify_title"), { body: t("notify_body"), tag: KEY });
+      n.onclick = function () { window.focus(); n.close(); };
+      root.setAttribute("data-notified", "1");
+    } catch (e) { /* a browser that notifies only from a service worker */ }
   }
 
   function renderWaiting(data) {
@@ -85,15 +147,16 @@
       try { localStorage.setItem(KEY + ":first", String(position)); } catch (e) {}
     }
     $("position").textContent = String(position);
-    $("ahead").textContent = data.ahead === 1 ? "1 person is ahead of you"
-      : data.ahead + " people are ahead of you";
+    $("ahead").textContent = data.ahead === 1 ? t("ahead_one")
+      : t("ahead_other", { count: data.ahead });
     var done = firstPosition > 1 ? (firstPosition - position) / (firstPosition - 1) : 1;
     var pct = Math.max(3, Math.min(100, Math.round(done * 100)));
     $("bar-fill").style.width = pct + "%";
     $("bar").setAttribute("aria-valuenow", String(pct));
     $("eta").textContent = etaText(data);
     root.setAttribute("data-position", String(position));
-    announce("You are number " + position + " in line.");
+    setTitle(position <= NEAR_FRONT ? "(" + position + ") " + t("title_nearly") : "");
+    announce(t("announce_position", { position: position }));
   }
 
   function clock(seconds) {
@@ -106,16 +169,15 @@
   function tickOpening() {
     var left = Math.max(0, Math.ceil((opensAt - Date.now()) / 1000));
     $("position").textContent = "\u2013";
-    $("ahead").textContent = "The line opens in " + clock(left);
-    $("eta").textContent = "Everyone who joins before then gets a place drawn at random, " +
-      "ahead of everyone who comes later.";
+    $("ahead").textContent = t("opens_in", { time: clock(left) });
+    $("eta").textContent = t("opening_draw");
     root.setAttribute("data-opens-in", String(left));
     if (left === 0) { stopCountdown(); setTimeout(poll, 1000); }
   }
 
   function renderOpening() {
-    announce("You're in. The line opens in " +
-      clock(Math.max(0, Math.ceil((opensAt - Date.now()) / 1000))) + ".");
+    announce(t("announce_opening",
+      { time: clock(Math.max(0, Math.ceil((opensAt - Date.now()) / 1000))) }));
     tickOpening();
     if (!countdown && opensAt > Date.now()) countdown = setInterval(tickOpening, 1000);
   }
@@ -126,9 +188,9 @@
 
   function renderRoom(status) {
     root.setAttribute("data-room-status", status);
-    if (status === "maintenance") { show("maintenance"); announce("The site is under maintenance."); }
+    if (status === "maintenance") { show("maintenance"); announce(t("announce_maintenance")); }
     else if (status === "paused" && root.getAttribute("data-show") === "waiting") {
-      show("paused"); announce("The line is paused. You keep your place.");
+      show("paused"); announce(t("announce_paused"));
     } else if (status === "active" && root.getAttribute("data-show") === "paused") {
       show("waiting");
     }
@@ -141,7 +203,9 @@
     show("admitted");
     var go = $("go");
     go.setAttribute("href", data.redirect_url);
-    announce("It's your turn. Taking you to the site now.");
+    setTitle(t("title_admitted"));
+    notifyTurn();
+    announce(t("announce_admitted"));
     setTimeout(function () { location.assign(data.redirect_url); }, 2000);
   }
 
@@ -153,8 +217,10 @@
     if (data.state !== "waiting") stopCountdown();
     switch (data.state) {
       case "waiting":
-        if (data.room_status === "paused") show("paused");
-        else if (data.room_status !== "maintenance") show("waiting");
+        // an event stream's position carries no status: the room's last known one holds
+        var status = data.room_status || root.getAttribute("data-room-status");
+        if (status === "paused") show("paused");
+        else if (status !== "maintenance") show("waiting");
         if (data.opens_at) opensAt = data.opens_at * 1000;
         if ((data.position === null || data.position === undefined) && opensAt) renderOpening();
         else { stopCountdown(); opensAt = null; renderWaiting(data); }
@@ -164,12 +230,12 @@
         break;
       case "expired":
         stopAll(); forget(); show("expired");
-        announce("Your place has expired. You can join the line again.");
+        announce(t("announce_expired"));
         break;
       case "active":
       case "completed":
       case "left":
-        stopAll(); forget(); show("ended");
+        stopAll(); forget(); show("ended"); setTitle("");
         break;
     }
   }
@@ -193,14 +259,14 @@
     var code = answer.body && answer.body.error ? answer.body.error.code : "";
     if (answer.status === 401 || answer.status === 403) {
       stopAll(); stopCountdown(); forget(); show("expired");
-      announce("Your place has expired. You can join the line again.");
+      announce(t("announce_expired"));
     } else if (code === "room_maintenance") {
       show("maintenance");
       setTimeout(retry, (answer.retryAfter || 30) * 1000);
     } else if (code === "queue_full" || code === "too_many_positions" ||
                code === "room_full" || code === "room_closed") {
       show("full");
-      if (code === "room_closed") root.querySelector(".panel.full h2").textContent = "This line has closed";
+      if (code === "room_closed") root.querySelector(".panel.full h2").textContent = t("closed_heading");
       $("full-reason").textContent = answer.body.error.message;
     } else {
       root.classList.add("offline");
@@ -211,7 +277,7 @@
   // Rooms under attack ask for a proof of work before a join: fetch a challenge, solve it
   // in a Web Worker (the page stays responsive), send the solution with the join.
   function solveChallenge() {
-    $("joining-note").textContent = "Checking your browser\u2026 this takes a moment.";
+    $("joining-note").textContent = t("checking_browser");
     return fetch(api + "/challenge", { headers: { "Accept": "application/json" } })
       .then(function (r) { return r.json(); })
       .then(function (c) {
@@ -244,8 +310,9 @@
     var init = { method: "POST", headers: headers, credentials: "same-origin" };
     var body = {};
     if (pow) body.pow = pow;
+    if (partySize() > 1) body.size = partySize();
     if (invite) body.invite = invite;
-    if (pow || invite) {
+    if (body.pow || body.size || body.invite) {
       headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
     }
@@ -335,6 +402,8 @@
 
   $("rejoin").addEventListener("click", function () { forget(); lastAnnounced = null; join(); });
   $("go").addEventListener("click", function () { stopAll(); });
+  $("notify").addEventListener("click", askForNotice);
+  noticeState();
 
   if (initial.state) render(initial);
   if (token && (!initial.state || initial.state === "waiting")) {

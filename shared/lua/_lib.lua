@@ -213,8 +213,20 @@ local function free_units(p)
   end
 end
 
+-- People who gave up their place in line (left, or went silent): an exponentially
+-- decaying count like the admission rate's, for the wait estimate (shared/line.py).
+local function count_gone_from_line(now)
+  local st = redis.call('HMGET', K_STATS, 'gone_rate', 'gone_rate_ts')
+  local r, ts = tonumber(st[1] or '0'), tonumber(st[2] or now)
+  r = r * math.exp(-math.max(0, now - ts) / RATE_TAU_MS) + 1000 / RATE_TAU_MS
+  redis.call('HSET', K_STATS, 'gone_rate', string.format('%.6f', r), 'gone_rate_ts', now)
+end
+
 -- Move a person to a final state: out of every live set, units and IP slot given back.
 local function finish(position_id, p, state, reason, now)
+  if p.state == 'waiting' and state ~= 'completed' then
+    count_gone_from_line(now)
+  end
   free_units(p)
   redis.call('ZREM', K_LINE, position_id)
   redis.call('ZREM', K_PREQUEUE, position_id)
@@ -241,7 +253,8 @@ local function wipe_room(gone_inc)
   local kept = redis.call('HMGET', K_STATS, 'event_seq', 'fence', 'gone')
   local marked = redis.call('HGET', K_STATS, 'recovering')
   redis.call('DEL', K_CFG, K_STATS, K_LINE, K_SEEN, K_PEOPLE, K_ADMITTED, K_ACTIVE, K_IPS,
-             K_ENDED, K_LEASE.admission, K_LEASE.heartbeat, K_POW, K_INVITES, K_PREQUEUE)
+             K_ENDED, K_LEASE.admission, K_LEASE.heartbeat, K_POW, K_LATENCY, K_INVITES,
+             K_PREQUEUE)
   if marked then
     redis.call('HSET', K_STATS, 'recovering', marked)
   end
@@ -270,7 +283,8 @@ local function view(position_id, p, cfg, now, created)
       rank, prequeue = -1, true
     end
   end
-  local st = redis.call('HMGET', K_STATS, 'rate', 'rate_ts', 'rate_since', 'event_seq')
+  local st = redis.call('HMGET', K_STATS, 'rate', 'rate_ts', 'rate_since', 'event_seq',
+                        'gone_rate', 'gone_rate_ts', 'pace')
   return cjson.encode({
     position_id = position_id,
     state = p.state,
@@ -297,6 +311,11 @@ local function view(position_id, p, cfg, now, created)
     event_seq = tonumber(st[4] or '0'),
     now = now,
     created = created,
+    gone_rate = tonumber(st[5] or '0'),
+    gone_rate_ts = tonumber(st[6] or '0'),
+    pace = (cfg.auto_release == 'true' and tonumber(st[7] or cfg.release_rate)) or -1,
+    admission_policy = cfg.admission_policy or 'strict',
+    queueing_method = cfg.queueing_method or 'fifo',
     lane = p.lane or '',
     prequeue = prequeue,
     opens_at = tonumber(cfg.opens_at or '0'),

@@ -1,5 +1,6 @@
 -- One admission tick for a room, by the replica holding its admission lease.
--- ARGV: room, holder, fence, lease_ms, max_batch, seed
+-- ARGV: room, holder, fence, lease_ms, max_batch, seed, pace (the release rate the worker's
+-- pace controller allows now, for a room whose pace follows the site; '' for release_rate)
 -- free units = max_active - used units; the release rate is a token bucket refilled by the
 -- server clock: whole releases are taken and the fraction carries over, so every rate comes
 -- out exact. While people wait for releases (the last tick ran out of them) the bucket
@@ -30,7 +31,7 @@ end
 local max_batch = tonumber(ARGV[5])
 local seed = ARGV[6] or ''
 local now = now_ms()
-local rate = tonumber(cfg.release_rate)
+local rate = math.min(tonumber(cfg.release_rate), tonumber(ARGV[7]) or math.huge)
 local st = redis.call('HMGET', K_STATS, 'tokens', 'tokens_ts', 'used_units',
                       'rate', 'rate_ts', 'rate_since', 'tokens_short')
 local burst = 1 + rate / 4

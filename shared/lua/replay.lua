@@ -187,6 +187,21 @@ local function apply_invite(e, t, at)
   return true
 end
 
+local function apply_pace(e, at)
+  if e.auto_release then
+    redis.call('HSET', K_STATS, 'pace', tostring(e.pace))
+  else
+    redis.call('HDEL', K_STATS, 'pace')
+  end
+  if mode == 'reapply' then
+    emit(load_cfg().inc, 'pace_changed', nil,
+         { pace = e.pace, auto_release = e.auto_release, release_rate = e.release_rate,
+           target_latency_ms = e.target_latency_ms, site_p95_ms = e.site_p95_ms,
+           reports = e.reports }, at)
+  end
+  return true
+end
+
 -- true applied, false skipped (does not fit), 'orphan' (names an unknown place), or nil
 -- and a stop reason to stop the run
 local function apply(e)
@@ -202,6 +217,8 @@ local function apply(e)
     return apply_opening(e, t)
   elseif t == 'invite_created' or t == 'invite_revoked' then
     return apply_invite(e, t, at)
+  elseif t == 'pace_changed' then
+    return apply_pace(e, at)
   elseif t == 'room_deleted' then
     local cfg = load_cfg()
     if mode == 'reapply' then

@@ -19,6 +19,8 @@ local RULES = {
     function(c) return c.heartbeat_timeout > c.heartbeat_interval end },
   { 'max_party_size must be at most max_active',
     function(c) return c.max_party_size <= c.max_active end },
+  { 'auto_release needs target_latency_ms (the site latency the pace aims for)',
+    function(c) return not c.auto_release or c.target_latency_ms > 0 end },
   { 'closes_at must be later than opens_at',
     function(c) return c.opens_at == 0 or c.closes_at == 0 or c.closes_at > c.opens_at end },
 }
@@ -34,6 +36,8 @@ for name, default in pairs(fields) do
     value = stored[name]
     if type(default) == 'number' then
       value = tonumber(value) -- the hash holds strings
+    elseif type(default) == 'boolean' then
+      value = value == 'true'
     elseif type(default) == 'table' then
       value = cjson.decode(value)
     end

@@ -11,6 +11,7 @@ from shared.store.rooms import RoomStore, check_room_id, new_position_id, requir
 from shared.store.views import (
     AdmitResult,
     InviteRecord,
+    PaceInputs,
     PersonView,
     RoomFigures,
     State,
@@ -21,6 +22,7 @@ __all__ = [
     "RATE_TAU_MS",
     "AdmitResult",
     "InviteRecord",
+    "PaceInputs",
     "PersonView",
     "ReplicaSet",
     "RoomFigures",

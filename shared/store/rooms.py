@@ -9,9 +9,15 @@ from typing import Any
 import msgspec
 from redis.asyncio import Redis
 
-from shared import keys
+from shared import keys, site_latency
 from shared.errors import InvalidRoomId, RoomNotFound, StoreUnavailable
-from shared.room import FIELD_DEFAULTS, RoomConfig, RoomUpdate, checked_update, from_stored
+from shared.room import (
+    FIELD_DEFAULTS,
+    RoomConfig,
+    RoomUpdate,
+    checked_update,
+    from_stored,
+)
 from shared.scripts import LuaScript, Scripts
 from shared.store.calls import mapped, store_call, store_error
 from shared.store.index import ReplicaSet, RoomIndex
@@ -19,6 +25,7 @@ from shared.store.views import (
     AdmitResult,
     InviteRecord,
     LineSnapshot,
+    PaceInputs,
     PersonView,
     PutResult,
     ReplayMode,
@@ -204,21 +211,32 @@ class RoomStore:
 
     # workers --------------------------------------------------------------------------
     async def admit(
-        self, room: str, holder: str, fence: int, lease_ms: int, max_batch: int = 100_000
+        self,
+        room: str,
+        holder: str,
+        fence: int,
+        lease_ms: int,
+        max_batch: int = 100_000,
+        *,
+        pace: float | None = None,
     ) -> AdmitResult:
-        """One admission tick. A pre-queue due to open goes into the line first, in batches
-        of ``OPENING_BATCH`` (each its own short script call), at most
-        ``OPENING_BATCHES`` of them per tick; the tick admits once it is all placed."""
+        """One admission tick; ``pace`` caps the release rate (a room following its site).
+        A pre-queue due to open goes into the line first, in batches of ``OPENING_BATCH``
+        (each its own short script call), at most ``OPENING_BATCHES`` of them per tick; the
+        tick admits once it is all placed."""
+        pace_arg = "" if pace is None else f"{pace:.6f}"
         admit = self.scripts.admit
         result = admit_decoder.decode(
-            await self._run(admit, room, holder, fence, lease_ms, max_batch, new_seed())
+            await self._run(admit, room, holder, fence, lease_ms, max_batch, new_seed(), pace_arg)
         )
         if not result.opening:
             return result
         for _ in range(OPENING_BATCHES):
             if await self.open_line(room, holder, fence, lease_ms) == 0:
                 return admit_decoder.decode(
-                    await self._run(admit, room, holder, fence, lease_ms, max_batch, new_seed())
+                    await self._run(
+                        admit, room, holder, fence, lease_ms, max_batch, new_seed(), pace_arg
+                    )
                 )
         return result
 
@@ -228,6 +246,70 @@ class RoomStore:
         """Place the next batch of a due pre-queue into the line; how many still wait."""
         batch = batch or OPENING_BATCH
         return int(await self._run(self.scripts.open_line, room, holder, fence, lease_ms, batch))
+
+    # the protected site's pace ----------------------------------------------------------
+    async def report_latency(
+        self, room: str, position_id: str, *, count: int, p50: float, p95: float, top: float
+    ) -> None:
+        """Keep a latency report of the site (the latest per place, for WINDOW_MS)."""
+        await self._run(
+            self.scripts.latency_report,
+            room,
+            position_id,
+            count,
+            f"{p50:.3f}",
+            f"{p95:.3f}",
+            f"{top:.3f}",
+            site_latency.WINDOW_MS,
+            site_latency.MAX_REPORTS,
+        )
+
+    @store_call
+    async def pace_inputs(self, room: str) -> PaceInputs | None:
+        """What the pace controller decides from: the room's pace settings, the pace in
+        force and the site's recent latency reports (None for a room that is gone)."""
+        k = keys.RoomKeys(room)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(k.cfg, "auto_release", "target_latency_ms", "release_rate")
+            pipe.hget(k.stats, "pace")
+            pipe.hvals(k.latency)
+            pipe.time()
+            (auto, target, rate), pace, raw, (secs, micros) = await pipe.execute()
+        if rate is None:
+            return None
+        reports = [site_latency.report_decoder.decode(r) for r in raw]
+        return PaceInputs(
+            auto_release=auto == "true",
+            target_latency_ms=int(target or 0),
+            release_rate=float(rate),
+            pace=None if pace is None else float(pace),
+            reports=site_latency.recent(reports, int(secs) * 1000 + int(micros) // 1000),
+        )
+
+    async def set_pace(
+        self,
+        room: str,
+        holder: str,
+        fence: int,
+        lease_ms: int,
+        pace: float | None,
+        *,
+        site_p95_ms: float | None = None,
+        reports: int = 0,
+    ) -> bool:
+        """Record the room's pace (None: the room no longer follows its site) and append
+        ``pace_changed``; False when it was that already."""
+        changed = await self._run(
+            self.scripts.pace_set,
+            room,
+            holder,
+            fence,
+            lease_ms,
+            "" if pace is None else f"{pace:.3f}",
+            "" if site_p95_ms is None else f"{site_p95_ms:.1f}",
+            reports,
+        )
+        return bool(changed)
 
     async def expire(
         self,

@@ -8,6 +8,7 @@ from typing import Any, Literal
 import msgspec
 
 from shared.line import observed_rate
+from shared.site_latency import LatencyReport, recent, report_decoder, site_p95
 
 State = Literal["waiting", "admitted", "active", "completed", "expired", "left"]
 
@@ -41,6 +42,14 @@ class PersonView(msgspec.Struct, frozen=True):
     event_seq: int
     now: int
     created: bool
+    gone_rate: float = 0.0
+    """A decaying count of people who left the line or went silent (see observed_rate)."""
+    gone_rate_ts: int = 0
+    pace: float = -1.0
+    """The release rate the site's latency allows now (auto_release), -1 when it is not
+    followed (the room releases at release_rate)."""
+    admission_policy: str = "strict"
+    queueing_method: str = "fifo"
     lane: str = ""
     """The lane joined (a name or ``any``); empty in a room without lanes."""
     prequeue: bool = False
@@ -57,6 +66,10 @@ class PersonView(msgspec.Struct, frozen=True):
 
     def observed_rate(self) -> float:
         return observed_rate(self.rate, self.rate_ts, self.rate_since, self.now)
+
+    def observed_gone_rate(self) -> float:
+        """People per second leaving the line before their turn, lately."""
+        return observed_rate(self.gone_rate, self.gone_rate_ts, self.rate_since, self.now)
 
 
 class AdmitResult(msgspec.Struct, frozen=True):
@@ -80,6 +93,8 @@ class RoomFigures(msgspec.Struct, frozen=True):
     active: int
     outbox: int
     now: int
+    latency: list[str] | dict[str, Any] = msgspec.field(default_factory=list)
+    """The latency reports of the site (JSON each; cjson writes an empty list as {})."""
     outbox_oldest: int = 0
     prequeue: int = 0
     invites: int = 0
@@ -112,6 +127,29 @@ class RoomFigures(msgspec.Struct, frozen=True):
             int(stats.get("rate_since", "0")),
             self.now,
         )
+
+    def pace(self) -> float:
+        """The release rate in force: the pace the site's latency allows when the room
+        follows it (auto_release), else release_rate."""
+        stats = self.stats if isinstance(self.stats, dict) else {}
+        rate = float(self.config.get("release_rate", "0"))
+        if self.config.get("auto_release") == "true" and "pace" in stats:
+            return min(rate, float(stats["pace"]))
+        return rate
+
+    def site_p95_ms(self) -> float | None:
+        reports = [report_decoder.decode(r) for r in self.latency if isinstance(r, str)]
+        return site_p95(recent(reports, self.now))
+
+
+class PaceInputs(msgspec.Struct, frozen=True):
+    auto_release: bool
+    target_latency_ms: int
+    release_rate: float
+    pace: float | None
+    """The pace in force, None when none was set (the room releases at release_rate)."""
+    reports: list[LatencyReport]
+    """The site's latency reports of the last WINDOW_MS."""
 
 
 ReplayMode = Literal["strict", "accept_gap", "reapply"]
@@ -155,7 +193,8 @@ replay_decoder = msgspec.json.Decoder(ReplayResult)
 class PutResult(msgspec.Struct, frozen=True):
     created: bool
     config: dict[str, Any]
-    """In its stored form (shared/room.py from_stored)."""
+    """The merged config in its stored form (times as epoch ms, structured fields as JSON
+    text: see shared/room.py from_stored)."""
     seq: int = 0
     """The seq of the room_updated event the change made."""
     version: int = 0
@@ -209,6 +248,11 @@ class LineSnapshot(msgspec.Struct, frozen=True):
     rate_since: int
     now: int
     line: list[str | float] | dict[str, Any]
+    gone_rate: float = 0.0
+    gone_rate_ts: int = 0
+    auto_release: bool = False
+    pace: float = -1.0
+    """The pace set for a room following its site, -1 while none is (see PersonView)."""
 
     def places(self) -> list[tuple[str, float]]:
         flat = self.line if isinstance(self.line, list) else []  # cjson: empty is {}
