@@ -88,14 +88,19 @@ async def test_the_page_in_german_and_japanese_with_its_title_and_an_opt_in_noti
         await ctx.close()
 
 
+async def status_of(client: httpx.AsyncClient, room: str, joined: dict[str, Any]) -> Any:
+    return (await client.get(f"/v1/rooms/{room}/status", headers=bearer(joined["token"]))).json()
+
+
 async def test_a_party_of_four_waits_for_its_table_checks_in_and_gives_it_back(
     browser: Browser, gateway: GatewayServer, client: httpx.AsyncClient, settings: Settings
 ) -> None:
-    """A restaurant with 8 seats. Two parties of 4 are ahead; ours (4, joining from the
-    restaurant's link ``?size=4``) sees its place fall live, is told "your table is ready"
-    (the room's own texts) with a notification it asked for, checks in within the claim
-    window, is warned on the site that its time ends soon, and when its time is up its 4
-    seats come back. (Plain parties: the room has no lanes.)"""
+    """A restaurant with 8 seats at tables and 2 at the counter. Two parties of 4 are ahead
+    at the tables; ours (4, joining from the restaurant's link ``?lane=table&size=4``) sees
+    its place fall live while a couple who came later is seated at the counter at once (a
+    lane of its own), is told "your table is ready" (the room's own texts) with a
+    notification it asked for, checks in within the claim window, is warned on the site
+    that its time ends soon, and when its time is up its 4 seats come back."""
     room = fresh_room_id("bistro")
     demo = create_demo_app(gateway.url, room, heartbeat_every=2)
     async with AppServer(demo, lifespan="off") as site:
@@ -104,7 +109,8 @@ async def test_a_party_of_four_waits_for_its_table_checks_in_and_gives_it_back(
             room,
             target_url=f"{site.url}/",
             status="paused",
-            max_active=8,
+            max_active=10,
+            lanes={"table": 8, "counter": 2},
             max_party_size=4,
             release_rate=2,
             claim_window=60,
@@ -124,13 +130,15 @@ async def test_a_party_of_four_waits_for_its_table_checks_in_and_gives_it_back(
             },
         )
         ahead = [
-            (await client.post(f"/v1/rooms/{room}/enqueue", json={"size": 4})).json()
+            (
+                await client.post(f"/v1/rooms/{room}/enqueue", json={"size": 4, "lane": "table"})
+            ).json()
             for _ in range(2)
         ]
         ctx = await spied(browser, viewport={"width": 420, "height": 860}, locale="en-GB")
         await ctx.grant_permissions(["notifications"], origin=gateway.url)
         page = await ctx.new_page()
-        await page.goto(f"{gateway.url}/rooms/{room}?size=4")
+        await page.goto(f"{gateway.url}/rooms/{room}?lane=table&size=4")
         await shown(page, "paused")
         await page.wait_for_selector('#waitroom[data-position="3"]')
         await page.click("#notify")  # granted already: no prompt, just the opt-in
@@ -138,6 +146,9 @@ async def test_a_party_of_four_waits_for_its_table_checks_in_and_gives_it_back(
         assert await page.evaluate("window.__askedForNotices") == 0
         ours = (await figures(client, room))["waiting"]
         assert ours == 3
+        couple = (
+            await client.post(f"/v1/rooms/{room}/enqueue", json={"size": 2, "lane": "counter"})
+        ).json()
 
         positions: list[str] = []
 
@@ -153,6 +164,14 @@ async def test_a_party_of_four_waits_for_its_table_checks_in_and_gives_it_back(
             await client.put(f"/v1/admin/rooms/{room}", headers=ADMIN, json={"status": "active"})
             await shown(page, "waiting")
             await page.wait_for_selector('#waitroom[data-position="1"]', timeout=15_000)
+            # the couple came last, but the counter is free: seated while we wait
+
+            async def couple_seated() -> bool:
+                return bool((await status_of(client, room, couple))["state"] == "admitted")
+
+            await wait_until(couple_seated, seconds=10, every=0.2)
+            assert (await status_of(client, room, ahead[0]))["state"] == "admitted"
+            assert (await figures(client, room))["lanes_used"] == {"table": 8, "counter": 2}
             assert await page.title() == "(1) Almost your turn · Chez Waitroom"
             await shot(page, "bistro-next")
             # the first party finishes its meal: its 4 seats are ours
@@ -166,7 +185,7 @@ async def test_a_party_of_four_waits_for_its_table_checks_in_and_gives_it_back(
             assert await page.title() == "Your table is ready · Chez Waitroom"
             assert await page.get_attribute("#waitroom", "data-notified") == "1"
             await shot(page, "bistro-table-ready")
-            assert (await figures(client, room))["used_units"] == 8
+            assert (await figures(client, room))["lanes_used"]["table"] == 8
             # checking in (/go) takes the party to the restaurant's site, within the window
             await page.wait_for_selector("#allowed", timeout=15_000)
             watcher.cancel()
@@ -176,7 +195,7 @@ async def test_a_party_of_four_waits_for_its_table_checks_in_and_gives_it_back(
             await shot(page, "bistro-time-ends-soon")
 
             async def seats_back() -> bool:
-                return int((await figures(client, room))["used_units"]) == 4
+                return int((await figures(client, room))["lanes_used"]["table"]) == 4
 
             await wait_until(seats_back, seconds=40, every=0.5)  # max_session: 20 s
             await page.wait_for_selector("#time-notice:has-text('Your time is up')")

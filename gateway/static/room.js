@@ -28,7 +28,9 @@
   var beating = null;
   var lastAnnounced = null;
   var admittedAt = null;
-  var invite = new URLSearchParams(location.search).get("invite");  // an invite link
+  var linkParams = new URLSearchParams(location.search);  // read once: a spent invite leaves the URL
+  var invite = linkParams.get("invite");  // an invite link
+  var lane = linkParams.get("lane");  // the lane a link joins (/rooms/{room}?lane=table&size=4)
   var opensAt = null;  // in the pre-queue: when the line opens (ms)
   var countdown = null;
 
@@ -48,9 +50,9 @@
 
   // The party size a link may ask for (/rooms/{room}?size=4), within the room's limit.
   function partySize() {
-    var asked = Number(new URLSearchParams(location.search).get("size"));
+    var size = Number(linkParams.get("size"));
     var most = Number(root.getAttribute("data-max-party")) || 1;
-    return asked >= 2 && asked <= most && Math.floor(asked) === asked ? asked : 1;
+    return size >= 2 && size <= most && Math.floor(size) === size ? size : 1;
   }
 
   function readCookie(name) {
@@ -312,7 +314,8 @@
     if (pow) body.pow = pow;
     if (partySize() > 1) body.size = partySize();
     if (invite) body.invite = invite;
-    if (body.pow || body.size || body.invite) {
+    if (lane) body.lane = lane;
+    if (body.pow || body.size || body.invite || body.lane) {
       headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
     }
@@ -336,6 +339,10 @@
           root.setAttribute("data-invite-refused", code);
           $("joining-note").textContent = answer.body.error.message;
           announce(answer.body.error.message);
+          join(pow);
+        } else if (code === "unknown_lane") {
+          lane = null;  // a link to a lane the room no longer has: any lane will do
+          root.setAttribute("data-lane-refused", code);
           join(pow);
         } else {
           onError(answer, function () { join(); });
