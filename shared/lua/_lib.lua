@@ -204,6 +204,20 @@ local function hold_lease(role, holder, fence, lease_ms)
   return true
 end
 
+-- The room, for a change by the replica holding its `role` lease (ARGV 2-4: holder,
+-- fence, lease_ms); nil and the error to answer when the room cannot change or the lease
+-- is not (or no longer) this replica's.
+local function room_for_holder(role)
+  local cfg, err = room_for_change()
+  if not cfg then
+    return nil, err
+  end
+  if not hold_lease(role, ARGV[2], ARGV[3], tonumber(ARGV[4])) then
+    return nil, fail('lease_lost')
+  end
+  return cfg
+end
+
 local function free_units(p)
   if p.state == 'admitted' or p.state == 'active' then
     redis.call('HINCRBY', K_STATS, 'used_units', -p.size)

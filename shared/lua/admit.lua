@@ -21,12 +21,9 @@
 -- A pre-queue due to open goes first: nobody is admitted until open_line.lua has placed
 -- it, and the answer says `opening`.
 local LOOKAHEAD = 64
-local cfg, err = room_for_change()
+local cfg, err = room_for_holder('admission')
 if not cfg then
   return err
-end
-if not hold_lease('admission', ARGV[2], ARGV[3], tonumber(ARGV[4])) then
-  return fail('lease_lost')
 end
 local max_batch = tonumber(ARGV[5])
 local seed = ARGV[6] or ''

@@ -6,12 +6,9 @@
 -- the room's admission lease; the admit script holds admissions back until it is done.
 -- ARGV: room, holder, fence, lease_ms, batch. Answers how many still wait to be placed
 -- (0: done, or nothing was due).
-local cfg, err = room_for_change()
+local cfg, err = room_for_holder('admission')
 if not cfg then
   return err
-end
-if not hold_lease('admission', ARGV[2], ARGV[3], tonumber(ARGV[4])) then
-  return fail('lease_lost')
 end
 local now = now_ms()
 if not prequeue_due(cfg, now) then

@@ -3,12 +3,9 @@
 -- ARGV: room, holder, fence, lease_ms, pace ('' when auto_release is off: the pace is
 -- release_rate again), site_p95_ms ('' when no report came), reports
 -- Appends `pace_changed` so a replay and an audit see every change of pace.
-local cfg, err = room_for_change()
+local cfg, err = room_for_holder('admission')
 if not cfg then
   return err
-end
-if not hold_lease('admission', ARGV[2], ARGV[3], tonumber(ARGV[4])) then
-  return fail('lease_lost')
 end
 local now = now_ms()
 local fields = { release_rate = tonumber(cfg.release_rate),
