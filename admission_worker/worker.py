@@ -6,6 +6,7 @@ import asyncio
 
 import structlog
 
+from shared.metric_registry import counter
 from shared.room_loop import RoomLoop
 from shared.worker_process import WorkerContext, relay_loop, run_loops
 
@@ -14,10 +15,12 @@ log = structlog.get_logger("admission")
 
 def admission_loop(ctx: WorkerContext, holder: str) -> RoomLoop:
     settings = ctx.settings
+    admitted = counter(ctx.metrics.registry, "admission_worker", "waitroom_admissions")
 
     async def work(room: str, fence: int) -> None:
         result = await ctx.store.admit(room, holder, fence, settings.lease_ms)
         if result.position_ids:
+            admitted.labels(room).inc(len(result.position_ids))
             log.info(
                 "admitted", room=room, count=len(result.position_ids), used_units=result.used_units
             )
@@ -29,6 +32,7 @@ def admission_loop(ctx: WorkerContext, holder: str) -> RoomLoop:
         tick_ms=settings.admission_tick_ms,
         lease_ms=settings.lease_ms,
         work=work,
+        metrics=ctx.metrics,
     )
 
 

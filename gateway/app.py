@@ -24,6 +24,7 @@ from gateway.routes.people import people_router
 from gateway.routes.site import site_router
 from gateway.services import SERVICE_DEPENDENCIES, open_services
 from gateway.slow_clients import body_deadline_middleware
+from shared.metrics_server import metrics_port
 from shared.settings import Settings
 
 log = structlog.get_logger("gateway")
@@ -34,8 +35,10 @@ def create_app(settings: Settings) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with open_services(settings) as services:
             app.state.services = services
-            log.info("gateway_started", instance=settings.instance)
-            yield
+            render = services.operations.metrics_text
+            async with metrics_port(render, settings.host, settings.metrics_port):
+                log.info("gateway_started", instance=settings.instance)
+                yield
         log.info("gateway_stopped", instance=settings.instance)
 
     openapi = OpenAPIConfig(

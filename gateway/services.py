@@ -64,10 +64,10 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     link.start()
     limiter = RateLimiter(settings.redis_url, settings.rate_limits, tls_ca=settings.redis_tls_ca)
     store = RoomStore(redis, outbox_max=settings.outbox_max)
-    metrics = GatewayMetrics(tokens, settings.outbox_max)
     salt = settings.ip_hash_salt or deployment_salt(settings.keys_dir)
     lines = LineBook(store, link) if settings.lines_in_memory else None
     people = People(store, tokens, limiter, salt=salt, lines=lines)
+    metrics = GatewayMetrics(tokens, settings.outbox_max, people.heartbeats)
     live = LiveHub(
         people,
         store,
@@ -91,7 +91,9 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             people=people,
             site=Site(store, tokens, limiter),
             operators=Operators(store, limiter, admin_keys(settings.admin_key), guard),
-            operations=Operations(store, link, tokens, metrics, settings.outbox_max),
+            operations=Operations(
+                store, link, tokens, metrics, settings.outbox_max, settings.metrics_token
+            ),
             live=live,
         )
     finally:
