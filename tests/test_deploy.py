@@ -35,6 +35,7 @@ from gateway.serving import uvicorn_options
 from shared import keys, metric_names
 from shared.metric_names import BY_NAME, BY_SAMPLE, FAMILIES, TARGET_LABELS
 from shared.settings import Settings
+from shared.worker_metrics import WorkerMetrics
 from shared.worker_process import GRACE_SECONDS
 
 pytestmark = pytest.mark.unit
@@ -786,6 +787,39 @@ def test_gateway_metrics_of_today_are_in_the_catalogue() -> None:
         for sample in family.samples:
             labels = set(sample.labels) - {"le"}
             assert labels == set(declared.labels), f"{sample.name}: {labels}"
+
+
+def test_every_catalogued_family_is_exported_by_the_processes_it_names() -> None:
+    """No family of the catalogue is left without a process registering it (a panel or an
+    alert on it would stay empty), and each process registers only its own."""
+    from admission_worker.worker import admission_loop
+    from heartbeat_worker.worker import expiry_loop
+    from shared.nats_link import NatsLink
+    from shared.redis_conn import connect
+    from shared.store import RoomStore
+    from shared.worker_process import WorkerContext, relay_loop
+
+    class Signed:
+        signed: ClassVar[dict[str, int]] = {"queue": 0, "access": 0}
+
+    registries = {"gateway": GatewayMetrics(Signed(), 10).registry}  # type: ignore[arg-type]
+    for exporter, make_loop in (
+        ("admission_worker", admission_loop),
+        ("heartbeat_worker", expiry_loop),
+    ):
+        metrics = WorkerMetrics(exporter, 10)  # type: ignore[arg-type]
+        store = RoomStore(connect("redis://127.0.0.1:9/0"))  # never connected
+        ctx = WorkerContext(Settings(), store, NatsLink.from_settings(Settings(), "x"), metrics)
+        make_loop(ctx, "h")
+        relay_loop(ctx, "h")
+        registries[exporter] = metrics.registry
+    for family in FAMILIES:
+        registered = {
+            exporter
+            for exporter, registry in registries.items()
+            if family.name in {m.name for m in registry.collect()}
+        }
+        assert registered == set(family.exported_by), (family.name, registered)
 
 
 BUILTIN_SERIES = {"up": frozenset(TARGET_LABELS)}
