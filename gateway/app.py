@@ -14,6 +14,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from gateway.assets import StaticAssets
 from gateway.bodies import StrictJsonRequest
+from gateway.draining import on_termination
 from gateway.errors import EXCEPTION_HANDLERS
 from gateway.request_log import access_log_middleware
 from gateway.routes.admin import admin_router
@@ -37,8 +38,13 @@ def create_app(settings: Settings) -> Litestar:
             app.state.services = services
             render = services.operations.metrics_text
             async with metrics_port(render, settings.host, settings.metrics_port):
+                # on SIGTERM, event streams are told to reconnect elsewhere at once
+                undo = on_termination(services.live.drain)
                 log.info("gateway_started", instance=settings.instance)
-                yield
+                try:
+                    yield
+                finally:
+                    undo()
         log.info("gateway_stopped", instance=settings.instance)
 
     openapi = OpenAPIConfig(
