@@ -14,3 +14,4 @@ bench:  ## benchmark scripts (print ratios to a baseline run in the same command
 	.venv/bin/python -m loadtest.bench_gateway
 	.venv/bin/python -m loadtest.bench_recovery
 	.venv/bin/python -m loadtest.bench_sse
+	.venv/bin/python -m loadtest.bench_policies

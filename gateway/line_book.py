@@ -61,6 +61,9 @@ class _Event(msgspec.Struct):
     config: dict[str, Any] | None = None
     created: bool = False
     incarnation: str | None = None
+    pace: float | None = None
+    auto_release: bool = False
+    prequeue: bool = False
 
 
 _event = msgspec.json.Decoder(_Event)
@@ -76,6 +79,11 @@ def plain_order(config: dict[str, Any]) -> bool:
     if config.get("lanes"):
         return False
     return all(str(config.get(name, plain)) == plain for name, plain in PLAIN_ORDER.items())
+
+
+def _decayed_count(value: float, ts: int, at: int) -> tuple[float, int]:
+    """One more in an exponentially decaying count (tau 30 s), as the Lua scripts keep it."""
+    return value * math.exp(-max(0, at - ts) / RATE_TAU_MS) + 1000 / RATE_TAU_MS, at
 
 
 class RoomLine:
@@ -95,6 +103,10 @@ class RoomLine:
         self.rate = 0.0
         self.rate_ts = 0
         self.rate_since = 0
+        self.gone_rate = 0.0
+        self.gone_rate_ts = 0
+        self.auto_release = False
+        self.set_pace: float | None = None
         self.used = time.monotonic()
         self.reconnects = -1
         self.behind_since: float | None = None
@@ -117,6 +129,9 @@ class RoomLine:
             snapshot.rate_ts,
             snapshot.rate_since,
         )
+        self.gone_rate, self.gone_rate_ts = snapshot.gone_rate, snapshot.gone_rate_ts
+        self.auto_release = snapshot.auto_release
+        self.set_pace = snapshot.pace if snapshot.pace >= 0 else None
         early, self._early = self._early, []
         self.synced = True
         for event in early:
@@ -141,7 +156,9 @@ class RoomLine:
             self.synced = False  # a gap: reload
             return False
         self.event_seq = event.seq
-        if event.type == "enqueued" and event.position_id and event.arrival is not None:
+        if event.type == "enqueued" and event.prequeue:
+            pass  # in the pre-queue, not the line: the store answers them
+        elif event.type == "enqueued" and event.position_id and event.arrival is not None:
             joined = line_score(event.priority, event.arrival)
             if self.places.get(event.position_id) is None:
                 self.places[event.position_id] = joined
@@ -150,6 +167,10 @@ class RoomLine:
             gone = self.places.pop(event.position_id, None)
             if gone is not None:
                 self.scores.remove(gone)
+                if event.type != "admitted":  # gave up their place: _lib.lua counts them
+                    self.gone_rate, self.gone_rate_ts = _decayed_count(
+                        self.gone_rate, self.gone_rate_ts, int(event.ts * 1000)
+                    )
             if event.type == "admitted":
                 self._admitted(int(event.ts * 1000))
         elif event.type == "room_updated" and event.config is not None:
@@ -161,8 +182,11 @@ class RoomLine:
             self.release_rate = float(config.get("release_rate", self.release_rate))
             self.heartbeat_interval = int(config.get("heartbeat_interval", 10))
             self.plain = plain_order(config)
-        elif event.type == "room_deleted":
-            self.synced = False
+            self.auto_release = config.get("auto_release") is True
+        elif event.type == "pace_changed":
+            self.set_pace = event.pace if event.auto_release else None
+        elif event.type in ("room_deleted", "prequeue_placed"):
+            self.synced = False  # gone, or people of the pre-queue placed: start over
             return False
         return True
 
@@ -170,9 +194,14 @@ class RoomLine:
         """The observed pace moves as admit.lua moves it: a decaying count, tau 30 s."""
         if self.rate_since <= 0:
             self.rate_since = at
-        self.rate = self.rate * math.exp(-max(0, at - self.rate_ts) / RATE_TAU_MS)
-        self.rate += 1000 / RATE_TAU_MS
-        self.rate_ts = at
+        self.rate, self.rate_ts = _decayed_count(self.rate, self.rate_ts, at)
+
+    @property
+    def pace(self) -> float:
+        """As the store's view says it: the pace allowed, -1 when the site is not followed."""
+        if not self.auto_release:
+            return -1.0
+        return self.release_rate if self.set_pace is None else self.set_pace
 
     def checked(self, store_seq: int, now: float) -> None:
         """The store's event counter as just read: note how long this line lags it."""
@@ -221,6 +250,9 @@ class RoomLine:
             event_seq=self.event_seq,
             now=now,
             created=False,
+            gone_rate=self.gone_rate,
+            gone_rate_ts=self.gone_rate_ts,
+            pace=self.pace,
         )
 
 

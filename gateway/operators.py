@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import hmac
+from urllib.parse import urlencode
 
 import structlog
 
 from gateway.config_guard import ConfigGuard
+from gateway.i18n import catalogs
+from gateway.invites import INVITE_ID, InviteSigner
 from gateway.ratelimit import RateLimiter
-from gateway.schemas import RoomFiguresOut, RoomOut, RoomPutOut, RoomsOut
-from shared.errors import RateLimited, RoomNotFound, Unauthorized
-from shared.room import RoomUpdate, from_stored
+from gateway.schemas import (
+    InviteBody,
+    InviteOut,
+    InviteRevokedOut,
+    RoomFiguresOut,
+    RoomOut,
+    RoomPutOut,
+    RoomsOut,
+)
+from shared.errors import InvalidBody, InviteNotFound, RateLimited, RoomNotFound, Unauthorized
+from shared.room import RoomUpdate, epoch_ms, from_stored, moment_of
 from shared.store import RoomFigures, RoomStore
 
 log = structlog.get_logger("operators")
@@ -38,11 +49,14 @@ class Operators:
         store: RoomStore,
         limiter: RateLimiter,
         keys: tuple[str, ...],
+        *,
+        invites: InviteSigner,
         guard: ConfigGuard | None = None,
     ) -> None:
         self.store = store
         self.limiter = limiter
         self.keys = tuple(k.encode() for k in keys)
+        self.invites = invites
         self.guard = guard
 
     async def authenticate(self, authorization: str, address: str) -> None:
@@ -64,10 +78,12 @@ class Operators:
         raise Unauthorized()
 
     async def put(self, room: str, update: RoomUpdate) -> RoomPutOut:
+        if isinstance(update.texts, dict) and (unknown := catalogs().unknown_keys(update.texts)):
+            raise InvalidBody(f"texts: no such message: {', '.join(unknown)}")
         result = await self.store.put_room_change(room, update)
         if self.guard is not None:  # made again should the store lose it before the stream
             self.guard.made(room, update, result)
-        return RoomPutOut(room=room, created=result.created, config=result.config)
+        return RoomPutOut(room=room, created=result.created, config=from_stored(result.config))
 
     async def get(self, room: str) -> RoomOut:
         return room_out(room, await self.store.figures(room))
@@ -87,6 +103,32 @@ class Operators:
     async def digest(self, room: str) -> str:
         return await self.store.digest(room)
 
+    async def invite(self, room: str, body: InviteBody, base_url: str) -> InviteOut:
+        """Mint an invite; ``url`` is the room page that joins with it."""
+        invite_id = self.invites.new_id()
+        record = await self.store.create_invite(
+            room,
+            invite_id,
+            priority=body.priority,
+            uses=body.uses,
+            expires_at_ms=epoch_ms(body.expires_at),
+        )
+        invite = self.invites.sign(room, invite_id)
+        return InviteOut(
+            id=invite_id,
+            invite=invite,
+            url=f"{base_url}/rooms/{room}?{urlencode({'invite': invite})}",
+            priority=record.priority,
+            uses=record.uses,
+            expires_at=moment_of(record.expires_at),
+        )
+
+    async def revoke_invite(self, room: str, invite_id: str) -> InviteRevokedOut:
+        if not INVITE_ID.match(invite_id):
+            raise InviteNotFound()  # no invite has such an id
+        record = await self.store.revoke_invite(room, invite_id)
+        return InviteRevokedOut(id=invite_id, revoked=record.revoked, used=record.used)
+
 
 def room_out(room: str, f: RoomFigures) -> RoomOut:
     return RoomOut(
@@ -104,5 +146,10 @@ def room_out(room: str, f: RoomFigures) -> RoomOut:
             left_total=f.stat("left_total"),
             admit_rate=round(f.admit_rate(), 3),
             outbox=f.outbox,
+            pace=round(f.pace(), 3),
+            site_p95_ms=f.site_p95_ms(),
+            prequeue=f.prequeue,
+            lanes_used=f.lanes_used(),
+            invites=f.invites,
         ),
     )

@@ -20,6 +20,7 @@ import msgspec
 
 from gateway.answers import access_expiry, go_url, place_answer, target_location
 from gateway.caller import Caller
+from gateway.invites import InviteSigner
 from gateway.line_book import LineBook
 from gateway.proof_of_work import Challenge, ProofOfWork
 from gateway.ratelimit import RateLimiter
@@ -60,14 +61,15 @@ class People:
         salt: str,
         lines: LineBook | None = None,
     ) -> None:
-        """``salt``: the deployment's secret for address hashes, retry place ids and proof
-        of work challenges; ``lines``: the lines this gateway keeps in memory (None: every
-        answer from the store)."""
+        """``salt``: the deployment's secret for address hashes, retry place ids, proof
+        of work challenges and invites; ``lines``: the lines this gateway keeps in memory
+        (None: every answer from the store)."""
         self.store = store
         self.tokens = tokens
         self.limiter = limiter
         self.salt = salt
         self.pow = ProofOfWork(salt)
+        self.invites = InviteSigner(salt)
         self.lines = lines
         self.heartbeats: Counter[str] = Counter()
         """Heartbeats accepted, by room (``waitroom_heartbeats``)."""
@@ -183,6 +185,7 @@ class People:
         metadata = msgspec.json.encode(body.metadata) if body.metadata else b""
         if len(metadata) > MAX_METADATA_BYTES:
             raise InvalidBody(f"metadata is larger than {MAX_METADATA_BYTES} bytes")
+        invite_id = self.invites.check(room, body.invite) if body.invite else ""
         solved = None
         if body.pow is not None:
             solved = self.pow.check(room, caller.client_id, body.pow.challenge, body.pow.nonce)
@@ -196,6 +199,8 @@ class People:
             pow_id=solved.id if solved else "",
             pow_difficulty=solved.difficulty if solved else 0,
             pow_expires_ms=solved.expires_at * 1000 if solved else 0,
+            lane=body.lane,
+            invite_id=invite_id,
         )
         if not view.created and not self._may_hold(caller, view):
             # a replayed Idempotency-Key from another client: where the place stands, but

@@ -7,7 +7,8 @@ from typing import Annotated, Any
 import msgspec
 
 from shared.keys import ROOM_ID_PATTERN
-from shared.room import RoomConfig
+from shared.line import MAX_PRIORITY
+from shared.room import LANE_PATTERN, Moment, RoomConfig, check_moment
 
 
 class PowSolution(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
@@ -24,6 +25,12 @@ class EnqueueBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, froz
     """Up to 2048 bytes of JSON of the caller's own, kept with the place."""
     pow: PowSolution | None = None
     """Required when the room asks for proof of work."""
+    lane: Annotated[str, msgspec.Meta(pattern=f"^$|{LANE_PATTERN}")] = ""
+    """In a room with lanes: the lane to wait for, or ``any`` (the default) for whichever
+    has room first."""
+    invite: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
+    """An invite from the room's operators (the ``invite`` of an invite link): the place
+    gets its priority."""
 
 
 class ChallengeOut(msgspec.Struct, kw_only=True):
@@ -47,7 +54,29 @@ class NoFields(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     """This call takes no fields yet: send no body, or ``{}``."""
 
 
+Millis = Annotated[float, msgspec.Meta(ge=0, le=3_600_000)]
+
+
+class LatencySummary(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    """The protected site's response times since its last report (WaitroomGuard measures
+    them: from a request reaching it to the site starting its answer)."""
+
+    count: Annotated[int, msgspec.Meta(ge=1, le=1_000_000_000)]
+    """Requests measured."""
+    p50_ms: Millis
+    p95_ms: Millis
+    max_ms: Millis
+
+
+class SessionHeartbeatBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    """Optional: send no body, ``{}``, or the site's latency for a room whose pace follows
+    its site (``auto_release``)."""
+
+    latency: LatencySummary | None = None
+
+
 NO_FIELDS = NoFields()
+NO_SESSION_FIELDS = SessionHeartbeatBody()
 NO_ENQUEUE_FIELDS = EnqueueBody()
 """What an optional body stands for when it is left out."""
 
@@ -85,6 +114,11 @@ class PlaceResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
     redirect_url: str | None = None
     claim_deadline: float | None = None
     reason: str | None = None
+    lane: str | None = None
+    """The lane joined, in a room with lanes."""
+    opens_at: float | None = None
+    """In the pre-queue: when the line opens (epoch seconds). Then everyone in the
+    pre-queue gets a place drawn at random, ahead of later arrivals."""
 
 
 class LeaveResponse(msgspec.Struct, kw_only=True):
@@ -122,6 +156,18 @@ class RoomFiguresOut(msgspec.Struct, kw_only=True):
     left_total: int
     admit_rate: float
     outbox: int
+    pace: float
+    """Admissions per second allowed now: release_rate, or less while the room follows its
+    site (auto_release) and the site is slower than target_latency_ms."""
+    site_p95_ms: float | None = None
+    """The site's 95th-percentile response time its WaitroomGuard reported over the last
+    10 s (the weighted median of the reports); null without reports."""
+    prequeue: int = 0
+    """People in the pre-queue, waiting for the line to open."""
+    lanes_used: dict[str, int] = msgspec.field(default_factory=dict)
+    """Units seated in each lane now."""
+    invites: int = 0
+    """Invites minted for the room (revoked ones included)."""
 
 
 class RoomOut(msgspec.Struct, kw_only=True):
@@ -142,6 +188,37 @@ class RoomsOut(msgspec.Struct, kw_only=True):
 
 class RoomDeletedOut(msgspec.Struct, kw_only=True):
     deleted: str
+
+
+class InviteBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    priority: Annotated[int, msgspec.Meta(ge=0, le=MAX_PRIORITY)] = 1
+    """Places of higher priority go first (0 is everyone's without an invite)."""
+    uses: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 1
+    """How many joins it admits to the line."""
+    expires_at: Moment | None = None
+    """After this, it is refused (null: never)."""
+
+    def __post_init__(self) -> None:
+        check_moment("expires_at", self.expires_at)
+
+
+class InviteOut(msgspec.Struct, kw_only=True):
+    id: str
+    """Names the invite to revoke it."""
+    invite: str
+    """What a join sends as ``invite``."""
+    url: str
+    """The room page with the invite: whoever opens it joins with it."""
+    priority: int
+    uses: int
+    expires_at: Moment | None
+
+
+class InviteRevokedOut(msgspec.Struct, kw_only=True):
+    id: str
+    revoked: bool
+    used: int
+    """How many joins it had admitted."""
 
 
 class RoomDigestOut(msgspec.Struct, kw_only=True):

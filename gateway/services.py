@@ -90,7 +90,13 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             metrics=metrics,
             people=people,
             site=Site(store, tokens, limiter),
-            operators=Operators(store, limiter, admin_keys(settings.admin_key), guard),
+            operators=Operators(
+                store,
+                limiter,
+                admin_keys(settings.admin_key),
+                invites=people.invites,
+                guard=guard,
+            ),
             operations=Operations(
                 store, link, tokens, metrics, settings.outbox_max, settings.metrics_token
             ),

@@ -6,7 +6,7 @@ import time
 
 from gateway.answers import access_expiry
 from gateway.ratelimit import RateLimiter
-from gateway.schemas import SessionResponse, VerifyBody, VerifyResponse
+from gateway.schemas import LatencySummary, SessionResponse, VerifyBody, VerifyResponse
 from shared.errors import PositionNotFound, RoomNotFound, StoreUnavailable
 from shared.store import PersonView, RoomStore
 from shared.tokens import AccessClaims, TokenService
@@ -47,12 +47,23 @@ class Site:
             state=view.state,
         )
 
-    async def heartbeat(self, token: str) -> SessionResponse:
+    async def heartbeat(self, token: str, latency: LatencySummary | None = None) -> SessionResponse:
         """Claims the admission if it was not yet claimed, else moves the session's end to
-        ``session_ttl`` from now; answers a refreshed access token."""
+        ``session_ttl`` from now; answers a refreshed access token. ``latency`` (the site's
+        response times since its last report) is kept for the room's pace, from live
+        visits only."""
         claims = self.tokens.verify_access(token)
         await self.limiter.check("session", claims.sub)
         view = await self.store.claim(claims.room, claims.sub, touch=True)
+        if latency is not None and view.state in ADMITTED_STATES:
+            await self.store.report_latency(
+                claims.room,
+                claims.sub,
+                count=latency.count,
+                p50=latency.p50_ms,
+                p95=latency.p95_ms,
+                top=latency.max_ms,
+            )
         return await self._answer(claims, view, refresh=True)
 
     async def complete(self, token: str) -> SessionResponse:

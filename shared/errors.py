@@ -91,6 +91,14 @@ PowReused = _error("pow_reused", 409, "This challenge solution was used already.
 TooManyStreams = _error(
     "too_many_streams", 429, "Too many event streams are open for this place.", retry_after=5
 )
+UnknownLane = _error("unknown_lane", 400, "This room has no such lane.")
+RoomClosed = _error("room_closed", 409, "This line has closed: no new places are given.")
+RoomFull = _error("room_full", 409, "The room is full; try again later.", retry_after=30)
+InviteInvalid = _error("invite_invalid", 400, "The invite is not valid for this room.")
+InviteExpired = _error("invite_expired", 409, "The invite has expired.")
+InviteUsedUp = _error("invite_used_up", 409, "The invite has been used as often as it may.")
+InviteRevoked = _error("invite_revoked", 409, "The invite has been revoked.")
+InviteNotFound = _error("invite_not_found", 404, "No such invite in this room.")
 
 BadRole = _error("bad_role", 500, "A script was asked about a lease role it does not know.")
 BadOp = _error("bad_op", 500, "A script was asked for an operation it does not know.")
@@ -99,6 +107,9 @@ ReplayGap = _error(
 )
 ReplayUnknownType = _error(
     "replay_unknown_type", 500, "The event stream holds an event type this version cannot replay."
+)
+ReplayDiverged = _error(
+    "replay_diverged", 500, "Replaying an event did not give the result the stream recorded."
 )
 
 SCRIPT_ERRORS: dict[str, type[WaitroomError]] = {
@@ -128,10 +139,21 @@ SCRIPT_ERRORS: dict[str, type[WaitroomError]] = {
             ReplayGap,
             ReplayUnknownType,
             EventsBacklog,
+            ReplayDiverged,
+            UnknownLane,
+            RoomClosed,
+            RoomFull,
+            InviteInvalid,
+            InviteExpired,
+            InviteUsedUp,
+            InviteRevoked,
+            InviteNotFound,
         )
     },
-    # room_put.lua judges the merged config; to the caller it is a bad body
+    # room_put.lua judges the merged config, invite_put.lua an invite; to the caller it is
+    # a bad body
     "invalid_config": InvalidBody,
+    "invalid_invite": InvalidBody,
 }
 """Every code a Lua script fails with (``WR <code> [detail]``) and the error it becomes."""
 

@@ -58,6 +58,16 @@ class Enqueued(EventBase, tag="enqueued"):
     metadata: str = ""
     bind: str = ""
     restored: bool = False
+    lane: str = ""
+    """The lane joined (a name or ``any``); empty in a room without lanes."""
+    invite: str = ""
+    """The id of the invite joined with (it gave the priority; one use spent)."""
+    prequeue: bool = False
+    """Joined before the line opened: waits in the pre-queue until it is placed."""
+    draw: int = 0
+    """In the pre-queue: the place in its draw (shared/policy.py draw_score)."""
+    draw_seed: str = ""
+    """The draw's seed, on the join that started the pre-queue."""
 
 
 class Admitted(EventBase, tag="admitted"):
@@ -67,6 +77,13 @@ class Admitted(EventBase, tag="admitted"):
     arrival: int
     restored: bool = False
     """Made again for someone with a valid access token whose admission the store lost."""
+    lane: str = ""
+    """The lane whose units the party took (empty in a room without lanes)."""
+    passed: list[str] = []
+    """best_fit: the people ahead who did not fit and wanted these units; each has now been
+    passed over once more."""
+    direct: bool = False
+    """Admitted at the door (passthrough, reject), without waiting in line."""
 
 
 class Activated(EventBase, tag="activated"):
@@ -112,6 +129,49 @@ class RoomDeleted(EventBase, tag="room_deleted"):
     pass
 
 
+class PaceChanged(EventBase, tag="pace_changed"):
+    """The admission pace of a room that follows its site (``auto_release``) changed, or
+    stopped following it (``auto_release`` false: the pace is ``release_rate`` again)."""
+
+    pace: float
+    auto_release: bool
+    release_rate: float
+    target_latency_ms: int = 0
+    site_p95_ms: float | None = None
+    """The site's latency the change answers to; absent while no report came."""
+    reports: int = 0
+
+
+class LineOpened(EventBase, tag="line_opened"):
+    """The line opened: the ``count`` people in the pre-queue, in the order the draw with
+    ``seed`` gave them, go into the line in arrival slots ``base``, ``base`` + 1, ...
+    (``prequeue_placed`` events, in batches)."""
+
+    seed: str
+    count: int
+    base: int
+
+
+class PrequeuePlaced(EventBase, tag="prequeue_placed"):
+    """The next ``placed`` people of the pre-queue's draw went into the line; ``order`` is
+    the sha1 of their ids joined by ``,``."""
+
+    placed: int
+    order: str
+
+
+class InviteCreated(EventBase, tag="invite_created"):
+    invite_id: str
+    priority: int
+    uses: int
+    expires_at: int = 0
+    """Epoch ms; 0: never."""
+
+
+class InviteRevoked(EventBase, tag="invite_revoked"):
+    invite_id: str
+
+
 Event = (
     Enqueued
     | Admitted
@@ -122,6 +182,11 @@ Event = (
     | Left
     | RoomUpdated
     | RoomDeleted
+    | PaceChanged
+    | LineOpened
+    | PrequeuePlaced
+    | InviteCreated
+    | InviteRevoked
 )
 
 _decoder = msgspec.json.Decoder(Event)

@@ -32,6 +32,9 @@ ROOM_KEY_NAMES = (
     "ended",
     "outbox",
     "pow",
+    "latency",
+    "invites",
+    "prequeue",
 )
 """A room's keys in KEYS order; the lease keys (one per role) follow. The Lua side's
 ``K_<NAME>`` locals are generated from this (shared/scripts.py)."""
@@ -98,6 +101,20 @@ class RoomKeys:
     def pow(self) -> str:
         """Spent proof-of-work challenge ids, scored by when they expire."""
         return self._k("pow")
+
+    @property
+    def latency(self) -> str:
+        """The protected site's latency reports (WaitroomGuard), one per place, latest."""
+        return self._k("latency")
+
+    def invites(self) -> str:
+        """The room's invites: id -> JSON {priority, uses, used, expires_at, revoked}."""
+        return self._k("invites")
+
+    @property
+    def prequeue(self) -> str:
+        """People who joined before opens_at, scored by arrival, until the line opens."""
+        return self._k("prequeue")
 
     def all(self) -> list[str]:
         """The KEYS list every room script receives: ``ROOM_KEY_NAMES``, then the leases."""

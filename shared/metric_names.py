@@ -112,6 +112,15 @@ FAMILIES: tuple[MetricFamily, ...] = (
         ("heartbeat_worker",),
     ),
     MetricFamily(
+        "waitroom_site_messages",
+        "counter",
+        "Messages of the protected site on NATS (waitroom-site.<room>.completed/.failed) "
+        "by kind and outcome: ended (units freed), over (the visit had ended before), "
+        "rejected (forged, expired or another room's token; not JSON), failed (store away).",
+        ("kind", "outcome"),
+        ("admission_worker",),
+    ),
+    MetricFamily(
         "waitroom_heartbeats",
         "counter",
         "Heartbeats this gateway accepted from people waiting, by room.",

@@ -43,8 +43,13 @@ SCRIPT_NAMES = (
     "room_restore",
     "recovery_mark",
     "outbox_trim",
+    "open_line",
+    "invite_put",
+    "invite_revoke",
     "line_snapshot",
     "touch_seen",
+    "latency_report",
+    "pace_set",
 )
 PRELUDE = "_lib.lua"
 HEADER = "(generated header)"
@@ -175,8 +180,13 @@ class Scripts:
     room_restore: LuaScript
     recovery_mark: LuaScript
     outbox_trim: LuaScript
+    open_line: LuaScript
+    invite_put: LuaScript
+    invite_revoke: LuaScript
     line_snapshot: LuaScript
     touch_seen: LuaScript
+    latency_report: LuaScript
+    pace_set: LuaScript
 
     @classmethod
     def register(cls, redis: Redis) -> Scripts:

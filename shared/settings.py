@@ -59,13 +59,14 @@ class Part(StrEnum):
     RECOVER = "waitroom recover"
     DIGEST = "waitroom digest"
     PROBE = "waitroom probe"
+    AUDIT = "waitroom audit"
     DEMO = "demo site"
 
 
 GATEWAY = (Part.GATEWAY,)
 WORKERS = (Part.ADMISSION, Part.HEARTBEAT)
 SERVERS = (Part.GATEWAY, *WORKERS)
-COMMANDS = (Part.UP, Part.KEYS, Part.RECOVER, Part.DIGEST, Part.PROBE)
+COMMANDS = (Part.UP, Part.KEYS, Part.RECOVER, Part.DIGEST, Part.PROBE, Part.AUDIT)
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -119,7 +120,7 @@ class Settings(EnvSettings):
         "nats://127.0.0.1:4222",
         url_list("nats", "tls", "ws", "wss"),
         "NATS, one URL or a comma-separated list for a cluster; unset, `waitroom up` starts one",
-        (*SERVERS, Part.UP, Part.RECOVER),
+        (*SERVERS, Part.UP, Part.RECOVER, Part.AUDIT),
         secret=True,
     )
     redis_tls_ca: Path | None = setting(
@@ -137,7 +138,7 @@ class Settings(EnvSettings):
         path,
         "CA file that signed the NATS servers' certificates (tls:// URLs); a token or "
         "user:password go in the URL (tls://user:password@host:4222)",
-        (*SERVERS, Part.RECOVER),
+        (*SERVERS, Part.RECOVER, Part.AUDIT),
         shown="the system's CAs",
     )
     nats_creds: Path | None = setting(
@@ -145,15 +146,16 @@ class Settings(EnvSettings):
         None,
         path,
         "a NATS user credentials file (JWT and NKey seed), for decentralised auth",
-        (*SERVERS, Part.RECOVER),
+        (*SERVERS, Part.RECOVER, Part.AUDIT),
         shown="none",
     )
     keys_dir: Path = setting(
         "WAITROOM_KEYS_DIR",
         Path(".waitroom/keys"),
         path,
-        "the token signing keys every gateway shares (made when absent)",
-        (Part.GATEWAY, Part.KEYS),
+        "the token signing keys every gateway shares (made when absent); the admission "
+        "worker reads them to check the access tokens the site sends over NATS",
+        (Part.GATEWAY, Part.ADMISSION, Part.KEYS),
     )
     admin_key: str = setting(
         "WAITROOM_ADMIN_KEY",
@@ -188,13 +190,15 @@ class Settings(EnvSettings):
         (Part.GATEWAY, Part.UP),
         shown="the request's own",
     )
-    issuer: str = setting("WAITROOM_ISSUER", "waitroom", text, "`iss` of every token", GATEWAY)
+    issuer: str = setting(
+        "WAITROOM_ISSUER", "waitroom", text, "`iss` of every token", (Part.GATEWAY, Part.ADMISSION)
+    )
     audience: str = setting(
         "WAITROOM_AUDIENCE",
         "waitroom-protected-site",
         text,
         "`aud` of access tokens is this and the room (`<aud>:<room>`); queue tokens `<aud>/queue`",
-        GATEWAY,
+        (Part.GATEWAY, Part.ADMISSION),
     )
     queue_token_ttl: int = setting(
         "WAITROOM_QUEUE_TOKEN_TTL",
@@ -306,7 +310,7 @@ class Settings(EnvSettings):
         "WAITROOM",
         pattern(r"[A-Za-z0-9_-]{1,64}", "a JetStream stream name (letters, digits, - and _)"),
         "the JetStream stream of room events",
-        (*SERVERS, Part.RECOVER),
+        (*SERVERS, Part.RECOVER, Part.AUDIT),
     )
     stream_duplicate_window: int = setting(
         "WAITROOM_DUPLICATE_WINDOW",
@@ -459,6 +463,13 @@ class DemoSettings(EnvSettings):
         (Part.DEMO,),
     )
     room: str = setting("WAITROOM_DEMO_ROOM", "demo", text, "the room guarding it", (Part.DEMO,))
+    ms_per_visit: float = setting(
+        "WAITROOM_DEMO_MS_PER_VISIT",
+        0.0,
+        number(0.0),
+        "load mode: each page takes this many ms per visit active on the site (0: off)",
+        (Part.DEMO,),
+    )
 
 
 SETTINGS_CLASSES: tuple[type[EnvSettings], ...] = (Settings, DemoSettings)

@@ -163,6 +163,28 @@ def _digest(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _audit(args: argparse.Namespace) -> int:
+    """Exit 0 if every admission of the room followed its policy, 1 if one did not."""
+    from waitroom.audit import audit
+    from waitroom.room_stream import read_room_events
+
+    settings: Settings = args.settings
+    events = asyncio.run(
+        read_room_events(
+            args.nats_url or settings.nats_url,
+            args.room,
+            stream=args.stream or settings.stream_name,
+            nats_options=connect_options(settings.nats_tls_ca, settings.nats_creds),
+        )
+    )
+    if not events:
+        sys.stderr.write(f"no events of room {args.room} on the stream\n")
+        return 2
+    report = audit(args.room, events)
+    sys.stdout.write(report.summary())
+    return 0 if report.ok else 1
+
+
 def _probe(args: argparse.Namespace) -> int:
     """Exit 0 if this worker replica marked itself alive recently, 1 if not."""
     settings: Settings = args.settings
@@ -210,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="A fair, honest virtual waiting room. See the README for the API.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (add_up, add_keys, add_recover, add_digest, add_probe):
+    for add in (add_up, add_keys, add_recover, add_digest, add_audit, add_probe):
         add(sub)
     return parser
 
@@ -338,6 +360,28 @@ def add_digest(sub: Commands[argparse.ArgumentParser]) -> None:
     digest.add_argument("rooms", nargs="*", help="rooms (default: all)")
     digest.add_argument("--redis-url", help="default WAITROOM_REDIS_URL")
     digest.set_defaults(func=_digest)
+
+
+def add_audit(sub: Commands[argparse.ArgumentParser]) -> None:
+    audit = sub.add_parser(
+        "audit",
+        **_reads(Part.AUDIT),
+        help="check from the event stream that a room admitted people by its policy",
+        description=(
+            "Read the room's events from the JetStream stream (read access to the stream is "
+            "all it needs) and check every admission against the room's policy at the time: "
+            "capacity (room and lanes) never exceeded; no inversions within a lane under "
+            "fifo/strict; under best_fit nobody who fit passed over and nobody passed over "
+            "more than max_skips times; random draws from the highest priority waiting; "
+            "the pre-queue placed in the order its recorded seed draws; invites used within "
+            "their uses, expiry and priority. Prints a summary; exits 1 on a violation, 2 "
+            "when the stream holds nothing of the room."
+        ),
+    )
+    audit.add_argument("room", help="the room's id")
+    audit.add_argument("--nats-url", help="default WAITROOM_NATS_URL")
+    audit.add_argument("--stream", help="default WAITROOM_STREAM (WAITROOM)")
+    audit.set_defaults(func=_audit)
 
 
 def add_probe(sub: Commands[argparse.ArgumentParser]) -> None:

@@ -7,10 +7,17 @@
   this site without it, so the token leaves the URL. A token from a URL is taken once:
   a leaked link does not let a second browser in.
 - A visitor with a good session cookie goes through; the claims are in
-  ``scope["waitroom"]``. The visit is kept alive with a session heartbeat to the gateway
-  every ``heartbeat_every`` seconds, sent in the background: no request waits on the
-  gateway, and while it is away the offline check stands.
+  ``scope["waitroom"]`` (a ``VisitClaims``: ``seconds_left()`` says how long the visit
+  has before its session ends, so the site can warn "your time ends in 2 minutes"). The
+  visit is kept alive with a session heartbeat to the gateway every ``heartbeat_every``
+  seconds, sent in the background: no request waits on the gateway, and while it is away
+  the offline check stands. Each heartbeat's answer refreshes the session's end.
 - Anyone else is sent to the waiting room (HTML requests) or answered 401 (others).
+
+The guard also times the site: every request it lets through, from its arrival to the
+app starting its answer. At most every ``report_every`` seconds the next heartbeat carries
+a summary of those times (count, p50, p95, max), so a room with ``auto_release`` can pace
+admissions by how the site copes.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from waitroom_site.http import (
     same_origin_location,
 )
 from waitroom_site.keys import KeySet
+from waitroom_site.latency import LatencySamples, LatencySummary
 
 TOKEN_PARAM = "waitroom_token"  # noqa: S105 (a query parameter name)
 ENDED_STATES = (401, 403, 409)
@@ -51,6 +59,14 @@ class VisitClaims:
     room: str
     exp: int
     token: str
+    session_deadline: float = 0.0
+    """Epoch seconds when the visit's session ends unless a heartbeat moves it: from the
+    gateway's last heartbeat answer, or the access token's expiry before the first."""
+
+    def seconds_left(self, now: float | None = None) -> float:
+        """Seconds until the visit's session ends (0 once it has)."""
+        end = self.session_deadline or float(self.exp)
+        return max(0.0, end - (time.time() if now is None else now))
 
 
 class WaitroomGuard:
@@ -65,6 +81,7 @@ class WaitroomGuard:
         audience: str = "waitroom-protected-site",
         cookie_name: str = "waitroom_session",
         heartbeat_every: float = 30.0,
+        report_every: float = 5.0,
         exempt_paths: tuple[str, ...] = (),
         timeout: float = 3.0,
         secure_cookies: bool | None = None,
@@ -74,7 +91,8 @@ class WaitroomGuard:
         """``secure_cookies``: True marks the session cookie ``Secure`` always, False never,
         None (default) when the visitor came over TLS — as the server saw it, or as
         ``X-Forwarded-Proto`` says when the peer is one of ``trusted_proxies`` (CIDRs of a
-        TLS-terminating proxy in front). ``max_visits`` bounds the guard's memory."""
+        TLS-terminating proxy in front). ``max_visits`` bounds the guard's memory.
+        ``report_every``: seconds between two reports of the site's response times."""
         self.app = app
         self.gateway_url = gateway_url.rstrip("/")
         self.room = room
@@ -82,6 +100,9 @@ class WaitroomGuard:
         self.audience = access_audience(audience, room)
         self.cookie_name = cookie_name
         self.heartbeat_every = heartbeat_every
+        self.report_every = report_every
+        self.latency = LatencySamples()
+        self._reported_at = float("-inf")
         self.exempt_paths = exempt_paths
         self.secure_cookies = secure_cookies
         self.trusted_proxies = parse_networks(trusted_proxies)
@@ -91,12 +112,19 @@ class WaitroomGuard:
         self._ended: ExpiringMap[bool] = ExpiringMap(max_visits)  # sub -> visit over
         self._renewed: ExpiringMap[str] = ExpiringMap(max_visits)  # sub -> fresher token
         self._used: ExpiringMap[str] = ExpiringMap(max_visits)  # jti from a URL -> token
+        self._deadlines: ExpiringMap[float] = ExpiringMap(max_visits)  # sub -> session end
         self._beats: set[asyncio.Task[None]] = set()
 
     def visits_held(self) -> int:
         """The most visits any of the guard's per-visit records holds (at most
         ``max_visits``)."""
-        return max(len(self._beaten), len(self._ended), len(self._renewed), len(self._used))
+        return max(
+            len(self._beaten),
+            len(self._ended),
+            len(self._renewed),
+            len(self._used),
+            len(self._deadlines),
+        )
 
     @property
     def room_url(self) -> str:
@@ -127,7 +155,13 @@ class WaitroomGuard:
             return None
         if claims["sub"] in self._ended:
             return None
-        return VisitClaims(sub=claims["sub"], room=claims["room"], exp=claims["exp"], token=token)
+        return VisitClaims(
+            sub=claims["sub"],
+            room=claims["room"],
+            exp=claims["exp"],
+            token=token,
+            session_deadline=self._deadlines.get(claims["sub"]) or float(claims["exp"]),
+        )
 
     async def complete(self, scope: Scope) -> bool:
         """The visit of this request is over: free its slot in the waiting room now."""
@@ -167,10 +201,13 @@ class WaitroomGuard:
             visit = fresh
             extra.append(self._cookie(scope, renewed, fresh.exp))
         scope["waitroom"] = visit
+        arrived = time.perf_counter()
 
         async def send_with_cookie(message: Any) -> None:
-            if message["type"] == "http.response.start" and extra:
-                message["headers"] = [*message.get("headers", []), *extra]
+            if message["type"] == "http.response.start":
+                self.latency.add(time.perf_counter() - arrived)
+                if extra:
+                    message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
         await self.app(scope, receive, send_with_cookie)
@@ -205,21 +242,28 @@ class WaitroomGuard:
         return cookie_header(self.cookie_name, token, max_age=max_age, secure=secure)
 
     def _keep_alive(self, visit: VisitClaims) -> None:
-        """Start a session heartbeat in the background when one is due."""
+        """Start a session heartbeat in the background when one is due: the visit's own,
+        or the next report of the site's latency (which any live visit may carry)."""
         now = time.monotonic()
         last = self._beaten.get(visit.sub)
-        if last is not None and now - last < self.heartbeat_every:
+        report_due = len(self.latency) > 0 and now - self._reported_at >= self.report_every
+        if last is not None and now - last < self.heartbeat_every and not report_due:
             return
         self._beaten.put(visit.sub, now, until=visit.exp)
-        task = asyncio.create_task(self._heartbeat(visit), name="waitroom-heartbeat")
+        report = None
+        if report_due:
+            self._reported_at = now
+            report = self.latency.take()
+        task = asyncio.create_task(self._heartbeat(visit, report), name="waitroom-heartbeat")
         self._beats.add(task)
         task.add_done_callback(self._beats.discard)
 
-    async def _heartbeat(self, visit: VisitClaims) -> None:
+    async def _heartbeat(self, visit: VisitClaims, report: LatencySummary | None = None) -> None:
         try:
             r = await self.client.post(
                 f"{self.gateway_url}/v1/session/heartbeat",
                 headers={"Authorization": f"Bearer {visit.token}"},
+                json={"latency": report} if report is not None else None,
             )
         except httpx.HTTPError:
             return  # the gateway is away: the offline check stands
@@ -227,6 +271,9 @@ class WaitroomGuard:
             self._ended.put(visit.sub, True, until=visit.exp)
         elif r.status_code == 200:
             body = r.json()
+            deadline = body.get("session_deadline")
+            if isinstance(deadline, int | float):
+                self._deadlines.put(visit.sub, float(deadline), until=float(deadline) + 60)
             if not body.get("active"):
                 self._ended.put(visit.sub, True, until=visit.exp)
             elif isinstance(token := body.get("access_token"), str) and token != visit.token:

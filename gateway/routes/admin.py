@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from litestar import Response, Router, delete, get, put
+from litestar import Response, Router, delete, get, post, put
 from litestar.connection import ASGIConnection
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.handlers import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import JSONBody
+from litestar.params import JSONBody, PathParameter
 
-from gateway.caller import caller_of
+from gateway.caller import Caller, caller_of
 from gateway.errors import BODY_ERRORS, ROOM_ERRORS, STORE_ERRORS, error_answers
 from gateway.operators import Operators
-from gateway.routes.common import BEARER, ROOM_ID
-from gateway.schemas import RoomDeletedOut, RoomDigestOut, RoomOut, RoomPutOut, RoomsOut
+from gateway.routes.common import BEARER, ROOM_ID, caller_of_request
+from gateway.schemas import (
+    InviteBody,
+    InviteOut,
+    InviteRevokedOut,
+    RoomDeletedOut,
+    RoomDigestOut,
+    RoomOut,
+    RoomPutOut,
+    RoomsOut,
+)
 from gateway.services import services_of
 from shared import errors
 from shared.room import RoomUpdate
@@ -91,9 +100,58 @@ async def room_digest(
     return RoomDigestOut(room=room_id, digest=await operators.digest(room_id))
 
 
+@post(
+    "/rooms/{room:str}/invites",
+    summary="Mint a signed invite",
+    dependencies={**ROOM_ID, "caller": Provide(caller_of_request, sync_to_thread=False)},
+    responses=error_answers(
+        *ADMIN_ERRORS, *BODY_ERRORS, *ROOM_ERRORS, errors.RoomRecovering, errors.Conflict
+    ),
+)
+async def create_invite(
+    room_id: NamedDependency[str],
+    caller: NamedDependency[Caller],
+    data: JSONBody[InviteBody],
+    operators: NamedDependency[Operators],
+) -> InviteOut:
+    """Body ``{priority, uses, expires_at}`` (all optional: 1, 1, never). Whoever joins
+    with the invite (``invite`` in the join body, or the room page opened at ``url``) is
+    placed by its priority, then arrival, as long as it has uses left, has not expired and
+    was not revoked."""
+    return await operators.invite(room_id, data, caller.base_url)
+
+
+InviteId = Annotated[str, PathParameter(description="The invite's ``id``.", max_length=64)]
+
+
+@delete(
+    "/rooms/{room:str}/invites/{invite_id:str}",
+    status_code=200,
+    summary="Revoke an invite",
+    dependencies=ROOM_ID,
+    responses=error_answers(
+        *ADMIN_ERRORS, *ROOM_ERRORS, errors.RoomRecovering, errors.InviteNotFound
+    ),
+)
+async def revoke_invite(
+    room_id: NamedDependency[str], invite_id: InviteId, operators: NamedDependency[Operators]
+) -> InviteRevokedOut:
+    """Joins with it are refused from now on (409 ``invite_revoked``); places already
+    taken with it stay. Revoking twice is fine."""
+    return await operators.revoke_invite(room_id, invite_id)
+
+
 admin_router = Router(
     path="/v1/admin",
-    route_handlers=[put_room, get_room, list_rooms, delete_room, room_digest],
+    route_handlers=[
+        put_room,
+        get_room,
+        list_rooms,
+        delete_room,
+        room_digest,
+        create_invite,
+        revoke_invite,
+    ],
     guards=[require_admin],
     security=BEARER,
     tags=["operators"],

@@ -14,9 +14,11 @@ from litestar.status_codes import HTTP_303_SEE_OTHER
 
 from gateway.caller import optional_bearer
 from gateway.errors import QUEUE_TOKEN_ERRORS, ROOM_ERRORS, STORE_ERRORS, error_answers
+from gateway.i18n import DEFAULT_LANGUAGE, PageTexts, catalogs
 from gateway.people import People
 from gateway.routes.common import RoomParam, caller_of_request, valid_room_id
 from shared import errors
+from shared.room import RoomConfig
 
 BRAND = "#1f5f99"
 SECURITY_HEADERS = {
@@ -31,61 +33,60 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
-DEFAULT_MESSAGE = (
-    "Lots of people are trying to get in right now. We let everyone through in the order "
-    "they arrived, at the pace the site can handle."
-)
-GO_PAGES = {
-    "already_claimed": (
-        "You've already gone in",
-        "This admission was used already. If that was you in another tab or window, "
-        "carry on there.",
-    ),
-    "session_ended": ("This visit has ended", "The admission was used and the visit is over."),
-    "admission_expired": (
-        "Your turn has passed",
-        "The admission wasn't used in time, so it went to the next person. You can join "
-        "the line again.",
-    ),
-    "not_admitted": (
-        "It isn't your turn yet",
-        "You're still in line. Go back to the waiting room page: it will take you in when "
-        "it's your turn.",
-    ),
-}
+GO_PAGES = frozenset({"already_claimed", "session_ended", "admission_expired", "not_admitted"})
+"""Errors of ``/go`` with a page of their own (catalog keys ``go_<code>_title/_text``);
+the rest get ``go_broken``."""
 TokenQuery = Annotated[
     str, QueryParameter(name="token", description="The queue token of the admitted place.")
 ]
 
 
-def page(template: str, *, status: int = 200, **context: Any) -> Template:
+def page(
+    template: str, *, status: int = 200, texts: PageTexts | None = None, **context: Any
+) -> Template:
     context.setdefault("brand", BRAND)
+    context["lang"] = texts.language if texts else DEFAULT_LANGUAGE
+    headers = SECURITY_HEADERS
+    if texts is not None:
+        headers = {
+            **SECURITY_HEADERS,
+            "Content-Language": texts.language,
+            "Vary": "Accept-Language",
+        }
     return Template(
         template_name=template,
         context=context,
         status_code=status,
         media_type="text/html",
-        headers=SECURITY_HEADERS,
+        headers=headers,
     )
+
+
+def visitor_texts(request: Request[Any, Any, Any], config: RoomConfig | None = None) -> PageTexts:
+    """The page's texts in the visitor's language, with the room's own texts over them."""
+    overrides = config.texts if config is not None else None
+    return catalogs().for_request(request.headers.get("accept-language"), overrides)
 
 
 def message_page(
-    title: str, text: str, *, link: str | None = None, link_text: str = "", status: int = 200
+    texts: PageTexts, name: str, *, link: str | None = None, status: int = 200
 ) -> Template:
+    """A page of one message: the catalog's ``<name>_title`` and ``<name>_text``."""
     return page(
-        "message.html", status=status, title=title, text=text, link=link, link_text=link_text
+        "message.html",
+        status=status,
+        texts=texts,
+        title=texts[f"{name}_title"],
+        text=texts[f"{name}_text"],
+        link=link,
+        link_text=texts["back_to_room"],
     )
 
 
-def room_page_error(err: errors.WaitroomError) -> Template:
+def room_page_error(texts: PageTexts, err: errors.WaitroomError) -> Template:
     if isinstance(err, errors.StoreUnavailable):
-        return message_page(
-            "One moment, please",
-            "We can't reach the line right now. This page will work again shortly: try "
-            "reloading in a few seconds. Your place is kept.",
-            status=503,
-        )
-    return message_page("No such waiting room", "Check the address.", status=err.status)
+        return message_page(texts, "store_down", status=503)
+    return message_page(texts, "no_room", status=err.status)
 
 
 @get(
@@ -103,23 +104,30 @@ def room_page_error(err: errors.WaitroomError) -> Template:
 async def room_html(
     room: RoomParam, people: NamedDependency[People], request: Request[Any, Any, Any]
 ) -> Template:
-    """Joins or restores the person's place and follows it live; see the README."""
+    """Joins or restores the person's place and follows it live; see the README. The
+    page speaks the visitor's language (``Accept-Language``: en, de, fr, es, ja, and any
+    language the room has ``texts`` for; English otherwise)."""
     caller = caller_of_request(request)
     try:
         room = valid_room_id(room)
         config = await people.room(room)
         initial = await people.first_paint(room, caller, request.cookies.get(cookie_name(room)))
     except (errors.InvalidRoomId, errors.RoomNotFound, errors.StoreUnavailable) as err:
-        return room_page_error(err)
+        return room_page_error(visitor_texts(request), err)
+    texts = visitor_texts(request, config)
     return page(
         "room.html",
+        texts=texts,
+        t=texts,
+        texts_json=msgspec.json.encode(texts.messages).decode(),
         room=room,
         initial=msgspec.json.encode(initial).decode(),
-        title=config.title or "You're in line",
-        message=config.message or DEFAULT_MESSAGE,
+        title=config.title or texts["page_title"],
+        message=config.message or texts["message"],
         logo_url=config.logo_url,
         brand=config.brand_color,
         pow_difficulty=config.pow_difficulty,
+        max_party_size=config.max_party_size,
     )
 
 
@@ -132,13 +140,9 @@ def wants_html(request: Request[Any, Any, Any]) -> bool:
     return "text/html" in request.headers.get("accept", "")
 
 
-def go_error_page(room: str, err: errors.WaitroomError) -> Template:
-    title, text = GO_PAGES.get(
-        err.code, ("This link doesn't work", "It may have expired. You can join the line again.")
-    )
-    return message_page(
-        title, text, link=f"/rooms/{room}", link_text="Back to the waiting room", status=err.status
-    )
+def go_error_page(texts: PageTexts, room: str, err: errors.WaitroomError) -> Template:
+    name = f"go_{err.code}" if err.code in GO_PAGES else "go_broken"
+    return message_page(texts, name, link=f"/rooms/{room}", status=err.status)
 
 
 @get(
@@ -175,7 +179,7 @@ async def go(
         location = await people.go(room, caller, given)
     except errors.WaitroomError as err:
         if wants_html(request):
-            return go_error_page(room, err)
+            return go_error_page(visitor_texts(request), room, err)
         raise
     return Response(content=b"", status_code=HTTP_303_SEE_OTHER, headers={"Location": location})
 

@@ -63,6 +63,13 @@ LastEventId = Annotated[
             *ROOM_ERRORS,
             *STORE_ERRORS,
             errors.PartyTooLarge,
+            errors.UnknownLane,
+            errors.InviteInvalid,
+            errors.InviteExpired,
+            errors.InviteUsedUp,
+            errors.InviteRevoked,
+            errors.RoomClosed,
+            errors.RoomFull,
             errors.PowRequired,
             errors.PowInvalid,
             errors.PowReused,
@@ -78,11 +85,15 @@ async def enqueue(
     data: JSONBody[EnqueueBody] = NO_ENQUEUE_FIELDS,
     idempotency_key: IdempotencyKey = "",
 ) -> Response[PlaceResponse]:
-    """Join the line. Body (optional): ``{"size": 1, "metadata": {}}``; a party of N uses N
-    units. A valid queue token for this room in ``Authorization: Bearer`` returns the
-    existing place (200) instead of a new one (201) while that place is live (waiting,
-    admitted or active; an ended place gets a new one), and so does a repeated
-    ``Idempotency-Key``, which makes a retry safe."""
+    """Join the line. Body (optional): ``{"size": 1, "metadata": {}, "lane": "any",
+    "invite": "..."}``; a party of N uses N units. Before the room's ``opens_at`` the place
+    is in the pre-queue (``opens_at`` in the answer); from ``closes_at`` on joining is
+    refused (409 ``room_closed``); a full ``reject`` room turns people away (409
+    ``room_full``), a ``passthrough`` or ``reject`` room with room to spare admits at once.
+    A valid queue token for this room in ``Authorization: Bearer`` returns the existing
+    place (200) instead of a new one (201) while that place is live (waiting, admitted or
+    active; an ended place gets a new one), and so does a repeated ``Idempotency-Key``,
+    which makes a retry safe."""
     joined = await call.people.join(
         call.room,
         call.caller,

@@ -12,7 +12,15 @@ from gateway.caller import bearer_token
 from gateway.errors import ACCESS_TOKEN_ERRORS, BODY_ERRORS, STORE_ERRORS, error_answers
 from gateway.routes.common import BEARER
 from gateway.routes.openapi import OptionalBody
-from gateway.schemas import NO_FIELDS, NoFields, SessionResponse, VerifyBody, VerifyResponse
+from gateway.schemas import (
+    NO_FIELDS,
+    NO_SESSION_FIELDS,
+    NoFields,
+    SessionHeartbeatBody,
+    SessionResponse,
+    VerifyBody,
+    VerifyResponse,
+)
 from gateway.site import Site
 from shared import errors
 
@@ -52,11 +60,14 @@ async def verify(data: JSONBody[VerifyBody], site: NamedDependency[Site]) -> Ver
 async def session_heartbeat(
     site: NamedDependency[Site],
     request: Request[Any, Any, Any],
-    data: JSONBody[NoFields] = NO_FIELDS,
+    data: JSONBody[SessionHeartbeatBody] = NO_SESSION_FIELDS,
 ) -> SessionResponse:
     """Bearer access token. Claims the admission if it was not yet claimed, else moves the
-    session's end to session_ttl from now; answers a refreshed ``access_token``."""
-    return await site.heartbeat(bearer_token(request))
+    session's end to session_ttl from now; answers a refreshed ``access_token`` and the
+    ``session_deadline``. The body may carry the site's ``latency`` since the last report
+    (WaitroomGuard sends it): the room keeps the latest report of each visit for 10 s, and
+    a room with ``auto_release`` paces admissions by them."""
+    return await site.heartbeat(bearer_token(request), data.latency)
 
 
 @post(

@@ -1,5 +1,5 @@
 -- Prelude of every room script (see shared/scripts.py). In front of it comes a header
--- generated from the Python definitions: the key locals K_CFG .. K_POW and K_LEASE[role]
+-- generated from the Python definitions: the key locals K_CFG .. K_PREQUEUE and K_LEASE[role]
 -- (KEYS is always RoomKeys.all(), every key with the {room} tag), MAX_PRIORITY,
 -- PRIORITY_SPAN, RATE_TAU_MS and SCHEMA_VERSION.
 -- ARGV[1] is always the room id.
@@ -96,27 +96,41 @@ local function emit(inc, etype, position_id, fields, now)
   return event_seq
 end
 
--- The first place in line that has a record (an entry whose record is gone is dropped).
-local function line_head()
-  while true do
-    local head = redis.call('ZRANGE', K_LINE, 0, 0)
-    if #head == 0 then
-      return nil, nil
-    end
-    local p = get_person(head[1])
-    if p then
-      return head[1], p
-    end
-    redis.call('ZREM', K_LINE, head[1])
-    redis.call('ZREM', K_SEEN, head[1])
+-- The record of a place in line; nil, with the entry dropped, when the record is gone.
+local function line_person(position_id)
+  local p = get_person(position_id)
+  if not p then
+    redis.call('ZREM', K_LINE, position_id)
+    redis.call('ZREM', K_SEEN, position_id)
   end
+  return p
+end
+
+-- A config as the cfg hash holds it: name, value, ... (a table, the lanes, as JSON).
+local function config_flat(config)
+  local flat = {}
+  for name, value in pairs(config) do
+    flat[#flat + 1] = name
+    if type(value) == 'table' then
+      flat[#flat + 1] = cjson.encode(value)
+    else
+      flat[#flat + 1] = tostring(value)
+    end
+  end
+  return flat
 end
 
 -- The transitions, shared by the scripts that make them and by replay.lua.
-local function join_line(position_id, p, seen_at)
+-- Someone who joins before the line opens (`draw`: their place in the pre-queue's draw)
+-- waits in the pre-queue, out of the line, until the opening places them.
+local function join_line(position_id, p, seen_at, draw)
   put_person(position_id, p)
   redis.call('ZREM', K_ENDED, position_id) -- live again: the purge must not forget it
-  redis.call('ZADD', K_LINE, line_score(p.priority, p.arrival), position_id)
+  if draw then
+    redis.call('ZADD', K_PREQUEUE, draw, position_id)
+  else
+    redis.call('ZADD', K_LINE, line_score(p.priority, p.arrival), position_id)
+  end
   redis.call('ZADD', K_SEEN, seen_at, position_id)
   if p.ip ~= '' then
     redis.call('HINCRBY', K_IPS, p.ip, 1)
@@ -127,12 +141,17 @@ local function join_line(position_id, p, seen_at)
   redis.call('HINCRBY', K_STATS, 'enqueued_total', 1)
 end
 
-local function mark_admitted(position_id, p, now, claim_deadline)
+-- `seat`: the lane the party takes its units from ('' or nil in a room without lanes).
+local function mark_admitted(position_id, p, now, claim_deadline, seat)
   redis.call('ZREM', K_LINE, position_id)
   redis.call('ZREM', K_SEEN, position_id)
   p.state = 'admitted'
   p.admitted_at = now
   p.claim_deadline = claim_deadline
+  if seat and seat ~= '' then
+    p.seat = seat
+    redis.call('HINCRBY', K_STATS, 'lane_used:' .. seat, p.size)
+  end
   put_person(position_id, p)
   redis.call('ZADD', K_ADMITTED, claim_deadline, position_id)
   redis.call('HINCRBY', K_STATS, 'used_units', p.size)
@@ -188,13 +207,29 @@ end
 local function free_units(p)
   if p.state == 'admitted' or p.state == 'active' then
     redis.call('HINCRBY', K_STATS, 'used_units', -p.size)
+    if p.seat then
+      redis.call('HINCRBY', K_STATS, 'lane_used:' .. p.seat, -p.size)
+    end
   end
+end
+
+-- People who gave up their place in line (left, or went silent): an exponentially
+-- decaying count like the admission rate's, for the wait estimate (shared/line.py).
+local function count_gone_from_line(now)
+  local st = redis.call('HMGET', K_STATS, 'gone_rate', 'gone_rate_ts')
+  local r, ts = tonumber(st[1] or '0'), tonumber(st[2] or now)
+  r = r * math.exp(-math.max(0, now - ts) / RATE_TAU_MS) + 1000 / RATE_TAU_MS
+  redis.call('HSET', K_STATS, 'gone_rate', string.format('%.6f', r), 'gone_rate_ts', now)
 end
 
 -- Move a person to a final state: out of every live set, units and IP slot given back.
 local function finish(position_id, p, state, reason, now)
+  if p.state == 'waiting' and state ~= 'completed' then
+    count_gone_from_line(now)
+  end
   free_units(p)
   redis.call('ZREM', K_LINE, position_id)
+  redis.call('ZREM', K_PREQUEUE, position_id)
   redis.call('ZREM', K_SEEN, position_id)
   redis.call('ZREM', K_ADMITTED, position_id)
   redis.call('ZREM', K_ACTIVE, position_id)
@@ -218,7 +253,8 @@ local function wipe_room(gone_inc)
   local kept = redis.call('HMGET', K_STATS, 'event_seq', 'fence', 'gone')
   local marked = redis.call('HGET', K_STATS, 'recovering')
   redis.call('DEL', K_CFG, K_STATS, K_LINE, K_SEEN, K_PEOPLE, K_ADMITTED, K_ACTIVE, K_IPS,
-             K_ENDED, K_LEASE.admission, K_LEASE.heartbeat, K_POW)
+             K_ENDED, K_LEASE.admission, K_LEASE.heartbeat, K_POW, K_LATENCY, K_INVITES,
+             K_PREQUEUE)
   if marked then
     redis.call('HSET', K_STATS, 'recovering', marked)
   end
@@ -236,13 +272,19 @@ local function deleted_incarnation(inc)
   return inc ~= '' and string.find(',' .. gone, ',' .. inc .. ',', 1, true) ~= nil
 end
 
--- The answer the gateway turns into a status: the person plus where they stand.
+-- The answer the gateway turns into a status: the person plus where they stand (someone
+-- waiting who is not in the line is in the pre-queue).
 local function view(position_id, p, cfg, now, created)
   local rank = -1
+  local prequeue = false
   if p.state == 'waiting' then
     rank = redis.call('ZRANK', K_LINE, position_id)
+    if not rank then
+      rank, prequeue = -1, true
+    end
   end
-  local st = redis.call('HMGET', K_STATS, 'rate', 'rate_ts', 'rate_since', 'event_seq')
+  local st = redis.call('HMGET', K_STATS, 'rate', 'rate_ts', 'rate_since', 'event_seq',
+                        'gone_rate', 'gone_rate_ts', 'pace')
   return cjson.encode({
     position_id = position_id,
     state = p.state,
@@ -269,6 +311,14 @@ local function view(position_id, p, cfg, now, created)
     event_seq = tonumber(st[4] or '0'),
     now = now,
     created = created,
+    gone_rate = tonumber(st[5] or '0'),
+    gone_rate_ts = tonumber(st[6] or '0'),
+    pace = (cfg.auto_release == 'true' and tonumber(st[7] or cfg.release_rate)) or -1,
+    admission_policy = cfg.admission_policy or 'strict',
+    queueing_method = cfg.queueing_method or 'fifo',
+    lane = p.lane or '',
+    prequeue = prequeue,
+    opens_at = tonumber(cfg.opens_at or '0'),
   })
 end
 
@@ -287,4 +337,159 @@ local function expire_due(zkey, cutoff, reason, cfg, now, max_batch)
     end
   end
   return #due
+end
+
+-- Room policies --------------------------------------------------------------------------
+-- The same rules in Python, for `waitroom audit`, are in shared/policy.py.
+
+-- The room's lanes (name -> units); empty for a room without lanes.
+local function room_lanes(cfg)
+  if cfg.lanes == nil or cfg.lanes == '' or cfg.lanes == '{}' then
+    return {}
+  end
+  return cjson.decode(cfg.lanes)
+end
+
+-- What the room has free now: units in all (max_active - used) and per lane (its units
+-- less the units seated in it). Lanes are visited in name order, so seating is the same
+-- every time.
+local function capacity(cfg, used)
+  local lanes = room_lanes(cfg)
+  local cap = { max = tonumber(cfg.max_active), total = tonumber(cfg.max_active) - used,
+                lanes = lanes, names = {}, free = {} }
+  for name in pairs(lanes) do
+    cap.names[#cap.names + 1] = name
+  end
+  table.sort(cap.names)
+  for _, name in ipairs(cap.names) do
+    local seated = tonumber(redis.call('HGET', K_STATS, 'lane_used:' .. name) or '0')
+    cap.free[name] = lanes[name] - seated
+  end
+  return cap
+end
+
+-- Where a party of `size` that joined `lane` (a name, 'any', or '' for any) would sit now:
+-- of the lanes it may use, the one with the least room that still fits it ('' in a room
+-- without lanes). Or nil and why not: 'never' (it cannot fit the room as configured now:
+-- it holds nobody up), 'lane' (no lane it may use has room), 'total' (a lane has, the
+-- room's total has not).
+local function seat_for(cap, lane, size)
+  if size > cap.max then
+    return nil, 'never'
+  end
+  if #cap.names == 0 then
+    if size > cap.total then
+      return nil, 'total'
+    end
+    return '', nil
+  end
+  local best, possible = nil, false
+  for _, name in ipairs(cap.names) do
+    if lane == 'any' or lane == '' or lane == name then
+      if cap.lanes[name] >= size then
+        possible = true
+      end
+      if cap.free[name] >= size and (best == nil or cap.free[name] < cap.free[best]) then
+        best = name
+      end
+    end
+  end
+  if best == nil then
+    if possible then
+      return nil, 'lane'
+    end
+    return nil, 'never'
+  end
+  if size > cap.total then
+    return nil, 'total'
+  end
+  return best, nil
+end
+
+local function take_seat(cap, seat, size)
+  cap.total = cap.total - size
+  if seat ~= '' then
+    cap.free[seat] = cap.free[seat] - size
+  end
+end
+
+-- Whether seating someone in `seat` passes over `p`, who waits ahead of them and does not
+-- fit (`short` says why): it does when they wanted the same units.
+local function competes(cap, p, short, seat)
+  local lane = p.lane or ''
+  return short == 'total' or #cap.names == 0 or lane == 'any' or lane == '' or lane == seat
+end
+
+-- Whether the pre-queue is due to open: it holds people and opens_at has passed (or was
+-- taken away).
+local function prequeue_due(cfg, now)
+  local opens_at = tonumber(cfg.opens_at or '0')
+  return (opens_at == 0 or now >= opens_at) and redis.call('ZCARD', K_PREQUEUE) > 0
+end
+
+-- The pre-queue's draw: a seed made when its first person joins (recorded on the stream);
+-- everyone's place in it is sha1(seed .. ':' .. position_id), the first 40 bits, within
+-- their priority (higher first). The pre-queue is a sorted set by this, so the shuffle is
+-- sorted as people join and the opening only walks it. shared/policy.py draw_score.
+local DRAW_SPAN = 1099511627776 -- 2^40: a priority's band; scores stay within cjson's 14 digits
+local function draw_score(seed, position_id, priority)
+  local h = tonumber(string.sub(redis.sha1hex(seed .. ':' .. position_id), 1, 10), 16)
+  return (MAX_PRIORITY - priority) * DRAW_SPAN + h
+end
+
+-- Place up to `batch` people from the head of the pre-queue's draw into the line, in the
+-- arrival slots from stats.open_base on: the slots lie within the arrivals the pre-queue
+-- held, so everyone in it stays behind who waited before it and ahead of who comes
+-- later. Answers how many were placed and the sha1 of their ids joined by ','.
+local function place_prequeue(batch)
+  local popped = redis.call('ZPOPMIN', K_PREQUEUE, batch)
+  local st = redis.call('HMGET', K_STATS, 'open_base', 'open_rank')
+  local base, rank = tonumber(st[1]), tonumber(st[2] or '0')
+  local placed = {}
+  for i = 1, #popped, 2 do
+    local priority = MAX_PRIORITY - math.floor(tonumber(popped[i + 1]) / DRAW_SPAN)
+    redis.call('ZADD', K_LINE, line_score(priority, base + rank), popped[i])
+    rank = rank + 1
+    placed[#placed + 1] = popped[i]
+  end
+  redis.call('HSET', K_STATS, 'open_rank', rank)
+  if redis.call('ZCARD', K_PREQUEUE) == 0 then
+    redis.call('HDEL', K_STATS, 'draw_seed', 'open_base', 'open_rank', 'prequeue_last')
+  end
+  return #placed, redis.sha1hex(table.concat(placed, ','))
+end
+
+-- The start of an opening: the first slot is the last pre-queue arrival less the people in
+-- it, plus one (their arrivals are distinct, so it is no earlier than the first of them).
+local function start_opening()
+  local st = redis.call('HMGET', K_STATS, 'prequeue_last', 'draw_seed')
+  local count = redis.call('ZCARD', K_PREQUEUE)
+  local base = tonumber(st[1] or '0') - count + 1
+  redis.call('HSET', K_STATS, 'open_base', base, 'open_rank', 0)
+  return st[2] or '', count, base
+end
+
+-- Invites: K_INVITES maps an invite id to {priority, uses, used, expires_at, revoked}.
+local function new_invite(priority, uses, expires_at)
+  return { priority = priority, uses = uses, used = 0, expires_at = expires_at, revoked = false }
+end
+
+local function get_invite(invite_id)
+  local stored = redis.call('HGET', K_INVITES, invite_id)
+  if not stored then
+    return nil
+  end
+  return cjson.decode(stored)
+end
+
+local function put_invite(invite_id, invite)
+  redis.call('HSET', K_INVITES, invite_id, cjson.encode(invite))
+end
+
+local function use_invite(invite_id)
+  local invite = get_invite(invite_id)
+  if invite then
+    invite.used = invite.used + 1
+    put_invite(invite_id, invite)
+  end
 end

@@ -5,7 +5,8 @@ local cfg = load_cfg()
 if not cfg then
   return fail('room_not_found')
 end
-local st = redis.call('HMGET', K_STATS, 'event_seq', 'rate', 'rate_ts', 'rate_since')
+local st = redis.call('HMGET', K_STATS, 'event_seq', 'rate', 'rate_ts', 'rate_since',
+                      'gone_rate', 'gone_rate_ts', 'pace')
 return cjson.encode({
   event_seq = tonumber(st[1] or '0'),
   incarnation = cfg.inc,
@@ -15,6 +16,10 @@ return cjson.encode({
   rate = tonumber(st[2] or '0'),
   rate_ts = tonumber(st[3] or '0'),
   rate_since = tonumber(st[4] or '0'),
+  gone_rate = tonumber(st[5] or '0'),
+  gone_rate_ts = tonumber(st[6] or '0'),
+  auto_release = cfg.auto_release == 'true',
+  pace = tonumber(st[7] or '-1'),
   now = now_ms(),
   line = redis.call('ZRANGE', K_LINE, 0, -1, 'WITHSCORES'),
 })

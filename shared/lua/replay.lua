@@ -3,7 +3,8 @@
 -- mode 'strict': events read back from the stream, not appended to the outbox again;
 --   events at or below the room's event counter are skipped (a replay run twice changes
 --   nothing the second time); a missing seq or an event naming a place the room does not
---   know stops the run there (the events before it are applied) and is answered as `stop`.
+--   know stops the run there (the events before it are applied) and is answered as `stop`;
+--   so does a pre-queue's opening that places others than the stream recorded (`diverged`).
 -- mode 'accept_gap': the same, but a missing seq is noted in `gaps` and the replay goes
 --   on; an event naming an unknown place is counted in `orphans` and skipped.
 -- mode 'reapply': events a store made on an older state than the stream's (a fork), put
@@ -23,11 +24,7 @@ end
 
 local function apply_room_updated(e, at)
   local cfg = load_cfg()
-  local flat = {}
-  for name, value in pairs(e.config) do
-    flat[#flat + 1] = name
-    flat[#flat + 1] = tostring(value)
-  end
+  local flat = config_flat(e.config)
   if mode ~= 'reapply' then
     redis.call('HSET', K_CFG, 'version', e.version, 'inc', incarnation_of(e), unpack(flat))
     return true
@@ -52,8 +49,19 @@ local function apply_to_place(e, t, p, at)
     if p.state ~= 'waiting' then
       return false
     end
-    mark_admitted(position_id, p, at, e.claim_deadline)
-    fields = { claim_deadline = e.claim_deadline, size = p.size, arrival = p.arrival }
+    mark_admitted(position_id, p, at, e.claim_deadline, e.lane)
+    local passed = nil
+    for _, passed_id in ipairs(e.passed or {}) do
+      local ahead = get_person(passed_id)
+      if ahead then
+        ahead.skips = (ahead.skips or 0) + 1
+        put_person(passed_id, ahead)
+        passed = passed or {}
+        passed[#passed + 1] = passed_id
+      end
+    end
+    fields = { claim_deadline = e.claim_deadline, size = p.size, arrival = p.arrival,
+               lane = p.seat, passed = passed, direct = e.direct or nil }
   elseif t == 'activated' then
     if p.state ~= 'admitted' then
       return false
@@ -102,11 +110,94 @@ local function apply_enqueued(e, at)
   local p = { state = 'waiting', arrival = e.arrival, size = e.size, priority = e.priority,
               ip = e.ip_hash or '', joined = at, meta = e.metadata or '', bind = e.bind or '',
               inc = incarnation_of(e) }
-  join_line(e.position_id, p, now)
+  if e.lane and e.lane ~= '' then
+    p.lane = e.lane
+  end
+  local draw, seeded = nil, nil
+  if e.prequeue then
+    local seed = redis.call('HGET', K_STATS, 'draw_seed')
+    if not seed then
+      seed = e.draw_seed
+      if not seed or seed == '' then
+        seed = redis.sha1hex(e.id) -- a fork's pre-queue, started again by this join
+      end
+      seeded = seed
+    end
+    draw = e.draw
+    if mode == 'reapply' then
+      draw = draw_score(seed, e.position_id, p.priority) -- drawn under the rebuilt seed
+    end
+    local last = tonumber(redis.call('HGET', K_STATS, 'prequeue_last') or '0')
+    redis.call('HSET', K_STATS, 'draw_seed', seed, 'prequeue_last', math.max(last, e.arrival))
+  end
+  join_line(e.position_id, p, now, draw)
+  if e.invite and e.invite ~= '' then
+    use_invite(e.invite)
+  end
   if mode == 'reapply' then
     emit(load_cfg().inc, 'enqueued', e.position_id,
          { arrival = p.arrival, priority = p.priority, size = p.size, incarnation = p.inc,
-           ip_hash = p.ip, metadata = p.meta, bind = p.bind, restored = true }, at)
+           ip_hash = p.ip, metadata = p.meta, bind = p.bind, restored = true, lane = p.lane,
+           invite = e.invite, prequeue = draw and true or nil, draw = draw,
+           draw_seed = seeded }, at)
+  end
+  return true
+end
+
+-- The pre-queue's opening, made again as recorded: it must place the same people in the
+-- same order, or the replay stops (`diverged`). A fork's openings are not made again:
+-- the rebuilt room's own admission ticks open its pre-queue anew.
+local function apply_opening(e, t)
+  if mode == 'reapply' then
+    return false
+  end
+  if t == 'line_opened' then
+    local _, count, base = start_opening()
+    if count ~= e.count or base ~= e.base then
+      return nil, { kind = 'diverged', id = e.id, seq = e.seq }
+    end
+  else
+    local placed, order = place_prequeue(e.placed)
+    if placed ~= e.placed or order ~= e.order then
+      return nil, { kind = 'diverged', id = e.id, seq = e.seq }
+    end
+  end
+  return true
+end
+
+local function apply_invite(e, t, at)
+  if t == 'invite_created' then
+    put_invite(e.invite_id, new_invite(e.priority, e.uses, e.expires_at or 0))
+  else
+    local invite = get_invite(e.invite_id)
+    if not invite then
+      return false
+    end
+    invite.revoked = true
+    put_invite(e.invite_id, invite)
+  end
+  if mode == 'reapply' then
+    local fields = { invite_id = e.invite_id }
+    if t == 'invite_created' then
+      fields = { invite_id = e.invite_id, priority = e.priority, uses = e.uses,
+                 expires_at = e.expires_at or 0 }
+    end
+    emit(load_cfg().inc, t, nil, fields, at)
+  end
+  return true
+end
+
+local function apply_pace(e, at)
+  if e.auto_release then
+    redis.call('HSET', K_STATS, 'pace', tostring(e.pace))
+  else
+    redis.call('HDEL', K_STATS, 'pace')
+  end
+  if mode == 'reapply' then
+    emit(load_cfg().inc, 'pace_changed', nil,
+         { pace = e.pace, auto_release = e.auto_release, release_rate = e.release_rate,
+           target_latency_ms = e.target_latency_ms, site_p95_ms = e.site_p95_ms,
+           reports = e.reports }, at)
   end
   return true
 end
@@ -122,7 +213,13 @@ local function apply(e)
   if mode == 'reapply' and not load_cfg() then
     return false
   end
-  if t == 'room_deleted' then
+  if t == 'line_opened' or t == 'prequeue_placed' then
+    return apply_opening(e, t)
+  elseif t == 'invite_created' or t == 'invite_revoked' then
+    return apply_invite(e, t, at)
+  elseif t == 'pace_changed' then
+    return apply_pace(e, at)
+  elseif t == 'room_deleted' then
     local cfg = load_cfg()
     if mode == 'reapply' then
       emit(cfg.inc, 'room_deleted', nil, {}, at)

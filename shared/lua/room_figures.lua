@@ -21,6 +21,9 @@ return cjson.encode({
   admitted = redis.call('ZCARD', K_ADMITTED),
   active = redis.call('ZCARD', K_ACTIVE),
   outbox = redis.call('XLEN', K_OUTBOX),
+  latency = redis.call('HVALS', K_LATENCY),
   outbox_oldest = oldest,
+  prequeue = redis.call('ZCARD', K_PREQUEUE),
+  invites = redis.call('HLEN', K_INVITES),
   now = now_ms(),
 })

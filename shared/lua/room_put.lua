@@ -1,7 +1,9 @@
 -- Create or update a room's config in one step: merge, check, write, append the event.
 -- ARGV: room, new_incarnation, update_json (only the fields given, each already checked
 -- on its own by shared/room.py RoomUpdate), fields_json (every config field and its
--- default; null for a field a new room must be given).
+-- default; null for a field a new room must be given). Fields are in their stored form
+-- (shared/room.py to_stored): times are epoch ms, 0 for none; the lanes a table, held in
+-- the hash as JSON.
 -- The update goes onto the stored config (a new room starts from the defaults), the result
 -- must pass every rule in RULES, and only then is anything written: two partial updates at
 -- once never lose each other. Answers {created, config, seq (of its room_updated event),
@@ -17,6 +19,10 @@ local RULES = {
     function(c) return c.heartbeat_timeout > c.heartbeat_interval end },
   { 'max_party_size must be at most max_active',
     function(c) return c.max_party_size <= c.max_active end },
+  { 'auto_release needs target_latency_ms (the site latency the pace aims for)',
+    function(c) return not c.auto_release or c.target_latency_ms > 0 end },
+  { 'closes_at must be later than opens_at',
+    function(c) return c.opens_at == 0 or c.closes_at == 0 or c.closes_at > c.opens_at end },
 }
 
 if recovering() then
@@ -30,6 +36,10 @@ for name, default in pairs(fields) do
     value = stored[name]
     if type(default) == 'number' then
       value = tonumber(value) -- the hash holds strings
+    elseif type(default) == 'boolean' then
+      value = value == 'true'
+    elseif type(default) == 'table' then
+      value = cjson.decode(value)
     end
   end
   if value == nil and default ~= cjson.null then
@@ -53,12 +63,7 @@ local inc, version = ARGV[2], 1
 if not created then
   inc, version = stored.inc, tonumber(stored.version or '0') + 1
 end
-local flat = {}
-for name, value in pairs(config) do
-  flat[#flat + 1] = name
-  flat[#flat + 1] = tostring(value)
-end
-redis.call('HSET', K_CFG, 'version', version, 'inc', inc, unpack(flat))
+redis.call('HSET', K_CFG, 'version', version, 'inc', inc, unpack(config_flat(config)))
 local seq = emit(inc, 'room_updated', nil,
                  { config = config, created = created, version = version, incarnation = inc },
                  now_ms())

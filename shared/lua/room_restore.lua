@@ -4,7 +4,7 @@
 -- ARGV: room, snapshot_json ('' for none: the room starts from nothing, event counter 0)
 local kept = redis.call('HMGET', K_STATS, 'fence', 'gone', 'recovering')
 redis.call('DEL', K_CFG, K_STATS, K_LINE, K_SEEN, K_PEOPLE, K_ADMITTED, K_ACTIVE, K_IPS,
-           K_ENDED, K_POW)
+           K_ENDED, K_POW, K_INVITES, K_PREQUEUE)
 redis.call('HSET', K_STATS, 'recovering', kept[3] or '1', 'event_seq', '0',
            'fence', kept[1] or '0', 'gone', kept[2] or '')
 if ARGV[2] == '' then
@@ -36,12 +36,7 @@ local function put_flat(cmd, key, flat, swap, also)
   end
 end
 
-local cfg_flat = {}
-for name, value in pairs(snap.cfg) do
-  cfg_flat[#cfg_flat + 1] = name
-  cfg_flat[#cfg_flat + 1] = tostring(value)
-end
-put_flat('HSET', K_CFG, cfg_flat)
+put_flat('HSET', K_CFG, config_flat(snap.cfg))
 local stats_flat = {}
 for name, value in pairs(snap.stats) do
   if name ~= 'gone' or value ~= '0' then
@@ -62,4 +57,6 @@ put_flat('ZADD', K_ACTIVE, snap.active, true)
 put_flat('ZADD', K_ENDED, snap.ended, true)
 put_flat('ZADD', K_POW, snap.pow, true)
 put_flat('HSET', K_IPS, snap.ips)
+put_flat('ZADD', K_PREQUEUE, snap.prequeue or {}, true)
+put_flat('HSET', K_INVITES, snap.invites or {})
 return tonumber(snap.seq)

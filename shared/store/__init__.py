@@ -8,11 +8,21 @@ callers as waitroom errors, mapped in one place (``calls``).
 from shared.line import RATE_TAU_MS, observed_rate
 from shared.store.index import ReplicaSet, RoomIndex
 from shared.store.rooms import RoomStore, check_room_id, new_position_id, require_room
-from shared.store.views import AdmitResult, PersonView, RoomFigures, State, digest_of
+from shared.store.views import (
+    AdmitResult,
+    InviteRecord,
+    PaceInputs,
+    PersonView,
+    RoomFigures,
+    State,
+    digest_of,
+)
 
 __all__ = [
     "RATE_TAU_MS",
     "AdmitResult",
+    "InviteRecord",
+    "PaceInputs",
     "PersonView",
     "ReplicaSet",
     "RoomFigures",

@@ -9,15 +9,23 @@ from typing import Any
 import msgspec
 from redis.asyncio import Redis
 
-from shared import keys
+from shared import keys, site_latency
 from shared.errors import InvalidRoomId, RoomNotFound, StoreUnavailable
-from shared.room import FIELD_DEFAULTS, RoomConfig, RoomUpdate, checked_update, from_stored
+from shared.room import (
+    FIELD_DEFAULTS,
+    RoomConfig,
+    RoomUpdate,
+    checked_update,
+    from_stored,
+)
 from shared.scripts import LuaScript, Scripts
 from shared.store.calls import mapped, store_call, store_error
 from shared.store.index import ReplicaSet, RoomIndex
 from shared.store.views import (
     AdmitResult,
+    InviteRecord,
     LineSnapshot,
+    PaceInputs,
     PersonView,
     PutResult,
     ReplayMode,
@@ -26,6 +34,7 @@ from shared.store.views import (
     admit_decoder,
     digest_of,
     figures_decoder,
+    invite_decoder,
     line_snapshot_decoder,
     person_decoder,
     put_decoder,
@@ -50,6 +59,18 @@ def check_room_id(room: str) -> None:
 
 def new_position_id() -> str:
     return secrets.token_urlsafe(12)
+
+
+OPENING_BATCH = 1000
+"""People an opening places per script call (a few milliseconds of the data store's time)."""
+OPENING_BATCHES = 50
+"""Batches an admission tick places at most, before it lets another room's tick run."""
+
+
+def new_seed() -> str:
+    """Randomness for a script that draws (the pre-queue shuffle, the lottery): recorded
+    on the stream where a replay needs it."""
+    return secrets.token_hex(8)
 
 
 class RoomStore:
@@ -109,10 +130,14 @@ class RoomStore:
         pow_difficulty: int = 0,
         pow_expires_ms: int = 0,
         outbox_max: int | None = None,
+        lane: str = "",
+        invite_id: str = "",
     ) -> PersonView:
-        """Join the line, or (``restore_arrival``) put back a place the store lost, in the
-        room's ``incarnation`` the token names; ``pow_*`` is a checked proof of work. New
-        people are refused (``EventsBacklog``) while the room's outbox holds more than
+        """Join the line (or the pre-queue), or (``restore_arrival``) put back a place the
+        store lost, in the room's ``incarnation`` the token names; ``pow_*`` is a checked
+        proof of work; ``lane`` a lane of the room or ``any``; ``invite_id`` an invite whose
+        signature the caller checked (it gives the priority and spends a use). New people
+        are refused (``EventsBacklog``) while the room's outbox holds more than
         ``outbox_max`` events (the store's own bound unless given; 0: no bound)."""
         position_id = position_id or new_position_id()
         raw = await self._run(
@@ -130,6 +155,9 @@ class RoomStore:
             pow_difficulty,
             pow_expires_ms,
             self.outbox_max if outbox_max is None else outbox_max,
+            lane,
+            invite_id,
+            new_seed(),
         )
         return person_decoder.decode(raw)
 
@@ -183,10 +211,105 @@ class RoomStore:
 
     # workers --------------------------------------------------------------------------
     async def admit(
-        self, room: str, holder: str, fence: int, lease_ms: int, max_batch: int = 100_000
+        self,
+        room: str,
+        holder: str,
+        fence: int,
+        lease_ms: int,
+        max_batch: int = 100_000,
+        *,
+        pace: float | None = None,
     ) -> AdmitResult:
-        raw = await self._run(self.scripts.admit, room, holder, fence, lease_ms, max_batch)
-        return admit_decoder.decode(raw)
+        """One admission tick; ``pace`` caps the release rate (a room following its site).
+        A pre-queue due to open goes into the line first, in batches of ``OPENING_BATCH``
+        (each its own short script call), at most ``OPENING_BATCHES`` of them per tick; the
+        tick admits once it is all placed."""
+        pace_arg = "" if pace is None else f"{pace:.6f}"
+        admit = self.scripts.admit
+        result = admit_decoder.decode(
+            await self._run(admit, room, holder, fence, lease_ms, max_batch, new_seed(), pace_arg)
+        )
+        if not result.opening:
+            return result
+        for _ in range(OPENING_BATCHES):
+            if await self.open_line(room, holder, fence, lease_ms) == 0:
+                return admit_decoder.decode(
+                    await self._run(
+                        admit, room, holder, fence, lease_ms, max_batch, new_seed(), pace_arg
+                    )
+                )
+        return result
+
+    async def open_line(
+        self, room: str, holder: str, fence: int, lease_ms: int, batch: int = 0
+    ) -> int:
+        """Place the next batch of a due pre-queue into the line; how many still wait."""
+        batch = batch or OPENING_BATCH
+        return int(await self._run(self.scripts.open_line, room, holder, fence, lease_ms, batch))
+
+    # the protected site's pace ----------------------------------------------------------
+    async def report_latency(
+        self, room: str, position_id: str, *, count: int, p50: float, p95: float, top: float
+    ) -> None:
+        """Keep a latency report of the site (the latest per place, for WINDOW_MS)."""
+        await self._run(
+            self.scripts.latency_report,
+            room,
+            position_id,
+            count,
+            f"{p50:.3f}",
+            f"{p95:.3f}",
+            f"{top:.3f}",
+            site_latency.WINDOW_MS,
+            site_latency.MAX_REPORTS,
+        )
+
+    @store_call
+    async def pace_inputs(self, room: str) -> PaceInputs | None:
+        """What the pace controller decides from: the room's pace settings, the pace in
+        force and the site's recent latency reports (None for a room that is gone)."""
+        k = keys.RoomKeys(room)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(k.cfg, "auto_release", "target_latency_ms", "release_rate")
+            pipe.hget(k.stats, "pace")
+            pipe.hvals(k.latency)
+            pipe.time()
+            (auto, target, rate), pace, raw, (secs, micros) = await pipe.execute()
+        if rate is None:
+            return None
+        reports = [site_latency.report_decoder.decode(r) for r in raw]
+        return PaceInputs(
+            auto_release=auto == "true",
+            target_latency_ms=int(target or 0),
+            release_rate=float(rate),
+            pace=None if pace is None else float(pace),
+            reports=site_latency.recent(reports, int(secs) * 1000 + int(micros) // 1000),
+        )
+
+    async def set_pace(
+        self,
+        room: str,
+        holder: str,
+        fence: int,
+        lease_ms: int,
+        pace: float | None,
+        *,
+        site_p95_ms: float | None = None,
+        reports: int = 0,
+    ) -> bool:
+        """Record the room's pace (None: the room no longer follows its site) and append
+        ``pace_changed``; False when it was that already."""
+        changed = await self._run(
+            self.scripts.pace_set,
+            room,
+            holder,
+            fence,
+            lease_ms,
+            "" if pace is None else f"{pace:.3f}",
+            "" if site_p95_ms is None else f"{site_p95_ms:.1f}",
+            reports,
+        )
+        return bool(changed)
 
     async def expire(
         self,
@@ -364,7 +487,7 @@ class RoomStore:
         config, checks the rules across fields and writes, in one step. Answers the merged
         config and whether the room was created."""
         result = await self.put_room_change(room, update)
-        return result.config, result.created
+        return from_stored(result.config), result.created
 
     async def put_room_change(self, room: str, update: RoomUpdate) -> PutResult:
         """``put_room``, answering also the change's event seq, version and incarnation."""
@@ -390,6 +513,20 @@ class RoomStore:
         """Whether the room's event ``seq`` has left the outbox (JetStream has it)."""
         head = await self.outbox_batch(room, 1)
         return not head or msgspec.json.decode(head[0][1], type=_Seq).seq > seq
+
+    # invites --------------------------------------------------------------------------
+    async def create_invite(
+        self, room: str, invite_id: str, *, priority: int, uses: int, expires_at_ms: int
+    ) -> InviteRecord:
+        check_room_id(room)
+        raw = await self._run(
+            self.scripts.invite_put, room, invite_id, priority, uses, expires_at_ms
+        )
+        return invite_decoder.decode(raw)
+
+    async def revoke_invite(self, room: str, invite_id: str) -> InviteRecord:
+        check_room_id(room)
+        return invite_decoder.decode(await self._run(self.scripts.invite_revoke, room, invite_id))
 
     async def delete_room(self, room: str) -> None:
         check_room_id(room)

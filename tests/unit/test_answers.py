@@ -46,20 +46,60 @@ def view(**changes: Any) -> PersonView:
     return PersonView(**fields)
 
 
+STEADY = {"rate": 3.0, "rate_ts": NOW, "rate_since": NOW - 600_000}
+"""A decaying count equal to 3 admissions/s for long enough that there is no warm-up."""
+
+
 def test_before_any_admission_the_release_rate_stands_in_with_a_wide_range() -> None:
     v = view(rank=9, release_rate=2.0)  # 10th in line, 2 people/s configured
     assert eta_seconds(v) == 5
-    assert eta_range(v) == [2, 8]  # +-50 %: nothing observed yet
+    low, high = eta_range(v) or [0, 0]
+    assert low <= 2
+    assert high >= 10  # nothing observed yet: a wide range
 
 
 def test_the_observed_rate_wins_and_the_range_narrows_with_evidence() -> None:
-    # a decaying count equal to 3 admissions/s for long enough that there is no warm-up
-    steady = {"rate": 3.0, "rate_ts": NOW, "rate_since": NOW - 600_000}
-    v = view(rank=29, release_rate=100.0, **steady)
+    v = view(rank=29, release_rate=100.0, **STEADY)
     assert eta_seconds(v) == 10  # 30 people at 3/s, not at the configured 100/s
     low, high = eta_range(v) or [0, 0]
     assert low <= 10 <= high
-    assert high - low <= 4  # ~90 admissions seen: the spread is down to the 15 % floor
+    assert high - low <= 6  # ~90 admissions seen: about +-25 %
+    unobserved = eta_range(view(rank=29, release_rate=3.0)) or [0, 0]
+    assert unobserved[1] - unobserved[0] > high - low
+
+
+def test_people_ahead_leaving_shorten_the_wait() -> None:
+    # 3 admitted and 1 leaving the line per second, 200 waiting: the 100 ahead thin out
+    leaving = {"gone_rate": 1.0, "gone_rate_ts": NOW}
+    stay = view(rank=99, total=200, **STEADY)
+    go = view(rank=99, total=200, **STEADY, **leaving)
+    assert eta_seconds(stay) == 34  # 100 at 3/s, plus this person's own turn
+    assert eta_seconds(go) == 31  # ln(1 + h*99/3)/h + 1/3 with h = 1/200 per second
+    assert (eta_range(go) or [0, 0])[0] < (eta_range(stay) or [0, 0])[0]
+
+
+def test_a_room_following_its_site_is_estimated_at_the_pace_allowed() -> None:
+    assert eta_seconds(view(rank=29, pace=1.0, **STEADY)) == 30  # 3/s seen, 1/s allowed now
+    assert eta_seconds(view(rank=29, pace=5.0, **STEADY)) == 10
+    stopped = view(rank=29, pace=0.0, **STEADY)  # the site is too slow: nobody goes in
+    assert eta_seconds(stopped) is None
+    assert eta_range(stopped) is None
+
+
+def test_other_orders_than_first_come_widen_the_range() -> None:
+    fifo = eta_range(view(rank=29, **STEADY)) or [0, 0]
+    best_fit = eta_range(view(rank=29, admission_policy="best_fit", **STEADY)) or [0, 0]
+    lanes = eta_range(view(rank=29, lane="table", **STEADY)) or [0, 0]
+    assert best_fit[0] < fifo[0] <= fifo[1] < best_fit[1]
+    assert lanes[0] < fifo[0] <= fifo[1] < lanes[1]
+
+
+def test_a_lottery_is_estimated_from_the_whole_line_not_the_place() -> None:
+    # random order: each admission is this person's with chance 1/60, whatever the place
+    first = view(rank=0, total=60, queueing_method="random", **STEADY)
+    last = view(rank=59, total=60, queueing_method="random", **STEADY)
+    assert eta_seconds(first) == eta_seconds(last) == 20
+    assert eta_range(first) == [2, 47]  # the exponential's 10th and 90th percentiles
 
 
 @pytest.mark.parametrize("status", ["paused", "maintenance"])
