@@ -162,14 +162,17 @@ class RoomLoop:
         await self.release_all()
 
     async def release_all(self) -> None:
+        """Leave the live replicas first, then free the leases: the others count one
+        replica fewer by the time they see the rooms free, so their fair share already
+        has room for them and they take them on their next tick."""
+        try:
+            await self.replicas.leave(self.holder)
+        except Exception as exc:
+            log.warning("replica_leave_failed", error=repr(exc))
         for room, fence in list(self.held.items()):
             try:
                 await self.store.lease_release(room, self.role, self.holder, fence)
             except Exception as exc:
                 log.warning("lease_release_failed", room=room, error=repr(exc))
             self._drop(room)
-        try:
-            await self.replicas.leave(self.holder)
-        except Exception as exc:
-            log.warning("replica_leave_failed", error=repr(exc))
         log.info("leases_released", role=self.role)
