@@ -190,6 +190,26 @@ class RoomLine:
             return False
         return True
 
+    def wrote(self, view: PersonView) -> None:
+        """A change this gateway just made in the store, applied before its event comes
+        back over NATS (the event then finds it done), so whoever made it reads it back at
+        once: a join or a place put back is in the line, someone who left is gone."""
+        if not self.synced or view.incarnation != self.incarnation:
+            return
+        if view.state == "waiting":
+            if view.rank >= 0 and view.position_id not in self.places:
+                joined = line_score(view.priority, view.arrival)
+                self.places[view.position_id] = joined
+                self.scores.add(joined)
+        else:
+            gone = self.places.pop(view.position_id, None)
+            if gone is not None:
+                self.scores.remove(gone)
+                if view.state != "admitted":
+                    self.gone_rate, self.gone_rate_ts = _decayed_count(
+                        self.gone_rate, self.gone_rate_ts, int(time.time() * 1000)
+                    )
+
     def _admitted(self, at: int) -> None:
         """The observed pace moves as admit.lua moves it: a decaying count, tau 30 s."""
         if self.rate_since <= 0:
@@ -283,6 +303,12 @@ class LineBook:
         if view is not None:
             self.answered += 1
         return view
+
+    def wrote(self, room: str, view: PersonView) -> None:
+        """This gateway changed a place in the store: its copy of the line follows now."""
+        line = self.lines.get(room)
+        if line is not None:
+            line.wrote(view)
 
     def seen(self, room: str, position_ids: list[str]) -> None:
         """Heartbeats answered from memory: marked seen in the store in the next batch."""

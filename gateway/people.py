@@ -106,7 +106,7 @@ class People:
         try:
             view = await self.store.status(room, claims.sub, touch=touch)
         except PositionNotFound:
-            return await self.store.enqueue(
+            restored = await self.store.enqueue(
                 room,
                 position_id=claims.sub,
                 size=claims.size,
@@ -116,6 +116,8 @@ class People:
                 restore_arrival=claims.arrival,
                 incarnation=claims.incarnation,
             )
+            self._wrote(room, restored)
+            return restored
         if view.incarnation != claims.incarnation:
             raise WrongRoom("The token belongs to an earlier room of this name.")
         return view
@@ -202,6 +204,7 @@ class People:
             lane=body.lane,
             invite_id=invite_id,
         )
+        self._wrote(room, view)
         if not view.created and not self._may_hold(caller, view):
             # a replayed Idempotency-Key from another client: where the place stands, but
             # no token of it
@@ -211,6 +214,10 @@ class People:
             room, view, base_url=caller.base_url, go_token=token, queue_token=token
         )
         return Joined(answer, created=view.created)
+
+    def _wrote(self, room: str, view: PersonView) -> None:
+        if self.lines is not None:
+            self.lines.wrote(room, view)
 
     @staticmethod
     def _may_hold(caller: Caller, view: PersonView) -> bool:
@@ -252,6 +259,7 @@ class People:
     async def leave(self, room: str, caller: Caller, token: str) -> LeaveResponse:
         claims = self.claims(room, token, caller)
         view = await self.store.leave(room, claims.sub)
+        self._wrote(room, view)
         return LeaveResponse(position_id=view.position_id, state=view.state)
 
     async def go(self, room: str, caller: Caller, token: str) -> str:
