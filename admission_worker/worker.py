@@ -14,6 +14,7 @@ import structlog
 from admission_worker.pace import PaceController
 from admission_worker.site_bus import SiteBus
 from shared.keyring import KeyRing
+from shared.metric_registry import counter
 from shared.room_loop import RoomLoop
 from shared.settings import Settings
 from shared.tokens import TokenService
@@ -25,11 +26,13 @@ log = structlog.get_logger("admission")
 def admission_loop(ctx: WorkerContext, holder: str) -> RoomLoop:
     settings = ctx.settings
     pacer = PaceController(ctx.store)
+    admitted = counter(ctx.metrics.registry, "admission_worker", "waitroom_admissions")
 
     async def work(room: str, fence: int) -> None:
         pace = await pacer.pace(room, holder, fence, settings.lease_ms)
         result = await ctx.store.admit(room, holder, fence, settings.lease_ms, pace=pace)
         if result.position_ids:
+            admitted.labels(room).inc(len(result.position_ids))
             log.info(
                 "admitted", room=room, count=len(result.position_ids), used_units=result.used_units
             )
@@ -41,6 +44,7 @@ def admission_loop(ctx: WorkerContext, holder: str) -> RoomLoop:
         tick_ms=settings.admission_tick_ms,
         lease_ms=settings.lease_ms,
         work=work,
+        metrics=ctx.metrics,
     )
 
 
@@ -60,7 +64,7 @@ async def token_checker(settings: Settings) -> AsyncIterator[TokenService]:
 async def run(ctx: WorkerContext, stop: asyncio.Event) -> None:
     holder = f"admission-{ctx.settings.instance}"
     async with token_checker(ctx.settings) as tokens:
-        bus = SiteBus(ctx.store, tokens, ctx.nats)
+        bus = SiteBus(ctx.store, tokens, ctx.nats, ctx.metrics.registry)
         loops = [admission_loop(ctx, holder)]
         if ctx.settings.relay_enabled:
             loops.append(relay_loop(ctx, holder))

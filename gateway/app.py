@@ -14,6 +14,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from gateway.assets import StaticAssets
 from gateway.bodies import StrictJsonRequest
+from gateway.draining import on_termination
 from gateway.errors import EXCEPTION_HANDLERS
 from gateway.request_log import access_log_middleware
 from gateway.routes.admin import admin_router
@@ -24,6 +25,7 @@ from gateway.routes.people import people_router
 from gateway.routes.site import site_router
 from gateway.services import SERVICE_DEPENDENCIES, open_services
 from gateway.slow_clients import body_deadline_middleware
+from shared.metrics_server import metrics_port
 from shared.settings import Settings
 
 log = structlog.get_logger("gateway")
@@ -34,8 +36,15 @@ def create_app(settings: Settings) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with open_services(settings) as services:
             app.state.services = services
-            log.info("gateway_started", instance=settings.instance)
-            yield
+            render = services.operations.metrics_text
+            async with metrics_port(render, settings.host, settings.metrics_port):
+                # on SIGTERM, event streams are told to reconnect elsewhere at once
+                undo = on_termination(services.live.drain)
+                log.info("gateway_started", instance=settings.instance)
+                try:
+                    yield
+                finally:
+                    undo()
         log.info("gateway_stopped", instance=settings.instance)
 
     openapi = OpenAPIConfig(

@@ -14,6 +14,11 @@ relay publishes) and keeps a small feed:
   sign of life, so a background tab whose timers the browser slows keeps its place.
 
 While NATS is away only the periodic refresh runs: updates come, only later.
+
+When the gateway is told to stop (SIGTERM, see gateway/draining.py) every open stream gets
+a short ``retry:`` hint and a ``reconnect`` event and is closed: the browser reconnects at
+once, to another pod (this one no longer accepts connections), and misses nothing, since a
+stream opens with the person's current state.
 """
 
 from __future__ import annotations
@@ -49,6 +54,11 @@ TOUCH_EVERY = 2.0
 NUDGE_GAP = 0.25
 KEEPALIVE_SECONDS = 15.0
 RETRY_MS = 3000
+RECONNECT_RETRY_MS = 250
+"""The retry hint a stream closed by a stopping gateway ends with."""
+RECONNECT_FRAME = b'retry: %d\nevent: reconnect\ndata: {"reason":"shutdown"}\n\n' % (
+    RECONNECT_RETRY_MS
+)
 UNSTARTED_GRACE = 30.0
 PERSONAL = frozenset({"admitted", "activated", "completed", "expired", "left"})
 FINAL_STATES = frozenset({"active", "completed", "expired", "left"})
@@ -83,6 +93,8 @@ class Watcher:
     event_seq: int = 0
     final: bool = False
     """The place has ended (or its admission was claimed): the stream closes."""
+    closing: bool = False
+    """The gateway is stopping: the stream says ``reconnect`` and closes."""
     started: bool = False
     opened_at: float = field(default_factory=time.monotonic)
     waiter: asyncio.Future[None] | None = None
@@ -244,6 +256,9 @@ class LiveHub:
         self.feeds: dict[str, RoomFeed] = {}
         self.by_address: Counter[str] = Counter()
         self._lock = asyncio.Lock()
+        self.draining = False
+        self.writing: set[Watcher] = set()
+        """Streams whose response has started (what drain() tells to reconnect)."""
 
     async def open(self, room: str, start: Followed, caller: Caller, last_id: str) -> Watcher:
         """A new stream from where the person stands; a ``Last-Event-ID`` equal to the
@@ -268,6 +283,9 @@ class LiveHub:
         an open stream costs little memory."""
         watcher.started = True
         self.metrics.sse_open.inc()
+        self.writing.add(watcher)
+        if self.draining:
+            close_for_reconnect(watcher)
         gone = asyncio.ensure_future(_disconnected(receive))
         try:
             await send(_body(b": waitroom\nretry: %d\n\n" % RETRY_MS))
@@ -276,7 +294,7 @@ class LiveHub:
                     frames = b"".join(watcher.pending)
                     watcher.pending.clear()
                     await send(_body(frames))
-                if watcher.final or gone.done():
+                if watcher.final or watcher.closing or gone.done():
                     break
                 watcher.waiter = asyncio.get_running_loop().create_future()
                 done, _ = await asyncio.wait(
@@ -290,8 +308,18 @@ class LiveHub:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             gone.cancel()
+            self.writing.discard(watcher)
             self.metrics.sse_open.dec()
             await self.unwatch(watcher)
+
+    def drain(self) -> int:
+        """The gateway is stopping: tell every open stream to reconnect (elsewhere) and
+        close it; streams that start from now on are told so at once. Answers how many."""
+        self.draining = True
+        for watcher in list(self.writing):
+            close_for_reconnect(watcher)
+        log.info("streams_told_to_reconnect", streams=len(self.writing))
+        return len(self.writing)
 
     async def drop_unstarted(self, feed: RoomFeed) -> None:
         """Forget streams whose response never started (the client went before it did)."""
@@ -368,6 +396,15 @@ class EventStream(ASGIStreamingResponse):
 
     async def send_body(self, send: Send, receive: Receive) -> None:
         await self.hub.write(self.watcher, send, receive)
+
+
+def close_for_reconnect(watcher: Watcher) -> None:
+    """Queue the ``reconnect`` frame (after whatever is pending) and end the stream."""
+    if watcher.closing:
+        return
+    watcher.closing = True
+    watcher.pending.append(RECONNECT_FRAME)
+    watcher.wake()
 
 
 def _body(data: bytes) -> HTTPResponseBodyEvent:

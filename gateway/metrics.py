@@ -1,90 +1,100 @@
-"""Prometheus figures of one gateway process, plus each room's live figures at scrape."""
+"""Prometheus figures of one gateway process, plus each room's live figures at scrape.
+
+Every family is made from the catalogue (shared/metric_names.py), which the dashboard and
+the alert rules are checked against."""
 
 from __future__ import annotations
 
+from collections import Counter as Tally
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, Metric
 
+from shared.metric_names import BY_NAME, ROOM_STATUSES
+from shared.metric_registry import counter, gauge, histogram
 from shared.store import RoomFigures
 from shared.tokens import TokenService
 
+ROOM_FIGURES = (
+    "waiting",
+    "admitted",
+    "active",
+    "used_units",
+    "max_active",
+    "admit_rate",
+    "outbox",
+    "outbox_age_seconds",
+)
 
-class _SignedTokens:
-    """Tokens this process signed, by type, read from the token service at scrape time."""
 
-    def __init__(self, tokens: TokenService) -> None:
-        self.tokens = tokens
+class _Tallied:
+    """A counter family read at scrape time from a tally the domain code keeps (tokens it
+    signed, heartbeats it accepted), so that code needs no metrics object."""
+
+    def __init__(self, name: str, tally: Tally[str] | dict[str, int]) -> None:
+        self.family = BY_NAME[name]
+        self.tally = tally
 
     def collect(self) -> Iterator[Metric]:
         family = CounterMetricFamily(
-            "waitroom_tokens_signed",
-            "Tokens signed (not served from cache), by type.",
-            labels=["type"],
+            self.family.name, self.family.help, labels=list(self.family.labels)
         )
-        for kind, count in self.tokens.signed.items():
-            family.add_metric([kind], count)
+        for label, count in self.tally.items():
+            family.add_metric([label], count)
         yield family
 
 
 class GatewayMetrics:
-    def __init__(self, tokens: TokenService, outbox_bound: int = 100_000) -> None:
+    def __init__(
+        self,
+        tokens: TokenService,
+        outbox_bound: int = 100_000,
+        heartbeats: Tally[str] | None = None,
+    ) -> None:
         self.registry = CollectorRegistry()
-        Gauge(
-            "waitroom_outbox_bound",
-            "Undelivered events a room's outbox may hold before readiness fails "
-            "(compare with waitroom_room_outbox).",
-            registry=self.registry,
-        ).set(outbox_bound)
-        self.requests = Counter(
-            "waitroom_http_requests",
-            "HTTP requests answered, by route and status.",
-            ["route", "status"],
-            registry=self.registry,
+        gauge(self.registry, "gateway", "waitroom_outbox_bound").set(outbox_bound)
+        self.requests = counter(self.registry, "gateway", "waitroom_http_requests")
+        self.latency = histogram(self.registry, "gateway", "waitroom_http_request_seconds")
+        self.registry.register(_Tallied("waitroom_tokens_signed", tokens.signed))
+        self.registry.register(
+            _Tallied("waitroom_heartbeats", Tally() if heartbeats is None else heartbeats)
         )
-        self.latency = Histogram(
-            "waitroom_http_request_seconds",
-            "Time to answer an HTTP request, by route.",
-            ["route"],
-            registry=self.registry,
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
-        )
-        self.registry.register(_SignedTokens(tokens))
         self.room = {
-            name: Gauge(
-                f"waitroom_room_{name}",
-                f"Live figure of a room: {name.replace('_', ' ')}.",
-                ["room"],
-                registry=self.registry,
-            )
-            for name in ("waiting", "admitted", "active", "used_units", "outbox", "admit_rate")
+            name: gauge(self.registry, "gateway", f"waitroom_room_{name}") for name in ROOM_FIGURES
         }
-        self.sse_open = Gauge(
-            "waitroom_sse_streams", "Event streams open on this gateway.", registry=self.registry
-        )
-        self.store_up = Gauge(
-            "waitroom_store_up",
-            "1 when the data store answered the last scrape.",
-            registry=self.registry,
-        )
-        self.nats_up = Gauge(
-            "waitroom_nats_up",
-            "1 while this gateway is connected to NATS.",
-            registry=self.registry,
-        )
+        self.room_status = gauge(self.registry, "gateway", "waitroom_room_status")
+        self.sse_open = gauge(self.registry, "gateway", "waitroom_sse_streams")
+        self.ready = gauge(self.registry, "gateway", "waitroom_ready")
+        self.store_up = gauge(self.registry, "gateway", "waitroom_store_up")
+        self.nats_up = gauge(self.registry, "gateway", "waitroom_nats_up")
 
     def observe(self, route: str, status: int, seconds: float) -> None:
         self.requests.labels(route, str(status)).inc()
         self.latency.labels(route).observe(seconds)
 
+    def forget_rooms(self) -> None:
+        """Drop every room's series before a scrape sets them again (a deleted room goes)."""
+        for figure in self.room.values():
+            figure.clear()
+        self.room_status.clear()
+
     def set_room(self, room: str, figures: RoomFigures) -> None:
-        self.room["waiting"].labels(room).set(figures.waiting)
-        self.room["admitted"].labels(room).set(figures.admitted)
-        self.room["active"].labels(room).set(figures.active)
-        self.room["used_units"].labels(room).set(figures.stat("used_units"))
-        self.room["outbox"].labels(room).set(figures.outbox)
-        self.room["admit_rate"].labels(room).set(figures.admit_rate())
+        values = {
+            "waiting": figures.waiting,
+            "admitted": figures.admitted,
+            "active": figures.active,
+            "used_units": figures.stat("used_units"),
+            "max_active": int(float(figures.config.get("max_active") or 0)),
+            "admit_rate": figures.admit_rate(),
+            "outbox": figures.outbox,
+            "outbox_age_seconds": figures.outbox_age,
+        }
+        for name, value in values.items():
+            self.room[name].labels(room).set(value)
+        status = figures.config.get("status", "active")
+        for each in ROOM_STATUSES:
+            self.room_status.labels(room, each).set(1 if each == status else 0)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

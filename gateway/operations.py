@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 from gateway.metrics import GatewayMetrics
@@ -20,8 +21,10 @@ class Operations:
         tokens: TokenService,
         metrics: GatewayMetrics,
         outbox_max: int,
+        metrics_token: str = "",
     ) -> None:
         self.store = store
+        self.metrics_token = metrics_token
         self.tokens = tokens
         self.nats = nats
         self.metrics = metrics
@@ -50,11 +53,22 @@ class Operations:
         """Every published public key, for offline verification of access tokens."""
         return self.tokens.ring.jwks()
 
+    def may_read_metrics(self, offered: str | None) -> bool:
+        """/metrics on the main port answers only the bearer of WAITROOM_METRICS_TOKEN
+        (compared in constant time); with no token set, nobody there."""
+        if not self.metrics_token or offered is None:
+            return False
+        return hmac.compare_digest(offered.encode(), self.metrics_token.encode())
+
     async def metrics_text(self) -> bytes:
         """Prometheus text: this process's figures plus every room's, read now."""
         self.metrics.nats_up.set(1 if self.nats.connected else 0)
+        ready = await self.readiness(nats_required=False)
+        self.metrics.ready.set(1 if ready.ready else 0)
         try:
-            for room in await self.store.rooms():
+            rooms = await self.store.rooms()
+            self.metrics.forget_rooms()
+            for room in rooms:
                 try:
                     self.metrics.set_room(room, await self.store.figures(room))
                 except RoomNotFound:

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import hmac
 import re
+from collections import Counter
 from dataclasses import dataclass
 
 import msgspec
@@ -70,6 +71,8 @@ class People:
         self.pow = ProofOfWork(salt)
         self.invites = InviteSigner(salt)
         self.lines = lines
+        self.heartbeats: Counter[str] = Counter()
+        """Heartbeats accepted, by room (``waitroom_heartbeats``)."""
 
     async def challenge(self, room: str, caller: Caller) -> Challenge:
         """A proof-of-work challenge for this client, at the room's difficulty now."""
@@ -248,6 +251,7 @@ class People:
         await self.limiter.check("heartbeat", room, claims.sub)
         view = await self.place_of(room, claims, caller, touch=True)
         token, _ = await self.kept_token(room, token, claims, view)
+        self.heartbeats[room] += 1
         return await self.answer(
             room, view, base_url=caller.base_url, go_token=token, queue_token=token
         )

@@ -64,10 +64,10 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     link.start()
     limiter = RateLimiter(settings.redis_url, settings.rate_limits, tls_ca=settings.redis_tls_ca)
     store = RoomStore(redis, outbox_max=settings.outbox_max)
-    metrics = GatewayMetrics(tokens, settings.outbox_max)
     salt = settings.ip_hash_salt or deployment_salt(settings.keys_dir)
     lines = LineBook(store, link) if settings.lines_in_memory else None
     people = People(store, tokens, limiter, salt=salt, lines=lines)
+    metrics = GatewayMetrics(tokens, settings.outbox_max, people.heartbeats)
     live = LiveHub(
         people,
         store,
@@ -97,7 +97,9 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 invites=people.invites,
                 guard=guard,
             ),
-            operations=Operations(store, link, tokens, metrics, settings.outbox_max),
+            operations=Operations(
+                store, link, tokens, metrics, settings.outbox_max, settings.metrics_token
+            ),
             live=live,
         )
     finally:

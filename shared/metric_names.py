@@ -157,7 +157,7 @@ FAMILIES: tuple[MetricFamily, ...] = (
         "waitroom_ready",
         "gauge",
         "1 while this gateway would answer /readyz?nats=optional with 200 "
-        "(data store reachable, outboxes within bound).",
+        "(its data store answers; what load balancers ask).",
         (),
         GATEWAY,
     ),

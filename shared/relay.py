@@ -44,6 +44,7 @@ from shared.stream_reads import (
     publish_manifest,
     publish_snapshot_parts,
 )
+from shared.worker_metrics import WorkerMetrics
 
 log = structlog.get_logger("relay")
 
@@ -97,8 +98,10 @@ class OutboxRelay:
         outbox_max: int = 100_000,
         outbox_age_alert: float = 30.0,
         snapshots: SnapshotPolicy | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics
         self.link = link
         self.holder = holder
         self.lease_ms = lease_ms
@@ -264,7 +267,7 @@ class OutboxRelay:
         entries = await self.store.outbox_batch(room, self.batch)
         if not entries:
             return 0, False
-        sent: list[tuple[str, str, int, asyncio.Future[PubAck]]] = []
+        sent: list[tuple[str, str, int, float, asyncio.Future[PubAck]]] = []
         expect = True
         for entry_id, raw in entries:
             head = _head.decode(raw)
@@ -274,11 +277,11 @@ class OutboxRelay:
                 headers["Nats-Expected-Last-Subject-Sequence-Subject"] = room_subjects(room)
                 expect = False
             future = await js.publish_async(subject(room, head.type), raw.encode(), headers=headers)
-            sent.append((entry_id, raw, head.seq, future))
+            sent.append((entry_id, raw, head.seq, head.ts, future))
         done: list[str] = []
         written = time.time()
         try:
-            for entry_id, raw, seq, future in sent:
+            for entry_id, raw, seq, written_at, future in sent:
                 ack = await asyncio.wait_for(future, self.ACK_TIMEOUT)
                 if ack.duplicate:
                     stored = await js.get_msg(self.stream, ack.seq)
@@ -291,12 +294,16 @@ class OutboxRelay:
                     track.stream_last = ack.seq
                 track.last_seq = max(track.last_seq, seq)
                 done.append(entry_id)
+                if self.metrics is not None and written_at:
+                    self.metrics.relay_lag.observe(max(0.0, time.time() - written_at))
         finally:
             for *_, future in sent[len(done) :]:
                 future.cancel()
             if done:
                 await OutboxTrim(self.store, room, self.holder, track.fence, self.lease_ms)(done)
                 log.debug("relay_published", room=room, count=len(done), took=time.time() - written)
+                if self.metrics is not None:
+                    self.metrics.relay_published.labels(room).inc(len(done))
         return len(done), len(entries) == self.batch
 
     async def _snapshot_if_due(self, js: JetStreamContext, room: str, track: RoomTrack) -> None:
@@ -357,6 +364,7 @@ class _Head(msgspec.Struct):
     type: str
     id: str
     seq: int
+    ts: float = 0.0
 
 
 class _SnapSeq(msgspec.Struct):

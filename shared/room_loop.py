@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 from shared.errors import LeaseLost, RoomNotFound, RoomRecovering, StoreUnavailable
 from shared.scripts import ScriptError
 from shared.store import RoomStore
+from shared.worker_metrics import WorkerMetrics
 
 log = structlog.get_logger("room_loop")
 
@@ -43,6 +44,7 @@ class RoomLoop:
         work: RoomWork,
         include_draining: bool = False,
         finish: RoomWork | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         """``finish`` runs once per held room after ``stop``, before leases go (the relay
         delivers what is left)."""
@@ -54,6 +56,7 @@ class RoomLoop:
         self.work = work
         self.include_draining = include_draining
         self.finish = finish
+        self.metrics = metrics
         self.held: dict[str, int] = {}
         self.draining: set[str] = set()
         self.replicas = store.replicas(role)
@@ -80,9 +83,9 @@ class RoomLoop:
         share = math.ceil(len(rooms) / replicas) if rooms else 0
         for room in list(self.held):
             if room not in rooms:
-                self.held.pop(room, None)
+                self._drop(room)
         for room in sorted(self.held)[share:]:  # a replica joined: hand our surplus over
-            fence = self.held.pop(room)
+            fence = self._drop(room)
             await self.store.lease_release(room, self.role, self.holder, fence)
             log.info("lease_handed_over", role=self.role, room=room)
         # renew what we hold and, below our share, try for the rest: one round trip
@@ -92,12 +95,14 @@ class RoomLoop:
         )
         for room, fence in zip(candidates, fences, strict=True):
             if not fence:
-                self.held.pop(room, None)
+                self._drop(room)
             elif room in self.held:
                 self.held[room] = fence
             elif len(self.held) < share:
                 log.info("lease_taken", role=self.role, room=room, fence=fence)
                 self.held[room] = fence
+                if self.metrics is not None:
+                    self.metrics.lease_taken(room, self.role)
             else:  # more came free at once than our share: leave them to the others
                 await self.store.lease_release(room, self.role, self.holder, fence)
         await asyncio.gather(*(self._work_one(room, fence) for room, fence in self.held.items()))
@@ -107,13 +112,24 @@ class RoomLoop:
             await self.work(room, fence)
         except LeaseLost:
             log.warning("lease_lost", role=self.role, room=room, fence=fence)
-            self.held.pop(room, None)
+            self._drop(room)
         except RoomNotFound:
-            self.held.pop(room, None)
+            self._drop(room)
         except RoomRecovering:
             pass  # replay owns the room until `waitroom recover` is done
         except ScriptError as exc:  # a bug or a torn record in one room: not a store outage
             log.error("room_work_failed", role=self.role, room=room, error=str(exc))
+
+    def _drop(self, room: str) -> int:
+        """Forget a room's lease (lost, released or handed over); answers its fence."""
+        fence = self.held.pop(room, 0)
+        if fence and self.metrics is not None:
+            self.metrics.lease_gone(room, self.role)
+        return fence
+
+    def _store_up(self, up: bool) -> None:
+        if self.metrics is not None:
+            self.metrics.store_up.set(1 if up else 0)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Tick until ``stop`` is set; sleeps are drift-free and cut short by ``stop``."""
@@ -123,9 +139,12 @@ class RoomLoop:
             try:
                 await self.run_tick()
                 backoff = self.tick
+                self._store_up(True)
             except (StoreUnavailable, RedisError, OSError) as exc:
                 log.warning("store_unavailable", role=self.role, error=repr(exc), retry_in=backoff)
-                self.held.clear()
+                self._store_up(False)
+                for room in list(self.held):
+                    self._drop(room)
                 next_at = time.monotonic() + backoff
                 backoff = min(backoff * 2, 5.0)
             except Exception:
@@ -143,14 +162,17 @@ class RoomLoop:
         await self.release_all()
 
     async def release_all(self) -> None:
+        """Leave the live replicas first, then free the leases: the others count one
+        replica fewer by the time they see the rooms free, so their fair share already
+        has room for them and they take them on their next tick."""
+        try:
+            await self.replicas.leave(self.holder)
+        except Exception as exc:
+            log.warning("replica_leave_failed", error=repr(exc))
         for room, fence in list(self.held.items()):
             try:
                 await self.store.lease_release(room, self.role, self.holder, fence)
             except Exception as exc:
                 log.warning("lease_release_failed", room=room, error=repr(exc))
-        self.held.clear()
-        try:
-            await self.replicas.leave(self.holder)
-        except Exception as exc:
-            log.warning("replica_leave_failed", error=repr(exc))
+            self._drop(room)
         log.info("leases_released", role=self.role)

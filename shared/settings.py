@@ -166,7 +166,13 @@ class Settings(EnvSettings):
         secret=True,
         shown="none, so the admin API refuses everyone (`waitroom up` makes one)",
     )
-    host: str = setting("WAITROOM_HOST", "127.0.0.1", text, "address to listen on", GATEWAY)
+    host: str = setting(
+        "WAITROOM_HOST",
+        "127.0.0.1",
+        text,
+        "address to listen on (workers: for WAITROOM_METRICS_PORT)",
+        SERVERS,
+    )
     port: int = setting("WAITROOM_PORT", 8000, integer(1, 65_535), "port to listen on", GATEWAY)
     trusted_proxies: tuple[Network, ...] = setting(
         "WAITROOM_TRUSTED_PROXIES",
@@ -274,7 +280,7 @@ class Settings(EnvSettings):
         0,
         integer(0, 65_535),
         "a port of its own that serves /metrics without a token (keep it off the load balancer)",
-        GATEWAY,
+        SERVERS,
         shown="0: none",
     )
     header_timeout: float = setting(

@@ -14,12 +14,15 @@ from dataclasses import dataclass
 import structlog
 
 from shared.logs import configure
+from shared.metric_names import Exporter
+from shared.metrics_server import metrics_port
 from shared.nats_link import NatsLink
 from shared.redis_conn import connect
 from shared.relay import OutboxRelay, SnapshotPolicy
 from shared.room_loop import RoomLoop
 from shared.settings import Part, Settings, help_page
 from shared.store import RoomStore
+from shared.worker_metrics import WorkerMetrics
 
 log = structlog.get_logger("worker")
 
@@ -31,6 +34,16 @@ class WorkerContext:
     settings: Settings
     store: RoomStore
     nats: NatsLink
+    metrics: WorkerMetrics
+
+    async def metrics_text(self) -> bytes:
+        return self.metrics.render(nats_connected=self.nats.connected)
+
+
+EXPORTERS: dict[str, Exporter] = {
+    "admission": "admission_worker",
+    "heartbeat": "heartbeat_worker",
+}
 
 
 @contextlib.asynccontextmanager
@@ -39,7 +52,9 @@ async def worker_context(settings: Settings, name: str) -> AsyncIterator[WorkerC
     link = NatsLink.from_settings(settings, name)
     link.start()
     try:
-        yield WorkerContext(settings, RoomStore(redis, outbox_max=settings.outbox_max), link)
+        store = RoomStore(redis, outbox_max=settings.outbox_max)
+        metrics = WorkerMetrics(EXPORTERS[name], settings.outbox_max)
+        yield WorkerContext(settings, store, link, metrics)
     finally:
         await link.close()
         await redis.aclose()
@@ -55,6 +70,7 @@ def relay_loop(ctx: WorkerContext, holder: str) -> RoomLoop:
         outbox_max=settings.outbox_max,
         outbox_age_alert=settings.outbox_age_alert,
         snapshots=SnapshotPolicy(settings.snapshot_events, float(settings.snapshot_seconds)),
+        metrics=ctx.metrics,
     )
 
     async def work(room: str, fence: int) -> None:
@@ -72,6 +88,7 @@ def relay_loop(ctx: WorkerContext, holder: str) -> RoomLoop:
         work=work,
         include_draining=True,
         finish=relay.drain_all,
+        metrics=ctx.metrics,
     )
     return loop
 
@@ -113,7 +130,10 @@ def worker_main(name: str, part: Part, run: WorkerRun, doc: str, argv: list[str]
     async def amain() -> None:
         stop = asyncio.Event()
         install_signal_handlers(stop)
-        async with worker_context(settings, name) as ctx:
+        async with (
+            worker_context(settings, name) as ctx,
+            metrics_port(ctx.metrics_text, settings.host, settings.metrics_port),
+        ):
             log.info("worker_started", role=name, instance=settings.instance)
             await run(ctx, stop)
         log.info("worker_stopped", role=name)

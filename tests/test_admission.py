@@ -12,29 +12,18 @@ from redis.asyncio import Redis
 
 from gateway.answers import eta_range, eta_seconds
 from shared import keys
-from shared.events import Activated, Admitted, Completed, Event, Expired, Left
+from shared.events import Activated, Admitted
 from shared.room import RoomUpdate
 from shared.settings import Settings
 from shared.store import RoomStore
-from tests.helpers.servers import ModuleProc, room_events, settings_env
+from tests.helpers.servers import (
+    ModuleProc,
+    outbox_drained,
+    room_events,
+    settings_env,
+    used_units_replayed,
+)
 from tests.helpers.wait import wait_until
-
-
-def used_units_replayed(events: list[Event]) -> list[int]:
-    """Used units after every event, computed from the stream alone."""
-    used, holders, out = 0, {}, []
-    for e in events:
-        if isinstance(e, Admitted):
-            used += e.size
-            holders[e.position_id] = e.size
-        elif isinstance(e, Completed | Expired | Left) and e.from_state in ("admitted", "active"):
-            used -= holders.pop(e.position_id)
-        out.append(used)
-    return out
-
-
-async def outbox_drained(redis: Redis, room: str) -> bool:
-    return int(await redis.xlen(keys.RoomKeys(room).outbox)) == 0
 
 
 async def test_three_replicas_admit_in_order_within_capacity(

@@ -249,6 +249,44 @@ async def test_the_page_falls_back_to_polling_when_event_streams_are_blocked(
     await ctx.close()
 
 
+async def test_the_page_follows_again_when_its_gateway_stops(
+    browser: Browser, gateway: GatewayServer, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    """A gateway told to stop sends its streams ``reconnect`` (gateway/draining.py); the
+    page opens its stream again at once and goes on hearing about the line."""
+    room = "move-" + settings.instance
+    await create_room(
+        client, room, target_url="http://127.0.0.1:9/t", status="paused", heartbeat_interval=30
+    )
+    ahead = [(await client.post(f"/v1/rooms/{room}/enqueue")).json() for _ in range(3)]
+    ctx = await browser.new_context()
+    page = await ctx.new_page()
+    opened: list[str] = []
+    page.on("request", lambda r: opened.append(r.url) if "/events?" in r.url else None)
+    await page.goto(f"{gateway.url}/rooms/{room}")
+    await page.wait_for_selector('#waitroom[data-position="4"]')
+    live = gateway.app.state.services.live
+
+    async def following() -> bool:
+        return len(live.writing) == 1
+
+    await wait_until(following)
+    for i, person in enumerate(ahead):  # more stops than the failures that make it poll
+        before = len(opened)
+        assert live.drain() == 1  # what SIGTERM does to the page's stream
+        live.draining = False  # another gateway, as far as the page can tell
+        await wait_until(lambda before=before: _more(opened, before))
+        await wait_until(following)
+        await client.post(f"/v1/rooms/{room}/leave", headers=bearer(person["token"]))
+        await page.wait_for_selector(f'#waitroom[data-position="{3 - i}"]')
+    assert await page.get_attribute("#waitroom", "data-live") == "sse"
+    await ctx.close()
+
+
+async def _more(seen: list[str], than: int) -> bool:
+    return len(seen) > than
+
+
 async def test_the_operators_live_page(
     browser: Browser, gateway: GatewayServer, client: httpx.AsyncClient, settings: Settings
 ) -> None:

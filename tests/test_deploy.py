@@ -35,6 +35,7 @@ from gateway.serving import uvicorn_options
 from shared import keys, metric_names
 from shared.metric_names import BY_NAME, BY_SAMPLE, FAMILIES, TARGET_LABELS
 from shared.settings import Settings
+from shared.worker_metrics import WorkerMetrics
 from shared.worker_process import GRACE_SECONDS
 
 pytestmark = pytest.mark.unit
@@ -561,6 +562,15 @@ def test_deployments_have_probes_resources_and_graceful_stops() -> None:
             assert grace >= GRACE_SECONDS + 10, "the worker is killed before its loops finish"
             env = {e["name"]: e for e in main["env"]}
             assert env["WAITROOM_INSTANCE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+            assert env["WAITROOM_HOST"]["value"] == "0.0.0.0"  # noqa: S104 (metrics, in-pod)
+        # Prometheus scrapes every part on WAITROOM_METRICS_PORT, where no token is asked
+        metrics_port = int(
+            k8s_named("ConfigMap", "waitroom-config")["data"]["WAITROOM_METRICS_PORT"]
+        )
+        notes = template["metadata"]["annotations"]
+        assert notes["prometheus.io/port"] == str(metrics_port), name
+        assert notes["prometheus.io/path"] == "/metrics", name
+        assert {p["name"]: p["containerPort"] for p in main["ports"]}["metrics"] == metrics_port
 
 
 def test_workloads_spread_and_have_disruption_budgets() -> None:
@@ -634,22 +644,45 @@ def test_configmap_matches_the_stores_it_names() -> None:
     assert k8s_named("Service", "dragonfly")
 
 
+def pods_of_selector(selector: dict[str, Any]) -> list[str]:
+    """The workloads a label selector (matchLabels and ``In`` matchExpressions) picks."""
+    found = pods_selected(selector.get("matchLabels", {}))
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "In", expression
+        found = [
+            name
+            for name in found
+            if dict(pod_templates())[name]["metadata"]["labels"].get(expression["key"])
+            in expression["values"]
+        ]
+    return found
+
+
 def test_network_policies_let_in_only_what_needs_in() -> None:
     policies = k8s_kind("NetworkPolicy")
     default = [p for p in policies if p["spec"]["podSelector"] == {}]
     assert default, "a default deny for every pod"
     assert "ingress" not in default[0]["spec"]
-    outside_reachable = set()
+    outside_reachable: set[tuple[str, int]] = set()
     for policy in policies:
-        targets = pods_selected(policy["spec"]["podSelector"].get("matchLabels", {}))
+        targets = pods_of_selector(policy["spec"]["podSelector"])
         assert targets, f"{policy['metadata']['name']} selects no pod"
         for rule in policy["spec"].get("ingress", []):
             for peer in rule["from"]:
                 if "namespaceSelector" in peer:
-                    outside_reachable.update(targets)
+                    ports = [p["port"] for p in rule["ports"]]
+                    outside_reachable.update((t, port) for t in targets for port in ports)
                 else:
                     assert pods_selected(peer["podSelector"]["matchLabels"]), peer
-    assert outside_reachable == {"waitroom-gateway", "nats"}  # nats: only its monitor port
+    metrics_port = int(k8s_named("ConfigMap", "waitroom-config")["data"]["WAITROOM_METRICS_PORT"])
+    assert outside_reachable == {
+        ("waitroom-gateway", 8000),  # the ingress controller
+        ("nats", 8222),  # its monitor port, for Prometheus
+        # /metrics without a token, for Prometheus (the monitoring namespace) only
+        ("waitroom-gateway", metrics_port),
+        ("waitroom-admission-worker", metrics_port),
+        ("waitroom-heartbeat-worker", metrics_port),
+    }
     nats_outside = [
         rule
         for rule in k8s_named("NetworkPolicy", "nats")["spec"]["ingress"]
@@ -754,6 +787,42 @@ def test_gateway_metrics_of_today_are_in_the_catalogue() -> None:
         for sample in family.samples:
             labels = set(sample.labels) - {"le"}
             assert labels == set(declared.labels), f"{sample.name}: {labels}"
+
+
+def test_every_catalogued_family_is_exported_by_the_processes_it_names() -> None:
+    """No family of the catalogue is left without a process registering it (a panel or an
+    alert on it would stay empty), and each process registers only its own."""
+    from admission_worker.site_bus import SiteBus
+    from admission_worker.worker import admission_loop
+    from heartbeat_worker.worker import expiry_loop
+    from shared.nats_link import NatsLink
+    from shared.redis_conn import connect
+    from shared.store import RoomStore
+    from shared.worker_process import WorkerContext, relay_loop
+
+    class Signed:
+        signed: ClassVar[dict[str, int]] = {"queue": 0, "access": 0}
+
+    registries = {"gateway": GatewayMetrics(Signed(), 10).registry}  # type: ignore[arg-type]
+    for exporter, make_loop in (
+        ("admission_worker", admission_loop),
+        ("heartbeat_worker", expiry_loop),
+    ):
+        metrics = WorkerMetrics(exporter, 10)  # type: ignore[arg-type]
+        store = RoomStore(connect("redis://127.0.0.1:9/0"))  # never connected
+        ctx = WorkerContext(Settings(), store, NatsLink.from_settings(Settings(), "x"), metrics)
+        make_loop(ctx, "h")
+        relay_loop(ctx, "h")
+        if exporter == "admission_worker":  # as admission_worker.worker.run builds it
+            SiteBus(store, None, ctx.nats, metrics.registry)  # type: ignore[arg-type]
+        registries[exporter] = metrics.registry
+    for family in FAMILIES:
+        registered = {
+            exporter
+            for exporter, registry in registries.items()
+            if family.name in {m.name for m in registry.collect()}
+        }
+        assert registered == set(family.exported_by), (family.name, registered)
 
 
 BUILTIN_SERIES = {"up": frozenset(TARGET_LABELS)}

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from shared.keyring import KeyRing
 from shared.settings import Settings
 from shared.tokens import TokenService, access_audience
+from tests.helpers.api import METRICS
 from tests.helpers.servers import AppServer, GatewayServer
 from waitroom.processes import free_port
 from waitroom_site import WaitroomGuard
@@ -245,7 +246,7 @@ async def test_made_up_key_ids_do_not_flood_the_gateway_with_jwks_fetches(
 async def jwks_requests(gateway: GatewayServer) -> int:
     """JWKS requests the gateway answered, from its own metrics."""
     async with httpx.AsyncClient(timeout=10) as c:
-        r = await c.get(f"{gateway.url}/metrics")
+        r = await c.get(f"{gateway.url}/metrics", headers=METRICS)
     total = 0
     for line in r.text.splitlines():
         if line.startswith("waitroom_http_requests_total") and "jwks.json" in line:

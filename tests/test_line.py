@@ -6,7 +6,7 @@ import asyncio
 
 import httpx
 
-from tests.helpers.api import ADMIN, RoomFactory, bearer
+from tests.helpers.api import ADMIN, METRICS, RoomFactory, bearer
 
 
 async def test_500_concurrent_enqueues_get_places_1_to_500(
@@ -42,7 +42,7 @@ async def test_500_concurrent_enqueues_get_places_1_to_500(
         assert s["total"] == 500
     figures = (await client.get(f"/v1/admin/rooms/{room}", headers=ADMIN)).json()["figures"]
     assert figures["waiting"] == 500
-    metrics = (await client.get("/metrics")).text
+    metrics = (await client.get("/metrics", headers=METRICS)).text
     assert 'waitroom_tokens_signed_total{type="queue"} 500.0' in metrics  # one each, no more
     assert f'waitroom_room_waiting{{room="{room}"}} 500.0' in metrics
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from litestar import Response, Router, get
+from litestar import Request, Response, Router, get
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import QueryParameter
 
+from gateway.caller import optional_bearer
 from gateway.errors import error_answers
 from gateway.operations import Operations
-from gateway.schemas import Ready
+from gateway.routes.common import BEARER
+from gateway.schemas import ErrorBody, Ready
 from shared import errors
 
 NatsMode = Annotated[
@@ -51,8 +53,27 @@ async def readyz(
     )
 
 
-@get("/metrics", summary="Prometheus text", media_type="text/plain; version=0.0.4")
-async def metrics(operations: NamedDependency[Operations]) -> Response[bytes]:
+@get(
+    "/metrics",
+    summary="Prometheus text (Bearer WAITROOM_METRICS_TOKEN; else 404)",
+    media_type="text/plain; version=0.0.4",
+    security=BEARER,
+    responses={
+        404: ResponseSpec(
+            data_container=ErrorBody,
+            description=f"`{errors.NotFoundRoute.code}`: no bearer token, not the one "
+            "WAITROOM_METRICS_TOKEN names, or none configured (WAITROOM_METRICS_PORT "
+            "serves /metrics without one).",
+        )
+    },
+)
+async def metrics(
+    request: Request[Any, Any, Any], operations: NamedDependency[Operations]
+) -> Response[bytes]:
+    """Not public: only the bearer of WAITROOM_METRICS_TOKEN is answered here; anyone
+    else gets the 404 of a path that does not exist."""
+    if not operations.may_read_metrics(optional_bearer(request)):
+        raise errors.NotFoundRoute()
     return Response(await operations.metrics_text(), media_type="text/plain; version=0.0.4")
 
 

@@ -385,6 +385,11 @@
     source.addEventListener("room", function (e) { renderRoom(JSON.parse(e.data).status); });
     source.addEventListener("token", function (e) { save(JSON.parse(e.data).token); });
     source.addEventListener("open", function () { sseFailures = 0; });
+    // the gateway is stopping (scale-down): follow again at once, from another pod
+    source.addEventListener("reconnect", function () {
+      if (source) { source.close(); source = null; }
+      listen();
+    });
     source.onerror = function () {
       sseFailures += 1;
       if (source.readyState === EventSource.CLOSED || sseFailures >= 3) {

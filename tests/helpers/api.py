@@ -11,6 +11,9 @@ import httpx
 
 ADMIN_KEY = "test-admin-key-" + "x" * 16
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+METRICS_TOKEN = "test-metrics-token-" + "m" * 16
+METRICS = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+"""What /metrics on a gateway's main port asks for (the tests' WAITROOM_METRICS_TOKEN)."""
 
 RoomFactory = Callable[..., Awaitable[str]]
 

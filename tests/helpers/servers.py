@@ -17,10 +17,12 @@ from typing import Any, Literal, Self
 import nats
 import uvicorn
 from nats.js.api import DeliverPolicy
+from redis.asyncio import Redis
 
 from gateway.app import create_app
 from gateway.serving import uvicorn_options
-from shared.events import Event, decode
+from shared import keys
+from shared.events import Admitted, Completed, Event, Expired, Left, decode
 from shared.nats_link import connect_options
 from shared.settings import Settings
 from waitroom.processes import free_port, nats_command, valkey_command, wait_for_port
@@ -75,8 +77,27 @@ class ValkeyProc(ServerProc):
 
 @dataclass
 class NatsProc(ServerProc):
+    """nats-server -js; with ``cluster_port``, a node of a JetStream cluster named
+    ``cluster`` that routes to the nodes listening on ``routes`` (their cluster ports)."""
+
+    cluster_port: int = 0
+    routes: tuple[int, ...] = ()
+    cluster: str = "waitroom-test"
+
     def command(self) -> list[str]:
-        return nats_command(self.port, self.data_dir)
+        command = nats_command(self.port, self.data_dir)
+        if self.cluster_port:
+            command += [
+                "--server_name",
+                self.name,
+                "--cluster_name",
+                self.cluster,
+                "--cluster",
+                f"nats://127.0.0.1:{self.cluster_port}",
+                "--routes",
+                ",".join(f"nats://127.0.0.1:{port}" for port in self.routes),
+            ]
+        return command
 
     @property
     def url(self) -> str:
@@ -194,6 +215,7 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
         WAITROOM_NATS_URL=settings.nats_url,
         WAITROOM_KEYS_DIR=str(settings.keys_dir),
         WAITROOM_ADMIN_KEY=settings.admin_key,
+        WAITROOM_METRICS_TOKEN=settings.metrics_token,
         WAITROOM_STREAM=settings.stream_name,
         WAITROOM_ADMISSION_TICK_MS=str(settings.admission_tick_ms),
         WAITROOM_HEARTBEAT_TICK_MS=str(settings.heartbeat_tick_ms),
@@ -235,6 +257,23 @@ async def room_events(
         return out
     finally:
         await nc.close()
+
+
+def used_units_replayed(events: list[Event]) -> list[int]:
+    """Used units after every event, computed from the stream alone."""
+    used, holders, out = 0, {}, []
+    for e in events:
+        if isinstance(e, Admitted):
+            used += e.size
+            holders[e.position_id] = e.size
+        elif isinstance(e, Completed | Expired | Left) and e.from_state in ("admitted", "active"):
+            used -= holders.pop(e.position_id)
+        out.append(used)
+    return out
+
+
+async def outbox_drained(redis: Redis, room: str) -> bool:
+    return int(await redis.xlen(keys.RoomKeys(room).outbox)) == 0
 
 
 @contextlib.asynccontextmanager
