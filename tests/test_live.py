@@ -124,7 +124,9 @@ async def test_admitted_reaches_every_client_on_both_gateways_within_a_second(
 async def test_an_open_stream_keeps_a_place_alive(
     client: httpx.AsyncClient, make_room: Any, settings: Settings
 ) -> None:
-    room = await make_room(status="paused", heartbeat_interval=2, heartbeat_timeout=4)
+    # the stream marks its place seen every heartbeat_interval; three of them fit in the
+    # timeout, so a busy machine's late tick does not expire it
+    room = await make_room(status="paused", heartbeat_interval=2, heartbeat_timeout=6)
     streaming = (await client.post(f"/v1/rooms/{room}/enqueue")).json()
     silent = (await client.post(f"/v1/rooms/{room}/enqueue")).json()
     sse = SseClient(f"/v1/rooms/{room}/events", streaming["token"])
@@ -136,7 +138,7 @@ async def test_an_open_stream_keeps_a_place_alive(
                 r = await client.get(f"/v1/rooms/{room}/status", headers=bearer(silent["token"]))
                 return bool(r.json()["state"] == "expired")
 
-            await wait_until(silent_gone, seconds=10)
+            await wait_until(silent_gone, seconds=15)
             await asyncio.sleep(3)  # well past the timeout for the one that only streams
         r = await client.get(f"/v1/rooms/{room}/status", headers=bearer(streaming["token"]))
         assert r.json()["state"] == "waiting"
