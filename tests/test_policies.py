@@ -138,11 +138,20 @@ async def test_best_fit_passes_nobody_over_max_skips_and_lanes_hold(
 
 
 async def plant_swapped_admissions(nats_url: str, events: list[Event], room: str) -> None:
-    """Publish a room's events again as another room's, with the first two admissions'
-    people swapped: the second in line is let in while the first waits."""
+    """Publish a room's events again as another room's, with the first two people let in
+    swapped from the first admission on: the second in line is let in while the first
+    waits, and every later event of either is the other's. (Swapping only the two
+    admissions plants more than one fault once the first has left before the second is
+    let in, as a new room's first tick releases one person.)"""
     raw = [msgspec.to_builtins(e) for e in events]
-    first, second = [r for r in raw if r["type"] == "admitted"][:2]
-    first["position_id"], second["position_id"] = second["position_id"], first["position_id"]
+    admitted = [r for r in raw if r["type"] == "admitted"]
+    swap = {
+        admitted[0]["position_id"]: admitted[1]["position_id"],
+        admitted[1]["position_id"]: admitted[0]["position_id"],
+    }
+    for r in raw[raw.index(admitted[0]) :]:
+        if r.get("position_id") in swap:
+            r["position_id"] = swap[r["position_id"]]
     nc = await nats.connect(nats_url)
     try:
         js = nc.jetstream()

@@ -21,7 +21,14 @@ from shared.redis_conn import connect
 from shared.room import RoomUpdate, epoch_ms
 from shared.settings import Settings
 from shared.store import RoomStore
-from tests.helpers.servers import ROOT, ModuleProc, Servers, ValkeyProc, settings_env
+from tests.helpers.servers import (
+    ROOT,
+    ModuleProc,
+    NatsProc,
+    Servers,
+    ValkeyProc,
+    settings_env,
+)
 from tests.helpers.wait import wait_until
 from waitroom.processes import free_port
 
@@ -34,13 +41,18 @@ URL = "http://127.0.0.1:9/t"
 async def own_store(
     servers: Servers, settings: Settings, tmp_path: Path
 ) -> AsyncIterator[tuple[ValkeyProc, Settings]]:
-    """A data store of this test's own, so it can be killed."""
-    if servers.valkey is None:
-        pytest.skip("needs a data store the tests start themselves")
+    """A data store of this test's own, so it can be killed, and a NATS of its own: the
+    stream is the record of this store alone (``waitroom recover`` replays every room the
+    stream holds, and other tests' rooms are no part of this one)."""
+    if servers.valkey is None or servers.nats is None:
+        pytest.skip("needs servers the tests start themselves")
     (tmp_path / "valkey").mkdir()
     proc = ValkeyProc("valkey", free_port(), tmp_path / "valkey")
     proc.start()
-    yield proc, settings.with_changes(redis_url=proc.url)
+    bus = NatsProc("nats", free_port(), tmp_path / "nats")
+    bus.start()
+    yield proc, settings.with_changes(redis_url=proc.url, nats_url=bus.url)
+    bus.stop()
     proc.stop()
 
 

@@ -191,7 +191,7 @@
   function renderRoom(status) {
     root.setAttribute("data-room-status", status);
     if (status === "maintenance") { show("maintenance"); announce(t("announce_maintenance")); }
-    else if (status === "paused" && root.getAttribute("data-show") === "waiting") {
+    else if (status === "paused" && root.getAttribute("data-show") === "waiting" && !countdown) {
       show("paused"); announce(t("announce_paused"));
     } else if (status === "active" && root.getAttribute("data-show") === "paused") {
       show("waiting");
@@ -221,10 +221,13 @@
       case "waiting":
         // an event stream's position carries no status: the room's last known one holds
         var status = data.room_status || root.getAttribute("data-room-status");
-        if (status === "paused") show("paused");
-        else if (status !== "maintenance") show("waiting");
         if (data.opens_at) opensAt = data.opens_at * 1000;
-        if ((data.position === null || data.position === undefined) && opensAt) renderOpening();
+        // in the pre-queue the countdown shows even in a paused room: nobody is let in
+        // before the opening anyway, and the paused panel would hide when it is
+        var prequeue = (data.position === null || data.position === undefined) && opensAt;
+        if (status === "paused" && !prequeue) show("paused");
+        else if (status !== "maintenance") show("waiting");
+        if (prequeue) renderOpening();
         else { stopCountdown(); opensAt = null; renderWaiting(data); }
         break;
       case "admitted":
