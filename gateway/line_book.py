@@ -307,8 +307,15 @@ class LineBook:
     def wrote(self, room: str, view: PersonView) -> None:
         """This gateway changed a place in the store: its copy of the line follows now."""
         line = self.lines.get(room)
-        if line is not None:
-            line.wrote(view)
+        if line is None:
+            return
+        if line.synced and view.incarnation != line.incarnation:
+            # the store holds another room of this name (made again after a loss, its
+            # events not heard here): this copy is of the old one, load the new
+            line.synced = False
+            self._spawn(self._load(room))
+            return
+        line.wrote(view)
 
     def seen(self, room: str, position_ids: list[str]) -> None:
         """Heartbeats answered from memory: marked seen in the store in the next batch."""

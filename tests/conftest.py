@@ -112,3 +112,23 @@ def make_room(client: httpx.AsyncClient) -> RoomFactory:
         return room
 
     return make
+
+
+@pytest.fixture
+async def own_store(
+    servers: Servers, settings: Settings, tmp_path: Path
+) -> AsyncIterator[tuple[ValkeyProc, Settings]]:
+    """A data store of this test's own, so it can be killed or rolled back, and a NATS of
+    its own: the stream is the record of this store alone (``waitroom recover`` and a
+    relay's catch-up take every room the stream holds, and other tests' rooms are no part
+    of this one). Answers the store and the settings that point at both."""
+    if servers.valkey is None or servers.nats is None:
+        pytest.skip("needs servers the tests start themselves")
+    (tmp_path / "valkey").mkdir(exist_ok=True)
+    proc = ValkeyProc("valkey", free_port(), tmp_path / "valkey")
+    proc.start()
+    bus = NatsProc("nats", free_port(), tmp_path / "nats")
+    bus.start()
+    yield proc, settings.with_changes(redis_url=proc.url, nats_url=bus.url)
+    bus.stop()
+    proc.stop()

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,38 +21,19 @@ from shared.settings import Settings
 from tests.helpers.api import ADMIN, assert_error, bearer, create_room, figures, place
 from tests.helpers.load import Load
 from tests.helpers.servers import (
-    ROOT,
     GatewayServer,
     ModuleProc,
-    NatsProc,
-    Servers,
     ValkeyProc,
     room_events,
+    run_recover,
     settings_env,
 )
 from tests.helpers.wait import wait_until
-from waitroom.processes import free_port
 
 pytestmark = pytest.mark.slow
 
 TOLERATED = ('"store_unavailable"', '"room_recovering"')
 """What a client may be told while the store restarts or a room is caught up."""
-
-
-@pytest.fixture
-async def own_store(
-    servers: Servers, settings: Settings, tmp_path: Path
-) -> AsyncIterator[tuple[ValkeyProc, Settings]]:
-    """A data store and a NATS (so a stream) of this test's own, so they can be broken."""
-    if servers.valkey is None or servers.nats is None:
-        pytest.skip("needs servers the tests start themselves")
-    proc = ValkeyProc("valkey", free_port(), tmp_path / "valkey")
-    proc.start()
-    bus = NatsProc("nats", free_port(), tmp_path / "nats")
-    bus.start()
-    yield proc, settings.with_changes(redis_url=proc.url, nats_url=bus.url)
-    bus.stop()
-    proc.stop()
 
 
 Workers = Callable[..., list[ModuleProc]]
@@ -77,20 +56,6 @@ def workers(tmp_path: Path) -> Iterator[Workers]:
     yield make
     for proc in made:
         proc.stop()
-
-
-def recover(settings: Settings, *flags: str, status: int = 0) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "waitroom.cli", "recover", "--quiet", *flags],
-        env=settings_env(settings),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == status, done.stdout + done.stderr
-    return done.stdout
 
 
 async def drained(c: httpx.AsyncClient, room: str) -> bool:
@@ -197,7 +162,7 @@ async def test_a_store_killed_before_its_outbox_drained_is_rebuilt_consistent(
             load.stop.set()
             await runner
         valkey.start()  # empty
-        out = recover(settings)
+        out = run_recover(settings)
         for room in rooms:
             assert f"{room}: store had seq 0, stream has " in out
         for room in rooms:
@@ -216,7 +181,7 @@ async def test_a_store_killed_before_its_outbox_drained_is_rebuilt_consistent(
             seen = await c.post("/v1/session/heartbeat", headers=bearer(access))
             assert seen.status_code in (200, 409), seen.text  # 409: the visit ended since
             assert (await place(c, room, token))["state"] != "waiting", position_id
-        again = recover(settings)
+        again = run_recover(settings)
         assert "(0 applied" in again
         for room in rooms:  # the rooms work on: the line moves again
             await c.put(f"/v1/admin/rooms/{room}", headers=ADMIN, json={"status": "active"})
@@ -260,14 +225,14 @@ async def test_a_gap_in_the_stream_is_reported_and_the_room_works_after_acceptin
 
         valkey.kill()
         valkey.start()  # empty
-        out = recover(settings, status=3)
+        out = run_recover(settings, status=3)
         assert f"{room}: store had seq 0, stream has 7" in out
         assert "seqs 4..4 are missing on the stream (the room has 3)" in out
         assert "--accept-gap" in out
         stuck = await c.post(f"/v1/rooms/{room}/enqueue")
         assert_error(stuck, 503, "room_recovering")
 
-        out = recover(settings, "--accept-gap")
+        out = run_recover(settings, "--accept-gap")
         assert "gaps accepted: 4..4" in out
         fig = await figures(c, room)
         assert fig["waiting"] == 5  # the place whose join was lost is not there
@@ -314,7 +279,7 @@ async def test_a_long_visit_kept_alive_survives_a_store_loss_and_recover(
 
         valkey.kill()
         valkey.start()  # empty
-        recover(settings)
+        run_recover(settings)
         after = (await c.get(f"/v1/admin/rooms/{room}/digest", headers=ADMIN)).json()
         assert after["digest"] == before["digest"]  # session deadlines included
         assert (await place(c, room, me["token"]))["state"] == "active"
@@ -467,7 +432,7 @@ async def test_a_pause_the_store_lost_before_the_stream_had_it_is_made_again(
         assert (await figures(c, room))["outbox"] == 1
         valkey.kill()
         valkey.start()  # empty: the pause is gone with it
-        out = recover(settings)
+        out = run_recover(settings)
         assert f"{room}: store had seq 0, stream has 1" in out
 
         async def paused() -> bool:

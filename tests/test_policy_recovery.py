@@ -6,9 +6,6 @@ room's digest is what it was."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,56 +19,20 @@ from shared.room import RoomUpdate, epoch_ms
 from shared.settings import Settings
 from shared.store import RoomStore
 from tests.helpers.servers import (
-    ROOT,
     ModuleProc,
-    NatsProc,
-    Servers,
     ValkeyProc,
+    run_recover,
     settings_env,
 )
 from tests.helpers.wait import wait_until
-from waitroom.processes import free_port
 
 pytestmark = pytest.mark.slow
 
 URL = "http://127.0.0.1:9/t"
 
 
-@pytest.fixture
-async def own_store(
-    servers: Servers, settings: Settings, tmp_path: Path
-) -> AsyncIterator[tuple[ValkeyProc, Settings]]:
-    """A data store of this test's own, so it can be killed, and a NATS of its own: the
-    stream is the record of this store alone (``waitroom recover`` replays every room the
-    stream holds, and other tests' rooms are no part of this one)."""
-    if servers.valkey is None or servers.nats is None:
-        pytest.skip("needs servers the tests start themselves")
-    (tmp_path / "valkey").mkdir()
-    proc = ValkeyProc("valkey", free_port(), tmp_path / "valkey")
-    proc.start()
-    bus = NatsProc("nats", free_port(), tmp_path / "nats")
-    bus.start()
-    yield proc, settings.with_changes(redis_url=proc.url, nats_url=bus.url)
-    bus.stop()
-    proc.stop()
-
-
 def room_update(**config: Any) -> RoomUpdate:
     return RoomUpdate(target_url=URL, max_positions_per_ip=0, release_rate=100.0, **config)
-
-
-def recover(settings: Settings) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "waitroom.cli", "recover", "--quiet"],
-        env=settings_env(settings),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
 
 
 async def person(redis: Redis, room: str, position_id: str) -> dict[str, object]:
@@ -146,11 +107,11 @@ async def test_recover_rebuilds_lanes_passes_invites_and_pre_queues(
         redis = connect(settings.redis_url)
         store = RoomStore(redis)
         assert await store.rooms() == []
-        assert "replayed" in recover(settings)
+        assert "replayed" in run_recover(settings)
         after = {room: await store.digest(room) for room in (lanes, opened, later)}
         assert after == before
         assert (await person(redis, lanes, people[1].position_id))["skips"] == 1
-        assert "(0 applied" in recover(settings)  # again: nothing changes
+        assert "(0 applied" in run_recover(settings)  # again: nothing changes
         assert {room: await store.digest(room) for room in before} == before
     finally:
         for w in workers:

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
-import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -19,38 +16,17 @@ from shared.settings import Settings
 from tests.helpers.api import ADMIN, bearer, create_room, figures, place
 from tests.helpers.load import Load
 from tests.helpers.servers import (
-    ROOT,
     GatewayServer,
     ModuleProc,
-    NatsProc,
-    Servers,
     ValkeyProc,
     room_events,
+    run_recover,
     settings_env,
 )
 from tests.helpers.wait import wait_until
 from waitroom.processes import free_port, wait_for_port
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-async def own_store(
-    servers: Servers, settings: Settings, tmp_path: Path
-) -> AsyncIterator[tuple[ValkeyProc, Settings]]:
-    """A data store of this test's own, so it can be killed, and a NATS of its own: the
-    stream is the record of this store alone (a relay catches a store up with every room
-    its stream holds)."""
-    if servers.valkey is None or servers.nats is None:
-        pytest.skip("needs servers the tests start themselves")
-    (tmp_path / "valkey").mkdir()
-    proc = ValkeyProc("valkey", free_port(), tmp_path / "valkey")
-    proc.start()
-    bus = NatsProc("nats", free_port(), tmp_path / "nats")
-    bus.start()
-    yield proc, settings.with_changes(redis_url=proc.url, nats_url=bus.url)
-    bus.stop()
-    proc.stop()
 
 
 async def _digests(client: httpx.AsyncClient, rooms: list[str]) -> dict[str, str]:
@@ -64,20 +40,6 @@ async def _digests(client: httpx.AsyncClient, rooms: list[str]) -> dict[str, str
 
 async def _admitted_total(client: httpx.AsyncClient, rooms: list[str]) -> int:
     return sum([int((await figures(client, room))["admitted_total"]) for room in rooms])
-
-
-def _recover(settings: Settings) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "waitroom.cli", "recover", "--quiet"],
-        env=settings_env(settings),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
 
 
 async def test_store_killed_under_load_comes_back_identical_from_the_stream(
@@ -144,13 +106,13 @@ async def test_store_killed_under_load_comes_back_identical_from_the_stream(
 
             valkey.start()  # same port, empty (the relays may start catching rooms up)
 
-            out = _recover(settings)
+            out = run_recover(settings)
             assert "replayed" in out
             assert await _digests(c, rooms) == before
             after = [await place(c, room, p["token"]) for room, p in load.people]
             assert after == statuses
 
-            out = _recover(settings)  # again: nothing changes
+            out = run_recover(settings)  # again: nothing changes
             assert "(0 applied" in out
             assert await _digests(c, rooms) == before
 

@@ -297,3 +297,19 @@ async def in_process_workers(settings: Settings) -> AsyncIterator[None]:
         finally:
             stop.set()
             await asyncio.gather(*tasks)
+
+
+def run_recover(settings: Settings, *flags: str, status: int = 0) -> str:
+    """``waitroom recover --quiet`` as an operator runs it, against these settings; asserts
+    its exit status and answers what it printed."""
+    done = subprocess.run(
+        [sys.executable, "-m", "waitroom.cli", "recover", "--quiet", *flags],
+        env=settings_env(settings),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == status, done.stdout + done.stderr
+    return done.stdout
