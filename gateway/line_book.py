@@ -356,8 +356,7 @@ class LineBook:
         line.reconnects = int(nc.stats.get("reconnects", 0))
 
         async def on_event(msg: Any) -> None:
-            if not line.hear(msg.data) and room not in self._loading:
-                self._spawn(self._load(room))
+            self.heard(room, msg.data)
 
         try:
             self._subscriptions[room] = await nc.subscribe(
@@ -368,6 +367,12 @@ class LineBook:
             self.lines.pop(room, None)
             return
         await self._load(room)
+
+    def heard(self, room: str, raw: bytes) -> None:
+        """One of the room's events as NATS delivered it; a gap loads the line again."""
+        line = self.lines.get(room)
+        if line is not None and not line.hear(raw) and room not in self._loading:
+            self._spawn(self._load(room))
 
     async def _load(self, room: str) -> None:
         """(Re)load a line from the store; events heard meanwhile are applied after."""
