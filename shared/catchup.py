@@ -107,8 +107,11 @@ async def catch_up(
         else:
             fork.append(raw.encode())
     report.forked = len(fork)
-    await trim([entry_id for entry_id, _raw in outbox])
+    # re-applied first (as new outbox entries), then the old entries trimmed by id: cut
+    # short in between, a catch-up done again finds the fork still there (re-applying
+    # skips what already holds) rather than lost
     report.reapplied, _ = await replay_chunks(store, room, fork, "reapply")
+    await trim([entry_id for entry_id, _raw in outbox])
     await store.mark_recovering([room], on=False, owner="relay")
     if await store.get_config(room) is not None:
         await store.index.add(room)

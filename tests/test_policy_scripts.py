@@ -287,3 +287,30 @@ async def test_a_lottery_draws_only_from_the_highest_priority(
     assert len(rest) == 3
     order = [p.position_id for p in plain]
     assert [order.index(pid) for pid in rest] != [0, 1, 2]  # drawn, not taken in order
+
+
+async def test_strict_lets_nobody_take_the_units_a_party_ahead_waits_for(
+    store: RoomStore, redis: Redis
+) -> None:
+    """A party of 4 waits for the table lane (2 of its 4 seats taken). A couple behind it
+    who joined ``any`` would fit the 2 free table seats (the counter has 1): under strict
+    they wait too, rather than take the seats the party ahead waits for."""
+    room = await make_room(
+        store, lanes={"table": 4, "counter": 2}, max_active=6, release_rate=1000.0
+    )
+    await take_lease(redis, room)
+    seated = [
+        await store.enqueue(room, lane="table", size=2),
+        await store.enqueue(room, lane="counter", size=1),
+    ]
+    admitted: list[str] = []
+    while len(admitted) < len(seated):
+        admitted += (await store.admit(room, HOLDER, 1, 60_000)).position_ids
+        await asyncio.sleep(0.01)
+    party = await store.enqueue(room, lane="table", size=4)
+    couple = await store.enqueue(room, lane="any", size=2)
+    for _ in range(3):
+        await asyncio.sleep(0.01)
+        assert (await store.admit(room, HOLDER, 1, 60_000)).position_ids == []
+    assert (await store.status(room, couple.position_id)).state == "waiting"
+    assert (await store.status(room, party.position_id)).rank == 0

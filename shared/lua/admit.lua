@@ -94,7 +94,9 @@ local function scan()
       end
       admit(position_id, p, seat, names)
     elseif seat then
-      if not held[group] then
+      -- strict: nobody behind takes units a party ahead waits for: not of its lane, not
+      -- the lane it would be seated in, and none while a party that takes any lane waits
+      if not (held[group] or held[seat] or held.any) then
         admit(position_id, p, seat, nil)
       end
     elseif short ~= 'never' then
