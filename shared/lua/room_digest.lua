@@ -14,7 +14,7 @@ for _, name in ipairs({ 'arrival', 'event_seq', 'used_units', 'admitted_total', 
                         'enqueued_total', 'completed_total', 'left_total' }) do
   counters[name] = tonumber(redis.call('HGET', K_STATS, name) or '0')
 end
-counters.pace = redis.call('HGET', K_STATS, 'pace') or '' -- set while the site is followed
+counters.pace = tonumber(redis.call('HGET', K_STATS, 'pace') or '-1') -- -1: the site not followed
 local stats = redis.call('HGETALL', K_STATS)
 for i = 1, #stats, 2 do
   if string.sub(stats[i], 1, 10) == 'lane_used:' and tonumber(stats[i + 1]) ~= 0 then
