@@ -1,13 +1,14 @@
 """The admission pace of a room that follows its site (``auto_release``).
 
-Every ``CONTROL_EVERY`` seconds the controller looks at the site's latency (the weighted
-median p95 of the WaitroomGuard reports of the last ``WINDOW_MS``, shared/site_latency.py)
+Every ``CONTROL_EVERY`` seconds the controller looks at the site's latency (the median
+p95 of the signed WaitroomGuard reports of the last ``WINDOW_MS``, shared/site_latency.py)
 and moves the pace between 0 and ``release_rate``:
 
 - above ``target_latency_ms``: cut in proportion to the overshoot (p95 twice the target
   halves the pace), never by more than half in one step;
 - below ``RAISE_BELOW`` of the target, or with no reports at all (nobody is on the site
-  to be slowed down): raise by ``STEP_UP`` of ``release_rate``;
+  to be slowed down, or no WAITROOM_SITE_KEY to sign reports with): raise by ``STEP_UP``
+  of ``release_rate``;
 - in between: hold.
 
 That is additive increase, multiplicative decrease, as TCP does for the same reason: back

@@ -51,6 +51,7 @@ class GatewayMetrics:
         tokens: TokenService,
         outbox_bound: int = 100_000,
         heartbeats: Tally[str] | None = None,
+        site_reports: Tally[str] | None = None,
     ) -> None:
         self.registry = CollectorRegistry()
         gauge(self.registry, "gateway", "waitroom_outbox_bound").set(outbox_bound)
@@ -59,6 +60,9 @@ class GatewayMetrics:
         self.registry.register(_Tallied("waitroom_tokens_signed", tokens.signed))
         self.registry.register(
             _Tallied("waitroom_heartbeats", Tally() if heartbeats is None else heartbeats)
+        )
+        self.registry.register(
+            _Tallied("waitroom_site_reports", Tally() if site_reports is None else site_reports)
         )
         self.room = {
             name: gauge(self.registry, "gateway", f"waitroom_room_{name}") for name in ROOM_FIGURES

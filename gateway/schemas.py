@@ -70,7 +70,8 @@ class LatencySummary(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, f
 
 class SessionHeartbeatBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
     """Optional: send no body, ``{}``, or the site's latency for a room whose pace follows
-    its site (``auto_release``)."""
+    its site (``auto_release``); the latency counts only with the guard's
+    ``X-Waitroom-Report-Mac`` header (signed with WAITROOM_SITE_KEY)."""
 
     latency: LatencySummary | None = None
 

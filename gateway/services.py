@@ -67,7 +67,8 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     salt = settings.ip_hash_salt or deployment_salt(settings.keys_dir)
     lines = LineBook(store, link) if settings.lines_in_memory else None
     people = People(store, tokens, limiter, salt=salt, lines=lines)
-    metrics = GatewayMetrics(tokens, settings.outbox_max, people.heartbeats)
+    site = Site(store, tokens, limiter, settings.site_key)
+    metrics = GatewayMetrics(tokens, settings.outbox_max, people.heartbeats, site.reports)
     live = LiveHub(
         people,
         store,
@@ -89,7 +90,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             nats=link,
             metrics=metrics,
             people=people,
-            site=Site(store, tokens, limiter),
+            site=site,
             operators=Operators(
                 store,
                 limiter,

@@ -3,22 +3,36 @@
 from __future__ import annotations
 
 import time
+from collections import Counter as Tally
+
+import structlog
 
 from gateway.answers import access_expiry
 from gateway.ratelimit import RateLimiter
 from gateway.schemas import LatencySummary, SessionResponse, VerifyBody, VerifyResponse
 from shared.errors import PositionNotFound, RoomNotFound, StoreUnavailable
+from shared.site_latency import report_signed
 from shared.store import PersonView, RoomStore
 from shared.tokens import AccessClaims, TokenService
+
+log = structlog.get_logger("site")
 
 ADMITTED_STATES = frozenset({"admitted", "active"})
 
 
 class Site:
-    def __init__(self, store: RoomStore, tokens: TokenService, limiter: RateLimiter) -> None:
+    def __init__(
+        self, store: RoomStore, tokens: TokenService, limiter: RateLimiter, site_key: str = ""
+    ) -> None:
+        """``site_key`` (WAITROOM_SITE_KEY): the key the site's guard signs its latency
+        reports with; without one no report is kept."""
         self.store = store
         self.tokens = tokens
         self.limiter = limiter
+        self.site_key = site_key
+        self.reports: Tally[str] = Tally()
+        """Latency reports by outcome (``waitroom_site_reports``): kept, unsigned (no MAC),
+        bad_mac, no_site_key (this gateway has none), not_admitted."""
 
     async def verify(self, body: VerifyBody) -> VerifyResponse:
         """Is this access token good for ``room``, now; from the token alone while the data
@@ -47,24 +61,51 @@ class Site:
             state=view.state,
         )
 
-    async def heartbeat(self, token: str, latency: LatencySummary | None = None) -> SessionResponse:
+    async def heartbeat(
+        self,
+        token: str,
+        latency: LatencySummary | None = None,
+        *,
+        body: bytes = b"",
+        mac: str | None = None,
+    ) -> SessionResponse:
         """Claims the admission if it was not yet claimed, else moves the session's end to
         ``session_ttl`` from now; answers a refreshed access token. ``latency`` (the site's
-        response times since its last report) is kept for the room's pace, from live
-        visits only."""
+        response times since its last report) is kept for the room's pace when ``mac`` is
+        the guard's MAC of the ``body`` it came in (``report_signed``), from live visits
+        only; an unsigned or badly signed report is counted and dropped, the heartbeat
+        itself goes on."""
         claims = self.tokens.verify_access(token)
         await self.limiter.check("session", claims.sub)
         view = await self.store.claim(claims.room, claims.sub, touch=True)
-        if latency is not None and view.state in ADMITTED_STATES:
-            await self.store.report_latency(
-                claims.room,
-                claims.sub,
-                count=latency.count,
-                p50=latency.p50_ms,
-                p95=latency.p95_ms,
-                top=latency.max_ms,
-            )
+        if latency is not None:
+            outcome = self._report_outcome(claims, view, body, mac)
+            self.reports[outcome] += 1
+            if outcome == "kept":
+                await self.store.report_latency(
+                    claims.room,
+                    claims.sub,
+                    count=latency.count,
+                    p50=latency.p50_ms,
+                    p95=latency.p95_ms,
+                    top=latency.max_ms,
+                )
+            else:
+                log.debug("latency_report_dropped", room=claims.room, reason=outcome)
         return await self._answer(claims, view, refresh=True)
+
+    def _report_outcome(
+        self, claims: AccessClaims, view: PersonView, body: bytes, mac: str | None
+    ) -> str:
+        if not self.site_key:
+            return "no_site_key"
+        if not mac:
+            return "unsigned"
+        if not report_signed(self.site_key, claims.room, claims.sub, body, mac):
+            return "bad_mac"
+        if view.state not in ADMITTED_STATES:
+            return "not_admitted"
+        return "kept"
 
     async def complete(self, token: str) -> SessionResponse:
         """Ends the visit and frees its units at once."""

@@ -128,6 +128,14 @@ FAMILIES: tuple[MetricFamily, ...] = (
         GATEWAY,
     ),
     MetricFamily(
+        "waitroom_site_reports",
+        "counter",
+        "Latency reports of the protected site this gateway got with session heartbeats, by "
+        "outcome: kept, or dropped as unsigned, bad_mac, no_site_key or not_admitted.",
+        ("outcome",),
+        GATEWAY,
+    ),
+    MetricFamily(
         "waitroom_tokens_signed",
         "counter",
         "Tokens signed (not served from cache), by type (queue or access).",

@@ -93,7 +93,9 @@ class RoomConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     logo_url: MaybeUrl = ""
     auto_release: bool = False
     """The admission pace follows the protected site's latency, as its WaitroomGuard
-    reports it, between 0 and ``release_rate`` (see admission_worker/pace.py)."""
+    reports it, between 0 and ``release_rate`` (see admission_worker/pace.py). Only
+    reports signed with WAITROOM_SITE_KEY count; with no key set none do, and the pace
+    climbs to ``release_rate``."""
     target_latency_ms: LatencyMs = 0
     """The site's 95th-percentile response time the pace aims to keep (0: none set;
     ``auto_release`` needs one)."""

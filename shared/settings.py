@@ -71,6 +71,18 @@ COMMANDS = (Part.UP, Part.KEYS, Part.RECOVER, Part.DIGEST, Part.PROBE, Part.AUDI
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
+MIN_KEY_LENGTH = 24
+
+
+def long_key(raw: str) -> str:
+    """A shared secret: at least ``MIN_KEY_LENGTH`` characters."""
+    if len(raw) < MIN_KEY_LENGTH:
+        raise ValueError(
+            f"needs at least {MIN_KEY_LENGTH} characters; make one with `openssl rand -base64 32`"
+        )
+    return raw
+
+
 def _host_and_process() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
@@ -165,6 +177,16 @@ class Settings(EnvSettings):
         (Part.GATEWAY, Part.UP),
         secret=True,
         shown="none, so the admin API refuses everyone (`waitroom up` makes one)",
+    )
+    site_key: str = setting(
+        "WAITROOM_SITE_KEY",
+        "",
+        long_key,
+        "the key the protected site's WaitroomGuard signs its latency reports with, "
+        "24+ characters; the gateways keep only reports signed with it",
+        (Part.GATEWAY, Part.UP, Part.DEMO),
+        secret=True,
+        shown="none, so no latency report counts (`waitroom up` makes one)",
     )
     host: str = setting(
         "WAITROOM_HOST",

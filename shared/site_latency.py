@@ -3,13 +3,20 @@ long reports count, and the one figure the admission pace follows.
 
 ``WaitroomGuard`` measures the site and sends a summary (count, p50, p95, max) with a
 session heartbeat; the gateway keeps the latest report of each place for ``WINDOW_MS``
-(latency_report.lua). The site's latency is then the count-weighted median of the recent
-reports' p95: a report counts at most ``MAX_WEIGHT`` samples and once per place, so a
-visitor replaying their own access token with made-up figures moves it no more than any
-other single report does.
+(latency_report.lua). The site's latency is then the median of the recent reports' p95,
+each report counting once, whatever number of samples it claims.
+
+Only the site's guard may report: it signs each report with the deployment's site key
+(``WAITROOM_SITE_KEY``), over the room, the visit's ``sub`` and the exact body it sends
+(``report_mac``, in the ``X-Waitroom-Report-Mac`` header). A visitor holds their own
+access token and could send a heartbeat with made-up figures, but not the key: the gateway
+keeps no report without a good MAC, and none at all when it has no site key.
 """
 
 from __future__ import annotations
+
+import hashlib
+import hmac
 
 import msgspec
 
@@ -17,8 +24,8 @@ WINDOW_MS = 10_000
 """Reports older than this no longer count."""
 MAX_REPORTS = 1_000
 """Reports a room keeps at most (the oldest go first)."""
-MAX_WEIGHT = 200
-"""Samples one report counts for at most."""
+REPORT_MAC_HEADER = "X-Waitroom-Report-Mac"
+"""The header a guard's signed report comes with (hex HMAC-SHA256, see ``report_mac``)."""
 
 
 class LatencyReport(msgspec.Struct, frozen=True):
@@ -39,16 +46,26 @@ def recent(
     return [r for r in reports if now_ms - window_ms <= r.t]
 
 
+def report_mac(site_key: str, room: str, sub: str, body: bytes) -> str:
+    """The MAC a guard sends with a heartbeat body that carries a latency report: hex
+    HMAC-SHA256 with the site key over ``room``, newline, ``sub``, newline, the body."""
+    signed = room.encode() + b"\n" + sub.encode() + b"\n" + body
+    return hmac.new(site_key.encode(), signed, hashlib.sha256).hexdigest()
+
+
+def report_signed(site_key: str, room: str, sub: str, body: bytes, mac: str | None) -> bool:
+    """Whether ``mac`` is the guard's MAC of this report (never without a site key)."""
+    if not site_key or not mac:
+        return False
+    expected = report_mac(site_key, room, sub, body).encode()
+    return hmac.compare_digest(expected, mac.strip().lower().encode(errors="replace"))
+
+
 def site_p95(reports: list[LatencyReport]) -> float | None:
-    """The site's 95th-percentile response time the reports agree on (the weighted median
-    of their p95s), or None without reports."""
-    weighted = sorted((r.p95, min(max(r.n, 1), MAX_WEIGHT)) for r in reports)
-    if not weighted:
+    """The site's 95th-percentile response time the reports agree on (the median of their
+    p95s, each report counting once; the lower middle of an even number), or None without
+    reports."""
+    values = sorted(r.p95 for r in reports)
+    if not values:
         return None
-    half = sum(w for _, w in weighted) / 2
-    seen = 0
-    for value, weight in weighted:
-        seen += weight
-        if seen >= half:
-            return value
-    return weighted[-1][0]
+    return values[(len(values) - 1) // 2]

@@ -21,7 +21,14 @@ from redis.asyncio import Redis
 from shared.redis_conn import connect
 from shared.settings import RateLimits, Settings
 from shared.store import RoomStore
-from tests.helpers.api import ADMIN_KEY, METRICS_TOKEN, RoomFactory, create_room, fresh_room_id
+from tests.helpers.api import (
+    ADMIN_KEY,
+    METRICS_TOKEN,
+    SITE_KEY,
+    RoomFactory,
+    create_room,
+    fresh_room_id,
+)
 from tests.helpers.servers import GatewayServer, NatsProc, Servers, ValkeyProc
 from waitroom.processes import free_port
 
@@ -68,6 +75,7 @@ def settings(servers: Servers, keys_dir: Path) -> Settings:
         keys_dir=keys_dir,
         admin_key=ADMIN_KEY,
         metrics_token=METRICS_TOKEN,
+        site_key=SITE_KEY,
         rate_limits=RateLimits(enabled=False),
         admission_tick_ms=50,
         heartbeat_tick_ms=100,

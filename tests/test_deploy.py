@@ -55,7 +55,12 @@ ENTRY_MODULES = (
     "waitroom.up",  # `waitroom up`, imported lazily by the CLI
     "waitroom.demo_site",  # started by `waitroom up` as `python -m waitroom.demo_site`
 )
-SECRET_VARIABLES = ("WAITROOM_ADMIN_KEY", "WAITROOM_IP_HASH_SALT", "WAITROOM_METRICS_TOKEN")
+SECRET_VARIABLES = (
+    "WAITROOM_ADMIN_KEY",
+    "WAITROOM_SITE_KEY",
+    "WAITROOM_IP_HASH_SALT",
+    "WAITROOM_METRICS_TOKEN",
+)
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -429,8 +434,13 @@ def test_compose_secrets_are_files_never_environment() -> None:
     assert ignored.returncode == 0, "./secrets must be git-ignored"
     gateway = services()["gateway"]
     env = gateway["environment"]
-    assert set(gateway["secrets"]) == {"admin_key", "ip_hash_salt", "signing_keys"}
+    assert set(gateway["secrets"]) == {"admin_key", "site_key", "ip_hash_salt", "signing_keys"}
     assert env["WAITROOM_ADMIN_KEY_FILE"] == "/run/secrets/admin_key"
+    assert env["WAITROOM_SITE_KEY_FILE"] == "/run/secrets/site_key"
+    # the demo site's guard signs its latency reports with the key the gateways check
+    demo = services()["demo"]
+    assert demo["secrets"] == ["site_key"]
+    assert demo["environment"]["WAITROOM_SITE_KEY_FILE"] == "/run/secrets/site_key"
     assert env["WAITROOM_IP_HASH_SALT_FILE"] == "/run/secrets/ip_hash_salt"
     assert env["WAITROOM_KEYS_DIR"] == "/run/secrets/signing_keys"
     for name, service in services().items():
@@ -442,7 +452,7 @@ def test_compose_secrets_are_files_never_environment() -> None:
                 assert str(value).split("/")[3] in service.get("secrets", []), variable
     # nor anywhere in the text (an x- block merged in, a command line)
     text = (ROOT / "compose.yaml").read_text()
-    assert not re.search(r"WAITROOM_(ADMIN_KEY|IP_HASH_SALT)\s*[:=]\s*\S", text)
+    assert not re.search(r"WAITROOM_(ADMIN_KEY|SITE_KEY|IP_HASH_SALT)\s*[:=]\s*\S", text)
 
 
 def test_compose_bind_mounts_exist() -> None:
@@ -506,7 +516,13 @@ def test_compose_secrets_script_makes_private_files_once(tmp_path: Path) -> None
     admin_key = (made / "admin_key").read_text()
     assert len(admin_key) >= 32
     assert list((made / "keys").glob("rsa-*.pem"))
-    for path in (made / "admin_key", made / "ip_hash_salt", *(made / "keys").iterdir()):
+    assert len((made / "site_key").read_text()) >= 32
+    for path in (
+        made / "admin_key",
+        made / "site_key",
+        made / "ip_hash_salt",
+        *(made / "keys").iterdir(),
+    ):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     again = subprocess.run([script], env=env, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr

@@ -17,7 +17,7 @@ import pytest
 
 from shared.events import Admitted, PaceChanged
 from shared.settings import Settings
-from tests.helpers.api import bearer, create_room, figures, fresh_room_id
+from tests.helpers.api import SITE_KEY, bearer, create_room, figures, fresh_room_id
 from tests.helpers.servers import AppServer, GatewayServer, ModuleProc, room_events, settings_env
 from tests.helpers.wait import wait_until
 from waitroom.demo_site import create_demo_app
@@ -78,7 +78,12 @@ async def test_auto_release_slows_admissions_while_the_site_is_slow_and_recovers
 ) -> None:
     room = fresh_room_id("pace")
     demo = create_demo_app(
-        gateway.url, room, ms_per_visit=MS_PER_VISIT, heartbeat_every=1.0, report_every=0.5
+        gateway.url,
+        room,
+        ms_per_visit=MS_PER_VISIT,
+        heartbeat_every=1.0,
+        report_every=0.5,
+        site_key=SITE_KEY,
     )
     async with AppServer(demo, lifespan="off") as site:
         await create_room(

@@ -56,6 +56,8 @@ def test_waitroom_up_serves_a_visit_and_stops_cleanly(tmp_path: Path) -> None:
         # it holds the admin key: nobody but its owner may read it, nor the folder
         assert stat.S_IMODE(up_json.stat().st_mode) == 0o600
         assert stat.S_IMODE((tmp_path / "data" / "admin-key").stat().st_mode) == 0o600
+        # the key the gateway and the demo site's guard share for latency reports
+        assert stat.S_IMODE((tmp_path / "data" / "site-key").stat().st_mode) == 0o600
         assert stat.S_IMODE((tmp_path / "data").stat().st_mode) == 0o700
         base = state["gateway_url"]
         with httpx.Client(base_url=base, timeout=10) as client:

@@ -6,6 +6,7 @@ session cookie; visitors without one are sent to the waiting room. The page says
 the visit has left and warns when it ends within two minutes. "I'm done" reports the visit
 complete so the next person can come in.
 
+Its guard signs its latency reports with WAITROOM_SITE_KEY, the key the gateways have.
 With WAITROOM_DEMO_MS_PER_VISIT set, the site slows down under load the way a real one
 does: each page takes that many milliseconds for every visit active on the site (seen in
 the last few seconds). A room with ``auto_release`` then slows its admissions to keep the
@@ -28,7 +29,7 @@ import uvicorn
 from litestar import Litestar, Request, get, post
 
 from shared.logs import configure
-from shared.settings import DemoSettings, Part, help_page
+from shared.settings import DemoSettings, Part, Settings, help_page
 from waitroom_site import VisitClaims, WaitroomGuard
 
 PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
@@ -120,6 +121,7 @@ def create_demo_app(
     ms_per_visit: float = 0.0,
     heartbeat_every: float = 10.0,
     report_every: float = 5.0,
+    site_key: str = "",
 ) -> WaitroomGuard:
     load = SiteLoad(ms_per_visit)
 
@@ -146,6 +148,7 @@ def create_demo_app(
         room=room,
         heartbeat_every=heartbeat_every,
         report_every=report_every,
+        site_key=site_key,
     )
     return guard
 
@@ -154,8 +157,15 @@ def main() -> None:
     if "--help" in sys.argv[1:]:
         sys.stdout.write(help_page(__doc__ or "", Part.DEMO))
         return
-    settings = DemoSettings.from_env_or_exit(os.environ, "python -m waitroom.demo_site")
-    app = create_demo_app(settings.gateway_url, settings.room, ms_per_visit=settings.ms_per_visit)
+    prog = "python -m waitroom.demo_site"
+    settings = DemoSettings.from_env_or_exit(os.environ, prog)
+    site_key = Settings.from_env_or_exit(os.environ, prog).site_key  # shared with the gateways
+    app = create_demo_app(
+        settings.gateway_url,
+        settings.room,
+        ms_per_visit=settings.ms_per_visit,
+        site_key=site_key,
+    )
     configure()  # after Litestar's own
     uvicorn.run(
         app,

@@ -60,6 +60,19 @@ def admin_key_for(data_dir: Path, configured: str) -> str:
     return key
 
 
+def site_key_for(data_dir: Path, configured: str) -> str:
+    """The configured site key (WAITROOM_SITE_KEY), else one kept in the data folder: the
+    gateways and the demo site's guard share it, so the demo's latency reports count."""
+    if configured:
+        return configured
+    path = data_dir / "site-key"
+    if path.exists():
+        return path.read_text().strip()
+    key = secrets.token_urlsafe(32)
+    write_private(path, (key + "\n").encode())
+    return key
+
+
 def child_env(base: Mapping[str, str], **values: str) -> dict[str, str]:
     """The environment of the parts ``up`` starts: ``base`` with ``values`` set, and the
     ``<VAR>_FILE`` of each dropped, so a part never sees both."""
@@ -121,7 +134,7 @@ class Stack:
             wait_for_port(port, 10, child.proc)
             self.nats_url = f"nats://127.0.0.1:{port}"
 
-    def start_parts(self, admin_key: str) -> None:
+    def start_parts(self, admin_key: str, site_key: str) -> None:
         """The gateways, both workers and the demo site, with the addresses chosen."""
         self.gateway_ports = [_pick(self.opts.port)]
         self.gateway_ports += [_pick(0) for _ in range(1, self.opts.gateways)]
@@ -132,6 +145,7 @@ class Stack:
             WAITROOM_NATS_URL=self.nats_url,
             WAITROOM_KEYS_DIR=str(self.data / "keys"),
             WAITROOM_ADMIN_KEY=admin_key,
+            WAITROOM_SITE_KEY=site_key,
             WAITROOM_HOST="127.0.0.1",
             WAITROOM_PUBLIC_URL=self.settings.public_url or self.gateway_url,
         )
@@ -203,6 +217,7 @@ def run_up(settings: Settings, environ: Mapping[str, str], opts: UpOptions) -> i
     data = opts.data_dir.resolve()
     data.mkdir(mode=0o700, parents=True, exist_ok=True)
     admin_key = admin_key_for(data, settings.admin_key)
+    site_key = site_key_for(data, settings.site_key)
     stopping = False
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -216,7 +231,7 @@ def run_up(settings: Settings, environ: Mapping[str, str], opts: UpOptions) -> i
     stack = Stack(settings, opts, data, Supervisor(), env)
     try:
         stack.start_backends()
-        stack.start_parts(admin_key)
+        stack.start_parts(admin_key, site_key)
         stack.create_demo_room(admin_key)
         stack.report(admin_key)
         while not stopping:

@@ -15,9 +15,13 @@
 - Anyone else is sent to the waiting room (HTML requests) or answered 401 (others).
 
 The guard also times the site: every request it lets through, from its arrival to the
-app starting its answer. At most every ``report_every`` seconds the next heartbeat carries
-a summary of those times (count, p50, p95, max), so a room with ``auto_release`` can pace
-admissions by how the site copes.
+app starting its answer. Given the deployment's ``site_key`` (WAITROOM_SITE_KEY, the one
+the gateways have), at most every ``report_every`` seconds the next heartbeat carries a
+summary of those times (count, p50, p95, max), signed with that key (see
+shared/site_latency.py), so a room with ``auto_release`` can pace admissions by how the
+site copes. The gateway keeps no report it cannot check, so a visitor, who holds an
+access token but not the key, cannot steer the pace. Without a key the guard reports
+nothing.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from urllib.parse import parse_qsl
 import httpx
 import jwt
 
+from shared.site_latency import REPORT_MAC_HEADER, report_mac
 from shared.tokens import access_audience
 from waitroom_site.bounded import ExpiringMap
 from waitroom_site.http import (
@@ -87,12 +92,14 @@ class WaitroomGuard:
         secure_cookies: bool | None = None,
         trusted_proxies: tuple[str, ...] = (),
         max_visits: int = 100_000,
+        site_key: str = "",
     ) -> None:
         """``secure_cookies``: True marks the session cookie ``Secure`` always, False never,
         None (default) when the visitor came over TLS — as the server saw it, or as
         ``X-Forwarded-Proto`` says when the peer is one of ``trusted_proxies`` (CIDRs of a
         TLS-terminating proxy in front). ``max_visits`` bounds the guard's memory.
-        ``report_every``: seconds between two reports of the site's response times."""
+        ``report_every``: seconds between two reports of the site's response times, each
+        signed with ``site_key`` (WAITROOM_SITE_KEY; empty: no reports are sent)."""
         self.app = app
         self.gateway_url = gateway_url.rstrip("/")
         self.room = room
@@ -101,6 +108,7 @@ class WaitroomGuard:
         self.cookie_name = cookie_name
         self.heartbeat_every = heartbeat_every
         self.report_every = report_every
+        self.site_key = site_key
         self.latency = LatencySamples()
         self._reported_at = float("-inf")
         self.exempt_paths = exempt_paths
@@ -246,7 +254,11 @@ class WaitroomGuard:
         or the next report of the site's latency (which any live visit may carry)."""
         now = time.monotonic()
         last = self._beaten.get(visit.sub)
-        report_due = len(self.latency) > 0 and now - self._reported_at >= self.report_every
+        report_due = (
+            bool(self.site_key)
+            and len(self.latency) > 0
+            and now - self._reported_at >= self.report_every
+        )
         if last is not None and now - last < self.heartbeat_every and not report_due:
             return
         self._beaten.put(visit.sub, now, until=visit.exp)
@@ -259,11 +271,15 @@ class WaitroomGuard:
         task.add_done_callback(self._beats.discard)
 
     async def _heartbeat(self, visit: VisitClaims, report: LatencySummary | None = None) -> None:
+        headers = {"Authorization": f"Bearer {visit.token}"}
+        body = b""
+        if report is not None:
+            body = json.dumps({"latency": report}).encode()
+            headers["Content-Type"] = "application/json"
+            headers[REPORT_MAC_HEADER] = report_mac(self.site_key, visit.room, visit.sub, body)
         try:
             r = await self.client.post(
-                f"{self.gateway_url}/v1/session/heartbeat",
-                headers={"Authorization": f"Bearer {visit.token}"},
-                json={"latency": report} if report is not None else None,
+                f"{self.gateway_url}/v1/session/heartbeat", headers=headers, content=body
             )
         except httpx.HTTPError:
             return  # the gateway is away: the offline check stands

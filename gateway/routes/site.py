@@ -23,6 +23,7 @@ from gateway.schemas import (
 )
 from gateway.site import Site
 from shared import errors
+from shared.site_latency import REPORT_MAC_HEADER
 
 SESSION_ERRORS = (
     *BODY_ERRORS,
@@ -66,8 +67,13 @@ async def session_heartbeat(
     session's end to session_ttl from now; answers a refreshed ``access_token`` and the
     ``session_deadline``. The body may carry the site's ``latency`` since the last report
     (WaitroomGuard sends it): the room keeps the latest report of each visit for 10 s, and
-    a room with ``auto_release`` paces admissions by them."""
-    return await site.heartbeat(bearer_token(request), data.latency)
+    a room with ``auto_release`` paces admissions by them. A report counts only with an
+    ``X-Waitroom-Report-Mac`` header, the hex HMAC-SHA256 with WAITROOM_SITE_KEY over the
+    room, the access token's ``sub`` and the body (newline-separated); without it the
+    report is ignored and the heartbeat answered as usual."""
+    body = await request.body() if data.latency is not None else b""
+    mac = request.headers.get(REPORT_MAC_HEADER)
+    return await site.heartbeat(bearer_token(request), data.latency, body=body, mac=mac)
 
 
 @post(

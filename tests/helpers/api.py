@@ -14,6 +14,8 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 METRICS_TOKEN = "test-metrics-token-" + "m" * 16
 METRICS = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 """What /metrics on a gateway's main port asks for (the tests' WAITROOM_METRICS_TOKEN)."""
+SITE_KEY = "test-site-key-" + "s" * 16
+"""The key the tests' gateways and guards share (WAITROOM_SITE_KEY)."""
 
 RoomFactory = Callable[..., Awaitable[str]]
 

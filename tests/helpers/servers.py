@@ -216,6 +216,7 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
         WAITROOM_KEYS_DIR=str(settings.keys_dir),
         WAITROOM_ADMIN_KEY=settings.admin_key,
         WAITROOM_METRICS_TOKEN=settings.metrics_token,
+        WAITROOM_SITE_KEY=settings.site_key,
         WAITROOM_STREAM=settings.stream_name,
         WAITROOM_ADMISSION_TICK_MS=str(settings.admission_tick_ms),
         WAITROOM_HEARTBEAT_TICK_MS=str(settings.heartbeat_tick_ms),

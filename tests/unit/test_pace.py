@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from admission_worker.pace import next_pace
-from shared.site_latency import MAX_WEIGHT, LatencyReport, recent, site_p95
+from shared.site_latency import LatencyReport, recent, report_mac, report_signed, site_p95
 from waitroom_site.latency import LatencySamples, percentile
 
 pytestmark = pytest.mark.unit
@@ -40,17 +40,34 @@ def test_a_pace_cut_below_two_percent_stops_admissions_until_the_site_recovers()
     assert next_pace(0.0, 10.0, 200, 100.0) == 1.0  # recovered: it climbs back
 
 
-def test_the_site_latency_is_the_weighted_median_of_the_reports() -> None:
+def test_the_site_latency_is_the_median_of_the_reports_each_counting_once() -> None:
     assert site_p95([]) is None
     assert site_p95([report(100.0)]) == 100.0
-    assert site_p95([report(100.0, n=30), report(900.0, n=10)]) == 100.0
-    assert site_p95([report(100.0, n=10), report(900.0, n=30)]) == 900.0
+    assert site_p95([report(100.0), report(900.0), report(300.0)]) == 300.0
+    assert site_p95([report(100.0), report(900.0)]) == 100.0  # even: the lower middle
+    # the samples a report claims do not weigh: three reports of 100 ms outvote two
+    assert site_p95([report(900.0, n=10**9), *[report(100.0, n=1)] * 3, report(800.0)]) == 100.0
 
 
 def test_one_report_cannot_outweigh_the_rest_by_claiming_many_samples() -> None:
-    honest = [report(100.0, n=MAX_WEIGHT) for _ in range(2)]
+    honest = [report(100.0, n=200) for _ in range(2)]
     forged = report(60_000.0, n=10**9)
     assert site_p95([*honest, forged]) == 100.0
+
+
+def test_a_report_mac_binds_the_key_the_room_the_visit_and_the_bytes() -> None:
+    key, body = "k" * 32, b'{"latency":{"count":1,"p50_ms":1,"p95_ms":2,"max_ms":3}}'
+    mac = report_mac(key, "shop", "sub-1", body)
+    assert report_signed(key, "shop", "sub-1", body, mac)
+    assert report_signed(key, "shop", "sub-1", body, mac.upper())
+    assert not report_signed(key, "shop", "sub-1", body + b" ", mac)
+    assert not report_signed(key, "shop", "sub-2", body, mac)
+    assert not report_signed(key, "other", "sub-1", body, mac)
+    assert not report_signed("j" * 32, "shop", "sub-1", body, mac)
+    assert not report_signed("", "shop", "sub-1", body, report_mac("", "shop", "sub-1", body))
+    assert not report_signed(key, "shop", "sub-1", body, None)
+    assert not report_signed(key, "shop", "sub-1", body, "not hex")
+    assert not report_signed(key, "shop", "sub-1", body, "\u00e9" * 64)  # no error either
 
 
 def test_only_reports_inside_the_window_count() -> None:
