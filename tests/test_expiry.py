@@ -93,12 +93,12 @@ async def test_session_past_its_ttl_ends(
 async def test_session_heartbeat_keeps_a_visit_alive(
     client: httpx.AsyncClient, make_room: RoomFactory, settings: Settings
 ) -> None:
-    room = await make_room(max_active=1, release_rate=50, session_ttl=2)
+    room = await make_room(max_active=1, release_rate=50, session_ttl=4)
     person = (await client.post(f"/v1/rooms/{room}/enqueue")).json()
     async with in_process_workers(settings):
         await wait_until(lambda: in_state(client, room, person["token"], "admitted"))
         access = (await place(client, room, person["token"]))["access_token"]
-        for _ in range(8):  # 4 s: twice the session ttl
+        for _ in range(16):  # 8 s: twice the session ttl, each token well inside its own
             r = await client.post("/v1/session/heartbeat", headers=bearer(access))
             assert r.status_code == 200, r.text
             assert r.json()["state"] == "active"
