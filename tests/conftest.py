@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.async_api import Browser
 from redis.asyncio import Redis
 
 from shared.redis_conn import connect
@@ -29,6 +30,7 @@ from tests.helpers.api import (
     create_room,
     fresh_room_id,
 )
+from tests.helpers.browser import chromium
 from tests.helpers.servers import GatewayServer, NatsProc, Servers, ValkeyProc
 from waitroom.processes import free_port
 
@@ -140,3 +142,10 @@ async def own_store(
     yield proc, settings.with_changes(redis_url=proc.url, nats_url=bus.url)
     bus.stop()
     proc.stop()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Headless Chromium (Debian's), for the tests of the page."""
+    async with chromium() as found:
+        yield found

@@ -8,7 +8,6 @@ Screenshots go to tests/artifacts/screenshots/ (room-de, room-ja, bistro-*).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -17,7 +16,7 @@ from playwright.async_api import Browser, BrowserContext
 
 from shared.settings import Settings
 from tests.helpers.api import ADMIN, bearer, create_room, figures, fresh_room_id
-from tests.helpers.browser import chromium, shot, shown
+from tests.helpers.browser import shot, shown
 from tests.helpers.servers import AppServer, GatewayServer, in_process_workers
 from tests.helpers.wait import wait_until
 from waitroom.demo_site import create_demo_app
@@ -32,12 +31,6 @@ if (window.Notification) {
   Notification.requestPermission = function (cb) { window.__askedForNotices++; return ask(cb); };
 }
 """
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as b:
-        yield b
 
 
 async def spied(browser: Browser, **options: Any) -> BrowserContext:

@@ -7,15 +7,12 @@ Screenshots go to tests/artifacts/screenshots/ (policy-*.png).
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 
 from shared.settings import Settings
 from tests.helpers.api import ADMIN, RoomFactory
@@ -23,23 +20,8 @@ from tests.helpers.servers import GatewayServer, in_process_workers
 from tests.helpers.wait import wait_until
 
 SHOTS = Path(__file__).parent / "artifacts" / "screenshots"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-HAVE_CHROMIUM = Path(CHROMIUM).exists()
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"]
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    if not HAVE_CHROMIUM:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing: scripts/test installs it with apt-get")
-        pytest.skip("no chromium here (scripts/test installs Debian's chromium)")
-    async with async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        await b.close()
 
 
 async def open_room(browser: Browser, url: str) -> Page:
