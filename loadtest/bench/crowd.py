@@ -81,6 +81,7 @@ class SseCrowd:
             stream.status = int(status_line.split()[1]) if status_line else 0
             while (await reader.readline()).strip():
                 pass  # headers
+            stream.opened.set()
             event = ""
             while True:
                 raw = await reader.readline()
@@ -90,7 +91,6 @@ class SseCrowd:
                     event = raw[7:].decode().strip()
                 elif raw in (b"\n", b"\r\n") and event:
                     stream.counts[event] += 1
-                    stream.opened.set()
                     event = ""
         except (OSError, ValueError, IndexError):
             pass
@@ -114,7 +114,7 @@ class SseCrowd:
         batch: int = 500,
         progress: Callable[[int], None] | None = None,
     ) -> None:
-        """Open streams ``batch`` at a time, each batch waiting for its first events."""
+        """Open streams ``batch`` at a time, each batch waiting for its answers to start."""
         for at in range(0, len(tokens), batch):
             new = self.open(path_of, tokens[at : at + batch])
             with contextlib.suppress(TimeoutError):

@@ -106,3 +106,15 @@ async def expiry_tick(store: RoomStore, room: str, fence: int, batch: int) -> in
     """One expiry tick as the heartbeat worker runs it (its four scripts); how many ended."""
     counts = await store.expire(room, HOLDER, fence, LEASE_MS, max_batch=batch)
     return counts["silent"] + counts["unclaimed"] + counts["sessions"]
+
+
+async def release_lease(store: RoomStore, room: str, role: str, fence: int) -> None:
+    await store.lease_release(room, role, HOLDER, fence)
+
+
+async def outbox_lengths(store: RoomStore, rooms: list[str]) -> list[int]:
+    return [await store.outbox_length(room) for room in rooms]
+
+
+def outbox_key(room: str) -> str:
+    return keys.RoomKeys(room).outbox

@@ -126,7 +126,7 @@ def _num(value: float | None, _digits: int = 0) -> str:
 
 def print_table(run: Run, out: TextIO) -> None:
     head = (
-        f"{'part':10} {'measurement':38} {'value':>11} {'floor':>11} {'unit':12} "
+        f"{'part':10} {'measurement':38} {'value':>11} {'floor':>11} {'unit':16} "
         f"{'x floor':>8} {'peak/s':>9} {'p50 ms':>7} {'p99 ms':>7}"
     )
     out.write(head + "\n" + "-" * len(head) + "\n")
@@ -134,7 +134,7 @@ def print_table(run: Run, out: TextIO) -> None:
         ratio = f"{r.ratio:8.2f}" if r.ratio is not None else f"{'-':>8}"
         out.write(
             f"{r.part:10} {r.name[:38]:38} {_num(r.value, 1):>11} {_num(r.floor, 1):>11} "
-            f"{r.unit[:12]:12} {ratio} {_num(r.rate):>9} {_num(r.p50_ms, 1):>7} "
+            f"{r.unit[:16]:16} {ratio} {_num(r.rate):>9} {_num(r.p50_ms, 1):>7} "
             f"{_num(r.p99_ms, 1):>7}\n"
         )
         if r.extra:
