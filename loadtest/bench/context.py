@@ -4,6 +4,7 @@ sizes, progress output, and HTTP helpers for the admin API."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,14 +87,23 @@ class Bench:
             return figures
 
     async def wait_outbox_empty(self, rooms: list[str], seconds: float = 600) -> bool:
+        async def empty() -> bool:
+            sizes = [int((await self.figures(room))["outbox"]) for room in rooms]
+            return not any(sizes)
+
+        return await self.poll(empty, seconds, every=0.1)
+
+    async def poll(
+        self, done: Callable[[], Awaitable[bool]], seconds: float = 600, every: float = 0.02
+    ) -> bool:
+        """Ask ``done()`` every ``every`` seconds until it says yes or ``seconds`` pass."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
-        while loop.time() < deadline:
-            sizes = [int((await self.figures(room))["outbox"]) for room in rooms]
-            if not any(sizes):
-                return True
-            await asyncio.sleep(0.1)
-        return False
+        while not await done():
+            if loop.time() > deadline:
+                return False
+            await asyncio.sleep(every)
+        return True
 
     def processes(self, *names: str) -> dict[str, int]:
         """Process ids by role: app (gateway), floor, workers, valkey, nats."""

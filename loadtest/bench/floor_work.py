@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -92,10 +93,8 @@ async def relay(args: argparse.Namespace) -> int:
     nc = await nats.connect(args.nats_url)
     js = nc.jetstream()
     head = msgspec.json.Decoder(_Head)
-    try:
+    with contextlib.suppress(Exception):  # there already
         await js.add_stream(name=STREAM, subjects=["floor.>"])
-    except Exception:  # noqa: S110 (there already)
-        pass
 
     async def one(room: str, outbox: str) -> int:
         delivered = 0

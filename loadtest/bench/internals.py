@@ -82,8 +82,13 @@ async def used_memory(redis: Redis) -> int:
     return int(info["used_memory"])
 
 
+async def reset_server_stats(redis: Redis) -> None:
+    """Zero the server's per-command statistics (CONFIG RESETSTAT)."""
+    await redis.config_resetstat()
+
+
 async def script_server_usec(redis: Redis) -> tuple[int, int]:
-    """(calls, microseconds) the server spent in EVALSHA since the last reset."""
+    """(calls, microseconds) the server spent in script calls (EVALSHA) since the reset."""
     stats = await redis.info("commandstats")
     entry = stats.get("cmdstat_evalsha") or {}
     return int(entry.get("calls", 0)), int(entry.get("usec", 0))

@@ -39,7 +39,7 @@ async def _pushes(
         expect = crowd.total("position") + len(crowd.live())
         started = time.perf_counter()
         await move(i)
-        await until(lambda: crowd.total("position") >= expect, 5, every=0.002)
+        await until(lambda n=expect: crowd.total("position") >= n, 5, every=0.002)
         times.append(time.perf_counter() - started)
         await asyncio.sleep(max(0.0, SPACING - times[-1]))
     used = window.stop()["server"]

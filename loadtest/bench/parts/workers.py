@@ -71,8 +71,11 @@ async def admission(b: Bench) -> None:
         window = CpuWindow(procs).start()
         started = time.perf_counter()
         await b.put_room(ADMIT_ROOM, status="active")
-        while int((await b.figures(ADMIT_ROOM))["admitted_total"]) < m:
-            await asyncio.sleep(0.02)
+
+        async def all_admitted() -> bool:
+            return int((await b.figures(ADMIT_ROOM))["admitted_total"]) >= m
+
+        await b.poll(all_admitted)
         seconds = time.perf_counter() - started
         used = window.stop()
         await internals.release_lease(store, ADMIT_ROOM, "relay", fence)
@@ -153,8 +156,11 @@ async def relay(b: Bench) -> None:
         started = time.perf_counter()
         for room, fence in fences.items():
             await internals.release_lease(store, room, "relay", fence)
-        while any(await internals.outbox_lengths(store, real_rooms)):
-            await asyncio.sleep(0.02)
+
+        async def delivered() -> bool:
+            return not any(await internals.outbox_lengths(store, real_rooms))
+
+        await b.poll(delivered)
         seconds = time.perf_counter() - started
         used = window.stop()
     workers = used["admission_worker"] + used["heartbeat_worker"]
