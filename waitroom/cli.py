@@ -173,6 +173,18 @@ def _probe(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from loadtest.bench.cli import main as bench_main
+
+    return bench_main(args.args)
+
+
+def _loadtest(args: argparse.Namespace) -> int:
+    from loadtest.run import main as loadtest_main
+
+    return loadtest_main(args.args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="waitroom",
@@ -282,6 +294,23 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("role", choices=["admission", "heartbeat"])
     probe.add_argument("--instance", help="default WAITROOM_INSTANCE")
     probe.set_defaults(func=_probe)
+
+    bench = sub.add_parser(
+        "bench",
+        add_help=False,
+        prefix_chars="+",  # every option goes on to the benchmark's own parser
+        help="measure CPU per operation against a floor, on this machine (--help for more)",
+    )
+    bench.add_argument("args", nargs=argparse.REMAINDER)
+    bench.set_defaults(func=_bench)
+    loadtest = sub.add_parser(
+        "loadtest",
+        add_help=False,
+        prefix_chars="+",  # every option goes on to the load test's own parser
+        help="run the locust scenarios headless and write a report (--help for more)",
+    )
+    loadtest.add_argument("args", nargs=argparse.REMAINDER)
+    loadtest.set_defaults(func=_loadtest)
     return parser
 
 

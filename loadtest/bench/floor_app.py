@@ -72,12 +72,13 @@ class Tokens:
     def __init__(self) -> None:
         self.rsa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.ec = ec.generate_private_key(ec.SECP256R1())
-        self.public = {"rsa": self.rsa.public_key(), "ec": self.ec.public_key()}
+        self.rsa_public = self.rsa.public_key()
+        self.ec_public = self.ec.public_key()
         self.verified: dict[str, tuple[dict[str, Any], float]] = {}
 
     def sign(self, room: str, position_id: str, arrival: int, alg: str) -> str:
         now = int(time.time())
-        claims = {
+        claims: dict[str, Any] = {
             "sub": position_id,
             "room": room,
             "typ": "queue",
@@ -90,7 +91,7 @@ class Tokens:
         }
         kid, key = ("ec", self.ec) if alg == "ES256" else ("rsa", self.rsa)
         token = jwt.encode(claims, key, algorithm=alg, headers={"kid": kid})
-        self.verified[token] = (claims, claims["exp"])
+        self.verified[token] = (claims, float(now + 300))
         return token
 
     def verify(self, token: str) -> dict[str, Any]:
@@ -102,7 +103,7 @@ class Tokens:
             alg = "ES256" if kid == "ec" else "RS256"
             claims: dict[str, Any] = jwt.decode(
                 token,
-                self.public["ec" if kid == "ec" else "rsa"],
+                self.ec_public if kid == "ec" else self.rsa_public,
                 algorithms=[alg],
                 audience=AUDIENCE,
                 issuer=ISSUER,

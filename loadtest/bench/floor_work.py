@@ -99,7 +99,7 @@ async def relay(args: argparse.Namespace) -> int:
     async def one(room: str, outbox: str) -> int:
         delivered = 0
         while True:
-            entries: list[Any] = await redis.xrange(outbox, "-", "+", count=args.batch)
+            entries: Any = await redis.xrange(outbox, "-", "+", count=args.batch)
             if not entries:
                 return delivered
             acks = []

@@ -108,7 +108,7 @@ class BenchStack:
     def waitroom_env(self, **extra: str) -> dict[str, str]:
         assert self.valkey is not None
         assert self.nats is not None
-        return dict(
+        env = dict(
             os.environ,
             WAITROOM_REDIS_URL=self.valkey.url,
             WAITROOM_NATS_URL=self.nats.url,
@@ -118,14 +118,17 @@ class BenchStack:
             WAITROOM_TRUSTED_PROXIES="127.0.0.1/32",
             WAITROOM_LOG_LEVEL="warning",
             WAITROOM_LOG_JSON="true",
-            **extra,
         )
+        env.update(extra)
+        return env
 
     # the system under test ------------------------------------------------------------
-    def start_gateway(self, *, queue_alg: str = "RS256") -> HttpServer:
+    def start_gateway(self, *, queue_alg: str = "RS256", **extra: str) -> HttpServer:
         self.stop_gateway()
         port = free_port()
-        env = self.waitroom_env(WAITROOM_PORT=str(port), WAITROOM_QUEUE_TOKEN_ALG=queue_alg)
+        env = self.waitroom_env(
+            WAITROOM_PORT=str(port), WAITROOM_QUEUE_TOKEN_ALG=queue_alg, **extra
+        )
         child = self._start("gateway", [sys.executable, "-m", "gateway"], env)
         wait_for_port(port, 30, child.proc)
         self.gateway = HttpServer(child, f"http://127.0.0.1:{port}", port)

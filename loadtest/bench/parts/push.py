@@ -39,11 +39,15 @@ async def _pushes(
         expect = crowd.total("position") + len(crowd.live())
         started = time.perf_counter()
         await move(i)
-        await until(lambda n=expect: crowd.total("position") >= n, 5, every=0.002)
+        await until(_reached(crowd, expect), 5, every=0.002)
         times.append(time.perf_counter() - started)
         await asyncio.sleep(max(0.0, SPACING - times[-1]))
     used = window.stop()["server"]
     return used, crowd.total("position") - received_before, times
+
+
+def _reached(crowd: SseCrowd, expect: int) -> Callable[[], bool]:
+    return lambda: crowd.total("position") >= expect
 
 
 async def _idle(process_id: int, streams: int) -> float:
