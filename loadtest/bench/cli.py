@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import tempfile
 import time
@@ -141,6 +142,7 @@ def main(argv: list[str] | None = None, prog: str = "waitroom bench") -> int:
             import shutil
 
             shutil.rmtree(folder, ignore_errors=True)
+    run.machine["load_average_end"] = os.getloadavg()
     sys.stdout.write("\n")
     results.print_table(run, sys.stdout)
     kept = results.save(run, Path(args.results))

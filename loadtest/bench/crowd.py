@@ -37,7 +37,13 @@ async def join_many(
     async def worker() -> None:
         nonlocal done
         for i in order:
-            r = await client.post(path)
+            for attempt in range(3):
+                try:
+                    r = await client.post(path)
+                    break
+                except httpx.TransportError:  # a keep-alive connection the server closed
+                    if attempt == 2:
+                        raise
             r.raise_for_status()
             tokens[i] = r.json()["token"]
             done += 1
