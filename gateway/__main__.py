@@ -1,19 +1,8 @@
 """python -m gateway: serves the waitroom HTTP API, the room page and the event streams
 with uvicorn.
 
-Environment: WAITROOM_REDIS_URL; WAITROOM_NATS_URL (one URL or a comma-separated list);
-WAITROOM_KEYS_DIR (the signing keys every gateway shares; made when absent);
-WAITROOM_ADMIN_KEY (unset: the admin API refuses everyone); WAITROOM_HOST (127.0.0.1);
-WAITROOM_PORT (8000); WAITROOM_TRUSTED_PROXIES (CIDRs whose X-Forwarded-For is believed);
-WAITROOM_PUBLIC_URL (base of redirect URLs; default: the request's own);
-WAITROOM_ISSUER, WAITROOM_AUDIENCE; WAITROOM_QUEUE_TOKEN_TTL (300 s);
-WAITROOM_QUEUE_TOKEN_ALG (RS256|ES256); WAITROOM_TOKEN_BINDING (false);
-WAITROOM_IP_HASH_SALT; WAITROOM_RATE_LIMITS (true) and WAITROOM_LIMIT_ENQUEUE / _STATUS /
-_HEARTBEAT / _SESSION; WAITROOM_MAX_BODY_BYTES (16384); WAITROOM_OUTBOX_MAX (100000:
-readiness fails past it); WAITROOM_STREAM, WAITROOM_STREAM_REPLICAS,
-WAITROOM_DUPLICATE_WINDOW; WAITROOM_INSTANCE; WAITROOM_LOG_JSON (true);
-WAITROOM_LOG_LEVEL (info). SIGTERM stops it gracefully (requests and streams finish, NATS
-drains) and it exits 0.
+SIGTERM stops it gracefully (requests and streams finish, NATS drains) and it exits 0.
+Every log line, uvicorn's included, goes to stderr in one format.
 """
 
 from __future__ import annotations
@@ -23,30 +12,54 @@ import signal
 import sys
 
 import uvicorn
+from litestar import Litestar
 
 from gateway.app import create_app
+from gateway.serving import uvicorn_options
 from shared.logs import configure
-from shared.settings import Settings
+from shared.settings import Part, Settings, help_page
 
 
 def main(argv: list[str]) -> None:
     if "--help" in argv or "-h" in argv:
-        sys.stdout.write((__doc__ or "").strip() + "\n")
+        sys.stdout.write(help_page(__doc__ or "", Part.GATEWAY))
         return
-    settings = Settings.from_env(os.environ)
-    configure(json=settings.log_json, level=settings.log_level)
+    settings = Settings.from_env_or_exit(os.environ, "python -m gateway")
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then raises the signal again for the
     # handler that was there before it; with these, the process then exits with status 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
+    if settings.workers > 1:
+        # several server processes on one port, each building its app as below; uvicorn
+        # supervises them (a dead one is replaced) and stops them all on SIGTERM
+        configure(json=settings.log_json, level=settings.log_level)
+        uvicorn.run(
+            "gateway.__main__:app_of_this_process",
+            factory=True,
+            workers=settings.workers,
+            log_config=None,
+            log_level=settings.log_level,
+            **uvicorn_options(settings),
+        )
+        return
+    app = create_app(settings)
+    configure(json=settings.log_json, level=settings.log_level)  # after Litestar's own
     uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=10,
+        app,
+        log_config=None,  # its records go to the root handler shared.logs installed
+        log_level=settings.log_level,
+        **uvicorn_options(settings),
     )
+
+
+def app_of_this_process() -> Litestar:
+    """The app of one of several server processes (WAITROOM_WORKERS): each is a process of
+    its own, so it reads the settings from its environment here, once, like main does."""
+    settings = Settings.from_env_or_exit(os.environ, "python -m gateway")
+    uvicorn_options(settings)  # this process's own deadlines (see gateway/serving.py)
+    app = create_app(settings)
+    configure(json=settings.log_json, level=settings.log_level)
+    return app
 
 
 if __name__ == "__main__":

@@ -5,67 +5,28 @@ waiting, the protected site, operators, pages, operations); its lifespan opens t
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import AsyncIterator
 
 import structlog
 from litestar import Litestar
-from litestar.enums import ScopeType
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.assets import StaticAssets
 from gateway.bodies import StrictJsonRequest
 from gateway.errors import EXCEPTION_HANDLERS
+from gateway.request_log import access_log_middleware
 from gateway.routes.admin import admin_router
 from gateway.routes.openapi import ClosedStructs
 from gateway.routes.ops import ops_router
 from gateway.routes.pages import pages_router
 from gateway.routes.people import people_router
 from gateway.routes.site import site_router
-from gateway.services import SERVICE_DEPENDENCIES, Services, open_services
+from gateway.services import SERVICE_DEPENDENCIES, open_services
+from gateway.slow_clients import body_deadline_middleware
 from shared.settings import Settings
 
 log = structlog.get_logger("gateway")
-
-QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
-
-
-def access_log_middleware(app: ASGIApp) -> ASGIApp:
-    """One summary line and one metrics observation per request."""
-
-    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != ScopeType.HTTP:
-            await app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await app(scope, receive, send_wrapper)
-        finally:
-            elapsed = time.perf_counter() - started
-            route = str(scope.get("path_template") or "unmatched")
-            svc: Services | None = getattr(scope["app"].state, "services", None)
-            if svc is not None:
-                svc.metrics.observe(route, status, elapsed)
-            if scope["path"] not in QUIET_PATHS:
-                log.info(
-                    "request",
-                    method=scope.get("method", ""),
-                    path=scope["path"],
-                    status=status,
-                    ms=round(elapsed * 1000, 2),
-                )
-
-    return middleware
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -107,7 +68,10 @@ def create_app(settings: Settings) -> Litestar:
         dependencies=SERVICE_DEPENDENCIES,
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[access_log_middleware],
+        middleware=[
+            access_log_middleware(settings.access_log),
+            body_deadline_middleware(settings.body_timeout, settings.max_body_bytes),
+        ],
         openapi_config=openapi,
         template_config=assets.template_config(),
         plugins=[ClosedStructs()],

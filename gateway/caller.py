@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
-from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from litestar import Request
@@ -22,34 +22,58 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-@dataclass(frozen=True)
 class Caller:
-    ip: str
-    """The client's own address, as far as trusted proxies vouch for it."""
-    address_key: str
-    """What per-address limits count: the address, or its IPv6 network (a /64 by default:
-    one home or phone holds a whole /64, so counting single IPv6 addresses counts nothing)."""
-    base_url: str
-    binding: str | None
-    """A hash of IP + User-Agent when token binding is on, else None."""
-    client_id: str
-    """A hash of the address key and User-Agent: who a proof-of-work challenge is for."""
+    """Who is asking. Each part is worked out when first needed (a status call needs none
+    of the links or hashes a join does)."""
+
+    def __init__(self, request: AnyConnection, settings: Settings) -> None:
+        self._request = request
+        self._settings = settings
+        self.ip = client_ip(request, settings.trusted_proxies)
+        """The client's own address, as far as trusted proxies vouch for it."""
+
+    @cached_property
+    def address_key(self) -> str:
+        """What per-address limits count: the address, or its IPv6 network (a /64 by
+        default: one home or phone holds a whole /64, so counting single IPv6 addresses
+        counts nothing)."""
+        return address_key(self.ip, self._settings.ipv6_prefix)
+
+    @cached_property
+    def base_url(self) -> str:
+        """The base of the links handed out (WAITROOM_PUBLIC_URL, else see base_from_host)."""
+        settings = self._settings
+        return settings.public_url or base_from_host(self._request, settings.allowed_hosts)
+
+    @cached_property
+    def binding(self) -> str | None:
+        """A hash of IP + User-Agent when token binding is on, else None."""
+        if not self._settings.token_binding:
+            return None
+        return client_binding(self.ip, self._request.headers.get("user-agent", ""))
+
+    @cached_property
+    def client_id(self) -> str:
+        """A hash of the address key and User-Agent: who a proof-of-work challenge is for."""
+        return client_binding(self.address_key, self._request.headers.get("user-agent", ""))
 
 
-def caller_of(request: AnyConnection, settings: Settings, *, ipv6_prefix: int = 64) -> Caller:
-    ip = client_ip(request, settings.trusted_proxies)
-    binding = None
-    if settings.token_binding:
-        binding = client_binding(ip, request.headers.get("user-agent", ""))
-    base_url = settings.public_url or str(request.base_url).rstrip("/")
-    key = address_key(ip, ipv6_prefix)
-    return Caller(
-        ip=ip,
-        address_key=key,
-        base_url=base_url,
-        binding=binding,
-        client_id=client_binding(key, request.headers.get("user-agent", "")),
-    )
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
+
+
+def caller_of(request: AnyConnection, settings: Settings) -> Caller:
+    return Caller(request, settings)
+
+
+def base_from_host(request: AnyConnection, allowed: Sequence[str]) -> str:
+    """Without WAITROOM_PUBLIC_URL, the base of links we hand out comes from the ``Host``
+    header only if it names an allowed host (or a loopback name); otherwise links are
+    relative to this gateway, so no one can have us write another site's address."""
+    host = request.headers.get("host", "").strip().lower()
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    if host in allowed or name in allowed or name in LOOPBACK_HOSTS:
+        return str(request.base_url).rstrip("/")
+    return ""
 
 
 def client_ip(request: AnyConnection, trusted_proxies: Sequence[Network]) -> str:

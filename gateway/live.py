@@ -20,17 +20,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 import structlog
-from litestar.response import ServerSentEventMessage
+from litestar.response.streaming import ASGIStreamingResponse
+from litestar.types import HTTPResponseBodyEvent, Receive, Send
 
 from gateway.caller import Caller
+from gateway.line_book import LineBook
 from gateway.metrics import GatewayMetrics
 from gateway.people import Followed, People
 from gateway.schemas import PlaceResponse
@@ -62,36 +64,48 @@ class StreamLimits:
     per_address: int = 32
 
 
-@dataclass(eq=False)
+MAX_PENDING = 64
+"""Frames held for a stalled client; past it the oldest go (the newest state wins)."""
+
+
+@dataclass(eq=False, slots=True)
 class Watcher:
-    """One open event stream: whose it is and what has been sent to it."""
+    """One open event stream: whose it is, what it was told last, and the frames waiting
+    to be written (kept lean: a gateway holds thousands of these)."""
 
     room: str
     claims: QueueClaims
     token: str
     base_url: str
     address: str = ""
-    queue: asyncio.Queue[tuple[str, dict[str, Any]]] = field(
-        default_factory=lambda: asyncio.Queue(maxsize=64)
-    )
+    pending: list[bytes] = field(default_factory=list)
     last: dict[str, Any] = field(default_factory=dict)
     event_seq: int = 0
     final: bool = False
     """The place has ended (or its admission was claimed): the stream closes."""
     started: bool = False
     opened_at: float = field(default_factory=time.monotonic)
+    waiter: asyncio.Future[None] | None = None
 
     @property
     def position_id(self) -> str:
         return self.claims.sub
 
     def push(self, event: str, data: dict[str, Any]) -> None:
-        try:
-            self.queue.put_nowait((event, data))
-        except asyncio.QueueFull:  # a stalled client: drop the oldest, keep the newest
-            with contextlib.suppress(asyncio.QueueEmpty):
-                self.queue.get_nowait()
-            self.queue.put_nowait((event, data))
+        """Add one event, written as a Server-Sent Events frame, and wake the writer."""
+        frame = b"event: %b\nid: %d\ndata: %b\n\n" % (
+            event.encode(),
+            self.event_seq,
+            msgspec.json.encode(data),
+        )
+        self.pending.append(frame)
+        if len(self.pending) > MAX_PENDING:  # a stalled client: keep the newest
+            del self.pending[0]
+        self.wake()
+
+    def wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
 
 
 class _Head(msgspec.Struct):
@@ -129,7 +143,11 @@ class RoomFeed:
         return [w for group in self.watchers.values() for w in group]
 
     async def start(self) -> None:
-        self.task = asyncio.create_task(self._run(), name=f"feed-{self.room}")
+        # a fresh context: the feed outlives the request that started it, so its log lines
+        # must not carry that request's id
+        self.task = asyncio.create_task(
+            self._run(), name=f"feed-{self.room}", context=contextvars.Context()
+        )
         await self._subscribe()
 
     async def _subscribe(self) -> None:
@@ -174,19 +192,31 @@ class RoomFeed:
                 await self._subscribe()
             await self.hub.drop_unstarted(self)
             try:
-                await self.refresh(self.everyone(), touch=touch)
+                await self.refresh(self.everyone(), touch=touch, from_memory=True)
             except Exception as exc:
                 log.warning("live_refresh_failed", room=self.room, error=repr(exc))
             await asyncio.sleep(NUDGE_GAP)
 
-    async def refresh(self, watchers: list[Watcher], *, touch: bool = False) -> None:
+    async def refresh(
+        self, watchers: list[Watcher], *, touch: bool = False, from_memory: bool = False
+    ) -> None:
+        """Push everyone's fresh state. ``from_memory``: people waiting are answered from
+        the gateway's copy of the line (the periodic refresh); an event about one person
+        always asks the store, which has already made that change."""
         if not watchers:
             return
-        position_ids = sorted({w.position_id for w in watchers})
-        try:
-            views = await self.hub.store.statuses(self.room, position_ids, touch=touch)
-        except StoreUnavailable:
-            return
+        views: dict[str, PersonView] = {}
+        lines = self.hub.lines if from_memory else None
+        if lines is not None:
+            for w in watchers:
+                view = lines.view(self.room, w.claims)
+                if view is not None:
+                    views[w.position_id] = view
+            if touch and views:
+                lines.seen(self.room, list(views))
+        rest = sorted({w.position_id for w in watchers} - views.keys())
+        with contextlib.suppress(StoreUnavailable):  # the next refresh tries again
+            views.update(await self.hub.store.statuses(self.room, rest, touch=touch))
         for w in watchers:
             view = views.get(w.position_id)
             if view is not None:
@@ -202,12 +232,14 @@ class LiveHub:
         store: RoomStore,
         nats: NatsLink,
         metrics: GatewayMetrics,
+        lines: LineBook | None = None,
         limits: StreamLimits | None = None,
     ) -> None:
         self.people = people
         self.store = store
         self.nats = nats
         self.metrics = metrics
+        self.lines = lines
         self.limits = limits or StreamLimits()
         self.feeds: dict[str, RoomFeed] = {}
         self.by_address: Counter[str] = Counter()
@@ -225,33 +257,39 @@ class LiveHub:
         )
         await self.send_state(watcher, start.view)
         if last_id == str(start.view.event_seq):
-            while not watcher.queue.empty():  # the client has this state already
-                watcher.queue.get_nowait()
+            watcher.pending.clear()  # the client has this state already
         if not watcher.final:  # an ended place is told so once; nothing to follow
             await self.watch(watcher)
         return watcher
 
-    async def messages(self, watcher: Watcher) -> AsyncIterator[ServerSentEventMessage]:
-        """The stream's messages until the place ends or the client goes; keep-alive
-        comments between."""
+    async def write(self, watcher: Watcher, send: Send, receive: Receive) -> None:
+        """Write the stream until the place ends or the client goes: the frames as they
+        come, a keep-alive comment after a quiet while. One task per stream, no queue:
+        an open stream costs little memory."""
         watcher.started = True
         self.metrics.sse_open.inc()
+        gone = asyncio.ensure_future(_disconnected(receive))
         try:
-            yield ServerSentEventMessage(data=None, comment="waitroom", retry=RETRY_MS)
-            while not (watcher.final and watcher.queue.empty()):
-                try:
-                    event, data = await asyncio.wait_for(
-                        watcher.queue.get(), timeout=KEEPALIVE_SECONDS
-                    )
-                except TimeoutError:
-                    yield ServerSentEventMessage(data=None, comment="keepalive")
-                    continue
-                yield ServerSentEventMessage(
-                    data=msgspec.json.encode(data).decode(),
-                    event=event,
-                    id=str(watcher.event_seq),
+            await send(_body(b": waitroom\nretry: %d\n\n" % RETRY_MS))
+            while True:
+                if watcher.pending:
+                    frames = b"".join(watcher.pending)
+                    watcher.pending.clear()
+                    await send(_body(frames))
+                if watcher.final or gone.done():
+                    break
+                watcher.waiter = asyncio.get_running_loop().create_future()
+                done, _ = await asyncio.wait(
+                    (watcher.waiter, gone),
+                    timeout=KEEPALIVE_SECONDS,
+                    return_when=asyncio.FIRST_COMPLETED,
                 )
+                watcher.waiter = None
+                if not done:
+                    await send(_body(b": keepalive\n\n"))
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
+            gone.cancel()
             self.metrics.sse_open.dec()
             await self.unwatch(watcher)
 
@@ -307,8 +345,39 @@ class LiveHub:
         w.event_seq = max(w.event_seq, view.event_seq)
         for event, data in events_for(answer, w.last):
             w.push(event, data)
-        w.last = msgspec.structs.asdict(answer)
+        w.last = {name: getattr(answer, name) for name in TOLD}
         w.final = view.state in FINAL_STATES
+        if w.final:
+            w.wake()
+
+
+TOLD = ("state", "room_status", "position", "ahead", "total", "eta_seconds", "eta_range")
+"""What a stream remembers of the last answer it told (all events_for compares)."""
+
+
+class EventStream(ASGIStreamingResponse):
+    """The response of an event stream: Litestar's streaming response runs a task group
+    per stream to notice a disconnect; this one writes from the watcher directly."""
+
+    def __init__(self, hub: LiveHub, watcher: Watcher, headers: dict[str, str]) -> None:
+        super().__init__(
+            iterator=(), media_type="text/event-stream", headers=headers, status_code=200
+        )
+        self.hub = hub
+        self.watcher = watcher
+
+    async def send_body(self, send: Send, receive: Receive) -> None:
+        await self.hub.write(self.watcher, send, receive)
+
+
+def _body(data: bytes) -> HTTPResponseBodyEvent:
+    return {"type": "http.response.body", "body": data, "more_body": True}
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Resolves when the client has gone."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def events_for(answer: PlaceResponse, last: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

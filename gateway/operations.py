@@ -28,8 +28,10 @@ class Operations:
         self.outbox_max = outbox_max
 
     async def readiness(self, *, nats_required: bool) -> Ready:
-        """Ready when the data store answers, NATS is connected (unless not required) and
-        no room's outbox holds more than the bound."""
+        """Ready when the data store answers and, unless NATS is optional, NATS is
+        connected and no room's outbox holds more than the bound. With NATS optional (what
+        load balancers ask) a gateway stays ready whatever NATS and the outboxes do: past
+        the bound new joins get 503 events_backlog, everyone else is served."""
         store_ok = await self.store.ping()
         nats_ok = self.nats.connected
         backlog = 0
@@ -39,7 +41,7 @@ class Operations:
             except StoreUnavailable:
                 store_ok = False
         outbox_ok = backlog <= self.outbox_max
-        ready = store_ok and outbox_ok and (nats_ok or not nats_required)
+        ready = store_ok and (not nats_required or (nats_ok and outbox_ok))
         return Ready(
             ready=ready, store=store_ok, nats=nats_ok, outbox_ok=outbox_ok, backlog=backlog
         )

@@ -6,6 +6,7 @@ import hmac
 
 import structlog
 
+from gateway.config_guard import ConfigGuard
 from gateway.ratelimit import RateLimiter
 from gateway.schemas import RoomFiguresOut, RoomOut, RoomPutOut, RoomsOut
 from shared.errors import RateLimited, RoomNotFound, Unauthorized
@@ -32,10 +33,17 @@ def admin_keys(configured: str) -> tuple[str, ...]:
 
 
 class Operators:
-    def __init__(self, store: RoomStore, limiter: RateLimiter, keys: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        store: RoomStore,
+        limiter: RateLimiter,
+        keys: tuple[str, ...],
+        guard: ConfigGuard | None = None,
+    ) -> None:
         self.store = store
         self.limiter = limiter
         self.keys = tuple(k.encode() for k in keys)
+        self.guard = guard
 
     async def authenticate(self, authorization: str, address: str) -> None:
         """``Authorization: Bearer <admin key>``, any of the keys in force, compared in
@@ -56,8 +64,10 @@ class Operators:
         raise Unauthorized()
 
     async def put(self, room: str, update: RoomUpdate) -> RoomPutOut:
-        config, created = await self.store.put_room(room, update)
-        return RoomPutOut(room=room, created=created, config=config)
+        result = await self.store.put_room_change(room, update)
+        if self.guard is not None:  # made again should the store lose it before the stream
+            self.guard.made(room, update, result)
+        return RoomPutOut(room=room, created=result.created, config=result.config)
 
     async def get(self, room: str) -> RoomOut:
         return room_out(room, await self.store.figures(room))

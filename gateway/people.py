@@ -19,6 +19,7 @@ import msgspec
 
 from gateway.answers import access_expiry, go_url, place_answer, target_location
 from gateway.caller import Caller
+from gateway.line_book import LineBook
 from gateway.proof_of_work import Challenge, ProofOfWork
 from gateway.ratelimit import RateLimiter
 from gateway.schemas import EnqueueBody, LeaveResponse, PlaceResponse
@@ -50,15 +51,23 @@ class Followed:
 
 class People:
     def __init__(
-        self, store: RoomStore, tokens: TokenService, limiter: RateLimiter, *, salt: str
+        self,
+        store: RoomStore,
+        tokens: TokenService,
+        limiter: RateLimiter,
+        *,
+        salt: str,
+        lines: LineBook | None = None,
     ) -> None:
         """``salt``: the deployment's secret for address hashes, retry place ids and proof
-        of work challenges."""
+        of work challenges; ``lines``: the lines this gateway keeps in memory (None: every
+        answer from the store)."""
         self.store = store
         self.tokens = tokens
         self.limiter = limiter
         self.salt = salt
         self.pow = ProofOfWork(salt)
+        self.lines = lines
 
     async def challenge(self, room: str, caller: Caller) -> Challenge:
         """A proof-of-work challenge for this client, at the room's difficulty now."""
@@ -77,10 +86,18 @@ class People:
     async def place_of(
         self, room: str, claims: QueueClaims, caller: Caller, *, touch: bool
     ) -> PersonView:
-        """The person's place; if the data store lost it, put it back where the token says
-        (in the same incarnation of the room only, and counted against the caller's
-        address like any join). A place that ended is still known (for longer than any of
-        its tokens lives), so it is answered as ended, never put back."""
+        """The person's place: from this gateway's memory of the line while they wait
+        there (a heartbeat's mark then goes in the next batch), else from the store; if
+        the data store lost it, put it back where the token says (in the same incarnation
+        of the room only, and counted against the caller's address like any join). A place
+        that ended is still known (for longer than any of its tokens lives), so it is
+        answered as ended, never put back."""
+        if self.lines is not None:
+            remembered = self.lines.view(room, claims)
+            if remembered is not None:
+                if touch:
+                    self.lines.seen(room, [claims.sub])
+                return remembered
         try:
             view = await self.store.status(room, claims.sub, touch=touch)
         except PositionNotFound:
@@ -132,11 +149,11 @@ class People:
         carries, ``queue_token`` a new or refreshed token handed back. The access token is
         handed out only while the admission waits to be claimed: once ``/go`` has claimed
         it, the queue token is no way in any more."""
-        access = None
-        if view.state == "admitted":
-            access = await self.tokens.sign_access(
-                room, view.position_id, iat=view.admitted_at // 1000, exp=access_expiry(view)
-            )
+        if view.state != "admitted":
+            return place_answer(view, queue_token=queue_token)
+        access = await self.tokens.sign_access(
+            room, view.position_id, iat=view.admitted_at // 1000, exp=access_expiry(view)
+        )
         return place_answer(
             view,
             queue_token=queue_token,

@@ -1,4 +1,11 @@
-"""Per-client rate limits shared by every gateway pod (``limits`` on the shared Redis).
+"""Per-client rate limits.
+
+Limits per address (joining, failed admin keys) are shared by every gateway pod (``limits``
+on the shared Redis): an address spreading its calls over pods gains nothing. Limits per
+token (status, heartbeats, the site's session calls) are counted in each gateway process:
+they guard a pod's own work, and a round trip to the store for each would cost more than
+the answer they guard (a token spread over N pods gets N times the calls, and gains
+nothing by it: none of them moves it in the line).
 
 If the limit store itself fails, requests are let through (and logged): a rate limiter
 must not turn a blip of the store into an outage of its own.
@@ -8,6 +15,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections import OrderedDict
+from pathlib import Path
 
 import structlog
 from limits import RateLimitItem, parse
@@ -16,13 +25,41 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from redis.asyncio import BlockingConnectionPool
 
 from shared.errors import RateLimited
+from shared.redis_conn import tls_options
 from shared.settings import RateLimits
 
 log = structlog.get_logger("ratelimit")
 
+LOCAL_KINDS = frozenset({"status", "heartbeat", "session"})
+
+
+class LocalWindows:
+    """Fixed windows counted in this process, for at most ``max_keys`` identities (the
+    oldest forgotten first: a flood of made-up tokens costs bounded memory)."""
+
+    def __init__(self, max_keys: int = 200_000) -> None:
+        self.max_keys = max_keys
+        self._windows: OrderedDict[tuple[str, ...], tuple[float, int]] = OrderedDict()
+
+    def hit(self, item: RateLimitItem, key: tuple[str, ...]) -> int | None:
+        """Count one; seconds until the window ends when over the limit, else None."""
+        now = time.monotonic()
+        length = item.get_expiry()
+        start, count = self._windows.get(key, (now, 0))
+        if now - start >= length:
+            start, count = now, 0
+        count += 1
+        self._windows[key] = (start, count)
+        self._windows.move_to_end(key)
+        if len(self._windows) > self.max_keys:
+            self._windows.popitem(last=False)
+        if count > item.amount:
+            return max(1, math.ceil(start + length - now))
+        return None
+
 
 class RateLimiter:
-    def __init__(self, redis_url: str, limits: RateLimits) -> None:
+    def __init__(self, redis_url: str, limits: RateLimits, *, tls_ca: Path | None = None) -> None:
         self.enabled = limits.enabled
         self.items: dict[str, RateLimitItem] = {
             "enqueue": parse(limits.enqueue),
@@ -33,6 +70,7 @@ class RateLimiter:
         }
         self._pool: BlockingConnectionPool | None = None
         self._limiter: MovingWindowRateLimiter | None = None
+        self._local = LocalWindows()
         if self.enabled:
             # our own pool, handed to the limit store, so we can close it
             self._pool = BlockingConnectionPool.from_url(
@@ -41,6 +79,7 @@ class RateLimiter:
                 timeout=2,
                 socket_timeout=2,
                 socket_connect_timeout=2,
+                **tls_options(redis_url, tls_ca),
             )
             storage = RedisStorage(
                 "async+" + redis_url,
@@ -84,6 +123,11 @@ class RateLimiter:
     async def check(self, kind: str, *identity: str) -> None:
         """Count one request; raise RateLimited (with Retry-After) when over the limit."""
         if self._limiter is None:
+            return
+        if kind in LOCAL_KINDS:
+            retry = self._local.hit(self.items[kind], (kind, *identity))
+            if retry is not None:
+                raise RateLimited(retry_after=retry)
             return
         item = self.items[kind]
         try:

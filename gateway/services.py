@@ -10,18 +10,21 @@ from dataclasses import dataclass
 from litestar.datastructures import State
 from litestar.di import Provide
 
-from gateway.live import LiveHub
+from gateway.config_guard import ConfigGuard
+from gateway.line_book import LineBook
+from gateway.live import LiveHub, StreamLimits
 from gateway.metrics import GatewayMetrics
 from gateway.operations import Operations
 from gateway.operators import Operators, admin_keys
 from gateway.people import People
 from gateway.ratelimit import RateLimiter
 from gateway.site import Site
+from shared.keyring import KeyKind, KeyRing, deployment_salt, ensure_keys
 from shared.nats_link import NatsLink
 from shared.redis_conn import connect
 from shared.settings import Settings
 from shared.store import RoomStore
-from shared.tokens import KeyKind, KeyRing, TokenService, deployment_salt, ensure_keys
+from shared.tokens import TokenService
 
 
 @dataclass
@@ -56,15 +59,27 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         queue_ttl=settings.queue_token_ttl,
         queue_alg=settings.queue_token_alg,
     )
-    redis = connect(settings.redis_url, max_connections=256)
+    redis = connect(settings.redis_url, tls_ca=settings.redis_tls_ca, max_connections=256)
     link = NatsLink.from_settings(settings, "gateway")
     link.start()
-    limiter = RateLimiter(settings.redis_url, settings.rate_limits)
-    store = RoomStore(redis)
+    limiter = RateLimiter(settings.redis_url, settings.rate_limits, tls_ca=settings.redis_tls_ca)
+    store = RoomStore(redis, outbox_max=settings.outbox_max)
     metrics = GatewayMetrics(tokens, settings.outbox_max)
     salt = settings.ip_hash_salt or deployment_salt(settings.keys_dir)
-    people = People(store, tokens, limiter, salt=salt)
-    live = LiveHub(people, store, link, metrics)
+    lines = LineBook(store, link) if settings.lines_in_memory else None
+    people = People(store, tokens, limiter, salt=salt, lines=lines)
+    live = LiveHub(
+        people,
+        store,
+        link,
+        metrics,
+        lines,
+        StreamLimits(
+            per_place=settings.streams_per_place, per_address=settings.streams_per_address
+        ),
+    )
+    guard = ConfigGuard(store)
+    guard.start()
     try:
         yield Services(
             settings=settings,
@@ -75,12 +90,15 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             metrics=metrics,
             people=people,
             site=Site(store, tokens, limiter),
-            operators=Operators(store, limiter, admin_keys(settings.admin_key)),
+            operators=Operators(store, limiter, admin_keys(settings.admin_key), guard),
             operations=Operations(store, link, tokens, metrics, settings.outbox_max),
             live=live,
         )
     finally:
+        await guard.close()
         await live.close()
+        if lines is not None:
+            await lines.close()
         await limiter.close()
         await link.close()
         await redis.aclose()

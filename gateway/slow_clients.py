@@ -38,45 +38,50 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-def header_deadline_protocol(seconds: float) -> type[HttpToolsProtocol]:
+class HeaderDeadlineProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, closing a connection whose request head takes longer
-    than ``seconds`` (from the connection's start or the first byte of a request)."""
+    than ``seconds`` (from the connection's start or the first byte of a request). A
+    class of the module, so several server processes can be given it by name."""
 
-    class HeaderDeadline(HttpToolsProtocol):
-        _head_deadline: TimerHandle | None = None
+    seconds = 10.0
+    _head_deadline: TimerHandle | None = None
 
-        def connection_made(self, transport: Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            self._arm()
+    def connection_made(self, transport: Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
 
-        def on_message_begin(self) -> None:
-            super().on_message_begin()
-            self._arm()
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm()
 
-        def on_headers_complete(self) -> None:
-            self._disarm()
-            super().on_headers_complete()
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
 
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
-            super().connection_lost(exc)
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
 
-        def _arm(self) -> None:
-            if self._head_deadline is None:
-                self._head_deadline = self.loop.call_later(seconds, self._too_slow)
+    def _arm(self) -> None:
+        if self._head_deadline is None:
+            self._head_deadline = self.loop.call_later(self.seconds, self._too_slow)
 
-        def _disarm(self) -> None:
-            if self._head_deadline is not None:
-                self._head_deadline.cancel()
-                self._head_deadline = None
-
-        def _too_slow(self) -> None:
+    def _disarm(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
             self._head_deadline = None
-            if not self.transport.is_closing():
-                self.transport.write(TIMED_OUT_HEAD)
-                self.transport.close()
 
-    return HeaderDeadline
+    def _too_slow(self) -> None:
+        self._head_deadline = None
+        if not self.transport.is_closing():
+            self.transport.write(TIMED_OUT_HEAD)
+            self.transport.close()
+
+
+def header_deadline_protocol(seconds: float) -> type[HttpToolsProtocol]:
+    """The protocol class, with this process's deadline for request heads."""
+    HeaderDeadlineProtocol.seconds = seconds
+    return HeaderDeadlineProtocol
 
 
 def body_deadline_middleware(seconds: float, max_bytes: int) -> Any:

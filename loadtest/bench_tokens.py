@@ -16,7 +16,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from shared.tokens import KeyRing, TokenService, ensure_keys
+from shared.keyring import KeyRing, ensure_keys
+from shared.tokens import TokenService
 
 
 def per_call(fn: Callable[[], object], n: int) -> float:

@@ -73,6 +73,13 @@ StoreUnavailable = _error(
     "store_unavailable", 503, "The data store is unreachable; try again shortly.", retry_after=5
 )
 LeaseLost = _error("lease_lost", 409, "This replica no longer holds the room's lease.")
+EventsBacklog = _error(
+    "events_backlog",
+    503,
+    "The room's events cannot reach the event log now, so nobody new may join; people "
+    "already waiting keep their places. Try again shortly.",
+    retry_after=10,
+)
 InvalidForwardedFor = _error(
     "invalid_forwarded_for", 400, "X-Forwarded-For holds a hop that is not an address."
 )
@@ -120,6 +127,7 @@ SCRIPT_ERRORS: dict[str, type[WaitroomError]] = {
             BadOp,
             ReplayGap,
             ReplayUnknownType,
+            EventsBacklog,
         )
     },
     # room_put.lua judges the merged config; to the caller it is a bad body

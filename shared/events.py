@@ -3,7 +3,8 @@
 Every state change a script makes appends one of these (as JSON) to the room's outbox;
 the relay publishes it to JetStream on ``waitroom.<room>.<type>`` with ``Nats-Msg-Id`` =
 ``id``. ``seq`` rises strictly per room in the order the changes happened; ``v`` is the
-schema version. Heartbeats and session keep-alives are liveness, not events.
+schema version. Heartbeats are liveness, not events; a session keep-alive is an ``extended``
+event only when it moves the session's deadline by a step (a tenth of session_ttl).
 """
 
 from __future__ import annotations
@@ -20,8 +21,22 @@ def subject(room: str, event_type: str) -> str:
     return f"{SUBJECT_PREFIX}.{room}.{event_type}"
 
 
+SNAPSHOT_PREFIX = "waitroom-snapshot"
+"""Snapshots of rooms (shared/snapshots.py) go on the same stream, outside ``waitroom.>``:
+a reader of events never meets them."""
+
+
+def room_subjects(room: str) -> str:
+    """Every event subject of one room."""
+    return f"{SUBJECT_PREFIX}.{room}.>"
+
+
+def snapshot_subject(room: str) -> str:
+    return f"{SNAPSHOT_PREFIX}.{room}"
+
+
 def stream_subjects() -> list[str]:
-    return [f"{SUBJECT_PREFIX}.>"]
+    return [f"{SUBJECT_PREFIX}.>", f"{SNAPSHOT_PREFIX}.>"]
 
 
 class EventBase(msgspec.Struct, kw_only=True, tag_field="type", forbid_unknown_fields=False):
@@ -50,9 +65,18 @@ class Admitted(EventBase, tag="admitted"):
     claim_deadline: int
     size: int
     arrival: int
+    restored: bool = False
+    """Made again for someone with a valid access token whose admission the store lost."""
 
 
 class Activated(EventBase, tag="activated"):
+    position_id: str
+    session_deadline: int
+
+
+class Extended(EventBase, tag="extended"):
+    """A visit kept alive: its session now ends at ``session_deadline`` (ms)."""
+
     position_id: str
     session_deadline: int
 
@@ -88,7 +112,17 @@ class RoomDeleted(EventBase, tag="room_deleted"):
     pass
 
 
-Event = Enqueued | Admitted | Activated | Completed | Expired | Left | RoomUpdated | RoomDeleted
+Event = (
+    Enqueued
+    | Admitted
+    | Activated
+    | Extended
+    | Completed
+    | Expired
+    | Left
+    | RoomUpdated
+    | RoomDeleted
+)
 
 _decoder = msgspec.json.Decoder(Event)
 

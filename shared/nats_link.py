@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import random
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import nats
 import structlog
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
-from nats.js.errors import BadRequestError
+from nats.js.errors import NotFoundError
 
 from shared.events import stream_subjects
 from shared.settings import Settings
@@ -21,33 +26,97 @@ from shared.settings import Settings
 log = structlog.get_logger("nats")
 
 
+@dataclass(frozen=True)
+class StreamLimits:
+    """Retention limits waitroom sets on the stream; 0 leaves the stream's own as it is
+    (an operator may set them with the nats CLI: they are never reset here)."""
+
+    max_age: int = 0
+    max_bytes: int = 0
+
+
 async def ensure_stream(
-    js: JetStreamContext, name: str, duplicate_window: int, replicas: int = 1
+    js: JetStreamContext,
+    name: str,
+    duplicate_window: int,
+    replicas: int = 1,
+    limits: StreamLimits | None = None,
 ) -> None:
-    """Declare the stream (or bring its config up to date). Idempotent."""
-    config = StreamConfig(
-        name=name,
-        subjects=stream_subjects(),
-        storage=StorageType.FILE,
-        duplicate_window=float(duplicate_window),
-        num_replicas=replicas,
-    )
+    """Declare the stream, or bring what waitroom owns of its config up to date (its
+    subjects, the duplicate window, limits given here); everything else an operator set
+    is kept. Idempotent."""
+    limits = limits or StreamLimits()
     try:
-        await js.add_stream(config)
-    except BadRequestError:
-        await js.update_stream(config)
+        config = (await js.stream_info(name)).config
+    except NotFoundError:
+        await js.add_stream(
+            StreamConfig(
+                name=name,
+                subjects=stream_subjects(),
+                storage=StorageType.FILE,
+                duplicate_window=float(duplicate_window),
+                num_replicas=replicas,
+                max_age=float(limits.max_age) if limits.max_age else None,
+                max_bytes=limits.max_bytes or None,
+            )
+        )
+        return
+    subjects = sorted(set(config.subjects or []) | set(stream_subjects()))
+    max_age = float(limits.max_age) if limits.max_age else config.max_age
+    max_bytes = limits.max_bytes or config.max_bytes
+    if (
+        subjects == sorted(config.subjects or [])
+        and float(config.duplicate_window or 0) == float(duplicate_window)
+        and max_age == config.max_age
+        and max_bytes == config.max_bytes
+    ):
+        return
+    await js.update_stream(
+        dataclasses.replace(
+            config,
+            subjects=subjects,
+            duplicate_window=float(duplicate_window),
+            max_age=max_age,
+            max_bytes=max_bytes,
+        )
+    )
+
+
+def connect_options(tls_ca: Path | None, creds: Path | None) -> dict[str, Any]:
+    """TLS and credentials for ``nats.connect``. A token or user and password ride in the
+    server URLs (``tls://user:password@host:4222``); ``tls://`` URLs are TLS, checked
+    against ``tls_ca`` (else the system's CAs); ``creds`` is a user credentials file."""
+    options: dict[str, Any] = {}
+    if tls_ca is not None:
+        options["tls"] = ssl.create_default_context(cafile=str(tls_ca))
+    if creds is not None:
+        options["user_credentials"] = str(creds)
+    return options
 
 
 class NatsLink:
     def __init__(
-        self, url: str, *, stream: str, duplicate_window: int, name: str, replicas: int = 1
+        self,
+        url: str,
+        *,
+        stream: str,
+        duplicate_window: int,
+        name: str,
+        replicas: int = 1,
+        limits: StreamLimits | None = None,
+        options: dict[str, Any] | None = None,
     ) -> None:
+        """``options``: TLS and credentials for nats.connect (see connect_options)."""
+        self.options = options or {}
         self.url = url
         self.servers = [u.strip() for u in url.split(",") if u.strip()]
         self.stream = stream
         self.duplicate_window = duplicate_window
         self.replicas = replicas
+        self.limits = limits or StreamLimits()
         self.name = name
+        self.generation = 0
+        """Rises on every (re)connection: what was read from the stream may be stale."""
         self.nc: Client | None = None
         self.js: JetStreamContext | None = None
         self._connecting: asyncio.Task[None] | None = None
@@ -60,7 +129,9 @@ class NatsLink:
             stream=settings.stream_name,
             duplicate_window=settings.stream_duplicate_window,
             replicas=settings.stream_replicas,
+            limits=StreamLimits(settings.stream_max_age, settings.stream_max_bytes),
             name=f"{name}-{settings.instance}",
+            options=connect_options(settings.nats_tls_ca, settings.nats_creds),
         )
 
     @property
@@ -80,6 +151,7 @@ class NatsLink:
                 nc = await nats.connect(
                     servers=self.servers,
                     name=self.name,
+                    **self.options,
                     connect_timeout=2,
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=0.5,
@@ -89,7 +161,9 @@ class NatsLink:
                     closed_cb=self._on_closed,
                 )
                 js = nc.jetstream()
-                await ensure_stream(js, self.stream, self.duplicate_window, self.replicas)
+                await ensure_stream(
+                    js, self.stream, self.duplicate_window, self.replicas, self.limits
+                )
             except Exception as exc:
                 log.warning("nats_connect_failed", url=self.url, error=repr(exc), retry_in=delay)
                 if nc is not None:
@@ -99,6 +173,7 @@ class NatsLink:
                 delay = min(delay * 2, 5.0)
                 continue
             self.nc, self.js = nc, js
+            self.generation += 1
             log.info("nats_connected", url=self.url)
             return
 
@@ -116,9 +191,12 @@ class NatsLink:
 
     async def _on_reconnected(self) -> None:
         log.info("nats_reconnected")
+        self.generation += 1
         if self.js is not None:
             try:
-                await ensure_stream(self.js, self.stream, self.duplicate_window, self.replicas)
+                await ensure_stream(
+                    self.js, self.stream, self.duplicate_window, self.replicas, self.limits
+                )
             except Exception as exc:
                 log.warning("nats_stream_declare_failed", error=repr(exc))
 

@@ -1,11 +1,17 @@
-"""Rebuilding every room from the event stream into an empty (or older) data store.
+"""Rebuilding rooms from the event stream into an empty (or older) data store.
 
-The stream is read from the start in order; each event is applied by replay.lua, which
-makes the same change the original script made and skips events the room already has
-(by its event counter), so running recovery twice gives the same state. While a room is
-being replayed it carries a ``recovering`` mark: every state-changing script refuses it
-(503 room_recovering), so no new change can interleave with the replay. At the end the
-marks go and the rooms are indexed again.
+Every room the stream knows is marked ``recovering`` first: every other change to it is
+refused (503 room_recovering) until it is rebuilt, while gateways keep serving the other
+rooms. A room whose latest snapshot (shared/stream_reads.py) is ahead of what the store
+holds starts from it. Then the stream is read once, in order, from the earliest point any
+room needs; replay.lua applies each event and skips what a room has already (by its event
+counter), so running recovery twice gives the same state.
+
+A gap (the stream lacks seqs of a room, or names a place it never made) stops that room
+there: it stays marked and is reported (room, the last seq it has, the next the stream
+holds) while every other room is finished. ``accept_gap`` goes on past gaps instead,
+noting each. At the end every rebuilt room is compared with the stream: the report says,
+per room, what the store held before, the last seq on the stream, and where they differ.
 """
 
 from __future__ import annotations
@@ -14,15 +20,20 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 import nats
 import structlog
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 
 from shared.events import SUBJECT_PREFIX
 from shared.store import RoomStore
+from shared.store.views import Gap, ReplayStop
+from shared.stream_reads import event_rooms, latest_snapshot, snapshot_rooms
 
 log = structlog.get_logger("recovery")
 
@@ -33,9 +44,32 @@ Progress = Callable[[int, int], None]
 class _Head(msgspec.Struct):
     room: str
     type: str
+    seq: int
 
 
 _head = msgspec.json.Decoder(_Head)
+
+
+@dataclass
+class RoomReport:
+    """One room's recovery: ``store_seq`` the event counter the store held before,
+    ``snapshot_seq`` where a snapshot put it (0: none used), ``stream_seq`` the last seq of
+    the room on the stream, ``seq`` the counter after."""
+
+    room: str
+    store_seq: int = 0
+    snapshot_seq: int = 0
+    stream_seq: int = 0
+    seq: int = 0
+    gaps: list[Gap] = field(default_factory=list)
+    orphans: int = 0
+    conflicts: int = 0
+    stop: ReplayStop | None = None
+
+    @property
+    def ahead(self) -> int:
+        """Events the store had that the stream lacks (its relay delivers them later)."""
+        return max(0, self.store_seq - self.stream_seq)
 
 
 @dataclass
@@ -45,11 +79,16 @@ class RecoverySummary:
     skipped: int = 0
     rooms: set[str] = field(default_factory=set)
     deleted: set[str] = field(default_factory=set)
+    reports: dict[str, RoomReport] = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
     def rate(self) -> float:
         return self.events / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def stopped(self) -> list[RoomReport]:
+        return [r for r in self.reports.values() if r.stop is not None]
 
 
 async def recover(
@@ -58,67 +97,208 @@ async def recover(
     *,
     stream: str = "WAITROOM",
     batch: int = 2000,
+    nats_options: dict[str, Any] | None = None,
     progress: Progress | None = None,
+    accept_gap: bool = False,
+    use_snapshots: bool = True,
 ) -> RecoverySummary:
     started = time.perf_counter()
     summary = RecoverySummary()
     servers = [u.strip() for u in nats_url.split(",") if u.strip()]
-    nc = await nats.connect(servers=servers, connect_timeout=5, max_reconnect_attempts=3)
+    nc = await nats.connect(
+        servers=servers, connect_timeout=5, max_reconnect_attempts=3, **(nats_options or {})
+    )
     try:
         js = nc.jetstream()
         info = await js.stream_info(stream)
-        first, last = info.state.first_seq, info.state.last_seq
-        total = info.state.messages
-        if total == 0:
-            return summary
-        sub = await js.pull_subscribe(
-            f"{SUBJECT_PREFIX}.>",
-            stream=stream,
-            config=ConsumerConfig(
-                deliver_policy=DeliverPolicy.ALL,
-                ack_policy=AckPolicy.NONE,
-                inactive_threshold=60.0,
-            ),
-        )
-        seen_seq = first - 1
-        fetching = asyncio.ensure_future(sub.fetch(batch, timeout=10))
-        while seen_seq < last:
-            msgs = await fetching
-            seen_seq = msgs[-1].metadata.sequence.stream
-            if seen_seq < last:  # read the next batch while this one is applied
-                fetching = asyncio.ensure_future(sub.fetch(batch, timeout=10))
-            await _apply(store, msgs, summary)
-            if progress is not None:
-                progress(summary.events, total)
-        await sub.unsubscribe()
+        first = info.state.first_seq
+        last = await _last_event_seq(js, stream)  # snapshots may come after it
+        rooms = await event_rooms(js, stream, SUBJECT_PREFIX) | await snapshot_rooms(js, stream)
+        rooms |= set(await store.rooms())
+        summary.rooms = set(rooms)
+        await _mark(store, sorted(rooms))
+        start = first
+        if use_snapshots and rooms:
+            start = await _from_snapshots(store, js, stream, sorted(rooms), summary, first, last)
+        else:
+            for room in rooms:
+                summary.reports[room] = RoomReport(room, store_seq=await store.event_seq(room))
+        if last and start <= last:
+            await _read_and_apply(
+                js, stream, store, summary, start, last, batch, progress, accept_gap
+            )
+        for room in rooms:
+            summary.reports[room].seq = await store.event_seq(room)
     finally:
         await nc.close()
-    await store.end_recovery(sorted(summary.rooms), summary.deleted)
+    await store.end_recovery(
+        sorted(r for r in summary.rooms if summary.reports[r].stop is None), summary.deleted
+    )
     summary.seconds = time.perf_counter() - started
+    _log_summary(summary)
+    return summary
+
+
+async def _mark(store: RoomStore, rooms: list[str], wait: float = 30.0) -> None:
+    """Mark every room for the replay; a room a relay is catching up is waited for (up to
+    ``wait`` seconds: a relay that died mid-way leaves its mark, which is then taken)."""
+    deadline = time.monotonic() + wait
+    held = await store.mark_recovering(rooms)
+    while held and time.monotonic() < deadline:
+        log.info("recovery_waits_for_relay", rooms=sorted(held))
+        await asyncio.sleep(0.2)
+        held = await store.mark_recovering(sorted(held))
+    if held:
+        await store.mark_recovering(sorted(held), take=True)
+
+
+async def _last_event_seq(js: JetStreamContext, stream: str) -> int:
+    """The stream sequence of the last event (0 when the stream holds none)."""
+    try:
+        return int((await js.get_last_msg(stream, f"{SUBJECT_PREFIX}.>")).seq or 0)
+    except NotFoundError:
+        return 0
+
+
+async def _from_snapshots(
+    store: RoomStore,
+    js: JetStreamContext,
+    stream: str,
+    rooms: list[str],
+    summary: RecoverySummary,
+    first: int,
+    last: int,
+) -> int:
+    """Restore each room whose latest snapshot is ahead of the store; answers the stream
+    sequence the read must start at."""
+    start = last + 1
+    for room in rooms:
+        report = summary.reports[room] = RoomReport(room, store_seq=await store.event_seq(room))
+        snapshot = await latest_snapshot(js, stream, room)
+        if snapshot is not None and snapshot.manifest.seq > report.store_seq:
+            await store.restore(room, snapshot.state)
+            report.snapshot_seq = snapshot.manifest.seq
+            start = min(start, snapshot.manifest.stream_from)
+        else:
+            start = first  # this room needs the stream from the start
+    return max(first, start)
+
+
+async def _read_and_apply(
+    js: JetStreamContext,
+    stream: str,
+    store: RoomStore,
+    summary: RecoverySummary,
+    start: int,
+    last: int,
+    batch: int,
+    progress: Progress | None,
+    accept_gap: bool,
+) -> None:
+    sub = await js.pull_subscribe(
+        f"{SUBJECT_PREFIX}.>",
+        stream=stream,
+        config=ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=start,
+            ack_policy=AckPolicy.NONE,
+            inactive_threshold=60.0,
+        ),
+    )
+    total = last - start + 1
+    seen_seq = start - 1
+    fetching = asyncio.ensure_future(sub.fetch(batch, timeout=10))
+    while seen_seq < last:
+        msgs = await fetching
+        seen_seq = msgs[-1].metadata.sequence.stream
+        if seen_seq < last:  # read the next batch while this one is applied
+            fetching = asyncio.ensure_future(sub.fetch(batch, timeout=10))
+        await _apply(store, msgs, summary, accept_gap)
+        if progress is not None:
+            progress(min(summary.events, total), total)
+    await sub.unsubscribe()
+
+
+async def _apply(
+    store: RoomStore, msgs: list[Msg], summary: RecoverySummary, accept_gap: bool
+) -> None:
+    """One pipeline for a fetched batch, one script call per room: rooms are independent,
+    so only the order of each room's own events matters, and that is kept. A room that
+    stopped at a gap gets none of its later events."""
+    runs: dict[str, list[bytes]] = {}
+    for msg in msgs:
+        head = _head.decode(msg.data)
+        report = summary.reports.setdefault(head.room, RoomReport(head.room))
+        summary.rooms.add(head.room)
+        report.stream_seq = max(report.stream_seq, head.seq)
+        if report.stop is not None:
+            continue
+        if head.type == "room_deleted":
+            summary.deleted.add(head.room)
+        elif head.type == "room_updated":
+            summary.deleted.discard(head.room)
+        runs.setdefault(head.room, []).append(msg.data)
+    summary.events += len(msgs)
+    if not runs:
+        return
+    results = await store.replay(runs, "accept_gap" if accept_gap else "strict")
+    for room, result in results.items():
+        report = summary.reports[room]
+        summary.applied += result.applied
+        summary.skipped += result.skipped + result.conflicts
+        report.gaps += result.gap_list
+        report.orphans += result.orphans
+        report.conflicts += result.conflicts
+        if result.stop is not None:
+            report.stop = result.stop
+            log.error(
+                "recovery_gap",
+                room=room,
+                kind=result.stop.kind,
+                after=result.stop.after,
+                next=result.stop.next,
+                event_id=result.stop.id,
+            )
+
+
+def _log_summary(summary: RecoverySummary) -> None:
     log.info(
         "recovered",
         events=summary.events,
         applied=summary.applied,
         skipped=summary.skipped,
         rooms=len(summary.rooms),
+        stopped=len(summary.stopped),
         seconds=round(summary.seconds, 3),
     )
-    return summary
 
 
-async def _apply(store: RoomStore, msgs: list[Msg], summary: RecoverySummary) -> None:
-    """One pipeline for a fetched batch, one script call per room: rooms are independent,
-    so only the order of each room's own events matters, and that is kept."""
-    runs: dict[str, list[bytes]] = {}
-    for msg in msgs:
-        head = _head.decode(msg.data)
-        summary.rooms.add(head.room)
-        if head.type == "room_deleted":
-            summary.deleted.add(head.room)
-        elif head.type == "room_updated":
-            summary.deleted.discard(head.room)
-        runs.setdefault(head.room, []).append(msg.data)
-    applied = await store.replay(runs, now_ms=int(time.time() * 1000))
-    summary.applied += applied
-    summary.skipped += len(msgs) - applied
-    summary.events += len(msgs)
+def describe(report: RoomReport) -> str:
+    """One line for an operator about a room's recovery."""
+    parts = [f"{report.room}: store had seq {report.store_seq}, stream has {report.stream_seq}"]
+    if report.snapshot_seq:
+        parts.append(f"from snapshot at {report.snapshot_seq}")
+    if report.ahead:
+        parts.append(f"the store was {report.ahead} events ahead of the stream (not yet delivered)")
+    if report.gaps:
+        parts.append(
+            "gaps accepted: " + ", ".join(f"{g.after + 1}..{g.next - 1}" for g in report.gaps)
+        )
+    if report.orphans:
+        parts.append(f"{report.orphans} events named places lost in a gap")
+    if report.conflicts:
+        parts.append(f"{report.conflicts} events did not fit the state and were skipped")
+    stop = report.stop
+    if stop is not None:
+        if stop.kind == "gap":
+            parts.append(
+                f"STOPPED: seqs {stop.after + 1}..{stop.next - 1} are missing on the stream "
+                f"(the room has {stop.after}); it stays recovering (503) until "
+                "`waitroom recover --accept-gap`"
+            )
+        else:
+            parts.append(
+                f"STOPPED at event {stop.id}: {stop.kind}; it stays recovering (503) until "
+                "`waitroom recover --accept-gap`"
+            )
+    return "; ".join(parts)

@@ -9,13 +9,20 @@ fence or state it checks makes a second run a no-op or a clean error).
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 
-def connect(url: str, *, max_connections: int = 128, wait: float = 5.0) -> Redis:
+def connect(
+    url: str, *, tls_ca: Path | None = None, max_connections: int = 128, wait: float = 5.0
+) -> Redis:
+    """A client for ``url``: credentials ride in it (``redis://user:password@host``);
+    ``rediss://`` is TLS, checked against ``tls_ca`` (else the system's CAs)."""
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
@@ -25,5 +32,13 @@ def connect(url: str, *, max_connections: int = 128, wait: float = 5.0) -> Redis
         socket_connect_timeout=2,
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
         retry_on_error=[RedisConnectionError],
+        **tls_options(url, tls_ca),
     )
     return Redis.from_pool(pool)  # the client owns the pool and closes it
+
+
+def tls_options(url: str, tls_ca: Path | None) -> dict[str, Any]:
+    """Connection options for a TLS (``rediss://``) URL with a CA of its own."""
+    if tls_ca is None or not url.startswith("rediss://"):
+        return {}
+    return {"ssl_ca_certs": str(tls_ca)}

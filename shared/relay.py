@@ -1,44 +1,125 @@
 """The outbox relay: publishes each room's outbox to JetStream and trims only after the ack.
 
 ``Nats-Msg-Id`` is the event id, so an event published twice (a retry, or a replica that
-lost its lease mid-batch) is stored once. Events of a room are published one after the
-other, each awaited, so the stream holds them in ``seq`` order.
+lost its lease mid-batch) is stored once. A batch is published pipelined (every publish
+sent, then the acks awaited in order), so the stream holds a room's events in ``seq``
+order at a fraction of a round trip each; the first new event of a batch carries the
+room's last stream sequence as an expectation (``Nats-Expected-Last-Subject-Sequence``
+over the room's subjects), so two relays can never interleave a room's events.
+
+Before it publishes a room for the first time (after taking its lease, after the data
+store restarted or was replaced, after NATS came back) the relay compares the room's last
+event on the stream with the store: a store behind the stream is caught up from it
+(shared/catchup.py) before anything it made is published. While publishing, an ack that
+says ``duplicate`` for an event whose stored payload differs means the same: the store
+made another history with ids the stream has, and the room is caught up. The trim is
+fenced: only the holder of the room's relay lease may drop what was delivered.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
+import uuid
+from dataclasses import dataclass
 
 import msgspec
 import structlog
+from nats.js import JetStreamContext
+from nats.js.api import PubAck
+from nats.js.errors import APIError
 
-from shared.events import subject
+from shared.catchup import OutboxTrim, catch_up
+from shared.errors import RoomNotFound, RoomRecovering
+from shared.events import SUBJECT_PREFIX, room_subjects, subject
 from shared.nats_link import NatsLink
 from shared.store import RoomStore
+from shared.stream_reads import (
+    LastEvent,
+    Manifest,
+    event_rooms,
+    last_event,
+    last_manifest,
+    publish_manifest,
+    publish_snapshot_parts,
+)
 
 log = structlog.get_logger("relay")
+
+WRONG_LAST_SEQUENCE = 10071
+
+
+class StoreBehind(Exception):
+    """The store made events the stream holds another version of (or is behind it)."""
+
+
+@dataclass
+class RoomTrack:
+    """What the relay knows of a room's stream since it verified it under ``fence``."""
+
+    fence: int
+    stream_last: int
+    """Stream sequence of the room's last event on the stream (0: none)."""
+    last_seq: int
+    """The room's last event seq on the stream."""
+    snapshot_seq: int = 0
+    snapshot_at: float = 0.0
+    pending: Manifest | None = None
+    """A snapshot whose parts are stored, published once its seq is delivered."""
+
+
+@dataclass(frozen=True)
+class SnapshotPolicy:
+    every_events: int = 10_000
+    every_seconds: float = 300.0
 
 
 class OutboxRelay:
     """While NATS is away the outboxes grow; past ``outbox_max`` entries a room's backlog
-    is logged (every ``WARN_EVERY`` seconds) and shown by readiness and metrics, but
-    nothing is dropped. A room whose publish failed is retried with backoff."""
+    is logged (every ``WARN_EVERY`` seconds) and new joins are refused with
+    ``events_backlog``, but nothing is dropped. A room whose publish failed is retried
+    with backoff."""
 
     WARN_EVERY = 10.0
+    ACK_TIMEOUT = 5.0
+    DRAIN_SECONDS = 0.5
+    """How long one drain goes on publishing full batches before it lets the loop on."""
 
     def __init__(
-        self, store: RoomStore, link: NatsLink, *, batch: int = 256, outbox_max: int = 100_000
+        self,
+        store: RoomStore,
+        link: NatsLink,
+        *,
+        holder: str = "relay",
+        lease_ms: int = 5000,
+        batch: int = 512,
+        outbox_max: int = 100_000,
+        outbox_age_alert: float = 30.0,
+        snapshots: SnapshotPolicy | None = None,
     ) -> None:
         self.store = store
         self.link = link
+        self.holder = holder
+        self.lease_ms = lease_ms
         self.batch = batch
         self.outbox_max = outbox_max
+        self.outbox_age_alert = outbox_age_alert
+        self.snapshots = snapshots or SnapshotPolicy()
+        self.tracks: dict[str, RoomTrack] = {}
         self._retry: dict[str, tuple[float, float]] = {}  # room -> (not before, backoff)
         self._warned: dict[str, float] = {}
+        self._store_id = ""
+        self._store_id_at = 0.0
+        self._link_generation = -1
 
-    async def drain(self, room: str) -> int:
-        """Publish up to one batch of the room's outbox; returns how many were delivered."""
+    @property
+    def stream(self) -> str:
+        return self.link.stream
+
+    async def drain(self, room: str, fence: int = 0) -> int:
+        """Publish the room's outbox (full batches for up to ``DRAIN_SECONDS``); answers
+        how many events were delivered."""
         now = time.monotonic()
         not_before, backoff = self._retry.get(room, (0.0, 0.0))
         if now < not_before:
@@ -47,55 +128,243 @@ class OutboxRelay:
         if js is None:
             await self._watch_backlog(room)
             return 0
-        entries = await self.store.outbox_batch(room, self.batch)
-        done: list[str] = []
+        delivered = 0
         try:
-            for entry_id, raw in entries:
-                event_type, event_id = _type_and_id(raw)
-                await js.publish(
-                    subject(room, event_type),
-                    raw.encode(),
-                    headers={"Nats-Msg-Id": event_id},
-                    timeout=2,
+            await self._forget_if_changed()
+            owner = await self.store.recovery_owner(room)
+            if owner not in (None, "relay"):
+                raise RoomRecovering()  # `waitroom recover` owns it, or a gap stopped it
+            track = self.tracks.get(room)
+            if owner == "relay" or track is None or track.fence != fence:
+                # a catch-up cut short (a relay died, the store went away) is done again
+                track = self.tracks[room] = await self._verify(
+                    js, room, fence, redo=owner == "relay"
                 )
-                done.append(entry_id)
+            until = time.monotonic() + self.DRAIN_SECONDS
+            while True:
+                sent, full = await self._publish_batch(js, room, track)
+                delivered += sent
+                if not full or time.monotonic() > until:
+                    break
+            await self._snapshot_if_due(js, room, track)
             self._retry.pop(room, None)
-        except Exception as exc:
-            backoff = min(max(backoff * 2, 0.1), 5.0)
-            self._retry[room] = (time.monotonic() + backoff * (0.5 + random.random()), backoff)
-            log.warning(
-                "relay_publish_failed",
-                room=room,
-                error=repr(exc),
-                delivered=len(done),
-                retry_in=round(backoff, 2),
-            )
-            await self._watch_backlog(room)
-        await self.store.outbox_delivered(room, done)
-        return len(done)
+        except (RoomRecovering, RoomNotFound):
+            self.tracks.pop(room, None)
+        except StoreBehind:
+            self.tracks.pop(room, None)  # caught up on the next drain, after a verify
+        except APIError as exc:
+            self.tracks.pop(room, None)
+            self._back_off(room, backoff, exc, delivered)
+        except (TimeoutError, ConnectionError, OSError) as exc:
+            self._back_off(room, backoff, exc, delivered)
+        return delivered
 
-    async def drain_all(self, room: str, attempts: int = 1000) -> None:
+    async def drain_all(self, room: str, fence: int = 0, attempts: int = 1000) -> None:
         """Deliver everything a room's outbox holds (at shutdown), while NATS answers."""
         for _ in range(attempts):
-            if await self.drain(room) == 0:
+            if await self.drain(room, fence) == 0:
                 return
+
+    async def outbox_age(self, room: str) -> float:
+        """Seconds the room's oldest undelivered event has waited (the loss window)."""
+        return await self.store.outbox_age(room)
+
+    # checks ---------------------------------------------------------------------------
+    async def _forget_if_changed(self) -> None:
+        """A data store that restarted (or was replaced) or a NATS that reconnected may be
+        out of step: every room is verified again before its next publish."""
+        generation = self.link.generation
+        now = time.monotonic()
+        if now - self._store_id_at > 0.05:
+            self._store_id_at = now
+            store_id = await self.store.server_id()
+            if store_id != self._store_id or generation != self._link_generation:
+                if self._store_id:
+                    log.info("relay_reverifies", store_changed=store_id != self._store_id)
+                self.tracks.clear()
+                if store_id != self._store_id:
+                    await self._adopt_missing_rooms()
+                self._store_id, self._link_generation = store_id, generation
+
+    async def _adopt_missing_rooms(self) -> None:
+        """Rooms alive on the stream that the store does not know at all (it came back
+        from before they were made) are listed again: their relay then finds the store
+        behind the stream and catches them up."""
+        js = await self.link.jetstream()
+        if js is None:
+            return
+        known = set(await self.store.rooms()) | set(await self.store.draining_rooms())
+        for room in sorted(await event_rooms(js, self.stream, SUBJECT_PREFIX) - known):
+            last = await last_event(js, self.stream, room)
+            if last is None or _head.decode(last.data).type == "room_deleted":
+                continue
+            log.warning("room_missing_from_store", room=room, stream_seq=last.seq)
+            await self.store.index.add(room)
+
+    async def _verify(
+        self, js: JetStreamContext, room: str, fence: int, *, redo: bool = False
+    ) -> RoomTrack:
+        """Compare the room's last event on the stream with the store; catch the store up
+        when it is behind (or ``redo`` a catch-up cut short). Answers what the relay may
+        rely on from now."""
+        track = await self._tracked(js, room, fence)
+        last = await last_event(js, self.stream, room)
+        store_seq = await self.store.event_seq(room)
+        if last is None:
+            if redo:
+                await self.store.mark_recovering([room], on=False, owner="relay")
+            return track
+        head = await self.store.outbox_batch(room, 1)
+        head_seq = _seq_of(head[0][1]) if head else store_seq + 1
+        trim = OutboxTrim(self.store, room, self.holder, fence, self.lease_ms)
+        if redo:
+            await self._catch_up(js, room, last, trim)
+        elif head and head_seq <= last.seq and last.seq <= store_seq:
+            entries = await self.store.outbox_batch(room, last.seq - head_seq + 1)
+            same = [
+                e for e, raw in entries if _seq_of(raw) == last.seq and raw.encode() == last.data
+            ]
+            if not same:
+                await self._catch_up(js, room, last, trim)
+            # else delivered before a restart, not trimmed: the same history
+            await trim([e for e, raw in entries if _seq_of(raw) <= last.seq])
+        elif store_seq < last.seq:
+            await self._catch_up(js, room, last, trim)
+        elif head_seq > last.seq + 1:
+            log.error(
+                "stream_gap",
+                room=room,
+                after=last.seq,
+                next=head_seq,
+                hint="the stream lost events the store had delivered; recover needs --accept-gap",
+            )
+        track.stream_last, track.last_seq = last.stream_seq, last.seq
+        return track
+
+    async def _tracked(self, js: JetStreamContext, room: str, fence: int) -> RoomTrack:
+        track = RoomTrack(fence, 0, 0)
+        manifest = await last_manifest(js, self.stream, room)
+        if manifest is not None:
+            age = max(0.0, time.time() - manifest.ts)
+            track.snapshot_seq, track.snapshot_at = manifest.seq, time.monotonic() - age
+        return track
+
+    async def _catch_up(
+        self, js: JetStreamContext, room: str, last: LastEvent, trim: OutboxTrim
+    ) -> None:
+        report = await catch_up(self.store, js, self.stream, room, last, trim=trim)
+        if report.stop is not None:
+            raise RoomRecovering()  # stays marked until an operator recovers it
+
+    # publishing -----------------------------------------------------------------------
+    async def _publish_batch(
+        self, js: JetStreamContext, room: str, track: RoomTrack
+    ) -> tuple[int, bool]:
+        """One batch, pipelined; answers (delivered, whether the batch was full)."""
+        entries = await self.store.outbox_batch(room, self.batch)
+        if not entries:
+            return 0, False
+        sent: list[tuple[str, str, int, asyncio.Future[PubAck]]] = []
+        expect = True
+        for entry_id, raw in entries:
+            head = _head.decode(raw)
+            headers = {"Nats-Msg-Id": head.id}
+            if expect and head.seq > track.last_seq:
+                headers["Nats-Expected-Last-Subject-Sequence"] = str(track.stream_last)
+                headers["Nats-Expected-Last-Subject-Sequence-Subject"] = room_subjects(room)
+                expect = False
+            future = await js.publish_async(subject(room, head.type), raw.encode(), headers=headers)
+            sent.append((entry_id, raw, head.seq, future))
+        done: list[str] = []
+        written = time.time()
+        try:
+            for entry_id, raw, seq, future in sent:
+                ack = await asyncio.wait_for(future, self.ACK_TIMEOUT)
+                if ack.duplicate:
+                    stored = await js.get_msg(self.stream, ack.seq)
+                    if stored.data != raw.encode():
+                        log.error("relay_duplicate_differs", room=room, seq=seq)
+                        raise StoreBehind()
+                else:
+                    if seq != track.last_seq + 1 and track.last_seq:
+                        log.error("stream_gap", room=room, after=track.last_seq, next=seq)
+                    track.stream_last = ack.seq
+                track.last_seq = max(track.last_seq, seq)
+                done.append(entry_id)
+        finally:
+            for *_, future in sent[len(done) :]:
+                future.cancel()
+            if done:
+                await OutboxTrim(self.store, room, self.holder, track.fence, self.lease_ms)(done)
+                log.debug("relay_published", room=room, count=len(done), took=time.time() - written)
+        return len(done), len(entries) == self.batch
+
+    async def _snapshot_if_due(self, js: JetStreamContext, room: str, track: RoomTrack) -> None:
+        """Take a snapshot when enough events or time went by; publish its manifest once
+        the events up to its seq are on the stream."""
+        pending = track.pending
+        if pending is not None:
+            if track.last_seq >= pending.seq:
+                await publish_manifest(js, pending)
+                track.pending = None
+                track.snapshot_seq, track.snapshot_at = pending.seq, time.monotonic()
+            return
+        if track.snapshot_at == 0.0:
+            track.snapshot_at = time.monotonic()  # first sight: count from now
+        since = track.last_seq - track.snapshot_seq
+        due = since >= self.snapshots.every_events or (
+            since > 0 and time.monotonic() - track.snapshot_at >= self.snapshots.every_seconds
+        )
+        if not due:
+            return
+        stream_from = (await js.stream_info(self.stream)).state.last_seq + 1
+        state = await self.store.snapshot(room)
+        seq = msgspec.json.decode(state, type=_SnapSeq).seq
+        snap_id = f"{room}:snap:{seq}:{uuid.uuid4().hex[:8]}"
+        first, parts = await publish_snapshot_parts(js, room, state, snap_id)
+        track.pending = Manifest(room, seq, stream_from, first, parts, snap_id, time.time())
+        log.info("snapshot_taken", room=room, seq=seq, bytes=len(state), parts=parts)
+
+    def _back_off(self, room: str, backoff: float, exc: BaseException, delivered: int) -> None:
+        backoff = min(max(backoff * 2, 0.1), 5.0)
+        self._retry[room] = (time.monotonic() + backoff * (0.5 + random.random()), backoff)
+        log.warning(
+            "relay_publish_failed",
+            room=room,
+            error=repr(exc),
+            delivered=delivered,
+            retry_in=round(backoff, 2),
+        )
 
     async def _watch_backlog(self, room: str) -> None:
         backlog = await self.store.outbox_length(room)
         now = time.monotonic()
-        if backlog > self.outbox_max and now - self._warned.get(room, 0.0) > self.WARN_EVERY:
+        if now - self._warned.get(room, 0.0) <= self.WARN_EVERY:
+            return
+        age = await self.store.outbox_age(room)
+        if backlog > self.outbox_max or age > self.outbox_age_alert:
             self._warned[room] = now
-            log.warning("outbox_over_bound", room=room, backlog=backlog, bound=self.outbox_max)
+            log.warning(
+                "outbox_over_bound",
+                room=room,
+                backlog=backlog,
+                bound=self.outbox_max,
+                oldest_seconds=round(age, 1),
+            )
 
 
 class _Head(msgspec.Struct):
     type: str
     id: str
+    seq: int
+
+
+class _SnapSeq(msgspec.Struct):
+    seq: int
 
 
 _head = msgspec.json.Decoder(_Head)
 
 
-def _type_and_id(raw: str) -> tuple[str, str]:
-    head = _head.decode(raw)
-    return head.type, head.id
+def _seq_of(raw: str) -> int:
+    return _head.decode(raw).seq

@@ -23,6 +23,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from shared.errors import LeaseLost, RoomNotFound, RoomRecovering, StoreUnavailable
+from shared.scripts import ScriptError
 from shared.store import RoomStore
 
 log = structlog.get_logger("room_loop")
@@ -71,8 +72,7 @@ class RoomLoop:
 
     async def _live_replicas(self) -> int:
         """Mark this replica alive and count the live ones of its role."""
-        now_ms = int(time.time() * 1000)
-        return await self.replicas.mark_alive(self.holder, now_ms, now_ms + self.lease_ms)
+        return await self.replicas.mark_alive(self.holder, self.lease_ms)
 
     async def run_tick(self) -> None:
         rooms = await self._room_list()
@@ -112,6 +112,8 @@ class RoomLoop:
             self.held.pop(room, None)
         except RoomRecovering:
             pass  # replay owns the room until `waitroom recover` is done
+        except ScriptError as exc:  # a bug or a torn record in one room: not a store outage
+            log.error("room_work_failed", role=self.role, room=room, error=str(exc))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Tick until ``stop`` is set; sleeps are drift-free and cut short by ``stop``."""

@@ -39,6 +39,12 @@ SCRIPT_NAMES = (
     "lease",
     "replay",
     "room_digest",
+    "room_snapshot",
+    "room_restore",
+    "recovery_mark",
+    "outbox_trim",
+    "line_snapshot",
+    "touch_seen",
 )
 PRELUDE = "_lib.lua"
 HEADER = "(generated header)"
@@ -165,6 +171,12 @@ class Scripts:
     lease: LuaScript
     replay: LuaScript
     room_digest: LuaScript
+    room_snapshot: LuaScript
+    room_restore: LuaScript
+    recovery_mark: LuaScript
+    outbox_trim: LuaScript
+    line_snapshot: LuaScript
+    touch_seen: LuaScript
 
     @classmethod
     def register(cls, redis: Redis) -> Scripts:

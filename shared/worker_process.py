@@ -16,9 +16,9 @@ import structlog
 from shared.logs import configure
 from shared.nats_link import NatsLink
 from shared.redis_conn import connect
-from shared.relay import OutboxRelay
+from shared.relay import OutboxRelay, SnapshotPolicy
 from shared.room_loop import RoomLoop
-from shared.settings import Settings
+from shared.settings import Part, Settings, help_page
 from shared.store import RoomStore
 
 log = structlog.get_logger("worker")
@@ -35,21 +35,30 @@ class WorkerContext:
 
 @contextlib.asynccontextmanager
 async def worker_context(settings: Settings, name: str) -> AsyncIterator[WorkerContext]:
-    redis = connect(settings.redis_url, max_connections=32)
+    redis = connect(settings.redis_url, tls_ca=settings.redis_tls_ca, max_connections=32)
     link = NatsLink.from_settings(settings, name)
     link.start()
     try:
-        yield WorkerContext(settings, RoomStore(redis), link)
+        yield WorkerContext(settings, RoomStore(redis, outbox_max=settings.outbox_max), link)
     finally:
         await link.close()
         await redis.aclose()
 
 
 def relay_loop(ctx: WorkerContext, holder: str) -> RoomLoop:
-    relay = OutboxRelay(ctx.store, ctx.nats, outbox_max=ctx.settings.outbox_max)
+    settings = ctx.settings
+    relay = OutboxRelay(
+        ctx.store,
+        ctx.nats,
+        holder=holder,
+        lease_ms=settings.lease_ms,
+        outbox_max=settings.outbox_max,
+        outbox_age_alert=settings.outbox_age_alert,
+        snapshots=SnapshotPolicy(settings.snapshot_events, float(settings.snapshot_seconds)),
+    )
 
     async def work(room: str, fence: int) -> None:
-        delivered = await relay.drain(room)
+        delivered = await relay.drain(room, fence)
         # a deleted room whose outbox is empty now has nothing left to deliver
         if delivered == 0 and room in loop.draining:
             await ctx.store.finish_draining(room)
@@ -62,7 +71,7 @@ def relay_loop(ctx: WorkerContext, holder: str) -> RoomLoop:
         lease_ms=ctx.settings.lease_ms,
         work=work,
         include_draining=True,
-        finish=lambda room, _fence: relay.drain_all(room),
+        finish=relay.drain_all,
     )
     return loop
 
@@ -93,12 +102,12 @@ def install_signal_handlers(stop: asyncio.Event) -> None:
 WorkerRun = Callable[[WorkerContext, asyncio.Event], Awaitable[None]]
 
 
-def worker_main(name: str, run: WorkerRun, doc: str, argv: list[str]) -> None:
+def worker_main(name: str, part: Part, run: WorkerRun, doc: str, argv: list[str]) -> None:
     """The ``main`` of a worker process: settings from the environment, logs, run."""
     if "--help" in argv or "-h" in argv:
-        sys.stdout.write(doc.strip() + "\n")
+        sys.stdout.write(help_page(doc, part))
         return
-    settings = Settings.from_env(os.environ)
+    settings = Settings.from_env_or_exit(os.environ, f"python -m {name}_worker")
     configure(json=settings.log_json, level=settings.log_level)
 
     async def amain() -> None:

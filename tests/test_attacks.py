@@ -396,3 +396,59 @@ def test_short_admin_keys_are_refused() -> None:
     with pytest.raises(ValueError, match="at least 24"):
         admin_keys("long-enough-admin-key-0123456789, short")
     assert admin_keys("") == ()
+
+
+# --- slow clients and forged hosts -------------------------------------------------------
+
+
+async def test_headers_and_bodies_that_dribble_in_are_cut_off(settings: Settings) -> None:
+    strict = settings.with_changes(header_timeout=1.0, body_timeout=1.0)
+    async with GatewayServer(strict) as gw:
+        # a slowloris: one header byte at a time, never finishing the head
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.settings.port)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        answer = b""
+        for _ in range(20):  # 10 s of dribbling, if the server let it
+            try:
+                writer.write(b"X")
+                await writer.drain()
+            except ConnectionError:
+                break
+            try:
+                answer = await asyncio.wait_for(reader.read(200), timeout=0.5)
+            except TimeoutError:
+                continue
+            break
+        assert answer.startswith(b"HTTP/1.1 408"), answer
+        writer.close()
+        # a body promised and sent a byte at a time
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.settings.port)
+        writer.write(
+            b"POST /v1/session/verify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 200\r\n\r\n{"
+        )
+        answer = b""
+        for _ in range(20):
+            writer.write(b" ")
+            await writer.drain()
+            try:
+                answer = await asyncio.wait_for(reader.read(400), timeout=0.5)
+            except TimeoutError:
+                continue
+            break
+        assert answer.startswith(b"HTTP/1.1 408"), answer
+        assert b"body_timeout" in answer
+        writer.close()
+
+
+async def test_links_never_name_a_host_the_operator_did_not_allow(
+    client: httpx.AsyncClient, make_room: RoomFactory, settings: Settings
+) -> None:
+    room = await make_room(release_rate=1000)
+    me = await admitted(client, settings, room)
+    spoofed = await client.get(
+        f"/v1/rooms/{room}/status", headers={**bearer(me["token"]), "Host": "evil.example"}
+    )
+    assert spoofed.json()["redirect_url"].startswith(f"/rooms/{room}/go?")  # relative
+    mine = await client.get(f"/v1/rooms/{room}/status", headers=bearer(me["token"]))
+    assert mine.json()["redirect_url"].startswith(f"{client.base_url}/rooms/{room}/go?")

@@ -636,6 +636,39 @@ async def test_enqueue_rate_limit_is_429_with_retry_after_and_changes_nothing(
         assert r.status_code == 201, r.text
 
 
+async def test_status_and_heartbeat_limits_per_token_are_429_with_retry_after(
+    settings: Settings,
+) -> None:
+    limited = settings.with_changes(
+        rate_limits=RateLimits(enabled=True, status="3/minute", heartbeat="2/minute")
+    )
+    async with GatewayServer(limited) as gw, httpx.AsyncClient(base_url=gw.url) as client:
+        room = fresh_room_id()
+        r = await client.put(
+            f"/v1/admin/rooms/{room}",
+            json={
+                "target_url": "http://127.0.0.1:9/t",
+                "status": "paused",
+                "max_positions_per_ip": 0,
+            },
+            headers=ADMIN,
+        )
+        assert r.status_code == 201, r.text
+        a, b = [(await client.post(f"/v1/rooms/{room}/enqueue")).json() for _ in range(2)]
+        for _ in range(3):
+            r = await client.get(f"/v1/rooms/{room}/status", headers=bearer(a["token"]))
+            assert r.status_code == 200, r.text
+        r = await client.get(f"/v1/rooms/{room}/status", headers=bearer(a["token"]))
+        assert_error(r, 429, "rate_limited")
+        assert 1 <= assert_retry_after(r) <= 60
+        # per token: the other person is not slowed down
+        r = await client.get(f"/v1/rooms/{room}/status", headers=bearer(b["token"]))
+        assert r.status_code == 200, r.text
+        for expected in (200, 200, 429):
+            r = await client.post(f"/v1/rooms/{room}/heartbeat", headers=bearer(a["token"]))
+            assert r.status_code == expected, r.text
+
+
 async def test_gateway_shutdown_closes_the_rate_limiter_connections(
     settings: Settings, redis: Redis
 ) -> None:

@@ -1,4 +1,4 @@
-"""The `waitroom` command's key management and worker probe, and reading settings."""
+"""The `waitroom` command's key management and worker probe (settings: tests/unit)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
-from shared.settings import Settings, SettingsError
-from shared.tokens import KeyRing
+from shared.keyring import KeyRing
+from shared.settings import Settings
 from tests.helpers.servers import ROOT, ModuleProc, settings_env
 
 
@@ -67,27 +65,17 @@ def test_probe_tells_a_live_worker_from_a_dead_one(settings: Settings, tmp_path:
     assert waitroom("probe", "admission", env=env).returncode == 1  # it left on SIGTERM
 
 
-def test_settings_from_env() -> None:
-    s = Settings.from_env(
-        {
-            "WAITROOM_PORT": "9001",
-            "WAITROOM_LOG_LEVEL": "",
-            "WAITROOM_QUEUE_TOKEN_ALG": "",
-            "WAITROOM_TRUSTED_PROXIES": "10.0.0.0/8, 192.168.1.1",
-            "WAITROOM_RATE_LIMITS": "off",
-        }
-    )
-    assert s.port == 9001
-    assert s.log_level == "info"  # empty means unset
-    assert s.queue_token_alg == "RS256"
-    assert len(s.trusted_proxies) == 2
-    assert s.rate_limits.enabled is False
-    for bad in (
-        {"WAITROOM_PORT": "eighty"},
-        {"WAITROOM_LEASE_MS": "5"},
-        {"WAITROOM_TRUSTED_PROXIES": "not-a-cidr"},
-        {"WAITROOM_RELAY": "maybe"},
-        {"WAITROOM_QUEUE_TOKEN_ALG": "HS256"},
-    ):
-        with pytest.raises(SettingsError):
-            Settings.from_env(bad)
+def test_unusable_settings_stop_each_part_with_a_message(tmp_path: Path) -> None:
+    env = {k: v for k, v in settings_env(Settings()).items() if not k.startswith("WAITROOM_")}
+    env.update(WAITROOM_REDIS_URL="http://db:6379", WAITROOM_LEASE_MS="5")
+    refused = waitroom("digest", env=env)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("waitroom: cannot start, the environment is wrong:")
+    assert "WAITROOM_REDIS_URL must be a URL starting with redis://" in refused.stderr
+    assert "WAITROOM_LEASE_MS must be at least 100" in refused.stderr
+    for module in ("gateway", "admission_worker", "heartbeat_worker"):
+        proc = ModuleProc(module, env, tmp_path / f"{module}.log").start()
+        assert proc.wait() == 1
+        said = (tmp_path / f"{module}.log").read_text()
+        assert f"python -m {module}: cannot start" in said
+        assert "WAITROOM_LEASE_MS must be at least 100" in said

@@ -31,6 +31,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.metrics import GatewayMetrics
+from gateway.serving import uvicorn_options
 from shared import keys, metric_names
 from shared.metric_names import BY_NAME, BY_SAMPLE, FAMILIES, TARGET_LABELS
 from shared.settings import Settings
@@ -551,8 +552,7 @@ def test_deployments_have_probes_resources_and_graceful_stops() -> None:
             assert main["livenessProbe"]["httpGet"]["path"] == "/healthz"
             assert main["readinessProbe"]["httpGet"]["path"] == "/readyz?nats=optional"
             pause = int(main["lifecycle"]["preStop"]["exec"]["command"][1])
-            source = (ROOT / "gateway" / "__main__.py").read_text()
-            drain = int(re.search(r"timeout_graceful_shutdown=(\d+)", source).group(1))  # type: ignore[union-attr]
+            drain = int(uvicorn_options(Settings())["timeout_graceful_shutdown"])
             assert grace >= pause + drain + 10, "the pod is killed before uvicorn has drained"
         else:
             role = name.removeprefix("waitroom-").removesuffix("-worker")

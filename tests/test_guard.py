@@ -15,8 +15,9 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from shared.keyring import KeyRing
 from shared.settings import Settings
-from shared.tokens import KeyRing, TokenService, access_audience
+from shared.tokens import TokenService, access_audience
 from tests.helpers.servers import AppServer, GatewayServer
 from waitroom.processes import free_port
 from waitroom_site import WaitroomGuard

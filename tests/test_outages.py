@@ -7,6 +7,7 @@ import asyncio
 import signal
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -15,7 +16,15 @@ from redis.asyncio import Redis
 from shared import keys
 from shared.events import Admitted, Completed, Enqueued
 from shared.settings import Settings
-from tests.helpers.api import ADMIN, create_room, figures
+from tests.helpers.api import (
+    ADMIN,
+    assert_error,
+    assert_retry_after,
+    bearer,
+    create_room,
+    figures,
+    place,
+)
 from tests.helpers.load import Load
 from tests.helpers.servers import (
     GatewayServer,
@@ -46,52 +55,22 @@ def own_nats(servers: Servers, tmp_path: Path) -> Iterator[NatsProc]:
 async def test_nats_down_for_a_while_loses_and_doubles_nothing(
     settings: Settings, own_nats: NatsProc, redis: Redis, tmp_path: Path
 ) -> None:
-    settings = settings.with_changes(nats_url=own_nats.url, outbox_max=5)
-    env = settings_env(settings, WAITROOM_OUTBOX_MAX="5")
+    """NATS killed for longer than the outbox bound takes to fill: every gateway stays
+    ready for the load balancer, people waiting keep heartbeating, new joins get 503
+    events_backlog, and once NATS is back every event is on the stream once, in order."""
+    bound = 150
+    settings = settings.with_changes(nats_url=own_nats.url, outbox_max=bound)
+    env = settings_env(settings, WAITROOM_OUTBOX_MAX=str(bound))
     workers = [
         ModuleProc("admission_worker", env | {"WAITROOM_INSTANCE": "a"}, tmp_path / "a.log"),
         ModuleProc("heartbeat_worker", env | {"WAITROOM_INSTANCE": "h"}, tmp_path / "h.log"),
     ]
     room = "nats-" + settings.instance
-    async with GatewayServer(settings) as gw, httpx.AsyncClient(base_url=gw.url, timeout=30) as c:
-        await create_room(
-            c, room, max_active=200, release_rate=20, heartbeat_timeout=300, claim_window=300
-        )
+    try:
+        final = await _nats_down_run(settings, own_nats, room, workers, bound)
+    finally:
         for w in workers:
-            w.start()
-        load = Load(c, [room])
-        runner = asyncio.create_task(load.run(240, spacing=0.03))
-        try:
-            await asyncio.sleep(1.5)
-            own_nats.kill()  # kill -9 mid-load
-            at_loss = await figures(c, room)
-            await asyncio.sleep(4)
-            during = await figures(c, room)
-            assert during["enqueued_total"] > at_loss["enqueued_total"]  # joining goes on
-            assert during["admitted_total"] > at_loss["admitted_total"]  # admission goes on
-            assert during["outbox"] > 5  # events wait, past the bound
-            ready = await c.get("/readyz")
-            assert ready.status_code == 503
-            assert ready.json()["nats"] is False
-            optional = (await c.get("/readyz", params={"nats": "optional"})).json()
-            assert optional["outbox_ok"] is False
-            assert optional["backlog"] > 5
-            own_nats.start()  # back, on the same store folder
-
-            async def delivered() -> bool:
-                return bool((await figures(c, room))["outbox"] == 0)
-
-            await wait_until(delivered, seconds=30)
-        finally:
-            load.stop.set()
-            await runner
-        assert not load.errors
-        await c.put(f"/v1/admin/rooms/{room}", headers=ADMIN, json={"status": "paused"})
-        await wait_until(delivered, seconds=30)
-        final = await figures(c, room)
-        assert (await c.get("/readyz")).status_code == 200
-    for w in workers:
-        w.stop()
+            w.stop()
     assert any(
         "outbox_over_bound" in line
         for line in (tmp_path / "a.log").read_text().splitlines()
@@ -101,9 +80,76 @@ async def test_nats_down_for_a_while_loses_and_doubles_nothing(
     event_seq = int(await redis.hget(keys.RoomKeys(room).stats, "event_seq") or 0)
     assert [e.seq for e in events] == list(range(1, event_seq + 1))  # each change once, in order
     assert len({e.id for e in events}) == len(events)
-    assert sum(isinstance(e, Enqueued) for e in events) == final["enqueued_total"]
+    assert sum(isinstance(e, Enqueued) for e in events) == final["enqueued_total"] + 1
     assert sum(isinstance(e, Admitted) for e in events) == final["admitted_total"]
     assert sum(isinstance(e, Completed) for e in events) == final["completed_total"]
+
+
+async def _nats_down_run(
+    settings: Settings, own_nats: NatsProc, room: str, workers: list[ModuleProc], bound: int
+) -> dict[str, Any]:
+    """The outage itself, two gateways serving through it; answers the room's figures at
+    the end."""
+    async with (
+        GatewayServer(settings) as gw,
+        GatewayServer(settings) as gw2,
+        httpx.AsyncClient(base_url=gw.url, timeout=30) as c,
+        httpx.AsyncClient(base_url=gw2.url, timeout=30) as c2,
+    ):
+        await create_room(
+            c, room, max_active=100, release_rate=5, heartbeat_timeout=300, claim_window=300
+        )
+        for w in workers:
+            w.start()
+        load = Load(c, [room])
+        runner = asyncio.create_task(load.run(240, spacing=0.03))
+        try:
+            await asyncio.sleep(1.5)
+            own_nats.kill()  # kill -9 mid-load
+            at_loss = await figures(c, room)
+
+            async def over_bound() -> bool:
+                return bool((await figures(c, room))["outbox"] > bound)
+
+            await wait_until(over_bound, seconds=20)
+            during = await figures(c, room)
+            assert during["enqueued_total"] > at_loss["enqueued_total"]  # joining went on
+            assert during["admitted_total"] > at_loss["admitted_total"]  # admission goes on
+            late = await c2.post(f"/v1/rooms/{room}/enqueue")
+            assert_error(late, 503, "events_backlog")
+            assert_retry_after(late)
+            places = [(await place(c, room, p["token"]), p) for _room, p in load.people]
+            waiting = [(s["position"], p) for s, p in places if s["state"] == "waiting"]
+            assert waiting
+            _last, deep = max(waiting, key=lambda w: w[0])  # far back: still waiting
+            beat = await c2.post(f"/v1/rooms/{room}/heartbeat", headers=bearer(deep["token"]))
+            assert beat.status_code == 200
+            assert beat.json()["state"] == "waiting"
+            for client in (c, c2):
+                ready = await client.get("/readyz")
+                assert ready.status_code == 503
+                assert ready.json()["nats"] is False
+                optional = await client.get("/readyz", params={"nats": "optional"})
+                assert optional.status_code == 200  # the load balancer keeps it
+                assert optional.json()["outbox_ok"] is False
+                assert optional.json()["backlog"] > bound
+            await asyncio.to_thread(own_nats.start)  # back, on the same store folder
+
+            async def delivered() -> bool:
+                return bool((await figures(c, room))["outbox"] == 0)
+
+            await wait_until(delivered, seconds=30)
+        finally:
+            load.stop.set()
+            await runner
+        assert load.errors  # joins were turned away while the outbox was over the bound
+        assert all('"events_backlog"' in e for e in load.errors), load.errors[:3]
+        await c.put(f"/v1/admin/rooms/{room}", headers=ADMIN, json={"status": "paused"})
+        await wait_until(delivered, seconds=30)
+        final = await figures(c, room)
+        assert (await c.get("/readyz")).status_code == 200
+        assert (await c2.post(f"/v1/rooms/{room}/enqueue")).status_code == 201
+        return final
 
 
 async def test_killed_admission_worker_lease_moves_within_the_lease_time(
@@ -152,10 +198,14 @@ def test_every_part_stops_cleanly_on_sigterm(
     assert proc.proc is not None
     if module == "gateway":
         wait_for_port(port, 20, proc.proc)
-    else:
+    else:  # started (its signal handlers in place), however slow the machine is today
         import time
 
-        time.sleep(1.5)
+        deadline = time.monotonic() + 20
+        log_path = tmp_path / "part.log"
+        while "worker_started" not in log_path.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
     proc.signal(signal.SIGTERM)
     assert proc.wait(20) == 0
     log = (tmp_path / "part.log").read_text()

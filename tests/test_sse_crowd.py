@@ -24,7 +24,10 @@ async def test_2000_streams_on_one_gateway_stay_open_and_get_updates(
 ) -> None:
     port = free_port()
     gateway = ModuleProc(
-        "gateway", settings_env(settings, WAITROOM_PORT=str(port)), tmp_path / "gw.log"
+        "gateway",
+        # 2,000 streams from one test client: one address, so its cap is raised
+        settings_env(settings, WAITROOM_PORT=str(port), WAITROOM_STREAMS_PER_ADDRESS="100000"),
+        tmp_path / "gw.log",
     ).start()
     crowd = SseCrowd("127.0.0.1", port)
     try:

@@ -18,13 +18,18 @@ from shared import keys
 from shared.errors import (
     BadRole,
     InvalidBody,
-    ReplayGap,
-    ReplayUnknownType,
+    LeaseLost,
     StoreUnavailable,
 )
 from shared.redis_conn import connect
 from shared.room import RoomUpdate
-from shared.scripts import ScriptError, register_script, with_prelude
+from shared.scripts import (
+    SCRIPT_NAMES,
+    ScriptError,
+    register_script,
+    script_source,
+    with_prelude,
+)
 from shared.store import RoomStore, require_room
 from shared.store.calls import mapped
 from waitroom.processes import free_port
@@ -132,17 +137,27 @@ async def test_every_kind_of_script_refusal_reaches_the_caller_as_its_error(
         await store.lease_acquire_many([room], "janitor", "h", 1000)
     seq = person.event_seq + 1
     ghost = event(type="admitted", seq=seq, id=f"{room}:x:{seq}", position_id="ghost")
-    with pytest.raises(ReplayGap) as gap:
-        await store.replay({room: [ghost]}, now_ms=int(time.time() * 1000))
-    assert f"{room}:x:{seq}" in gap.value.detail
+    stop = (await store.replay({room: [ghost]}))[room].stop
+    assert stop is not None
+    assert (stop.kind, stop.id) == ("unknown_place", f"{room}:x:{seq}")
     odd = event(type="teleported", seq=seq, id=f"{room}:x:{seq}", position_id=person.position_id)
-    with pytest.raises(ReplayUnknownType) as unknown:
-        await store.replay({room: [odd]}, now_ms=int(time.time() * 1000))
-    assert "teleported" in unknown.value.detail
+    stop = (await store.replay({room: [odd]}))[room].stop
+    assert stop is not None
+    assert (stop.kind, stop.type) == ("unknown_type", "teleported")
+    late = event(type="left", seq=seq + 5, id=f"{room}:x:{seq + 5}", position_id="p")
+    stop = (await store.replay({room: [late]}))[room].stop
+    assert stop is not None
+    assert (stop.kind, stop.after, stop.next) == ("gap", person.event_seq, seq + 5)
     assert (await store.status(room, person.position_id)).event_seq == person.event_seq
 
 
 # --- Lua errors point at the files ------------------------------------------------------
+
+
+async def test_every_script_compiles(redis: Redis) -> None:
+    for name in SCRIPT_NAMES:
+        source, _map = script_source(name)
+        assert await redis.script_load(source)
 
 
 async def test_an_error_in_the_prelude_points_at_lib_lua(store: RoomStore, redis: Redis) -> None:
@@ -162,7 +177,7 @@ async def test_an_error_in_a_script_points_at_its_own_file(store: RoomStore) -> 
     room = new_room()
     await store.put_room(room, RoomUpdate(target_url=URL))
     with pytest.raises(ScriptError) as failed:
-        await store.replay({room: [b"{not json"]}, now_ms=int(time.time() * 1000))
+        await store.replay({room: [b"{not json"]})
     where = line_of("replay.lua", "cjson.decode(ARGV[i])")
     assert f"replay.lua:{where}:" in str(failed.value)
 
@@ -183,9 +198,11 @@ async def test_a_deliberate_error_in_new_lua_points_at_its_line(redis: Redis) ->
 async def test_replica_marks_and_the_draining_list(store: RoomStore) -> None:
     replicas = store.replicas("admission")
     holder = "st-" + secrets.token_hex(3)
-    now = int(time.time() * 1000)
-    assert await replicas.mark_alive(holder, now, now + 60_000) >= 1
-    assert await replicas.alive_until(holder) == now + 60_000
+    assert await replicas.mark_alive(holder, 60_000) >= 1
+    until = await replicas.alive_until(holder)
+    assert until is not None
+    assert 0 < until - await replicas.server_ms() <= 60_000
+    assert await replicas.alive(holder)
     await replicas.leave(holder)
     assert await replicas.alive_until(holder) is None
 
@@ -200,7 +217,11 @@ async def test_replica_marks_and_the_draining_list(store: RoomStore) -> None:
         "room_updated",
         "room_deleted",
     ]
-    await store.outbox_delivered(room, [entry_id for entry_id, _ in entries])
+    ids = [entry_id for entry_id, _ in entries]
+    with pytest.raises(LeaseLost):  # only the relay lease's holder trims
+        await store.outbox_delivered(room, ids, holder="r", fence=1, lease_ms=1)
+    [fence] = await store.lease_acquire_many([room], "relay", "r", 60_000)
+    await store.outbox_delivered(room, ids, holder="r", fence=fence, lease_ms=60_000)
     assert await store.finish_draining(room)
     assert room not in await store.draining_rooms()
 
@@ -219,7 +240,7 @@ async def test_an_unreachable_store_is_store_unavailable_everywhere() -> None:
         lambda: store.largest_outbox(),
         lambda: store.outbox_batch("r", 10),
         lambda: store.finish_draining("r"),
-        lambda: store.replay({"r": [b"{}"]}, now_ms=0),
+        lambda: store.replay({"r": [b"{}"]}),
         lambda: store.end_recovery(["r"], set()),
         lambda: store.replicas("admission").alive_until("h"),
     ]

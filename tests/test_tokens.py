@@ -16,8 +16,9 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from shared.keyring import KeyRing, write_key
 from shared.settings import Settings
-from shared.tokens import QUEUE_AUDIENCE_SUFFIX, KeyRing, access_audience, write_key
+from shared.tokens import QUEUE_AUDIENCE_SUFFIX, access_audience
 from tests.helpers.api import ADMIN, RoomFactory, bearer, figures
 from tests.helpers.servers import GatewayServer, in_process_workers
 from tests.helpers.wait import wait_until
@@ -433,7 +434,10 @@ async def test_complete_frees_units_at_once_and_twice_is_harmless(
     again = await client.post("/v1/session/complete", headers=bearer(person.access_token))
     assert again.status_code == 200, again.text
     assert again.json()["state"] == "completed"
-    assert await figures(client, person.room) == after
+    unmoved = await figures(client, person.room)
+    for pace in (unmoved, after):  # the observed pace decays as time passes; the rest stays
+        pace.pop("admit_rate")
+    assert unmoved == after
 
     r = await verify(client, person.access_token, person.room)
     assert r.status_code == 200, r.text

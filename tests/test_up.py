@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -50,7 +51,12 @@ def test_waitroom_up_serves_a_visit_and_stops_cleanly(tmp_path: Path) -> None:
             if "Press Ctrl-C" in line or not line:
                 break
         assert any("waitroom is up" in line for line in lines), "".join(lines)
-        state = json.loads((tmp_path / "data" / "up.json").read_text())
+        up_json = tmp_path / "data" / "up.json"
+        state = json.loads(up_json.read_text())
+        # it holds the admin key: nobody but its owner may read it, nor the folder
+        assert stat.S_IMODE(up_json.stat().st_mode) == 0o600
+        assert stat.S_IMODE((tmp_path / "data" / "admin-key").stat().st_mode) == 0o600
+        assert stat.S_IMODE((tmp_path / "data").stat().st_mode) == 0o700
         base = state["gateway_url"]
         with httpx.Client(base_url=base, timeout=10) as client:
             me = client.post(f"/v1/rooms/{state['room']}/enqueue")

@@ -8,19 +8,23 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from shared.errors import StoreUnavailable
+from shared.keyring import KID_PATTERN, KeyKind, KeyRing, write_key
 from shared.logs import configure
+from shared.nats_link import connect_options
 from shared.redis_conn import connect
-from shared.settings import Settings
+from shared.settings import ENVIRONMENT_HEADING, Part, Settings, environment_help
 from shared.store import ReplicaSet, RoomStore
-from shared.tokens import KID_PATTERN, KeyKind, KeyRing, write_key
 
 
 def _up(args: argparse.Namespace) -> int:
     from waitroom.up import UpOptions, run_up
 
     return run_up(
+        args.settings,
+        args.environ,
         UpOptions(
             data_dir=Path(args.data_dir),
             port=args.port,
@@ -31,12 +35,12 @@ def _up(args: argparse.Namespace) -> int:
             room=args.room,
             release_rate=args.release_rate,
             max_active=args.max_active,
-        )
+        ),
     )
 
 
 def _keys_dir(args: argparse.Namespace) -> Path:
-    return Path(args.keys_dir or os.environ.get("WAITROOM_KEYS_DIR", ".waitroom/keys"))
+    return Path(args.keys_dir) if args.keys_dir else args.settings.keys_dir
 
 
 def _keys_list(args: argparse.Namespace) -> int:
@@ -88,22 +92,18 @@ def _keys_retire(args: argparse.Namespace) -> int:
     return 0
 
 
-def _settings() -> Settings:
-    return Settings.from_env(os.environ)
-
-
 def _recover(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from shared.recovery import recover
+    from shared.recovery import describe, recover
 
-    settings = _settings()
+    settings: Settings = args.settings
     redis_url = args.redis_url or settings.redis_url
     nats_url = args.nats_url or settings.nats_url
     stream = args.stream or settings.stream_name
 
     async def run() -> int:
-        redis = connect(redis_url)
+        redis = connect(redis_url, tls_ca=settings.redis_tls_ca)
         columns = (
             TextColumn("replaying"),
             BarColumn(),
@@ -118,7 +118,13 @@ def _recover(args: argparse.Namespace) -> int:
                     bar.update(task, completed=done, total=total)
 
                 summary = await recover(
-                    RoomStore(redis), nats_url, stream=stream, progress=progress
+                    RoomStore(redis),
+                    nats_url,
+                    stream=stream,
+                    progress=progress,
+                    accept_gap=args.accept_gap,
+                    use_snapshots=not args.no_snapshots,
+                    nats_options=connect_options(settings.nats_tls_ca, settings.nats_creds),
                 )
         finally:
             await redis.aclose()
@@ -127,16 +133,24 @@ def _recover(args: argparse.Namespace) -> int:
             f"{summary.skipped} already there) into {len(summary.rooms)} rooms "
             f"in {summary.seconds:.2f}s ({summary.rate:,.0f} events/s)\n"
         )
+        for room in sorted(summary.reports):
+            sys.stdout.write(describe(summary.reports[room]) + "\n")
+        if summary.stopped:
+            sys.stdout.write(
+                f"{len(summary.stopped)} rooms stopped at a gap and stay recovering; run "
+                "`waitroom recover --accept-gap` to rebuild them from what the stream holds\n"
+            )
+            return 3
         return 0
 
     return asyncio.run(run())
 
 
 def _digest(args: argparse.Namespace) -> int:
-    settings = _settings()
+    settings: Settings = args.settings
 
     async def run() -> int:
-        redis = connect(args.redis_url or settings.redis_url)
+        redis = connect(args.redis_url or settings.redis_url, tls_ca=settings.redis_tls_ca)
         try:
             store = RoomStore(redis)
             rooms = args.rooms or await store.rooms()
@@ -151,20 +165,20 @@ def _digest(args: argparse.Namespace) -> int:
 
 def _probe(args: argparse.Namespace) -> int:
     """Exit 0 if this worker replica marked itself alive recently, 1 if not."""
-    settings = _settings()
+    settings: Settings = args.settings
     instance = args.instance or settings.instance
     holder = f"{args.role}-{instance}"
 
     async def run() -> int:
-        redis = connect(settings.redis_url)
+        redis = connect(settings.redis_url, tls_ca=settings.redis_tls_ca)
         try:
-            expires = await ReplicaSet(redis, args.role).alive_until(holder)
+            alive = await ReplicaSet(redis, args.role).alive(holder)
         except StoreUnavailable as exc:
             sys.stderr.write(f"{holder}: {exc}\n")
             return 1
         finally:
             await redis.aclose()
-        if expires is None or expires < time.time() * 1000:
+        if not alive:
             sys.stderr.write(f"{holder}: not alive\n")
             return 1
         sys.stdout.write(f"{holder}: alive\n")
@@ -185,22 +199,47 @@ def _loadtest(args: argparse.Namespace) -> int:
     return loadtest_main(args.args)
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Wraps descriptions as usual; prints the list of variables as it was laid out."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith(ENVIRONMENT_HEADING):
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
+def _reads(part: Part) -> dict[str, Any]:
+    """``add_parser`` arguments that end a command's help with the variables it reads."""
+    return {"epilog": environment_help(part), "formatter_class": _HelpFormatter}
+
+
+Commands = argparse._SubParsersAction  # the subparsers of `waitroom`
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="waitroom",
         description="A fair, honest virtual waiting room. See the README for the API.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (add_up, add_keys, add_recover, add_digest, add_probe, add_measuring):
+        add(sub)
+    return parser
 
+
+def add_up(sub: Commands[argparse.ArgumentParser]) -> None:
     up = sub.add_parser(
         "up",
+        **_reads(Part.UP),
         help="start the whole stack locally (Valkey, NATS, gateway, workers, demo site)",
         description=(
             "Start valkey-server and nats-server -js from their wheels in a data folder, "
             "the gateway, both workers and a demo protected site; create a demo room; "
             "print the URLs and the admin key; stop everything on Ctrl-C. "
             "WAITROOM_REDIS_URL / WAITROOM_NATS_URL, when set, are used instead of "
-            "starting servers. Busy ports are replaced by free ones."
+            "starting servers. Busy ports are replaced by free ones. The parts it starts "
+            "get this environment with the addresses it chose; other WAITROOM_ variables "
+            "(see their --help) pass through."
         ),
     )
     up.add_argument("--data-dir", default=".waitroom", help="where data, keys and logs live")
@@ -216,8 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--max-active", type=int, default=5, help="demo room's capacity (5)")
     up.set_defaults(func=_up)
 
+
+def add_keys(sub: Commands[argparse.ArgumentParser]) -> None:
     keys = sub.add_parser(
         "keys",
+        **_reads(Part.KEYS),
         help="list, rotate or retire the token signing keys",
         description=(
             "Signing keys live in WAITROOM_KEYS_DIR (or --keys-dir), shared by every "
@@ -227,11 +269,12 @@ def build_parser() -> argparse.ArgumentParser:
     keys_dir = argparse.ArgumentParser(add_help=False)
     keys_dir.add_argument("--keys-dir", help="the keys folder (default WAITROOM_KEYS_DIR)")
     ksub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
-    ksub.add_parser("list", help="every key and whether it signs", parents=[keys_dir]).set_defaults(
-        func=_keys_list
-    )
+    ksub.add_parser(
+        "list", help="every key and whether it signs", parents=[keys_dir], **_reads(Part.KEYS)
+    ).set_defaults(func=_keys_list)
     rotate = ksub.add_parser(
         "rotate",
+        **_reads(Part.KEYS),
         parents=[keys_dir],
         help="add a new key that starts signing later",
         description=(
@@ -248,20 +291,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rotate.set_defaults(func=_keys_rotate)
     retire = ksub.add_parser(
-        "retire", help="remove a key (its tokens stop verifying)", parents=[keys_dir]
+        "retire",
+        help="remove a key (its tokens stop verifying)",
+        parents=[keys_dir],
+        **_reads(Part.KEYS),
     )
     retire.add_argument("kid")
     retire.set_defaults(func=_keys_retire)
+
+
+def add_recover(sub: Commands[argparse.ArgumentParser]) -> None:
     recover = sub.add_parser(
         "recover",
+        **_reads(Part.RECOVER),
         help="rebuild every room from the event stream into an empty data store",
         description=(
-            "Read the JetStream stream from the start and rebuild every room (config, line, "
-            "admissions, sessions, counters) into the data store at WAITROOM_REDIS_URL. "
-            "Idempotent: events a room already has are skipped, so running it twice gives "
-            "the same state. Rooms answer 503 room_recovering until it is done. Compare "
+            "Rebuild every room the JetStream stream knows (config, line, admissions, "
+            "sessions and their deadlines, counters) into the data store at "
+            "WAITROOM_REDIS_URL: each room from its latest snapshot on the stream when that "
+            "is ahead of the store, then the events after it. Idempotent: events a room "
+            "already has are skipped, so running it twice gives the same state. Rooms "
+            "being rebuilt answer 503 room_recovering (gateways keep serving the others). "
+            "Prints one line per room: the seq the store had, the last seq on the stream, "
+            "gaps. A room whose events have a gap on the stream stops there and stays "
+            "recovering (exit status 3) until you run it again with --accept-gap. Compare "
             "`waitroom digest` before and after."
         ),
+    )
+    recover.add_argument(
+        "--accept-gap",
+        action="store_true",
+        help="go on past missing events (each gap is reported; events naming places lost "
+        "in it are skipped) so every room ends usable",
+    )
+    recover.add_argument(
+        "--no-snapshots",
+        action="store_true",
+        help="replay every room from the start of the stream, not from its latest snapshot",
     )
     recover.add_argument("--redis-url", help="default WAITROOM_REDIS_URL")
     recover.add_argument("--nats-url", help="default WAITROOM_NATS_URL")
@@ -269,8 +335,11 @@ def build_parser() -> argparse.ArgumentParser:
     recover.add_argument("--quiet", action="store_true", help="no progress bar")
     recover.set_defaults(func=_recover)
 
+
+def add_digest(sub: Commands[argparse.ArgumentParser]) -> None:
     digest = sub.add_parser(
         "digest",
+        **_reads(Part.DIGEST),
         help="print a digest of each room's state",
         description=(
             "A sha256 over each room's config, counters, line order, live people, admissions "
@@ -282,8 +351,11 @@ def build_parser() -> argparse.ArgumentParser:
     digest.add_argument("--redis-url", help="default WAITROOM_REDIS_URL")
     digest.set_defaults(func=_digest)
 
+
+def add_probe(sub: Commands[argparse.ArgumentParser]) -> None:
     probe = sub.add_parser(
         "probe",
+        **_reads(Part.PROBE),
         help="exit non-zero unless a worker replica is alive (a liveness probe)",
         description=(
             "Each worker replica marks itself alive in the data store on every tick, keyed by "
@@ -295,6 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--instance", help="default WAITROOM_INSTANCE")
     probe.set_defaults(func=_probe)
 
+
+def add_measuring(sub: Commands[argparse.ArgumentParser]) -> None:
+    """`bench` and `loadtest`: every option goes on to their own parsers."""
     bench = sub.add_parser(
         "bench",
         add_help=False,
@@ -311,12 +386,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     loadtest.add_argument("args", nargs=argparse.REMAINDER)
     loadtest.set_defaults(func=_loadtest)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    configure(json=False, level=os.environ.get("WAITROOM_LOG_LEVEL", "warning"))
+    args.environ = dict(os.environ)
+    args.settings = settings = Settings.from_env_or_exit(args.environ, "waitroom")
+    configure(json=False, level=settings.log_level if settings.was_set("log_level") else "warning")
     code: int = args.func(args)
     return code
 

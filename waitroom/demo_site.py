@@ -5,8 +5,7 @@ token it is sent to is checked offline against the gateway's JWKS and moved into
 session cookie; visitors without one are sent to the waiting room. "I'm done" reports
 the visit complete so the next person can come in.
 
-python -m waitroom.demo_site  (WAITROOM_DEMO_HOST (127.0.0.1), WAITROOM_DEMO_PORT (8001),
-WAITROOM_GATEWAY_URL, WAITROOM_DEMO_ROOM)
+python -m waitroom.demo_site
 """
 
 from __future__ import annotations
@@ -19,6 +18,8 @@ from typing import Any
 import uvicorn
 from litestar import Litestar, Request, get, post
 
+from shared.logs import configure
+from shared.settings import DemoSettings, Part, help_page
 from waitroom_site import VisitClaims, WaitroomGuard
 
 PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
@@ -49,15 +50,19 @@ def create_demo_app(gateway_url: str, room: str) -> WaitroomGuard:
 
 def main() -> None:
     if "--help" in sys.argv[1:]:
-        sys.stdout.write((__doc__ or "").strip() + "\n")
+        sys.stdout.write(help_page(__doc__ or "", Part.DEMO))
         return
-    port = int(os.environ.get("WAITROOM_DEMO_PORT", "8001"))
-    app = create_demo_app(
-        os.environ.get("WAITROOM_GATEWAY_URL", "http://127.0.0.1:8000"),
-        os.environ.get("WAITROOM_DEMO_ROOM", "demo"),
+    settings = DemoSettings.from_env_or_exit(os.environ, "python -m waitroom.demo_site")
+    app = create_demo_app(settings.gateway_url, settings.room)
+    configure()  # after Litestar's own
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,  # uvicorn's records go to the root handler configure() installed
+        log_level="warning",
+        lifespan="off",
     )
-    host = os.environ.get("WAITROOM_DEMO_HOST", "127.0.0.1")
-    uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="off")
 
 
 if __name__ == "__main__":

@@ -12,10 +12,10 @@ from litestar.params import QueryParameter
 from litestar.response import Template
 from litestar.status_codes import HTTP_303_SEE_OTHER
 
-from gateway.caller import Caller, optional_bearer
+from gateway.caller import optional_bearer
 from gateway.errors import QUEUE_TOKEN_ERRORS, ROOM_ERRORS, STORE_ERRORS, error_answers
 from gateway.people import People
-from gateway.routes.common import CALLER, RoomParam, valid_room_id
+from gateway.routes.common import RoomParam, caller_of_request, valid_room_id
 from shared import errors
 
 BRAND = "#1f5f99"
@@ -101,12 +101,10 @@ def room_page_error(err: errors.WaitroomError) -> Template:
     },
 )
 async def room_html(
-    room: RoomParam,
-    caller: NamedDependency[Caller],
-    people: NamedDependency[People],
-    request: Request[Any, Any, Any],
+    room: RoomParam, people: NamedDependency[People], request: Request[Any, Any, Any]
 ) -> Template:
     """Joins or restores the person's place and follows it live; see the README."""
+    caller = caller_of_request(request)
     try:
         room = valid_room_id(room)
         config = await people.room(room)
@@ -160,7 +158,6 @@ def go_error_page(room: str, err: errors.WaitroomError) -> Template:
 )
 async def go(
     room: RoomParam,
-    caller: NamedDependency[Caller],
     people: NamedDependency[People],
     request: Request[Any, Any, Any],
     token: TokenQuery = "",
@@ -169,6 +166,7 @@ async def go(
     ``?waitroom_token=<access token>``. ``token`` is the queue token. A second use, an
     expired admission or a bad token gets a page that says so to a browser (``Accept:
     text/html``), the JSON error otherwise."""
+    caller = caller_of_request(request)
     try:
         room = valid_room_id(room)
         given = optional_bearer(request) or token
@@ -190,6 +188,4 @@ async def admin_html() -> Template:
     return page("admin.html", title="waitroom: live rooms")
 
 
-pages_router = Router(
-    path="/", route_handlers=[room_html, go, admin_html], dependencies=CALLER, tags=["pages"]
-)
+pages_router = Router(path="/", route_handlers=[room_html, go, admin_html], tags=["pages"])

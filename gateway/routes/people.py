@@ -8,9 +8,7 @@ from litestar import Request, Response, Router, get, post
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter, JSONBody, QueryParameter
-from litestar.response import ServerSentEvent
 
-from gateway.caller import Caller, optional_bearer
 from gateway.errors import (
     BODY_ERRORS,
     QUEUE_TOKEN_ERRORS,
@@ -18,9 +16,9 @@ from gateway.errors import (
     STORE_ERRORS,
     error_answers,
 )
-from gateway.live import LiveHub
-from gateway.people import IDEMPOTENCY_KEY, People
-from gateway.routes.common import BEARER, CALLER, QUEUE_TOKEN, ROOM_ID
+from gateway.live import EventStream
+from gateway.people import IDEMPOTENCY_KEY
+from gateway.routes.common import BEARER, ROOM_CALL, RoomCall
 from gateway.routes.openapi import OptionalBody
 from gateway.schemas import (
     NO_ENQUEUE_FIELDS,
@@ -31,6 +29,7 @@ from gateway.schemas import (
     NoFields,
     PlaceResponse,
 )
+from gateway.services import services_of
 from shared import errors
 
 IdempotencyKey = Annotated[
@@ -70,14 +69,12 @@ LastEventId = Annotated[
             errors.QueueFull,
             errors.TooManyPositions,
             errors.RoomMaintenance,
+            errors.EventsBacklog,
         ),
     },
 )
 async def enqueue(
-    room_id: NamedDependency[str],
-    caller: NamedDependency[Caller],
-    people: NamedDependency[People],
-    request: Request[Any, Any, Any],
+    call: NamedDependency[RoomCall],
     data: JSONBody[EnqueueBody] = NO_ENQUEUE_FIELDS,
     idempotency_key: IdempotencyKey = "",
 ) -> Response[PlaceResponse]:
@@ -86,11 +83,11 @@ async def enqueue(
     existing place (200) instead of a new one (201) while that place is live (waiting,
     admitted or active; an ended place gets a new one), and so does a repeated
     ``Idempotency-Key``, which makes a retry safe."""
-    joined = await people.join(
-        room_id,
-        caller,
+    joined = await call.people.join(
+        call.room,
+        call.caller,
         data,
-        bearer=optional_bearer(request),
+        bearer=call.bearer,
         idempotency_key=idempotency_key or None,
     )
     return Response(joined.answer, status_code=201 if joined.created else 200)
@@ -101,13 +98,11 @@ async def enqueue(
     summary="A proof-of-work challenge to solve before joining",
     responses=error_answers(*ROOM_ERRORS, *STORE_ERRORS),
 )
-async def challenge(
-    room_id: NamedDependency[str], caller: NamedDependency[Caller], people: NamedDependency[People]
-) -> ChallengeOut:
+async def challenge(call: NamedDependency[RoomCall]) -> ChallengeOut:
     """For rooms with ``pow_difficulty`` set: a challenge bound to this client (address and
     User-Agent), this room and the next two minutes. The waiting-room page solves it in a
     Web Worker; a script can too (``gateway.proof_of_work.solve``)."""
-    c = await people.challenge(room_id, caller)
+    c = await call.people.challenge(call.room, call.caller)
     return ChallengeOut(challenge=c.challenge, difficulty=c.difficulty, expires_at=c.expires_at)
 
 
@@ -115,18 +110,12 @@ async def challenge(
     "/status",
     summary="Where am I",
     security=BEARER,
-    dependencies=QUEUE_TOKEN,
     responses=error_answers(*QUEUE_TOKEN_ERRORS, *ROOM_ERRORS, *STORE_ERRORS),
 )
-async def status(
-    room_id: NamedDependency[str],
-    caller: NamedDependency[Caller],
-    token: NamedDependency[str],
-    people: NamedDependency[People],
-) -> PlaceResponse:
+async def status(call: NamedDependency[RoomCall]) -> PlaceResponse:
     """Where the bearer of this queue token stands. Once admitted, also an
     ``access_token``, the ``redirect_url`` that claims it and its ``claim_deadline``."""
-    return await people.status(room_id, caller, token)
+    return await call.people.status(call.room, call.caller, call.token())
 
 
 @post(
@@ -135,19 +124,14 @@ async def status(
     status_code=200,
     summary="I am still here",
     security=BEARER,
-    dependencies=QUEUE_TOKEN,
     responses=error_answers(*BODY_ERRORS, *QUEUE_TOKEN_ERRORS, *ROOM_ERRORS, *STORE_ERRORS),
 )
 async def heartbeat(
-    room_id: NamedDependency[str],
-    caller: NamedDependency[Caller],
-    token: NamedDependency[str],
-    people: NamedDependency[People],
-    data: JSONBody[NoFields] = NO_FIELDS,
+    call: NamedDependency[RoomCall], data: JSONBody[NoFields] = NO_FIELDS
 ) -> PlaceResponse:
     """Keep a place alive; answers like status, plus ``token`` (re-signed when less than
     half of its life is left, else the same)."""
-    return await people.heartbeat(room_id, caller, token)
+    return await call.people.heartbeat(call.room, call.caller, call.token())
 
 
 @post(
@@ -156,39 +140,32 @@ async def heartbeat(
     status_code=200,
     summary="Give up my place",
     security=BEARER,
-    dependencies=QUEUE_TOKEN,
     responses=error_answers(
         *BODY_ERRORS, *QUEUE_TOKEN_ERRORS, *ROOM_ERRORS, *STORE_ERRORS, errors.PositionNotFound
     ),
 )
 async def leave(
-    room_id: NamedDependency[str],
-    caller: NamedDependency[Caller],
-    token: NamedDependency[str],
-    people: NamedDependency[People],
-    data: JSONBody[NoFields] = NO_FIELDS,
+    call: NamedDependency[RoomCall], data: JSONBody[NoFields] = NO_FIELDS
 ) -> LeaveResponse:
     """Leave the line (or give back an admission or a session). Answers the final state."""
-    return await people.leave(room_id, caller, token)
+    return await call.people.leave(call.room, call.caller, call.token())
 
 
 @get(
     "/events",
     summary="Live updates (Server-Sent Events)",
+    media_type="text/event-stream",
     security=BEARER,
     responses=error_answers(
         *QUEUE_TOKEN_ERRORS, *ROOM_ERRORS, *STORE_ERRORS, errors.TooManyStreams
     ),
 )
 async def events(
-    room_id: NamedDependency[str],
-    caller: NamedDependency[Caller],
-    people: NamedDependency[People],
-    live: NamedDependency[LiveHub],
+    call: NamedDependency[RoomCall],
     request: Request[Any, Any, Any],
     token: TokenQuery = "",
     last_event_id: LastEventId = "",
-) -> ServerSentEvent:
+) -> EventStream:
     """Events: ``position`` (position, ahead, total, eta_seconds, eta_range), ``admitted``
     (redirect_url, access_token, claim_deadline), ``expired`` (reason), ``room`` (status:
     active, paused, maintenance), ``token`` (a re-signed queue token to keep), ``state``
@@ -197,19 +174,18 @@ async def events(
     sequence, and a ``Last-Event-ID`` equal to the current one skips the unchanged opening
     state. An open stream counts as a heartbeat. The token is the queue token
     (``?token=``, since EventSource cannot send headers; ``Authorization`` works too)."""
-    given = optional_bearer(request) or token
+    given = call.bearer or token
     if not given:
         raise errors.MissingToken()
-    start = await people.follow(room_id, caller, given)
-    watcher = await live.open(room_id, start, caller, last_event_id)
-    return ServerSentEvent(
-        live.messages(watcher), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    )
+    live = services_of(request.app.state).live
+    start = await call.people.follow(call.room, call.caller, given)
+    watcher = await live.open(call.room, start, call.caller, last_event_id)
+    return EventStream(live, watcher, {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 people_router = Router(
     path="/v1/rooms/{room:str}",
     route_handlers=[enqueue, challenge, status, heartbeat, leave, events],
-    dependencies={**ROOM_ID, **CALLER},
+    dependencies=ROOM_CALL,
     tags=["people waiting"],
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, Router, post
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
 from gateway.caller import bearer_token
@@ -16,13 +16,6 @@ from gateway.schemas import NO_FIELDS, NoFields, SessionResponse, VerifyBody, Ve
 from gateway.site import Site
 from shared import errors
 
-
-def access_token(request: Request[Any, Any, Any]) -> str:
-    """The access token from ``Authorization: Bearer``."""
-    return bearer_token(request)
-
-
-ACCESS_TOKEN = {"token": Provide(access_token, sync_to_thread=False)}
 SESSION_ERRORS = (
     *BODY_ERRORS,
     *ACCESS_TOKEN_ERRORS,
@@ -52,17 +45,18 @@ async def verify(data: JSONBody[VerifyBody], site: NamedDependency[Site]) -> Ver
     status_code=200,
     summary="Keep a session alive",
     security=BEARER,
-    dependencies=ACCESS_TOKEN,
     responses=error_answers(
         *SESSION_ERRORS, errors.AdmissionExpired, errors.SessionEnded, errors.NotAdmitted
     ),
 )
 async def session_heartbeat(
-    token: NamedDependency[str], site: NamedDependency[Site], data: JSONBody[NoFields] = NO_FIELDS
+    site: NamedDependency[Site],
+    request: Request[Any, Any, Any],
+    data: JSONBody[NoFields] = NO_FIELDS,
 ) -> SessionResponse:
     """Bearer access token. Claims the admission if it was not yet claimed, else moves the
     session's end to session_ttl from now; answers a refreshed ``access_token``."""
-    return await site.heartbeat(token)
+    return await site.heartbeat(bearer_token(request))
 
 
 @post(
@@ -71,14 +65,15 @@ async def session_heartbeat(
     status_code=200,
     summary="The visit is over",
     security=BEARER,
-    dependencies=ACCESS_TOKEN,
     responses=error_answers(*SESSION_ERRORS, errors.NotAdmitted),
 )
 async def complete(
-    token: NamedDependency[str], site: NamedDependency[Site], data: JSONBody[NoFields] = NO_FIELDS
+    site: NamedDependency[Site],
+    request: Request[Any, Any, Any],
+    data: JSONBody[NoFields] = NO_FIELDS,
 ) -> SessionResponse:
     """Bearer access token. Ends the visit and frees its units at once."""
-    return await site.complete(token)
+    return await site.complete(bearer_token(request))
 
 
 site_router = Router(

@@ -115,6 +115,7 @@ class BenchStack:
             WAITROOM_KEYS_DIR=str(self.folder / "keys"),
             WAITROOM_ADMIN_KEY=ADMIN_KEY,
             WAITROOM_RATE_LIMITS="false",
+            WAITROOM_STREAMS_PER_ADDRESS="1000000",  # every stream comes from 127.0.0.1
             WAITROOM_TRUSTED_PROXIES="127.0.0.1/32",
             WAITROOM_LOG_LEVEL="warning",
             WAITROOM_LOG_JSON="true",

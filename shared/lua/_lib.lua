@@ -31,14 +31,33 @@ local function load_cfg()
   return cfg
 end
 
--- The room's config for a script that changes state (not while recovery replays it), or
--- nil and the error to answer.
-local function room_for_change()
+-- Whether the room is being rebuilt from the event stream (`waitroom recover`, or the relay
+-- catching a store that came back older up with the stream): nothing else may change it.
+local function recovering()
+  return redis.call('HEXISTS', K_STATS, 'recovering') == 1
+end
+
+-- The room's config for a script that reads it (a room being rebuilt may have none yet),
+-- or nil and the error to answer.
+local function room_for_read()
   local cfg = load_cfg()
   if not cfg then
+    if recovering() then
+      return nil, fail('room_recovering')
+    end
     return nil, fail('room_not_found')
   end
-  if cfg.recovering then
+  return cfg, nil
+end
+
+-- The room's config for a script that changes state (not while it is rebuilt), or nil and
+-- the error to answer.
+local function room_for_change()
+  local cfg, err = room_for_read()
+  if not cfg then
+    return nil, err
+  end
+  if recovering() then
     return nil, fail('room_recovering')
   end
   return cfg, nil
@@ -61,7 +80,7 @@ local function put_person(position_id, p)
   redis.call('HSET', K_PEOPLE, position_id, cjson.encode(p))
 end
 
--- Append one event to the room's outbox; the relay publishes it to JetStream.
+-- Append one event to the room's outbox; the relay publishes it to JetStream. Answers its seq.
 local function emit(inc, etype, position_id, fields, now)
   local event_seq = redis.call('HINCRBY', K_STATS, 'event_seq', 1)
   fields.v = SCHEMA_VERSION
@@ -74,11 +93,29 @@ local function emit(inc, etype, position_id, fields, now)
     fields.position_id = position_id
   end
   redis.call('XADD', K_OUTBOX, '*', 'e', cjson.encode(fields))
+  return event_seq
+end
+
+-- The first place in line that has a record (an entry whose record is gone is dropped).
+local function line_head()
+  while true do
+    local head = redis.call('ZRANGE', K_LINE, 0, 0)
+    if #head == 0 then
+      return nil, nil
+    end
+    local p = get_person(head[1])
+    if p then
+      return head[1], p
+    end
+    redis.call('ZREM', K_LINE, head[1])
+    redis.call('ZREM', K_SEEN, head[1])
+  end
 end
 
 -- The transitions, shared by the scripts that make them and by replay.lua.
 local function join_line(position_id, p, seen_at)
   put_person(position_id, p)
+  redis.call('ZREM', K_ENDED, position_id) -- live again: the purge must not forget it
   redis.call('ZADD', K_LINE, line_score(p.priority, p.arrival), position_id)
   redis.call('ZADD', K_SEEN, seen_at, position_id)
   if p.ip ~= '' then
@@ -108,6 +145,24 @@ local function session_end(p, cfg, now)
   local began = p.activated_at or now
   local cap = began + tonumber(cfg.max_session or '3600') * 1000
   return math.min(now + tonumber(cfg.session_ttl) * 1000, cap)
+end
+
+-- A keep-alive moves a session's deadline only in steps of a tenth of session_ttl (at
+-- least a second), each step an `extended` event: deadlines stay on the record, at most
+-- ten events per session_ttl per visit. The new deadline, or nil when no step is due.
+local function session_step(p, cfg, now)
+  local wanted = session_end(p, cfg, now)
+  local step = math.max(1000, tonumber(cfg.session_ttl) * 100)
+  if wanted - (p.session_deadline or 0) >= step then
+    return wanted
+  end
+  return nil
+end
+
+local function extend_session(position_id, p, session_deadline)
+  p.session_deadline = session_deadline
+  put_person(position_id, p)
+  redis.call('ZADD', K_ACTIVE, session_deadline, position_id)
 end
 
 local function mark_active(position_id, p, now, session_deadline)
@@ -161,8 +216,12 @@ end
 -- event counter and the lease fence, so seq and fences keep rising.
 local function wipe_room(gone_inc)
   local kept = redis.call('HMGET', K_STATS, 'event_seq', 'fence', 'gone')
+  local marked = redis.call('HGET', K_STATS, 'recovering')
   redis.call('DEL', K_CFG, K_STATS, K_LINE, K_SEEN, K_PEOPLE, K_ADMITTED, K_ACTIVE, K_IPS,
              K_ENDED, K_LEASE.admission, K_LEASE.heartbeat, K_POW)
+  if marked then
+    redis.call('HSET', K_STATS, 'recovering', marked)
+  end
   -- the incarnations deleted here, latest 20: tokens of those never bring a place back
   local gone = kept[3] or ''
   if gone_inc then

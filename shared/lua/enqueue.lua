@@ -1,5 +1,8 @@
 -- Join the line. ARGV: room, position_id, size, priority, ip_hash, metadata_json, bind,
--- restore_arrival, incarnation, pow_id, pow_difficulty, pow_expires_ms
+-- restore_arrival, incarnation, pow_id, pow_difficulty, pow_expires_ms, outbox_max
+-- outbox_max > 0 turns new people away (events_backlog) while the room's outbox holds more
+-- undelivered events than that (NATS away for long): nothing is dropped, and people
+-- already waiting, or put back from their token, carry on.
 -- restore_arrival > 0 puts a person whose place was lost back at their original arrival:
 -- only in the incarnation of the room their token names, and counted against the
 -- address's places like any join. A room that asks for proof of work (pow_difficulty)
@@ -10,6 +13,7 @@ local ip, meta, bind = ARGV[5], ARGV[6], ARGV[7]
 local restore_arrival = tonumber(ARGV[8])
 local incarnation = ARGV[9]
 local pow_id, pow_difficulty, pow_expires = ARGV[10], tonumber(ARGV[11]), tonumber(ARGV[12])
+local outbox_max = tonumber(ARGV[13] or '0')
 local cfg, err = room_for_change()
 if not cfg then
   return err
@@ -24,6 +28,9 @@ if existing then
 end
 if restore_arrival > 0 and deleted_incarnation(incarnation) then
   return fail('wrong_room') -- a token of a room deleted since, and made again
+end
+if outbox_max > 0 and restore_arrival <= 0 and redis.call('XLEN', K_OUTBOX) > outbox_max then
+  return fail('events_backlog')
 end
 local max_queue = tonumber(cfg.max_queue_size)
 if max_queue > 0 and redis.call('ZCARD', K_LINE) >= max_queue then

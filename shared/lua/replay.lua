@@ -1,62 +1,183 @@
--- Apply events read back from the stream to a room, in order, making the change each
--- original script made, without appending to the outbox (the events are in the stream).
--- Events at or below the room's event counter are skipped, so a replay run twice changes
--- nothing the second time. ARGV: room, now_ms (liveness starts afresh then), event_json...
--- Answers how many events were applied.
-local now = tonumber(ARGV[2])
+-- Apply events to a room, in order, making the change each original script made.
+-- ARGV: room, mode, event_json...
+-- mode 'strict': events read back from the stream, not appended to the outbox again;
+--   events at or below the room's event counter are skipped (a replay run twice changes
+--   nothing the second time); a missing seq or an event naming a place the room does not
+--   know stops the run there (the events before it are applied) and is answered as `stop`.
+-- mode 'accept_gap': the same, but a missing seq is noted in `gaps` and the replay goes
+--   on; an event naming an unknown place is counted in `orphans` and skipped.
+-- mode 'reapply': events a store made on an older state than the stream's (a fork), put
+--   on top of the state rebuilt from the stream: each one that still applies makes its
+--   change again as a new event (a new seq, appended to the outbox); the rest are skipped.
+-- Every event whose change does not fit the place's state (admitting someone not waiting)
+-- is skipped and counted in `conflicts`. Liveness (last seen) starts afresh, by the
+-- server's clock. Answers {applied, skipped, conflicts, orphans, gaps, stop}.
+local mode = ARGV[2]
+local now = now_ms()
+local LIVE = { waiting = true, admitted = true, active = true }
+local result = { applied = 0, skipped = 0, conflicts = 0, orphans = 0, gaps = {} }
 
-local function apply(e)
-  local seq = tonumber(e.seq)
-  if seq <= tonumber(redis.call('HGET', K_STATS, 'event_seq') or '0') then
-    return 0
+local function incarnation_of(e)
+  return e.incarnation or string.match(e.id, '^.+:(.-):%d+$')
+end
+
+local function apply_room_updated(e, at)
+  local cfg = load_cfg()
+  local flat = {}
+  for name, value in pairs(e.config) do
+    flat[#flat + 1] = name
+    flat[#flat + 1] = tostring(value)
   end
+  if mode ~= 'reapply' then
+    redis.call('HSET', K_CFG, 'version', e.version, 'inc', incarnation_of(e), unpack(flat))
+    return true
+  end
+  local inc, version = incarnation_of(e), 1
+  if cfg then
+    inc, version = cfg.inc, tonumber(cfg.version or '0') + 1
+  end
+  redis.call('HSET', K_CFG, 'version', version, 'inc', inc, unpack(flat))
+  local config = load_cfg()
+  config.version, config.inc = nil, nil
+  emit(inc, 'room_updated', nil,
+       { config = config, created = cfg == nil, version = version, incarnation = inc }, at)
+  return true
+end
+
+-- A place's change; false when it does not fit the place's state.
+local function apply_to_place(e, t, p, at)
+  local position_id = e.position_id
+  local fields = nil
+  if t == 'admitted' then
+    if p.state ~= 'waiting' then
+      return false
+    end
+    mark_admitted(position_id, p, at, e.claim_deadline)
+    fields = { claim_deadline = e.claim_deadline, size = p.size, arrival = p.arrival }
+  elseif t == 'activated' then
+    if p.state ~= 'admitted' then
+      return false
+    end
+    mark_active(position_id, p, at, e.session_deadline)
+    fields = { session_deadline = e.session_deadline }
+  elseif t == 'extended' then
+    if p.state ~= 'active' then
+      return false
+    end
+    extend_session(position_id, p, e.session_deadline)
+    fields = { session_deadline = e.session_deadline }
+  elseif t == 'completed' or t == 'left' or t == 'expired' then
+    if not LIVE[p.state] then
+      return false
+    end
+    local was = p.state
+    finish(position_id, p, t, e.reason or t, at)
+    fields = { from_state = was, size = p.size }
+    if t == 'expired' then
+      fields.reason = e.reason
+    end
+  else
+    return nil
+  end
+  if mode == 'reapply' then
+    emit(load_cfg().inc, t, position_id, fields, at)
+  end
+  return true
+end
+
+local function apply_enqueued(e, at)
+  local existing = get_person(e.position_id)
+  if existing and mode == 'reapply' then
+    return false -- the stream has this place already
+  end
+  if existing and LIVE[existing.state] then
+    -- the place was lost with a store and put back from its token: as it was then
+    free_units(existing)
+    redis.call('ZREM', K_ADMITTED, e.position_id)
+    redis.call('ZREM', K_ACTIVE, e.position_id)
+    if existing.ip ~= '' then
+      redis.call('HINCRBY', K_IPS, existing.ip, -1)
+    end
+  end
+  local p = { state = 'waiting', arrival = e.arrival, size = e.size, priority = e.priority,
+              ip = e.ip_hash or '', joined = at, meta = e.metadata or '', bind = e.bind or '',
+              inc = incarnation_of(e) }
+  join_line(e.position_id, p, now)
+  if mode == 'reapply' then
+    emit(load_cfg().inc, 'enqueued', e.position_id,
+         { arrival = p.arrival, priority = p.priority, size = p.size, incarnation = p.inc,
+           ip_hash = p.ip, metadata = p.meta, bind = p.bind, restored = true }, at)
+  end
+  return true
+end
+
+-- true applied, false skipped (does not fit), 'orphan' (names an unknown place), or nil
+-- and a stop reason to stop the run
+local function apply(e)
   local t = e.type
   local at = math.floor(e.ts * 1000 + 0.5)
-  local position_id = e.position_id
   if t == 'room_updated' then
-    local flat = {}
-    for name, value in pairs(e.config) do
-      flat[#flat + 1] = name
-      flat[#flat + 1] = tostring(value)
-    end
-    local inc = e.incarnation or string.match(e.id, '^.+:(.-):%d+$')
-    redis.call('HSET', K_CFG, 'version', e.version, 'inc', inc, 'recovering', '1', unpack(flat))
-  elseif t == 'room_deleted' then
-    wipe_room(string.match(e.id, '^.+:(.-):%d+$'))
-  elseif t == 'enqueued' then
-    local p = { state = 'waiting', arrival = e.arrival, size = e.size, priority = e.priority,
-                ip = e.ip_hash or '', joined = at, meta = e.metadata or '', bind = e.bind or '',
-                inc = e.incarnation or string.match(e.id, '^.+:(.-):%d+$') }
-    join_line(position_id, p, now)
-  else
-    local p = get_person(position_id)
-    if not p then
-      return fail('replay_gap', 'event ' .. e.id .. ' names a place the store does not know')
-    end
-    if t == 'admitted' then
-      mark_admitted(position_id, p, at, e.claim_deadline)
-    elseif t == 'activated' then
-      mark_active(position_id, p, at, e.session_deadline)
-    elseif t == 'completed' then
-      finish(position_id, p, 'completed', 'completed', at)
-    elseif t == 'left' then
-      finish(position_id, p, 'left', 'left', at)
-    elseif t == 'expired' then
-      finish(position_id, p, 'expired', e.reason, at)
-    else
-      return fail('replay_unknown_type', 'event type ' .. tostring(t))
-    end
+    return apply_room_updated(e, at)
   end
-  redis.call('HSET', K_STATS, 'event_seq', seq)
-  return 1
+  if mode == 'reapply' and not load_cfg() then
+    return false
+  end
+  if t == 'room_deleted' then
+    local cfg = load_cfg()
+    if mode == 'reapply' then
+      emit(cfg.inc, 'room_deleted', nil, {}, at)
+    end
+    wipe_room(cfg and cfg.inc or string.match(e.id, '^.+:(.-):%d+$'))
+    return true
+  elseif t == 'enqueued' then
+    return apply_enqueued(e, at)
+  end
+  local p = get_person(e.position_id)
+  if not p then
+    if mode == 'strict' then
+      return nil, { kind = 'unknown_place', id = e.id, seq = e.seq }
+    end
+    result.orphans = result.orphans + 1
+    return 'orphan'
+  end
+  local done = apply_to_place(e, t, p, at)
+  if done == nil then
+    return nil, { kind = 'unknown_type', id = e.id, seq = e.seq, type = tostring(t) }
+  end
+  return done
 end
 
-local applied = 0
 for i = 3, #ARGV do
-  local done = apply(cjson.decode(ARGV[i]))
-  if type(done) == 'table' then
-    return done -- an error reply: stop here, the events before it are applied
+  local e = cjson.decode(ARGV[i])
+  local seq = tonumber(e.seq)
+  local have = tonumber(redis.call('HGET', K_STATS, 'event_seq') or '0')
+  if mode ~= 'reapply' and seq <= have then
+    result.skipped = result.skipped + 1
+  else
+    if mode ~= 'reapply' and seq > have + 1 then
+      if mode == 'strict' then
+        result.stop = { kind = 'gap', after = have, next = seq, id = e.id }
+        break
+      end
+      result.gaps[#result.gaps + 1] = { after = have, next = seq }
+    end
+    local done, stop = apply(e)
+    if stop then
+      result.stop = stop
+      break
+    end
+    if mode ~= 'reapply' then
+      redis.call('HSET', K_STATS, 'event_seq', seq)
+    end
+    if done == true then
+      result.applied = result.applied + 1
+    elseif done == 'orphan' then
+      result.skipped = result.skipped + 1
+    elseif mode == 'reapply' then
+      result.skipped = result.skipped + 1
+    else
+      result.conflicts = result.conflicts + 1
+    end
   end
-  applied = applied + done
 end
-return applied
+return cjson.encode(result)

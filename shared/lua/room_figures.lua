@@ -8,6 +8,12 @@ local stats = {}
 for i = 1, #flat, 2 do
   stats[flat[i]] = flat[i + 1]
 end
+-- the oldest undelivered event's time (ms, the entry id), 0 when the outbox is empty
+local first = redis.call('XRANGE', K_OUTBOX, '-', '+', 'COUNT', 1)
+local oldest = 0
+if #first > 0 then
+  oldest = tonumber(string.match(first[1][1], '^(%d+)'))
+end
 return cjson.encode({
   config = cfg,
   stats = stats,
@@ -15,5 +21,6 @@ return cjson.encode({
   admitted = redis.call('ZCARD', K_ADMITTED),
   active = redis.call('ZCARD', K_ACTIVE),
   outbox = redis.call('XLEN', K_OUTBOX),
+  outbox_oldest = oldest,
   now = now_ms(),
 })

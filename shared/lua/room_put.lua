@@ -4,7 +4,8 @@
 -- default; null for a field a new room must be given).
 -- The update goes onto the stored config (a new room starts from the defaults), the result
 -- must pass every rule in RULES, and only then is anything written: two partial updates at
--- once never lose each other. Answers {created, config} or 'WR invalid_config <reason>'.
+-- once never lose each other. Answers {created, config, seq (of its room_updated event),
+-- version, inc} or 'WR invalid_config <reason>'.
 local update, fields = cjson.decode(ARGV[3]), cjson.decode(ARGV[4])
 
 -- Rules across fields, checked on the merged config in this order: the reason, and what
@@ -18,6 +19,9 @@ local RULES = {
     function(c) return c.max_party_size <= c.max_active end },
 }
 
+if recovering() then
+  return fail('room_recovering') -- the replay owns the room until it is rebuilt
+end
 local stored = load_cfg()
 local config = {}
 for name, default in pairs(fields) do
@@ -55,6 +59,8 @@ for name, value in pairs(config) do
   flat[#flat + 1] = tostring(value)
 end
 redis.call('HSET', K_CFG, 'version', version, 'inc', inc, unpack(flat))
-emit(inc, 'room_updated', nil,
-     { config = config, created = created, version = version, incarnation = inc }, now_ms())
-return cjson.encode({ created = created, config = config })
+local seq = emit(inc, 'room_updated', nil,
+                 { config = config, created = created, version = version, incarnation = inc },
+                 now_ms())
+return cjson.encode({ created = created, config = config, seq = seq, version = version,
+                      inc = inc })

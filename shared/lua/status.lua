@@ -1,9 +1,9 @@
 -- Where does this person stand. ARGV: room, position_id, touch (1 = a heartbeat: mark them seen).
 -- A heartbeat is liveness, not a state change: it appends no event.
 local position_id = ARGV[2]
-local cfg = load_cfg()
+local cfg, err = room_for_read()
 if not cfg then
-  return fail('room_not_found')
+  return err
 end
 local p = get_person(position_id)
 if not p then

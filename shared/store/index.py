@@ -65,15 +65,28 @@ class ReplicaSet:
         self.key = keys.replicas_key(role)
 
     @store_call
-    async def mark_alive(self, holder: str, now_ms: int, until_ms: int) -> int:
-        """Mark ``holder`` alive until ``until_ms``, drop marks run out by ``now_ms``, and
-        answer how many replicas are alive (this one included)."""
+    async def server_ms(self) -> int:
+        """The data store's clock: every replica's marks are judged by this one clock, so
+        skew between pods neither expires a live replica nor keeps a dead one."""
+        seconds, micros = await self.redis.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
+    @store_call
+    async def mark_alive(self, holder: str, lease_ms: int) -> int:
+        """Mark ``holder`` alive for ``lease_ms`` by the store's clock, drop marks run out,
+        and answer how many replicas are alive (this one included)."""
+        now_ms = await self.server_ms()
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(self.key, {holder: until_ms})
+            pipe.zadd(self.key, {holder: now_ms + lease_ms})
             pipe.zremrangebyscore(self.key, "-inf", now_ms)
             pipe.zcard(self.key)
             answers = await pipe.execute()
         return max(1, int(answers[2]))
+
+    async def alive(self, holder: str) -> bool:
+        """Whether ``holder``'s mark is still good by the store's clock."""
+        until = await self.alive_until(holder)
+        return until is not None and until >= await self.server_ms()
 
     @store_call
     async def leave(self, holder: str) -> None:

@@ -17,13 +17,19 @@ from shared.store.calls import mapped, store_call, store_error
 from shared.store.index import ReplicaSet, RoomIndex
 from shared.store.views import (
     AdmitResult,
+    LineSnapshot,
     PersonView,
+    PutResult,
+    ReplayMode,
+    ReplayResult,
     RoomFigures,
     admit_decoder,
     digest_of,
     figures_decoder,
+    line_snapshot_decoder,
     person_decoder,
     put_decoder,
+    replay_decoder,
 )
 
 Arg = str | int | float | bytes
@@ -31,6 +37,10 @@ ScriptCall = tuple[LuaScript, str, list[Arg]]
 """One script, the room it runs on, and its ARGV after the room id."""
 
 _FIELDS_JSON = msgspec.json.encode(FIELD_DEFAULTS)
+
+
+class _Seq(msgspec.Struct):
+    seq: int
 
 
 def check_room_id(room: str) -> None:
@@ -47,8 +57,9 @@ class RoomStore:
     a client and never closes it. ``index`` holds the cross-room sets; ``replicas(role)``
     the worker replicas' liveness marks."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, *, outbox_max: int = 0) -> None:
         self.redis = redis
+        self.outbox_max = outbox_max
         self.scripts = Scripts.register(redis)
         self.index = RoomIndex(redis)
 
@@ -97,9 +108,12 @@ class RoomStore:
         pow_id: str = "",
         pow_difficulty: int = 0,
         pow_expires_ms: int = 0,
+        outbox_max: int | None = None,
     ) -> PersonView:
         """Join the line, or (``restore_arrival``) put back a place the store lost, in the
-        room's ``incarnation`` the token names; ``pow_*`` is a checked proof of work."""
+        room's ``incarnation`` the token names; ``pow_*`` is a checked proof of work. New
+        people are refused (``EventsBacklog``) while the room's outbox holds more than
+        ``outbox_max`` events (the store's own bound unless given; 0: no bound)."""
         position_id = position_id or new_position_id()
         raw = await self._run(
             self.scripts.enqueue,
@@ -115,6 +129,7 @@ class RoomStore:
             pow_id,
             pow_difficulty,
             pow_expires_ms,
+            self.outbox_max if outbox_max is None else outbox_max,
         )
         return person_decoder.decode(raw)
 
@@ -136,6 +151,26 @@ class RoomStore:
             if not isinstance(answer, BaseException)
         }
 
+    async def event_counters(self, rooms: list[str]) -> dict[str, int]:
+        """Each room's event counter (the seq of its latest event), in one round trip."""
+        if not rooms:
+            return {}
+        with mapped():
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for room in rooms:
+                    pipe.hget(keys.RoomKeys(room).stats, "event_seq")
+                answers = await pipe.execute()
+        return {room: int(answer or 0) for room, answer in zip(rooms, answers, strict=True)}
+
+    async def line_snapshot(self, room: str) -> LineSnapshot:
+        """The whole line, read in one consistent step (see line_snapshot.lua)."""
+        return line_snapshot_decoder.decode(await self._run(self.scripts.line_snapshot, room))
+
+    async def touch_seen(self, room: str, position_ids: list[str]) -> None:
+        """Mark these places seen now, in one call (heartbeats gathered by a gateway)."""
+        if position_ids:
+            await self._run(self.scripts.touch_seen, room, *position_ids)
+
     async def leave(self, room: str, position_id: str) -> PersonView:
         return person_decoder.decode(await self._run(self.scripts.leave, room, position_id))
 
@@ -148,7 +183,7 @@ class RoomStore:
 
     # workers --------------------------------------------------------------------------
     async def admit(
-        self, room: str, holder: str, fence: int, lease_ms: int, max_batch: int = 500
+        self, room: str, holder: str, fence: int, lease_ms: int, max_batch: int = 100_000
     ) -> AdmitResult:
         raw = await self._run(self.scripts.admit, room, holder, fence, lease_ms, max_batch)
         return admit_decoder.decode(raw)
@@ -201,11 +236,32 @@ class RoomStore:
         )  # type: ignore[assignment]
         return [(entry_id, fields["e"]) for entry_id, fields in entries]
 
+    async def outbox_delivered(
+        self, room: str, entry_ids: list[str], *, holder: str, fence: int, lease_ms: int
+    ) -> int:
+        """Drop entries from the outbox once JetStream has acknowledged them: only under
+        the room's relay lease with this fence (else ``LeaseLost``)."""
+        return int(
+            await self._run(self.scripts.outbox_trim, room, holder, fence, lease_ms, *entry_ids)
+        )
+
     @store_call
-    async def outbox_delivered(self, room: str, entry_ids: list[str]) -> None:
-        """Drop entries from the outbox once JetStream has acknowledged them."""
-        if entry_ids:
-            await self.redis.xdel(keys.RoomKeys(room).outbox, *entry_ids)
+    async def outbox_age(self, room: str) -> float:
+        """Seconds the oldest undelivered event of the room has waited (0 when none), by
+        the data store's clock (entry ids are its milliseconds)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.time()
+            pipe.xrange(keys.RoomKeys(room).outbox, "-", "+", count=1)
+            (seconds, micros), oldest = await pipe.execute()
+        if not oldest:
+            return 0.0
+        written_ms = int(str(oldest[0][0]).split("-", 1)[0])
+        return max(0.0, (int(seconds) * 1000 + int(micros) // 1000 - written_ms) / 1000)
+
+    async def oldest_outbox(self) -> float:
+        """The outbox age of the room whose oldest undelivered event has waited longest."""
+        ages = [await self.outbox_age(room) for room in await self.rooms()]
+        return max(ages, default=0.0)
 
     @store_call
     async def outbox_length(self, room: str) -> int:
@@ -232,22 +288,65 @@ class RoomStore:
         return True
 
     # recovery -------------------------------------------------------------------------
-    async def replay(self, runs: dict[str, list[bytes]], now_ms: int) -> int:
-        """Apply events read back from the stream, each room's run by one replay.lua call,
-        all in one pipeline; answers how many were applied (the rest the rooms had)."""
+    async def replay(
+        self, runs: dict[str, list[bytes]], mode: ReplayMode = "strict"
+    ) -> dict[str, ReplayResult]:
+        """Apply events to rooms, each room's run by one replay.lua call, all in one
+        pipeline (see replay.lua for the modes); answers each room's result."""
+        rooms = list(runs)
         answers = await self._run_many(
-            [(self.scripts.replay, room, [now_ms, *events]) for room, events in runs.items()]
+            [(self.scripts.replay, room, [mode, *runs[room]]) for room in rooms]
         )
-        return sum(int(n) for n in self._raise_first(answers))
+        return {
+            room: replay_decoder.decode(answer)
+            for room, answer in zip(rooms, self._raise_first(answers), strict=True)
+        }
 
-    @store_call
+    async def mark_recovering(
+        self, rooms: list[str], on: bool = True, *, owner: str = "recover", take: bool = False
+    ) -> dict[str, str]:
+        """Mark rooms as being rebuilt by ``owner`` (every other change is refused) or lift
+        the marks. Answers, per room another owner holds (unless ``take``), that owner."""
+        args: list[Arg] = ["1" if on else "0", owner, "1" if take else "0"]
+        answers = self._raise_first(
+            await self._run_many([(self.scripts.recovery_mark, room, args) for room in rooms])
+        )
+        return {room: str(a) for room, a in zip(rooms, answers, strict=True) if a != "ok"}
+
     async def end_recovery(self, rooms: list[str], deleted: set[str]) -> None:
         """Lift the rooms' recovering marks and list the ones the stream left alive."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for room in rooms:
-                pipe.hdel(keys.RoomKeys(room).cfg, "recovering")
-            await pipe.execute()
+        await self.mark_recovering(rooms, on=False, take=True)
         await self.index.restore([r for r in rooms if r not in deleted], sorted(deleted))
+
+    async def snapshot(self, room: str) -> bytes:
+        """The room's whole state at its event counter (room_snapshot.lua), as JSON."""
+        raw = await self._run(self.scripts.room_snapshot, room)
+        return raw if isinstance(raw, bytes) else str(raw).encode()
+
+    async def restore(self, room: str, snapshot: bytes | None) -> int:
+        """Start rebuilding a room: its state goes and it is marked recovering; with a
+        snapshot, the state comes back as it was then. Answers the event counter now."""
+        return int(await self._run(self.scripts.room_restore, room, snapshot or b""))
+
+    @store_call
+    async def recovery_owner(self, room: str) -> str | None:
+        """Who holds the room's recovering mark ('recover', 'relay', 'stuck' after a gap),
+        or None when it is not being rebuilt."""
+        owner = await self.redis.hget(keys.RoomKeys(room).stats, "recovering")
+        return None if owner is None else str(owner)
+
+    @store_call
+    async def server_id(self) -> str:
+        """The data-store server's run id: it changes when the server restarts or another
+        one (a promoted replica) takes its place."""
+        info: dict[str, object] = await self.redis.info("server")
+        return str(info.get("run_id", ""))
+
+    @store_call
+    async def event_seq(self, room: str) -> int:
+        """The room's event counter: the seq of the last event its scripts made."""
+        seq = await self.redis.hget(keys.RoomKeys(room).stats, "event_seq")
+        return int(seq or 0)
 
     # rooms ----------------------------------------------------------------------------
     @store_call
@@ -264,6 +363,11 @@ class RoomStore:
         """Create or update a room: room_put.lua merges the given fields onto the stored
         config, checks the rules across fields and writes, in one step. Answers the merged
         config and whether the room was created."""
+        result = await self.put_room_change(room, update)
+        return result.config, result.created
+
+    async def put_room_change(self, room: str, update: RoomUpdate) -> PutResult:
+        """``put_room``, answering also the change's event seq, version and incarnation."""
         check_room_id(room)
         given = msgspec.json.encode(checked_update(update))
         raw = await self._run(
@@ -271,7 +375,21 @@ class RoomStore:
         )
         result = put_decoder.decode(raw)
         await self.index.add(room)
-        return result.config, result.created
+        return result
+
+    @store_call
+    async def config_version(self, room: str) -> tuple[int, str] | None:
+        """The room's config version and incarnation, or None when it has no config."""
+        version, inc = await self.redis.hmget(keys.RoomKeys(room).cfg, ["version", "inc"])
+        if version is None:
+            return None
+        return int(version), str(inc or "")
+
+    @store_call
+    async def delivered(self, room: str, seq: int) -> bool:
+        """Whether the room's event ``seq`` has left the outbox (JetStream has it)."""
+        head = await self.outbox_batch(room, 1)
+        return not head or msgspec.json.decode(head[0][1], type=_Seq).seq > seq
 
     async def delete_room(self, room: str) -> None:
         check_room_id(room)

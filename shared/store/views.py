@@ -74,6 +74,13 @@ class RoomFigures(msgspec.Struct, frozen=True):
     active: int
     outbox: int
     now: int
+    outbox_oldest: int = 0
+
+    @property
+    def outbox_age(self) -> float:
+        """Seconds the oldest undelivered event has waited (0 when none): what a loss of
+        the data store now would take with it (``waitroom_room_outbox_age_seconds``)."""
+        return max(0, self.now - self.outbox_oldest) / 1000 if self.outbox_oldest else 0.0
 
     def stat(self, name: str) -> int:
         stats = self.stats if isinstance(self.stats, dict) else {}
@@ -89,9 +96,50 @@ class RoomFigures(msgspec.Struct, frozen=True):
         )
 
 
+ReplayMode = Literal["strict", "accept_gap", "reapply"]
+
+
+class ReplayStop(msgspec.Struct, frozen=True):
+    """Why a strict replay of a room stopped: ``gap`` (the stream has no events between
+    ``after`` and ``next``), ``unknown_place`` or ``unknown_type`` (at event ``id``)."""
+
+    kind: str
+    id: str = ""
+    after: int = 0
+    next: int = 0
+    seq: int = 0
+    type: str = ""
+
+
+class Gap(msgspec.Struct, frozen=True):
+    after: int
+    next: int
+
+
+class ReplayResult(msgspec.Struct, frozen=True):
+    applied: int
+    skipped: int
+    conflicts: int
+    orphans: int
+    gaps: list[Gap] | dict[str, Any]
+    stop: ReplayStop | None = None
+
+    @property
+    def gap_list(self) -> list[Gap]:
+        # cjson encodes an empty Lua table as {}
+        return self.gaps if isinstance(self.gaps, list) else []
+
+
+replay_decoder = msgspec.json.Decoder(ReplayResult)
+
+
 class PutResult(msgspec.Struct, frozen=True):
     created: bool
     config: RoomConfig
+    seq: int = 0
+    """The seq of the room_updated event the change made."""
+    version: int = 0
+    inc: str = ""
 
 
 person_decoder = msgspec.json.Decoder(PersonView)
@@ -113,3 +161,26 @@ def digest_of(raw: str) -> str:
             data[name] = []  # cjson writes an empty list as {}
     canonical = msgspec.json.encode(data, order="sorted")
     return hashlib.sha256(canonical).hexdigest()
+
+
+class LineSnapshot(msgspec.Struct, frozen=True):
+    """A room's whole line and what goes with it (line_snapshot.lua), for a gateway that
+    answers people from memory: the line is ``[position_id, score, ...]`` in order."""
+
+    event_seq: int
+    incarnation: str
+    status: str
+    release_rate: float
+    heartbeat_interval: int
+    rate: float
+    rate_ts: int
+    rate_since: int
+    now: int
+    line: list[str | float] | dict[str, Any]
+
+    def places(self) -> list[tuple[str, float]]:
+        flat = self.line if isinstance(self.line, list) else []  # cjson: empty is {}
+        return [(str(flat[i]), float(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+
+line_snapshot_decoder = msgspec.json.Decoder(LineSnapshot)

@@ -20,6 +20,8 @@ class Load:
         self.people: list[tuple[str, dict[str, Any]]] = []
         self.stop = asyncio.Event()
         self.errors: list[str] = []
+        self.access: dict[str, str] = {}
+        """position_id -> the access token that person was handed."""
 
     async def person(self, room: str, rng: random.Random) -> None:
         r = await self.client.post(f"/v1/rooms/{room}/enqueue")
@@ -33,6 +35,7 @@ class Load:
             r = await self.client.post(f"/v1/rooms/{room}/heartbeat", headers=auth)
             body = r.json()
             if body.get("state") == "admitted":
+                self.access[me["position_id"]] = body["access_token"]
                 choice = rng.random()
                 if choice < 0.4:
                     await self.client.get(body["redirect_url"])

@@ -19,7 +19,9 @@ import uvicorn
 from nats.js.api import DeliverPolicy
 
 from gateway.app import create_app
+from gateway.serving import uvicorn_options
 from shared.events import Event, decode
+from shared.nats_link import connect_options
 from shared.settings import Settings
 from waitroom.processes import free_port, nats_command, valkey_command, wait_for_port
 
@@ -131,11 +133,15 @@ class AppServer:
 
 
 class GatewayServer(AppServer):
-    """The real gateway app (create_app) served on a free loopback port."""
+    """The real gateway app (create_app) served on a free loopback port, with the uvicorn
+    options ``python -m gateway`` uses."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings.with_changes(port=free_port())
+        options = uvicorn_options(self.settings)
         super().__init__(create_app(self.settings), port=self.settings.port)
+        for name in ("http", "limit_concurrency", "timeout_keep_alive"):
+            setattr(self.server.config, name, options[name])
 
 
 @dataclass
@@ -201,10 +207,15 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
 
 
 async def room_events(
-    nats_url: str, room: str, *, settle: float = 0.5, stream: str = "WAITROOM"
+    nats_url: str,
+    room: str,
+    *,
+    settle: float = 0.5,
+    stream: str = "WAITROOM",
+    tls_ca: Path | None = None,
 ) -> list[Event]:
     """Every event of a room on the stream, from the start, in stream order."""
-    nc = await nats.connect(nats_url)
+    nc = await nats.connect(nats_url, **connect_options(tls_ca, None))
     try:
         js = nc.jetstream()
         sub = await js.subscribe(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.tokens import deployment_salt, ensure_keys, write_key
+from shared.keyring import deployment_salt, ensure_keys, write_key
 
 pytestmark = pytest.mark.unit
 

@@ -40,7 +40,7 @@ def lua_codes() -> set[str]:
 
 def test_the_scan_finds_the_codes_it_should() -> None:
     # a broken pattern would make the next test pass on nothing
-    assert {"room_not_found", "lease_lost", "bad_role", "replay_gap", "invalid_config"} <= (
+    assert {"room_not_found", "lease_lost", "bad_role", "events_backlog", "invalid_config"} <= (
         lua_codes()
     )
 

@@ -1,0 +1,65 @@
+-- Start rebuilding a room: its state goes (the outbox, the lease fences and the deleted
+-- incarnations stay), the room is marked recovering, and, given a snapshot
+-- (room_snapshot.lua's answer), the state is put back as it was at the snapshot's seq.
+-- ARGV: room, snapshot_json ('' for none: the room starts from nothing, event counter 0)
+local kept = redis.call('HMGET', K_STATS, 'fence', 'gone', 'recovering')
+redis.call('DEL', K_CFG, K_STATS, K_LINE, K_SEEN, K_PEOPLE, K_ADMITTED, K_ACTIVE, K_IPS,
+           K_ENDED, K_POW)
+redis.call('HSET', K_STATS, 'recovering', kept[3] or '1', 'event_seq', '0',
+           'fence', kept[1] or '0', 'gone', kept[2] or '')
+if ARGV[2] == '' then
+  return 0
+end
+local snap = cjson.decode(ARGV[2])
+local now = now_ms()
+
+-- a flat list (name, value, ...) written in slices: Lua's unpack has a limit
+local function put_flat(cmd, key, flat, swap, also)
+  local CHUNK = 2000
+  for i = 1, #flat, CHUNK do
+    local args = {}
+    for j = i, math.min(i + CHUNK - 1, #flat), 2 do
+      if swap then
+        args[#args + 1] = flat[j + 1]
+        args[#args + 1] = flat[j]
+      else
+        args[#args + 1] = flat[j]
+        args[#args + 1] = flat[j + 1]
+      end
+      if also then
+        also(flat[j])
+      end
+    end
+    if #args > 0 then
+      redis.call(cmd, key, unpack(args))
+    end
+  end
+end
+
+local cfg_flat = {}
+for name, value in pairs(snap.cfg) do
+  cfg_flat[#cfg_flat + 1] = name
+  cfg_flat[#cfg_flat + 1] = tostring(value)
+end
+put_flat('HSET', K_CFG, cfg_flat)
+local stats_flat = {}
+for name, value in pairs(snap.stats) do
+  if name ~= 'gone' or value ~= '0' then
+    stats_flat[#stats_flat + 1] = name
+    stats_flat[#stats_flat + 1] = tostring(value)
+  end
+end
+put_flat('HSET', K_STATS, stats_flat)
+put_flat('HSET', K_PEOPLE, snap.people)
+local seen = {}
+put_flat('ZADD', K_LINE, snap.line, true, function(position_id)
+  seen[#seen + 1] = now
+  seen[#seen + 1] = position_id
+end)
+put_flat('ZADD', K_SEEN, seen)
+put_flat('ZADD', K_ADMITTED, snap.admitted, true)
+put_flat('ZADD', K_ACTIVE, snap.active, true)
+put_flat('ZADD', K_ENDED, snap.ended, true)
+put_flat('ZADD', K_POW, snap.pow, true)
+put_flat('HSET', K_IPS, snap.ips)
+return tonumber(snap.seq)

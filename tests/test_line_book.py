@@ -1,0 +1,157 @@
+"""People waiting are answered from the gateway's copy of the line, kept by the room's
+events: the answers equal the store's, a gap or a stalled relay sends people back to the
+store, and heartbeats answered from memory still keep places alive."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+
+import httpx
+import nats
+import pytest
+from redis.asyncio import Redis
+
+from gateway.line_book import LineBook
+from shared.settings import Settings
+from shared.store import RoomStore
+from tests.helpers.api import bearer, create_room, fresh_room_id, place
+from tests.helpers.servers import GatewayServer, in_process_workers
+from tests.helpers.wait import wait_until
+
+
+def book(gw: GatewayServer) -> LineBook:
+    lines = gw.app.state.services.people.lines
+    assert isinstance(lines, LineBook)
+    return lines
+
+
+async def positions(c: httpx.AsyncClient, room: str, people: list[dict[str, str]]) -> list[int]:
+    return [int((await place(c, room, p["token"]))["position"]) for p in people]
+
+
+async def store_positions(store: RoomStore, room: str, people: list[dict[str, str]]) -> list[int]:
+    return [(await store.status(room, p["position_id"])).rank + 1 for p in people]
+
+
+async def settled(store: RoomStore, gw: GatewayServer, room: str) -> bool:
+    line = book(gw).lines.get(room)
+    counters = await store.event_counters([room])
+    return line is not None and line.synced and line.event_seq == counters[room]
+
+
+async def test_answers_from_memory_equal_the_stores_as_the_line_moves(
+    settings: Settings, store: RoomStore
+) -> None:
+    async with GatewayServer(settings) as gw, httpx.AsyncClient(base_url=gw.url) as c:
+        room = fresh_room_id()
+        await create_room(c, room, status="paused", release_rate=5, max_active=100)
+        people = [(await c.post(f"/v1/rooms/{room}/enqueue")).json() for _ in range(30)]
+        async with in_process_workers(settings):  # the relay carries the events
+            await place(c, room, people[0]["token"])  # the first ask starts the line
+            await wait_until(lambda: settled(store, gw, room))
+            before = book(gw).answered
+            assert await positions(c, room, people) == list(range(1, 31))
+            assert book(gw).answered - before == 30  # all from memory
+            rng = random.Random(7)
+            leaving = rng.sample(people, 8)
+            for p in leaving:
+                await c.post(f"/v1/rooms/{room}/leave", headers=bearer(p["token"]))
+            await c.put(
+                f"/v1/admin/rooms/{room}",
+                json={"status": "active"},
+                headers={"Authorization": f"Bearer {settings.admin_key}"},
+            )
+            await asyncio.sleep(1.2)  # a few admissions at 5/s
+            await c.put(
+                f"/v1/admin/rooms/{room}",
+                json={"status": "paused"},
+                headers={"Authorization": f"Bearer {settings.admin_key}"},
+            )
+            await wait_until(lambda: settled(store, gw, room))
+            waiting = [
+                p
+                for p in people
+                if p not in leaving
+                and (await store.status(room, p["position_id"])).state == "waiting"
+            ]
+            assert 0 < len(waiting) < 22
+            before = book(gw).answered
+            assert await positions(c, room, waiting) == await store_positions(store, room, waiting)
+            assert book(gw).answered - before == len(waiting)
+            answer = await place(c, room, waiting[0]["token"])
+            assert answer["total"] == len(waiting)
+            assert answer["room_status"] == "paused"
+
+
+async def test_a_gap_in_the_events_makes_the_line_load_again(
+    settings: Settings, store: RoomStore
+) -> None:
+    async with GatewayServer(settings) as gw, httpx.AsyncClient(base_url=gw.url) as c:
+        room = fresh_room_id()
+        await create_room(c, room, status="paused")
+        people = [(await c.post(f"/v1/rooms/{room}/enqueue")).json() for _ in range(5)]
+        async with in_process_workers(settings):
+            await place(c, room, people[0]["token"])
+            await wait_until(lambda: settled(store, gw, room))
+            line = book(gw).lines[room]
+            loads = line.loads
+            # an event out of turn (as if some were lost on the way)
+            nc = await nats.connect(settings.nats_url)
+            fake = {
+                "type": "left",
+                "seq": line.event_seq + 5,
+                "position_id": people[0]["position_id"],
+            }
+            await nc.publish(f"waitroom.{room}.left", json.dumps(fake).encode())
+            await nc.flush()
+            await nc.close()
+            await wait_until(lambda: _async(line.loads > loads))
+            await wait_until(lambda: settled(store, gw, room))
+            # the made-up departure was not believed: the store's line stands
+            assert await positions(c, room, people) == [1, 2, 3, 4, 5]
+
+
+async def _async(value: bool) -> bool:
+    return value
+
+
+async def test_without_the_relay_the_line_is_not_trusted(
+    settings: Settings, store: RoomStore
+) -> None:
+    async with GatewayServer(settings) as gw, httpx.AsyncClient(base_url=gw.url) as c:
+        room = fresh_room_id()
+        await create_room(c, room, status="paused")
+        a, b = [(await c.post(f"/v1/rooms/{room}/enqueue")).json() for _ in range(2)]
+        async with in_process_workers(settings):
+            await place(c, room, b["token"])
+            await wait_until(lambda: settled(store, gw, room))
+        # no relay now: a leave reaches the store but no event reaches the gateway
+        await c.post(f"/v1/rooms/{room}/leave", headers=bearer(a["token"]))
+
+        async def moved_up() -> bool:
+            return bool((await place(c, room, b["token"]))["position"] == 1)
+
+        await wait_until(moved_up, seconds=5)  # answered from the store once the lag shows
+
+
+@pytest.mark.slow
+async def test_heartbeats_answered_from_memory_keep_places_alive(
+    settings: Settings, redis: Redis, store: RoomStore
+) -> None:
+    async with GatewayServer(settings) as gw, httpx.AsyncClient(base_url=gw.url) as c:
+        room = fresh_room_id()
+        await create_room(c, room, status="paused", heartbeat_interval=1, heartbeat_timeout=3)
+        talker, silent = [(await c.post(f"/v1/rooms/{room}/enqueue")).json() for _ in range(2)]
+        async with in_process_workers(settings):
+            await place(c, room, talker["token"])
+            await wait_until(lambda: settled(store, gw, room))
+            before = book(gw).answered
+            for _ in range(8):
+                r = await c.post(f"/v1/rooms/{room}/heartbeat", headers=bearer(talker["token"]))
+                assert r.json()["state"] == "waiting"
+                await asyncio.sleep(0.8)
+            assert book(gw).answered - before >= 6  # mostly from memory
+            assert (await store.status(room, talker["position_id"])).state == "waiting"
+            assert (await store.status(room, silent["position_id"])).state == "expired"

@@ -1,0 +1,171 @@
+"""Snapshots on the stream: recovery from the latest snapshot plus the events after it gives
+the same rooms as recovery from the whole stream, and still works once retention has
+dropped the events before the snapshot; stream limits an operator sets are kept."""
+
+from __future__ import annotations
+
+import random
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import nats
+import pytest
+from nats.js import JetStreamContext
+from nats.js.api import StreamConfig
+from redis.asyncio import Redis
+
+from shared.nats_link import NatsLink, StreamLimits, ensure_stream
+from shared.recovery import recover
+from shared.relay import OutboxRelay, SnapshotPolicy
+from shared.room import RoomUpdate
+from shared.settings import Settings
+from shared.store import RoomStore
+from shared.stream_reads import latest_snapshot
+from tests.helpers.servers import NatsProc, Servers
+from tests.helpers.wait import wait_until
+from waitroom.processes import free_port
+
+URL = "http://127.0.0.1:9/t"
+
+
+@pytest.fixture
+async def own_nats(servers: Servers, tmp_path: Path) -> AsyncIterator[str]:
+    """A NATS of this test's own: its stream may be trimmed and reconfigured."""
+    if servers.nats is None:
+        pytest.skip("needs a NATS server the tests start themselves")
+    bus = NatsProc("nats", free_port(), tmp_path / "nats")
+    bus.start()
+    yield bus.url
+    bus.stop()
+
+
+@pytest.fixture
+async def own_db(settings: Settings, own_nats: str) -> AsyncIterator[tuple[Redis, Settings]]:
+    """A database of the test valkey (wiped here) and a NATS of this test's own."""
+    from shared.redis_conn import connect
+
+    db = random.randint(4, 15)
+    url = settings.redis_url.rsplit("/", 1)[0] + f"/{db}"
+    redis = connect(url)
+    await redis.flushdb()
+    yield redis, settings.with_changes(redis_url=url, nats_url=own_nats)
+    await redis.flushdb()
+    await redis.aclose()
+
+
+async def make_history(store: RoomStore, rooms: list[str], rounds: int) -> None:
+    """Joins, admissions, claims, keep-alives, completions and leaves, by the real scripts."""
+    rng = random.Random(7)
+    fences = dict(
+        zip(rooms, await store.lease_acquire_many(rooms, "admission", "t", 600_000), strict=True)
+    )
+    for _ in range(rounds):
+        for room in rooms:
+            for _ in range(6):
+                await store.enqueue(room)
+            admitted = await store.admit(room, "t", fences[room], 600_000)
+            for position_id in admitted.position_ids:
+                roll = rng.random()
+                if roll < 0.5:
+                    await store.claim(room, position_id)
+                    await store.claim(room, position_id, touch=True)
+                    if roll < 0.25:
+                        await store.complete(room, position_id)
+                elif roll < 0.7:
+                    await store.leave(room, position_id)
+
+
+async def relay_everything(store: RoomStore, relay: OutboxRelay, rooms: list[str]) -> None:
+    fences = await store.lease_acquire_many(rooms, "relay", relay.holder, 600_000)
+    for room, fence in zip(rooms, fences, strict=True):
+        await relay.drain_all(room, fence)
+        await relay.drain(room, fence)  # the manifest of a snapshot whose seq is now out
+
+
+async def digests(store: RoomStore, rooms: list[str]) -> dict[str, str]:
+    return {room: await store.digest(room) for room in rooms}
+
+
+async def test_recovery_from_a_snapshot_and_its_tail_equals_recovery_from_the_whole_stream(
+    own_db: tuple[Redis, Settings],
+) -> None:
+    redis, settings = own_db
+    store = RoomStore(redis)
+    link = NatsLink(settings.nats_url, stream=settings.stream_name, duplicate_window=600, name="t")
+    link.start()
+    await wait_until(link.jetstream, seconds=10)
+    relay = OutboxRelay(
+        store, link, holder="t", lease_ms=600_000, snapshots=SnapshotPolicy(every_events=150)
+    )
+    rooms = [f"snap-{i}-{secrets.token_hex(3)}" for i in range(3)]
+    try:
+        for room in rooms:
+            await store.put_room(
+                room,
+                RoomUpdate(
+                    target_url=URL,
+                    max_active=40,
+                    release_rate=1000,
+                    max_positions_per_ip=0,
+                    session_ttl=30,
+                ),
+            )
+        for _ in range(4):  # history, relayed as it goes: snapshots along the way
+            await make_history(store, rooms, rounds=8)
+            await relay_everything(store, relay, rooms)
+        js = await link.jetstream()
+        assert js is not None
+        snapshots = [await latest_snapshot(js, settings.stream_name, room) for room in rooms]
+        assert all(s is not None and s.manifest.seq > 150 for s in snapshots)
+        before = await digests(store, rooms)
+
+        await redis.flushdb()
+        whole = await recover(
+            store, settings.nats_url, stream=settings.stream_name, use_snapshots=False
+        )
+        assert not whole.stopped
+        assert await digests(store, rooms) == before
+
+        await redis.flushdb()
+        fast = await recover(store, settings.nats_url, stream=settings.stream_name)
+        assert not fast.stopped
+        assert all(fast.reports[room].snapshot_seq > 0 for room in rooms)
+        assert fast.events < whole.events  # only the tail was read
+        assert await digests(store, rooms) == before
+
+        # retention drops everything before the latest snapshots: still rebuilt the same
+        oldest_needed = min(s.manifest.stream_from for s in snapshots if s is not None)
+        first_part = min(s.manifest.first_part for s in snapshots if s is not None)
+        await js.purge_stream(settings.stream_name, seq=min(oldest_needed, first_part))
+        await redis.flushdb()
+        trimmed = await recover(store, settings.nats_url, stream=settings.stream_name)
+        assert not trimmed.stopped
+        assert await digests(store, rooms) == before
+        await redis.flushdb()
+        blind = await recover(
+            store, settings.nats_url, stream=settings.stream_name, use_snapshots=False
+        )
+        assert blind.stopped  # without the snapshots the first events are missing
+    finally:
+        await link.close()
+
+
+async def test_limits_an_operator_sets_on_the_stream_are_kept(own_nats: str) -> None:
+    name = "LIM" + secrets.token_hex(4)
+    nc = await nats.connect(own_nats)
+    try:
+        js: JetStreamContext = nc.jetstream()
+        await ensure_stream(js, name, 600)
+        config: StreamConfig = (await js.stream_info(name)).config
+        config.max_age = 86_400.0
+        config.max_msgs = 5_000_000
+        await js.update_stream(config)
+        await ensure_stream(js, name, 900)  # a process starts again
+        kept = (await js.stream_info(name)).config
+        assert (kept.max_age, kept.max_msgs, kept.duplicate_window) == (86_400.0, 5_000_000, 900)
+        await ensure_stream(js, name, 900, limits=StreamLimits(max_age=7 * 86_400))
+        assert (await js.stream_info(name)).config.max_age == 7 * 86_400
+        await js.delete_stream(name)
+    finally:
+        await nc.close()
