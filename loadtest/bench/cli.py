@@ -30,6 +30,7 @@ PARTS = (
     "enqueue",
     "status",
     "heartbeat",
+    "processes",
     "push",
     "admission",
     "relay",
@@ -42,6 +43,7 @@ PART_HELP = {
     "enqueue": "join the line, RS256 and ES256 queue tokens",
     "status": "status of a repeat caller",
     "heartbeat": "heartbeat of a person waiting",
+    "processes": "status on a gateway of 3 server processes (WAITROOM_WORKERS=3) vs 1",
     "push": "the event stream: CPU to push one update to N open streams",
     "admission": "admits/s into free capacity, real admission worker",
     "relay": "events/s from outboxes to JetStream, real relay in the workers",
@@ -56,7 +58,7 @@ def part_runners() -> list[tuple[set[str], Part]]:
     from loadtest.bench.parts import http_calls, push, scale, streams, workers
 
     return [
-        ({"bare", "enqueue", "status", "heartbeat"}, http_calls.run),
+        ({"bare", "enqueue", "status", "heartbeat", "processes"}, http_calls.run),
         ({"push"}, push.run),
         ({"admission", "relay", "replay"}, workers.run),
         ({"scale"}, scale.run),

@@ -122,5 +122,9 @@ async def outbox_lengths(store: RoomStore, rooms: list[str]) -> list[int]:
     return [await store.outbox_length(room) for room in rooms]
 
 
-def outbox_key(room: str) -> str:
-    return keys.RoomKeys(room).outbox
+async def copy_outbox(store: RoomStore, room: str) -> str:
+    """A copy of the room's outbox under a key of the floor's (same slot); its name."""
+    copy = f"floor:{{{room}}}:outbox-copy"
+    await store.redis.delete(copy)
+    await store.redis.copy(keys.RoomKeys(room).outbox, copy)
+    return copy

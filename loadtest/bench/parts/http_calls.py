@@ -26,9 +26,18 @@ FLOOR_TEXT = {
         "+ one token signed (RS256 or ES256) on the event loop; the gateway's figure "
         "adds the workers' CPU, whose relay does its publish"
     ),
-    "status": "the Bearer token verified (cached, as the gateway caches) + one Lua call",
+    "status": (
+        "the Bearer token verified (cached, as the gateway caches) + one Lua call; both "
+        "sides count the app, valkey and nats (the gateway answers from its copy of the "
+        "line, without the store)"
+    ),
     "heartbeat": "the same as status, the Lua call also marking the person seen",
+    "processes": (
+        "status with WAITROOM_WORKERS=3 (the supervisor and its three server processes) "
+        "against the same calls to one gateway process, measured just before"
+    ),
 }
+SERVERS = ("valkey", "nats")
 
 
 @dataclass
@@ -129,7 +138,7 @@ async def run(b: Bench, parts: set[str]) -> None:
                 b,
                 f"{gateway.url}/v1/rooms/{ROOM}/enqueue",
                 real_procs,
-                counted=("app", "admission_worker", "heartbeat_worker"),
+                counted=("app", "admission_worker", "heartbeat_worker", *SERVERS),
                 settle=relay_caught_up,
                 method="POST",
                 body="{}",
@@ -138,7 +147,7 @@ async def run(b: Bench, parts: set[str]) -> None:
                 b,
                 f"{floor.url}/floor/{ROOM}/join?alg={alg}",
                 floor_procs,
-                counted=("floor",),
+                counted=("floor", *SERVERS),
                 method="POST",
                 body="{}",
             )
@@ -147,6 +156,8 @@ async def run(b: Bench, parts: set[str]) -> None:
         gateway = stack.start_gateway(queue_alg="RS256")
         real_procs = b.processes("app", "workers", "valkey", "nats")
 
+    if "processes" in parts:
+        parts = parts | {"status"}  # its floor is the status of one process
     calls = [p for p in ("status", "heartbeat") if p in parts]
     if not calls:
         return
@@ -167,7 +178,7 @@ async def run(b: Bench, parts: set[str]) -> None:
                 b,
                 f"{gateway.url}/v1/rooms/{ROOM}/{call}",
                 real_procs,
-                counted=("app",),
+                counted=("app", *SERVERS),
                 method=method,
                 tokens=real_tokens,
             )
@@ -175,10 +186,35 @@ async def run(b: Bench, parts: set[str]) -> None:
                 b,
                 f"{floor.url}/floor/{ROOM}/{call}",
                 floor_procs,
-                counted=("floor",),
+                counted=("floor", *SERVERS),
                 method=method,
                 tokens=floor_tokens,
             )
             label = "status of a repeat caller" if call == "status" else "heartbeat"
             b.run.add(_row(call, label, real, base))
             b.run.floors[call] = FLOOR_TEXT[call]
+            if call == "status" and "processes" in parts:
+                await three_processes(b, real, real_tokens)
+
+
+async def three_processes(b: Bench, one: Measured, tokens: Path) -> None:
+    """The same status calls to a gateway of three server processes (WAITROOM_WORKERS=3):
+    what a second and third process on the port cost per request."""
+    b.say("status of a repeat caller, 3 gateway processes")
+    gateway = b.stack.start_gateway(queue_alg="RS256", WAITROOM_WORKERS="3")
+    three = await measure(
+        b,
+        f"{gateway.url}/v1/rooms/{ROOM}/status",
+        b.processes("app", "workers", "valkey", "nats"),
+        counted=("app", *SERVERS),
+        method="GET",
+        tokens=tokens,
+    )
+    row = _row("processes", "status, 3 gateway processes vs 1", three, one)
+    row.extra["1 process peak/s"] = one.peak.rate
+    row.extra["1 process p99 ms"] = one.at_80.p99_ms
+    for name in ("floor peak/s", "floor p99 ms", "floor store+nats us"):
+        row.extra.pop(name, None)
+    b.run.add(row)
+    b.run.floors["processes"] = FLOOR_TEXT["processes"]
+    b.stack.start_gateway(queue_alg="RS256")

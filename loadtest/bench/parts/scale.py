@@ -7,7 +7,10 @@ bulk_enqueue: what joining over HTTP leaves in the store, without HTTP and token
 outbox the joins fill is emptied before memory is read (the relay would have delivered
 it), and the workers are stopped: the ticks are run by hand, as the worker makes them,
 and each is measured as the CPU time valkey's main thread spent on it (nanoseconds, from
-/proc/<pid>/schedstat; the median of five), with the wall time around the call beside."""
+/proc/<pid>/schedstat; the median of five), with the wall time around the call beside.
+Status is answered from the gateway's copy of the line (WAITROOM_LINES_IN_MEMORY): the
+store's script time per status beside it is about 0, and the gateway's memory holding
+each line is shown."""
 
 from __future__ import annotations
 
@@ -18,11 +21,9 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from redis.asyncio import Redis
-
 from loadtest.bench import internals
 from loadtest.bench.context import TARGET, Bench
-from loadtest.bench.cpu import main_thread_cpu_ns
+from loadtest.bench.cpu import main_thread_cpu_ns, rss_kib
 from loadtest.bench.crowd import join_many
 from loadtest.bench.results import Row
 from loadtest.bench.wrk import run_wrk
@@ -32,11 +33,6 @@ SMALL, BIG = "scale-small", "scale-big"
 STATUS_RATE = 200.0
 TICKS = 5
 BATCH = 100
-
-
-async def _server_usec_per_call(redis: Redis) -> float:
-    calls, usec = await internals.script_server_usec(redis)
-    return usec / max(1, calls)
 
 
 Tick = Callable[[RoomStore, str, int, int], Awaitable[int]]
@@ -50,13 +46,14 @@ async def _median_tick(
     assert b.stack.valkey is not None
     valkey = b.stack.valkey.process_id
     cpu, wall = [], []
+    await tick(store, room, fence, BATCH)  # not counted: the release bucket fills from empty
     for _ in range(TICKS):
         cpu_before, started = main_thread_cpu_ns(valkey), time.perf_counter()
         done = await tick(store, room, fence, BATCH)
         wall.append(time.perf_counter() - started)
         cpu.append((main_thread_cpu_ns(valkey) - cpu_before) / 1000)
         if done < BATCH:
-            b.run.notes.append(f"scale: a tick in {room} ended only {done} of {BATCH}")
+            b.run.notes.append(f"scale: {tick.__name__} in {room} did {done} of {BATCH}")
     return statistics.median(cpu), statistics.median(wall) * 1e6
 
 
@@ -110,6 +107,7 @@ async def run(b: Bench, parts: set[str]) -> None:
         with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
             p99: dict[str, float] = {}
             server_us: dict[str, float] = {}
+            gateway_mib: dict[str, float] = {}
             async with b.gateway_client() as c:
                 for room in (SMALL, BIG):
                     tokens = await join_many(c, f"/v1/rooms/{room}/enqueue", 200, concurrency=8)
@@ -126,7 +124,9 @@ async def run(b: Bench, parts: set[str]) -> None:
                         rate=STATUS_RATE,
                     )
                     p99[room] = result.p99_ms
-                    server_us[room] = await _server_usec_per_call(redis)
+                    _calls, usec = await internals.script_server_usec(redis)
+                    server_us[room] = usec / max(1, result.ok)
+                    gateway_mib[room] = rss_kib(stack.gateway.process_id) / 1024
 
         b.say(f"scale: admission and expiry ticks, {BATCH} people each, at {small:,} and {big:,}")
         admit_us: dict[str, tuple[float, float]] = {}
@@ -172,8 +172,10 @@ async def run(b: Bench, parts: set[str]) -> None:
             value=p99[BIG],
             floor=p99[SMALL],
             extra={
-                f"server us/status at {big:,}": server_us[BIG],
-                f"server us/status at {small:,}": server_us[SMALL],
+                f"store us/status at {big:,}": server_us[BIG],
+                f"store us/status at {small:,}": server_us[SMALL],
+                f"gateway RSS MiB at {big:,}": gateway_mib[BIG],
+                f"gateway RSS MiB at {small:,}": gateway_mib[SMALL],
             },
         )
     )
