@@ -130,14 +130,15 @@ async def read(args: argparse.Namespace) -> int:
     nc = await nats.connect(args.nats_url)
     js = nc.jetstream()
     try:
-        info = await js.stream_info(args.stream)
+        info = await js.stream_info(args.stream, subjects_filter=args.subject)
+        count = sum((info.state.subjects or {}).values())
         sub = await js.pull_subscribe(
             args.subject,
             stream=args.stream,
             config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE),
         )
         seen = 0
-        while seen < info.state.messages:
+        while seen < count:
             seen += len(await sub.fetch(1000, timeout=10))
         return seen
     finally:

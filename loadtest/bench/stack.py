@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from loadtest.bench.cpu import tree_cpu_seconds
 from waitroom.processes import (
     Child,
     free_port,
@@ -45,6 +46,20 @@ def stop_child(child: Child, grace: float = 10.0) -> None:
     if child.proc is not None:
         with contextlib.suppress(subprocess.TimeoutExpired):
             child.proc.wait(5)
+
+
+def settle(process_id: int, *, idle: float = 0.1, every: float = 0.5, most: float = 60) -> None:
+    """Wait until the process and those below it are near idle (less than ``idle`` of a
+    core over ``every`` seconds): a gateway of several server processes has its port
+    open while they still import and connect, and that start-up must not be measured."""
+    deadline = time.monotonic() + most
+    before = tree_cpu_seconds(process_id)
+    while time.monotonic() < deadline:
+        time.sleep(every)
+        now = tree_cpu_seconds(process_id)
+        if now - before < idle * every:
+            return
+        before = now
 
 
 @dataclass
@@ -132,6 +147,7 @@ class BenchStack:
         )
         child = self._start("gateway", [sys.executable, "-m", "gateway"], env)
         wait_for_port(port, 30, child.proc)
+        settle(child.process_id)
         self.gateway = HttpServer(child, f"http://127.0.0.1:{port}", port)
         return self.gateway
 
