@@ -12,5 +12,5 @@ lint:   ## ruff and mypy only
 bench:  ## CPU per operation as ratios to a floor measured in the same run (ARGS="--quick")
 	./scripts/bench $(ARGS)
 
-loadtest:  ## locust scenarios headless against a private stack; report in loadtest-results/
+loadtest:  ## locust scenarios headless against a private stack; report in bench-results/loadtest-*/
 	./scripts/loadtest $(ARGS)
