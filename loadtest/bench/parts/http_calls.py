@@ -23,8 +23,9 @@ FLOOR_TEXT = {
     "bare": "GET /healthz against a bare Litestar route answering a small JSON object",
     "enqueue": (
         "one Lua call (arrival, person, line, liveness) + one JetStream publish awaited "
-        "+ one token signed (RS256 or ES256) on the event loop; the gateway's figure "
-        "adds the workers' CPU, whose relay does its publish"
+        "+ one token signed (RS256 or ES256) on the event loop, with valkey and nats; the "
+        "gateway's figure adds the workers' CPU (their relay does its publish) to its own, "
+        "valkey's and nats'"
     ),
     "status": (
         "the Bearer token verified (cached, as the gateway caches) + one Lua call; both "

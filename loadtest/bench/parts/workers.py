@@ -113,8 +113,8 @@ async def admission(b: Bench) -> None:
     )
     b.run.floors["admission"] = (
         "worker + valkey CPU per admit; floor: one minimal Lua call per 500 (pop the head, "
-        "mark admitted, one event each) in a loop; the real worker's rate is bounded by its "
-        "tick (WAITROOM_ADMISSION_TICK_MS=100, up to 500 per tick)"
+        "mark admitted, one event each) in a loop; the real worker admits each tick what "
+        "the room's release bucket allows (WAITROOM_ADMISSION_TICK_MS=100)"
     )
 
 
