@@ -1,4 +1,4 @@
-.PHONY: up test lint bench
+.PHONY: up test lint bench loadtest
 
 up:     ## start the whole stack locally
 	./scripts/up
@@ -9,9 +9,10 @@ test:   ## install and run every check and test
 lint:   ## ruff and mypy only
 	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy
 
-bench:  ## benchmark scripts (print ratios to a baseline run in the same command)
-	.venv/bin/python -m loadtest.bench_tokens
-	.venv/bin/python -m loadtest.bench_gateway
-	.venv/bin/python -m loadtest.bench_recovery
-	.venv/bin/python -m loadtest.bench_sse
+bench:  ## CPU per operation as ratios to a floor measured in the same run (ARGS="--quick")
+	./scripts/bench $(ARGS)
 	.venv/bin/python -m loadtest.bench_policies
+
+loadtest:  ## locust scenarios headless against a private stack; report in bench-results/loadtest-*/
+	./scripts/loadtest $(ARGS)
+

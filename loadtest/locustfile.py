@@ -1,9 +1,13 @@
 """Locust scenarios for a waitroom deployment (see loadtest/README.md).
 
 ``WaitingPerson`` goes through the whole line: enqueue, heartbeat every
-``heartbeat_interval`` seconds and poll the status in between, and once admitted claim the
-admission (``GET redirect_url``, a 303 that is not followed), visit the protected site for
-a few seconds and report the visit complete. Then the same simulated browser joins again.
+``heartbeat_interval`` seconds, and follow its place: most poll the status in between
+(``poll``), some listen to the event stream instead (``listen``), some refresh the page
+once (a join again with their queue token as bearer: the same place must come back,
+``refresh``), some leave after a while (``leave``) and some go silent (``silent``: no more
+requests; the heartbeat worker must expire them). Once admitted they claim the admission
+(``GET redirect_url``, a 303 that is not followed), visit the protected site for a few
+seconds and report the visit complete. Then the same simulated browser joins again.
 When the test stops, people still waiting leave and visits under way complete, so the
 next run does not start with the room's capacity held by ghosts.
 
@@ -19,26 +23,33 @@ Environment:
   WAITROOM_LOAD_MAX_ACTIVE      the room's max_active, when set
   WAITROOM_LOAD_RELEASE_RATE    the room's release_rate (people/s), when set
   WAITROOM_LOAD_VISIT_SECONDS   how long a visit lasts before complete (3)
+  WAITROOM_LOAD_HEARTBEAT       the room's heartbeat_interval,heartbeat_timeout in
+                                seconds, when set (e.g. 5,15: silent people expire soon)
+  WAITROOM_LOAD_PERSONAS        shares of poll,listen,refresh,leave,silent (45,35,10,5,5)
   WAITROOM_LOAD_FORWARDED_FOR   send a per-user X-Forwarded-For address (true); the
                                 gateway believes it only when the load generator's
                                 address is in WAITROOM_TRUSTED_PROXIES
 
 Request names are templates ("/v1/rooms/[room]/status"), so the figures group per
-endpoint. Two extra rows: "WAIT enqueue -> admitted" (time spent in line, in ms) and
-"STATE expired" (a person expired although it kept heartbeating: a failure).
+endpoint. Extra rows: "WAIT enqueue -> admitted" (time spent in line, in ms), "STATE
+expired" (a person expired although it kept heartbeating: a failure) and "STATE refresh"
+(a refresh that did not get the same place back: a failure).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
 import secrets
+import threading
 import time
 from collections import deque
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import gevent
 import requests
 from locust import HttpUser, between, events, task
 from locust.clients import ResponseContextManager
@@ -63,10 +74,14 @@ MAX_ACTIVE = os.environ.get("WAITROOM_LOAD_MAX_ACTIVE", "")
 RELEASE_RATE = os.environ.get("WAITROOM_LOAD_RELEASE_RATE", "")
 VISIT_SECONDS = float(os.environ.get("WAITROOM_LOAD_VISIT_SECONDS", "3"))
 FORWARDED_FOR = _env_bool("WAITROOM_LOAD_FORWARDED_FOR", True)
+HEARTBEAT = os.environ.get("WAITROOM_LOAD_HEARTBEAT", "")
+PERSONAS = ("poll", "listen", "refresh", "leave", "silent")
+SHARES = [float(x) for x in os.environ.get("WAITROOM_LOAD_PERSONAS", "45,35,10,5,5").split(",")]
 
 ENQUEUE = "/v1/rooms/[room]/enqueue"
 STATUS = "/v1/rooms/[room]/status"
-HEARTBEAT = "/v1/rooms/[room]/heartbeat"
+HEARTBEAT_CALL = "/v1/rooms/[room]/heartbeat"
+EVENTS = "/v1/rooms/[room]/events"
 LEAVE = "/v1/rooms/[room]/leave"
 GO = "/rooms/[room]/go"
 VERIFY = "/v1/session/verify"
@@ -119,6 +134,9 @@ class WaitingPerson(HttpUser):
 
     def on_stop(self) -> None:
         """Give back what this person holds, so the next run starts with a free room."""
+        self._stop_listening()
+        if self.persona == "silent":
+            return  # gone quiet: the heartbeat worker expires them
         if self.state == "visiting":
             self.complete()
         elif self.token is not None and self.state in ("waiting", "admitted"):
@@ -126,14 +144,22 @@ class WaitingPerson(HttpUser):
         self._forget()
 
     def _forget(self) -> None:
+        self._stop_listening()
         self.token: str | None = None
+        self.position_id = ""
         self.state = "new"
+        self.persona = random.choices(PERSONAS, weights=SHARES)[0]
         self.heartbeat_interval = 10.0
         self.next_heartbeat = 0.0
         self.joined_at = 0.0
+        self.act_at = 0.0
+        """When a refresher refreshes or a leaver leaves."""
         self.visit_ends = 0.0
         self.access_token: str | None = None
         self.not_before = 0.0
+        self.heard: dict[str, Any] | None = None
+        """The last admitted/expired/state event a listener heard."""
+        self.listening: Any = None
 
     def _auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
@@ -145,12 +171,25 @@ class WaitingPerson(HttpUser):
             return
         if self.token is None:
             self.enqueue()
+        elif self.persona == "silent" and self.state == "waiting":
+            return
         elif self.state == "visiting":
             if now >= self.visit_ends:
                 self.complete()
                 self._forget()
+        elif self.state == "waiting" and self.act_at and now >= self.act_at:
+            self.act_at = 0.0
+            if self.persona == "leave":
+                self.leave()
+                self._forget()
+            else:
+                self.refresh()
         elif now >= self.next_heartbeat:
             self.follow(self.heartbeat())
+        elif self.persona == "listen":
+            heard, self.heard = self.heard, None
+            if heard is not None:
+                self.follow(heard)
         else:
             self.follow(self.status())
 
@@ -187,10 +226,78 @@ class WaitingPerson(HttpUser):
         if answer is None:
             return
         self.token = answer["token"]
+        self.position_id = str(answer.get("position_id", ""))
         self.heartbeat_interval = float(answer.get("heartbeat_interval") or 10)
         self.next_heartbeat = time.monotonic() + self.heartbeat_interval
         self.joined_at = time.monotonic()
+        if self.persona in ("refresh", "leave"):
+            self.act_at = self.joined_at + random.uniform(2.0, 10.0)
         self.follow(answer)
+        if self.persona == "listen" and self.state == "waiting":
+            self._start_listening()
+
+    def refresh(self) -> None:
+        """The page reloaded: a join with the queue token as bearer gets the same place."""
+        with self.client.post(
+            f"/v1/rooms/{ROOM}/enqueue",
+            json={"size": 1},
+            headers=self._auth(),
+            name=ENQUEUE,
+            catch_response=True,
+        ) as response:
+            answer = self._place_answer(response, "refresh", (200,))
+        if answer is None:
+            return
+        if answer.get("position_id") != self.position_id:
+            self._record("STATE", "refresh", 0.0, RuntimeError("refresh got another place"))
+        self.token = answer.get("token") or self.token
+        self.follow(answer)
+
+    def _start_listening(self) -> None:
+        """Follow the event stream in a background greenlet (what the page does)."""
+        stop = threading.Event()
+        url = f"/v1/rooms/{ROOM}/events?token={self.token}"
+
+        def listen() -> None:
+            try:
+                with self.client.get(
+                    url, stream=True, name=EVENTS, catch_response=True, timeout=60
+                ) as response:
+                    if response.status_code != 200:
+                        _fail(response, "events")
+                        return
+                    response.success()
+                    event = ""
+                    for raw in response.iter_lines(decode_unicode=True):
+                        if stop.is_set():
+                            return
+                        line = raw or ""
+                        if line.startswith("event: "):
+                            event = line[7:]
+                        elif line.startswith("data: ") and event in (
+                            "admitted",
+                            "expired",
+                            "state",
+                        ):
+                            try:
+                                data = json.loads(line[6:])
+                            except ValueError:
+                                continue
+                            if event == "admitted":
+                                data.setdefault("state", "admitted")
+                            self.heard = data
+            except Exception as exc:  # the stream ended or was cut: polling takes over
+                log.debug("event stream ended: %r", exc)
+
+        self.listening = (stop, gevent.spawn(listen))
+
+    def _stop_listening(self) -> None:
+        listening = getattr(self, "listening", None)
+        if listening is not None:
+            stop, greenlet = listening
+            stop.set()
+            greenlet.kill(block=False)
+            self.listening = None
 
     def status(self) -> dict[str, Any] | None:
         with self.client.get(
@@ -202,7 +309,7 @@ class WaitingPerson(HttpUser):
         with self.client.post(
             f"/v1/rooms/{ROOM}/heartbeat",
             headers=self._auth(),
-            name=HEARTBEAT,
+            name=HEARTBEAT_CALL,
             catch_response=True,
         ) as response:
             answer = self._place_answer(response, "heartbeat", (200,))
@@ -388,6 +495,10 @@ def configure_room(environment: Environment, **_kwargs: Any) -> None:
         body["max_active"] = int(MAX_ACTIVE)
     if RELEASE_RATE:
         body["release_rate"] = float(RELEASE_RATE)
+    if HEARTBEAT:
+        interval, timeout = (int(x) for x in HEARTBEAT.split(","))
+        body["heartbeat_interval"] = interval
+        body["heartbeat_timeout"] = timeout
     try:
         current = requests.get(url, headers=headers, timeout=10)
         if current.status_code == 404:

@@ -209,6 +209,18 @@ def _probe(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from loadtest.bench.cli import main as bench_main
+
+    return bench_main(args.args)
+
+
+def _loadtest(args: argparse.Namespace) -> int:
+    from loadtest.run import main as loadtest_main
+
+    return loadtest_main(args.args)
+
+
 class _HelpFormatter(argparse.HelpFormatter):
     """Wraps descriptions as usual; prints the list of variables as it was laid out."""
 
@@ -232,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="A fair, honest virtual waiting room. See the README for the API.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (add_up, add_keys, add_recover, add_digest, add_audit, add_probe):
+    for add in (add_up, add_keys, add_recover, add_digest, add_audit, add_probe, add_measuring):
         add(sub)
     return parser
 
@@ -398,6 +410,26 @@ def add_probe(sub: Commands[argparse.ArgumentParser]) -> None:
     probe.add_argument("role", choices=["admission", "heartbeat"])
     probe.add_argument("--instance", help="default WAITROOM_INSTANCE")
     probe.set_defaults(func=_probe)
+
+
+def add_measuring(sub: Commands[argparse.ArgumentParser]) -> None:
+    """`bench` and `loadtest`: every option goes on to their own parsers."""
+    bench = sub.add_parser(
+        "bench",
+        add_help=False,
+        prefix_chars="+",  # every option goes on to the benchmark's own parser
+        help="measure CPU per operation against a floor, on this machine (--help for more)",
+    )
+    bench.add_argument("args", nargs=argparse.REMAINDER)
+    bench.set_defaults(func=_bench)
+    loadtest = sub.add_parser(
+        "loadtest",
+        add_help=False,
+        prefix_chars="+",  # every option goes on to the load test's own parser
+        help="run the locust scenarios headless and write a report (--help for more)",
+    )
+    loadtest.add_argument("args", nargs=argparse.REMAINDER)
+    loadtest.set_defaults(func=_loadtest)
 
 
 def main(argv: list[str] | None = None) -> int:

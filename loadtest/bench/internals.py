@@ -1,0 +1,130 @@
+"""The few places the benchmark reaches inside waitroom, all here: filling a line fast
+with the real join script, emptying an outbox, the memory a room's keys take, and one
+admission or expiry tick run by hand. Everything else goes through HTTP, the worker
+processes and the servers' own clients."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from redis.asyncio import Redis
+
+from shared import keys
+from shared.redis_conn import connect
+from shared.store import RoomStore
+
+HOLDER = "bench-ticks"
+LEASE_MS = 60_000
+
+
+@asynccontextmanager
+async def open_store(redis_url: str) -> AsyncIterator[RoomStore]:
+    redis = connect(redis_url, max_connections=8)
+    try:
+        yield RoomStore(redis)
+    finally:
+        await redis.aclose()
+
+
+async def bulk_enqueue(
+    store: RoomStore,
+    room: str,
+    count: int,
+    *,
+    chunk: int = 2000,
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """``count`` people join ``room`` through the real enqueue.lua, ``chunk`` calls per
+    pipeline (one round trip each): the line, the people, the counters and the outbox
+    events are exactly what joining over HTTP leaves behind, without the HTTP and tokens."""
+    room_keys = keys.RoomKeys(room).all()
+    script = store.scripts.enqueue
+    done = 0
+    while done < count:
+        n = min(chunk, count - done)
+        async with store.redis.pipeline(transaction=False) as pipe:
+            for _ in range(n):
+                # ARGV: room, position_id, size, priority, ip_hash, metadata, bind,
+                # restore_arrival, incarnation, pow_id, pow_difficulty, pow_expires_ms
+                args: list[Any] = [room, secrets.token_urlsafe(12), 1, 0, "", "", "", 0, ""]
+                await script(keys=room_keys, args=[*args, "", 0, 0], client=pipe)
+            answers = await pipe.execute(raise_on_error=False)
+        failed = [a for a in answers if isinstance(a, Exception)]
+        if failed:
+            raise RuntimeError(f"bulk enqueue failed: {failed[0]!r}")
+        done += n
+        if progress is not None:
+            progress(done)
+
+
+async def empty_outbox(store: RoomStore, room: str) -> None:
+    """Drop a room's undelivered events (the relay would deliver and trim them)."""
+    # exact: an approximate XTRIM drops at most 10,000 entries a call
+    await store.redis.xtrim(keys.RoomKeys(room).outbox, maxlen=0, approximate=False)
+
+
+async def room_key_bytes(store: RoomStore, room: str) -> dict[str, int]:
+    """MEMORY USAGE (every element counted) of each of the room's keys but the outbox."""
+    out: dict[str, int] = {}
+    rk = keys.RoomKeys(room)
+    for name in keys.ROOM_KEY_NAMES:
+        if name == "outbox":
+            continue
+        used = await store.redis.memory_usage(getattr(rk, name), samples=0)
+        out[name] = int(used or 0)
+    return out
+
+
+async def used_memory(redis: Redis) -> int:
+    info = await redis.info("memory")
+    return int(info["used_memory"])
+
+
+async def reset_server_stats(redis: Redis) -> None:
+    """Zero the server's per-command statistics (CONFIG RESETSTAT)."""
+    await redis.config_resetstat()
+
+
+async def script_server_usec(redis: Redis) -> tuple[int, int]:
+    """(calls, microseconds) the server spent in script calls (EVALSHA) since the reset."""
+    stats = await redis.info("commandstats")
+    entry = stats.get("cmdstat_evalsha") or {}
+    return int(entry.get("calls", 0)), int(entry.get("usec", 0))
+
+
+async def take_lease(store: RoomStore, room: str, role: str) -> int:
+    [fence] = await store.lease_acquire_many([room], role, HOLDER, LEASE_MS)
+    if not fence:
+        raise RuntimeError(f"could not take the {role} lease of {room}")
+    return fence
+
+
+async def admission_tick(store: RoomStore, room: str, fence: int, batch: int) -> int:
+    """One admission tick as the worker runs it; how many it admitted."""
+    result = await store.admit(room, HOLDER, fence, LEASE_MS, max_batch=batch)
+    return len(result.position_ids)
+
+
+async def expiry_tick(store: RoomStore, room: str, fence: int, batch: int) -> int:
+    """One expiry tick as the heartbeat worker runs it (its four scripts); how many ended."""
+    counts = await store.expire(room, HOLDER, fence, LEASE_MS, max_batch=batch)
+    return counts["silent"] + counts["unclaimed"] + counts["sessions"]
+
+
+async def release_lease(store: RoomStore, room: str, role: str, fence: int) -> None:
+    await store.lease_release(room, role, HOLDER, fence)
+
+
+async def outbox_lengths(store: RoomStore, rooms: list[str]) -> list[int]:
+    return [await store.outbox_length(room) for room in rooms]
+
+
+async def copy_outbox(store: RoomStore, room: str) -> str:
+    """A copy of the room's outbox under a key of the floor's (same slot); its name."""
+    copy = f"floor:{{{room}}}:outbox-copy"
+    await store.redis.delete(copy)
+    await store.redis.copy(keys.RoomKeys(room).outbox, copy)
+    return copy

@@ -1,0 +1,225 @@
+"""The HTTP calls: GET /healthz, enqueue (RS256 and ES256 queue tokens), status of a
+repeat caller, heartbeat. Each against its floor route, from wrk with 64 connections:
+first as fast as the server answers (the CPU per call and the peak rate), then at 80 % of
+that peak for the latency."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loadtest.bench.context import TARGET, Bench
+from loadtest.bench.cpu import CpuWindow
+from loadtest.bench.crowd import join_many
+from loadtest.bench.results import Row
+from loadtest.bench.wrk import WrkResult, run_wrk
+
+ROOM = "bench"
+FLOOR_TEXT = {
+    "bare": "GET /healthz against a bare Litestar route answering a small JSON object",
+    "enqueue": (
+        "one Lua call (arrival, person, line, liveness) + one JetStream publish awaited "
+        "+ one token signed (RS256 or ES256) on the event loop, with valkey and nats; the "
+        "gateway's figure adds the workers' CPU (their relay does its publish) to its own, "
+        "valkey's and nats'"
+    ),
+    "status": (
+        "the Bearer token verified (cached, as the gateway caches) + one Lua call; both "
+        "sides count the app, valkey and nats (the gateway answers from its copy of the "
+        "line, without the store)"
+    ),
+    "heartbeat": "the same as status, the Lua call also marking the person seen",
+    "processes": (
+        "status with WAITROOM_WORKERS=3 (the supervisor and its three server processes) "
+        "against the same calls to one gateway process, measured just before"
+    ),
+}
+SERVERS = ("valkey", "nats")
+
+
+@dataclass
+class Measured:
+    cpu_us: float
+    parts_us: dict[str, float]
+    peak: WrkResult
+    at_80: WrkResult
+
+
+async def measure(
+    b: Bench,
+    url: str,
+    processes: dict[str, int],
+    *,
+    counted: tuple[str, ...],
+    settle: Callable[[], Awaitable[object]] | None = None,
+    **wrk: Any,
+) -> Measured:
+    """A short warm-up, the peak run (CPU of the ``counted`` processes per successful
+    call; with ``settle``, the CPU window stays open until it returns, e.g. until the relay
+    has caught up), then a run at 80 % of the peak rate for the latency."""
+    await asyncio.to_thread(run_wrk, url, seconds=1, **wrk)
+    if settle is not None:
+        await settle()
+    window = CpuWindow(processes).start()
+    peak = await asyncio.to_thread(run_wrk, url, seconds=b.sizes.seconds, **wrk)
+    if settle is not None:
+        await settle()
+    used = window.stop()
+    ok = max(1, peak.ok)
+    parts = {name: seconds / ok * 1e6 for name, seconds in used.items()}
+    cpu = sum(us for name, us in parts.items() if name in counted)
+    at_80 = await asyncio.to_thread(
+        run_wrk, url, seconds=b.sizes.seconds, rate=0.8 * peak.rate, **wrk
+    )
+    if settle is not None:
+        await settle()
+    return Measured(cpu, parts, peak, at_80)
+
+
+def _row(part: str, name: str, real: Measured, floor: Measured) -> Row:
+    extra = {f"{k} us": v for k, v in real.parts_us.items() if k not in ("valkey", "nats")}
+    extra["store+nats us"] = real.parts_us.get("valkey", 0) + real.parts_us.get("nats", 0)
+    extra["floor store+nats us"] = floor.parts_us.get("valkey", 0) + floor.parts_us.get("nats", 0)
+    failed = real.peak.failed + real.at_80.failed
+    if failed:
+        extra["failed calls"] = failed
+    return Row(
+        part=part,
+        name=name,
+        unit="us CPU/call",
+        value=real.cpu_us,
+        floor=floor.cpu_us,
+        rate=real.peak.rate,
+        p50_ms=real.at_80.p50_ms,
+        p99_ms=real.at_80.p99_ms,
+        extra={
+            **extra,
+            "floor peak/s": floor.peak.rate,
+            "floor p99 ms": floor.at_80.p99_ms,
+        },
+    )
+
+
+async def run(b: Bench, parts: set[str]) -> None:
+    stack = b.stack
+    gateway = stack.start_gateway(queue_alg="RS256")
+    stack.start_workers(relay=True)
+    floor = stack.start_floor()
+    await b.put_room(
+        ROOM,
+        target_url=TARGET,
+        status="paused",
+        max_positions_per_ip=0,
+        heartbeat_timeout=3600,
+    )
+    real_procs = b.processes("app", "workers", "valkey", "nats")
+    floor_procs = b.processes("floor", "valkey", "nats")
+
+    async def relay_caught_up() -> None:
+        await b.wait_outbox_empty([ROOM])
+
+    if "bare" in parts:
+        b.say("GET /healthz against the bare route")
+        real = await measure(b, f"{gateway.url}/healthz", real_procs, counted=("app",))
+        base = await measure(b, f"{floor.url}/floor/bare", floor_procs, counted=("floor",))
+        b.run.add(_row("bare", "GET /healthz", real, base))
+        b.run.floors["bare"] = FLOOR_TEXT["bare"]
+
+    if "enqueue" in parts:
+        for alg in ("RS256", "ES256"):
+            if alg == "ES256":
+                gateway = stack.start_gateway(queue_alg="ES256")
+                real_procs = b.processes("app", "workers", "valkey", "nats")
+            b.say(f"enqueue, {alg} queue tokens")
+            real = await measure(
+                b,
+                f"{gateway.url}/v1/rooms/{ROOM}/enqueue",
+                real_procs,
+                counted=("app", "admission_worker", "heartbeat_worker", *SERVERS),
+                settle=relay_caught_up,
+                method="POST",
+                body="{}",
+            )
+            base = await measure(
+                b,
+                f"{floor.url}/floor/{ROOM}/join?alg={alg}",
+                floor_procs,
+                counted=("floor", *SERVERS),
+                method="POST",
+                body="{}",
+            )
+            b.run.add(_row("enqueue", f"enqueue, {alg} queue token", real, base))
+        b.run.floors["enqueue"] = FLOOR_TEXT["enqueue"]
+        gateway = stack.start_gateway(queue_alg="RS256")
+        real_procs = b.processes("app", "workers", "valkey", "nats")
+
+    if "processes" in parts:
+        parts = parts | {"status"}  # its floor is the status of one process
+    calls = [p for p in ("status", "heartbeat") if p in parts]
+    if not calls:
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-tokens-") as tmp:
+        real_tokens, floor_tokens = Path(tmp) / "real", Path(tmp) / "floor"
+        b.say(f"{b.sizes.tokens} people join each (their tokens for the calls)")
+        async with b.gateway_client() as c:
+            tokens = await join_many(c, f"/v1/rooms/{ROOM}/enqueue", b.sizes.tokens)
+        real_tokens.write_text("\n".join(tokens) + "\n")
+        async with b.floor_client() as c:
+            tokens = await join_many(c, f"/floor/{ROOM}/join", b.sizes.tokens)
+        floor_tokens.write_text("\n".join(tokens) + "\n")
+        await relay_caught_up()
+        one_process: Measured | None = None
+        for call in calls:
+            method = "GET" if call == "status" else "POST"
+            b.say(f"{call} of a repeat caller")
+            real = await measure(
+                b,
+                f"{gateway.url}/v1/rooms/{ROOM}/{call}",
+                real_procs,
+                counted=("app", *SERVERS),
+                method=method,
+                tokens=real_tokens,
+            )
+            base = await measure(
+                b,
+                f"{floor.url}/floor/{ROOM}/{call}",
+                floor_procs,
+                counted=("floor", *SERVERS),
+                method=method,
+                tokens=floor_tokens,
+            )
+            label = "status of a repeat caller" if call == "status" else "heartbeat"
+            b.run.add(_row(call, label, real, base))
+            b.run.floors[call] = FLOOR_TEXT[call]
+            if call == "status":
+                one_process = real
+        if "processes" in parts:  # last: it restarts the gateway
+            await three_processes(b, one_process, real_tokens)
+
+
+async def three_processes(b: Bench, one: Measured | None, tokens: Path) -> None:
+    """The same status calls to a gateway of three server processes (WAITROOM_WORKERS=3):
+    what a second and third process on the port cost per request."""
+    assert one is not None
+    b.say("status of a repeat caller, 3 gateway processes")
+    gateway = b.stack.start_gateway(queue_alg="RS256", WAITROOM_WORKERS="3")
+    three = await measure(
+        b,
+        f"{gateway.url}/v1/rooms/{ROOM}/status",
+        b.processes("app", "workers", "valkey", "nats"),
+        counted=("app", *SERVERS),
+        method="GET",
+        tokens=tokens,
+    )
+    row = _row("processes", "status, 3 gateway processes vs 1", three, one)
+    row.extra["1 process peak/s"] = one.peak.rate
+    row.extra["1 process p99 ms"] = one.at_80.p99_ms
+    for name in ("floor peak/s", "floor p99 ms", "floor store+nats us"):
+        row.extra.pop(name, None)
+    b.run.add(row)
+    b.run.floors["processes"] = FLOOR_TEXT["processes"]
+    b.stack.start_gateway(queue_alg="RS256")
