@@ -113,6 +113,7 @@ class RoomLine:
         self.loads = 0
         """Times this line was loaded from the store (a figure for tests)."""
         self._early: list[_Event] = []
+        self._early_writes: list[PersonView] = []
 
     def load(self, snapshot: LineSnapshot) -> None:
         """Start from a snapshot, then apply what arrived while it was read."""
@@ -133,10 +134,13 @@ class RoomLine:
         self.auto_release = snapshot.auto_release
         self.set_pace = snapshot.pace if snapshot.pace >= 0 else None
         early, self._early = self._early, []
+        writes, self._early_writes = self._early_writes, []
         self.synced = True
         for event in early:
             if not self.apply(event):
                 return
+        for view in writes:  # a snapshot read after them holds them already: no change
+            self.wrote(view)
 
     def hear(self, raw: bytes) -> bool:
         """Take one event off the wire; False when the line must load again."""
@@ -194,7 +198,8 @@ class RoomLine:
         """A change this gateway just made in the store, applied before its event comes
         back over NATS (the event then finds it done), so whoever made it reads it back at
         once: a join or a place put back is in the line, someone who left is gone."""
-        if not self.synced or view.incarnation != self.incarnation:
+        if not self.synced:
+            self._early_writes.append(view)  # loading: applied once the snapshot is in
             return
         if view.state == "waiting":
             if view.rank >= 0 and view.position_id not in self.places:
@@ -311,10 +316,9 @@ class LineBook:
             return
         if line.synced and view.incarnation != line.incarnation:
             # the store holds another room of this name (made again after a loss, its
-            # events not heard here): this copy is of the old one, load the new
+            # events not heard here), or a place put back keeps its token's: load again
             line.synced = False
             self._spawn(self._load(room))
-            return
         line.wrote(view)
 
     def seen(self, room: str, position_ids: list[str]) -> None:

@@ -48,9 +48,11 @@ async def bulk_enqueue(
         async with store.redis.pipeline(transaction=False) as pipe:
             for _ in range(n):
                 # ARGV: room, position_id, size, priority, ip_hash, metadata, bind,
-                # restore_arrival, incarnation, pow_id, pow_difficulty, pow_expires_ms
+                # restore_arrival, incarnation, pow_id, pow_difficulty, pow_expires_ms,
+                # outbox_max (0: no bound), lane, invite_id, seed
                 args: list[Any] = [room, secrets.token_urlsafe(12), 1, 0, "", "", "", 0, ""]
-                await script(keys=room_keys, args=[*args, "", 0, 0], client=pipe)
+                extra = ["", 0, 0, 0, "", "", secrets.token_hex(8)]
+                await script(keys=room_keys, args=[*args, *extra], client=pipe)
             answers = await pipe.execute(raise_on_error=False)
         failed = [a for a in answers if isinstance(a, Exception)]
         if failed:
