@@ -71,11 +71,11 @@ async def empty_outbox(store: RoomStore, room: str) -> None:
 async def room_key_bytes(store: RoomStore, room: str) -> dict[str, int]:
     """MEMORY USAGE (every element counted) of each of the room's keys but the outbox."""
     out: dict[str, int] = {}
-    rk = keys.RoomKeys(room)
-    for name in keys.ROOM_KEY_NAMES:
+    named = zip(keys.ROOM_KEY_NAMES, keys.RoomKeys(room).all(), strict=False)
+    for name, key in named:
         if name == "outbox":
             continue
-        used = await store.redis.memory_usage(getattr(rk, name), samples=0)
+        used = await store.redis.memory_usage(key, samples=0)
         out[name] = int(used or 0)
     return out
 
