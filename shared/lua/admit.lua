@@ -110,13 +110,27 @@ local function scan()
     end
     return false
   end
-  for _, position_id in ipairs(redis.call('ZRANGE', K_LINE, 0, LOOKAHEAD - 1)) do
-    if not more() then
+  -- the window is the parties left waiting ahead (at most LOOKAHEAD); the admitted leave
+  -- the line, so it slides on while people go, and a tick admits up to max_batch
+  local kept = 0
+  while kept < LOOKAHEAD and more() do
+    local page = redis.call('ZRANGE', K_LINE, kept, kept + LOOKAHEAD - 1)
+    if #page == 0 then
       return
     end
-    local p = line_person(position_id)
-    if p and consider(position_id, p) then
-      return
+    for _, position_id in ipairs(page) do
+      if not more() or kept >= LOOKAHEAD then
+        return
+      end
+      local p = line_person(position_id)
+      if p then
+        if consider(position_id, p) then
+          return
+        end
+        if redis.call('ZSCORE', K_LINE, position_id) then
+          kept = kept + 1
+        end
+      end
     end
   end
 end
