@@ -267,6 +267,7 @@ class People:
         the access token."""
         claims = self.claims(room, token, caller)
         view = await self.store.claim(room, claims.sub)
+        self._wrote(room, view)
         access = await self.tokens.sign_access(
             room, view.position_id, iat=view.admitted_at // 1000, exp=access_expiry(view)
         )

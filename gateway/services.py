@@ -67,7 +67,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     salt = settings.ip_hash_salt or deployment_salt(settings.keys_dir)
     lines = LineBook(store, link) if settings.lines_in_memory else None
     people = People(store, tokens, limiter, salt=salt, lines=lines)
-    site = Site(store, tokens, limiter, settings.site_key)
+    site = Site(store, tokens, limiter, settings.site_key, lines)
     metrics = GatewayMetrics(tokens, settings.outbox_max, people.heartbeats, site.reports)
     live = LiveHub(
         people,

@@ -8,6 +8,7 @@ from collections import Counter as Tally
 import structlog
 
 from gateway.answers import access_expiry
+from gateway.line_book import LineBook
 from gateway.ratelimit import RateLimiter
 from gateway.schemas import LatencySummary, SessionResponse, VerifyBody, VerifyResponse
 from shared.errors import PositionNotFound, RoomNotFound, StoreUnavailable
@@ -22,11 +23,19 @@ ADMITTED_STATES = frozenset({"admitted", "active"})
 
 class Site:
     def __init__(
-        self, store: RoomStore, tokens: TokenService, limiter: RateLimiter, site_key: str = ""
+        self,
+        store: RoomStore,
+        tokens: TokenService,
+        limiter: RateLimiter,
+        site_key: str = "",
+        lines: LineBook | None = None,
     ) -> None:
         """``site_key`` (WAITROOM_SITE_KEY): the key the site's guard signs its latency
-        reports with; without one no report is kept."""
+        reports with; without one no report is kept. ``lines``: this gateway's copy of the
+        lines, told of each place a visit takes out of the line (a place put back from its
+        queue token and then shown an access token is admitted again, not left waiting)."""
         self.store = store
+        self.lines = lines
         self.tokens = tokens
         self.limiter = limiter
         self.site_key = site_key
@@ -78,6 +87,7 @@ class Site:
         claims = self.tokens.verify_access(token)
         await self.limiter.check("session", claims.sub)
         view = await self.store.claim(claims.room, claims.sub, touch=True)
+        self._wrote(claims.room, view)
         if latency is not None:
             outcome = self._report_outcome(claims, view, body, mac)
             self.reports[outcome] += 1
@@ -112,7 +122,12 @@ class Site:
         claims = self.tokens.verify_access(token)
         await self.limiter.check("session", claims.sub)
         view = await self.store.complete(claims.room, claims.sub)
+        self._wrote(claims.room, view)
         return await self._answer(claims, view, refresh=False)
+
+    def _wrote(self, room: str, view: PersonView) -> None:
+        if self.lines is not None:
+            self.lines.wrote(room, view)
 
     async def _answer(
         self, claims: AccessClaims, view: PersonView, *, refresh: bool

@@ -7,14 +7,17 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
 
 import httpx
 import pytest
 from redis.asyncio import Redis
 
 from gateway.line_book import LineBook
+from shared.keyring import KeyRing
 from shared.settings import Settings
 from shared.store import RoomStore
+from shared.tokens import TokenService
 from tests.helpers.api import bearer, create_room, fresh_room_id, place
 from tests.helpers.servers import GatewayServer, in_process_workers
 from tests.helpers.wait import wait_until
@@ -168,3 +171,32 @@ async def test_heartbeats_answered_from_memory_keep_places_alive(
             assert book(gw).answered - before >= 6  # mostly from memory
             assert (await store.status(room, talker["position_id"])).state == "waiting"
             assert (await store.status(room, silent["position_id"])).state == "expired"
+
+
+async def test_a_visit_shown_for_a_place_in_line_is_answered_at_once_as_admitted(
+    settings: Settings, store: RoomStore
+) -> None:
+    """A place put back in line from its queue token (its admission lost with the store)
+    is admitted again when the site shows its access token; the gateway that made that
+    change answers the next status from the store's new state, not from its copy of the
+    line (no relay runs here: nothing else would tell it)."""
+    async with GatewayServer(settings) as gw, httpx.AsyncClient(base_url=gw.url) as c:
+        room = fresh_room_id()
+        await create_room(c, room, status="paused")
+        me = (await c.post(f"/v1/rooms/{room}/enqueue")).json()
+        assert (await place(c, room, me["token"]))["state"] == "waiting"
+        await wait_until(lambda: settled(store, gw, room))
+        assert me["position_id"] in book(gw).lines[room].places
+        service = TokenService(
+            KeyRing(settings.keys_dir), issuer=settings.issuer, audience=settings.audience
+        )
+        try:
+            now = int(time.time())
+            access = await service.sign_access(room, me["position_id"], iat=now, exp=now + 300)
+        finally:
+            service.close()
+        r = await c.post("/v1/session/heartbeat", headers=bearer(access))
+        assert r.status_code == 200, r.text
+        assert r.json()["state"] == "active"
+        assert (await place(c, room, me["token"]))["state"] == "active"
+        assert me["position_id"] not in book(gw).lines[room].places
