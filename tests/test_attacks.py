@@ -261,7 +261,8 @@ async def forget_place(redis: Redis, room: str, position_id: str) -> None:
         pipe.hdel(k.people, position_id)
         pipe.zrem(k.line, position_id)
         pipe.zrem(k.seen, position_id)
-        pipe.hincrby(k.ips, person["ip"], -1)
+        if person.get("ip"):  # stored only when the room counts addresses
+            pipe.hincrby(k.ips, person["ip"], -1)
         await pipe.execute()
 
 

@@ -24,7 +24,7 @@ end
 local people = {}
 local flat = redis.call('HGETALL', K_PEOPLE)
 for i = 1, #flat, 2 do
-  local p = cjson.decode(flat[i + 1])
+  local p = decode_person(flat[i + 1])
   if p.state == 'waiting' or p.state == 'admitted' or p.state == 'active' then
     people[#people + 1] = { flat[i], p.state, p.arrival, p.size, p.priority, p.ip, p.meta, p.bind,
                             p.claim_deadline or 0, p.session_deadline or 0, p.lane or '',
