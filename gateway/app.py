@@ -16,6 +16,7 @@ from gateway.assets import StaticAssets
 from gateway.bodies import StrictJsonRequest
 from gateway.draining import on_termination
 from gateway.errors import EXCEPTION_HANDLERS
+from gateway.fast_answers import fast_answers
 from gateway.request_log import access_log_middleware
 from gateway.routes.admin import admin_router
 from gateway.routes.openapi import ClosedStructs
@@ -65,7 +66,7 @@ def create_app(settings: Settings) -> Litestar:
         path="/schema",
     )
     assets = StaticAssets()
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             people_router,
             site_router,
@@ -88,3 +89,7 @@ def create_app(settings: Settings) -> Litestar:
         request_class=StrictJsonRequest,
         debug=False,
     )
+    if settings.lines_in_memory:
+        # before the framework: Litestar.__call__ sets scope["app"], then calls this
+        app.asgi_handler = fast_answers(app.asgi_handler, settings.access_log)
+    return app

@@ -57,6 +57,14 @@ class LocalWindows:
             return max(1, math.ceil(start + length - now))
         return None
 
+    def used_up(self, item: RateLimitItem, key: tuple[str, ...]) -> bool:
+        """Whether one more would be over the limit (counts nothing)."""
+        found = self._windows.get(key)
+        if found is None:
+            return False
+        start, count = found
+        return time.monotonic() - start < item.get_expiry() and count >= item.amount
+
 
 class RateLimiter:
     def __init__(self, redis_url: str, limits: RateLimits, *, tls_ca: Path | None = None) -> None:
@@ -95,6 +103,13 @@ class RateLimiter:
             await self._pool.aclose()
             self._pool = None
             self._limiter = None
+
+    def used_up_here(self, kind: str, *identity: str) -> bool:
+        """Whether this identity's limit of a kind counted in this process (status,
+        heartbeat, session) is used up now (counts nothing)."""
+        if self._limiter is None:
+            return False
+        return self._local.used_up(self.items[kind], (kind, *identity))
 
     async def exhausted(self, kind: str, *identity: str) -> int | None:
         """Seconds until this identity may try again when its limit is used up, else None

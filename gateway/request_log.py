@@ -50,8 +50,6 @@ def access_log_middleware(mode: str = "all") -> Callable[[ASGIApp], ASGIApp]:
 
 
 def _access_log(app: ASGIApp, mode: str) -> ASGIApp:
-    every, errors_only = mode == "all", mode == "errors"
-
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
             await app(scope, receive, send)
@@ -72,20 +70,25 @@ def _access_log(app: ASGIApp, mode: str) -> ASGIApp:
         try:
             await app(scope, receive, send_wrapper)
         finally:
-            elapsed = time.perf_counter() - started
             route = str(scope.get("path_template") or "unmatched")
-            svc: Services | None = getattr(scope["app"].state, "services", None)
-            if svc is not None:
-                svc.metrics.observe(route, status, elapsed)
-            worth = every or (errors_only and (status >= 400 or elapsed > SLOW_SECONDS))
-            if worth and scope["path"] not in QUIET_PATHS:
-                log.info(
-                    "request",
-                    method=scope.get("method", ""),
-                    path=scope["path"],
-                    status=status,
-                    ms=round(elapsed * 1000, 2),
-                )
+            request_done(scope, route, status, time.perf_counter() - started, mode)
             structlog.contextvars.reset_contextvars(**bound)
 
     return middleware
+
+
+def request_done(scope: Scope, route: str, status: int, elapsed: float, mode: str) -> None:
+    """A request answered: its metrics observation and (``mode``) its summary line. The
+    caller has bound ``request_id`` to the log context."""
+    svc: Services | None = getattr(scope["app"].state, "services", None)
+    if svc is not None:
+        svc.metrics.observe(route, status, elapsed)
+    worth = mode == "all" or (mode == "errors" and (status >= 400 or elapsed > SLOW_SECONDS))
+    if worth and scope["path"] not in QUIET_PATHS:
+        log.info(
+            "request",
+            method=scope.get("method", ""),
+            path=scope["path"],
+            status=status,
+            ms=round(elapsed * 1000, 2),
+        )

@@ -13,20 +13,14 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from gateway.line_book import LineBook
 from shared.keyring import KeyRing
 from shared.settings import Settings
 from shared.store import RoomStore
 from shared.tokens import TokenService
 from tests.helpers.api import bearer, create_room, fresh_room_id, place
+from tests.helpers.lines import book, settled
 from tests.helpers.servers import GatewayServer, in_process_workers
 from tests.helpers.wait import wait_until
-
-
-def book(gw: GatewayServer) -> LineBook:
-    lines = gw.app.state.services.people.lines
-    assert isinstance(lines, LineBook)
-    return lines
 
 
 async def positions(c: httpx.AsyncClient, room: str, people: list[dict[str, str]]) -> list[int]:
@@ -35,12 +29,6 @@ async def positions(c: httpx.AsyncClient, room: str, people: list[dict[str, str]
 
 async def store_positions(store: RoomStore, room: str, people: list[dict[str, str]]) -> list[int]:
     return [(await store.status(room, p["position_id"])).rank + 1 for p in people]
-
-
-async def settled(store: RoomStore, gw: GatewayServer, room: str) -> bool:
-    line = book(gw).lines.get(room)
-    counters = await store.event_counters([room])
-    return line is not None and line.synced and line.event_seq == counters[room]
 
 
 async def from_memory(

@@ -13,6 +13,7 @@ from litestar.serialization import encode_json
 from openapi_spec_validator import validate
 
 from gateway.app import create_app
+from gateway.fast_answers import ROUTES
 from shared import errors
 from shared.settings import Settings
 
@@ -105,3 +106,11 @@ def test_bearer_routes_declare_the_security_scheme(document: dict[str, Any]) -> 
     for path in ("/v1/rooms/{room}/status", "/v1/session/complete", "/v1/admin/rooms"):
         for op in document["paths"][path].values():
             assert op["security"] == [{"bearer": []}], path
+
+
+def test_the_answers_from_memory_are_labelled_as_the_framework_labels_their_routes() -> None:
+    """gateway/fast_answers.py names its two routes in the metrics itself: the names must
+    be the route templates Litestar reports for the same calls."""
+    app = create_app(Settings.from_env({}))
+    templates = {route.path_format for route in app.routes}
+    assert set(ROUTES.values()) <= templates
