@@ -167,7 +167,7 @@ async def test_an_error_in_the_prelude_points_at_lib_lua(store: RoomStore, redis
     await redis.hset(keys.RoomKeys(room).people, person.position_id, "{torn record")
     with pytest.raises(ScriptError) as failed:
         await store.status(room, person.position_id)
-    where = line_of("_lib.lua", "return cjson.decode(raw)")
+    where = line_of("_lib.lua", "local p = cjson.decode(raw)")
     assert f"_lib.lua:{where}:" in str(failed.value)
     assert str(failed.value).startswith("status.lua failed:")
     assert "user_script" not in str(failed.value)
