@@ -299,7 +299,8 @@ async def test_a_visit_ends_at_max_session_whatever_its_heartbeats_say(
             states.append(r.json().get("state") or r.json()["error"]["code"])
             if r.status_code != 200:
                 break
-            assert r.json()["session_deadline"] <= go_time(go) + 3 + 2  # Date: whole seconds, cached
+            # + 2: the Date header counts whole seconds, and the server caches it
+            assert r.json()["session_deadline"] <= go_time(go) + 3 + 2
             access = r.json()["access_token"]  # the freshest, as a site would keep it
             await asyncio.sleep(0.5)
 
