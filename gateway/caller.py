@@ -4,6 +4,7 @@ the bearer token they present."""
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Sequence
 from functools import cached_property
@@ -84,7 +85,7 @@ def client_ip(request: AnyConnection, trusted_proxies: Sequence[Network]) -> str
     needs one is refused (400), not passed on. If every hop is a trusted proxy, the client
     is the hop the nearest proxy saw (its own entry cannot be forged from outside)."""
     peer = request.client.host if request.client else ""
-    if not trusted_proxies or not peer or not _trusted(_parse(peer), trusted_proxies):
+    if not trusted_proxies or not peer or not _trusted_peer(peer, tuple(trusted_proxies)):
         return peer
     forwarded = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",")]
     hops = [h for h in forwarded if h]
@@ -118,6 +119,13 @@ def _parse(text: str) -> Address | None:
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
         return addr.ipv4_mapped
     return addr
+
+
+@functools.lru_cache(maxsize=4096)
+def _trusted_peer(peer: str, networks: tuple[Network, ...]) -> bool:
+    """Whether the connection's peer is a trusted proxy: a proxy's few addresses are
+    asked about on every request, so the answer is kept (parsing one costs microseconds)."""
+    return _trusted(_parse(peer), networks)
 
 
 def _trusted(addr: Address | None, networks: Sequence[Network]) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import Counter as Tally
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, Metric
 
 from shared.metric_names import BY_NAME, ROOM_STATUSES
@@ -57,6 +57,8 @@ class GatewayMetrics:
         gauge(self.registry, "gateway", "waitroom_outbox_bound").set(outbox_bound)
         self.requests = counter(self.registry, "gateway", "waitroom_http_requests")
         self.latency = histogram(self.registry, "gateway", "waitroom_http_request_seconds")
+        self._series: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
+        """(route, status) -> its series (routes are templates: a bounded set)."""
         self.registry.register(_Tallied("waitroom_tokens_signed", tokens.signed))
         self.registry.register(
             _Tallied("waitroom_heartbeats", Tally() if heartbeats is None else heartbeats)
@@ -74,8 +76,12 @@ class GatewayMetrics:
         self.nats_up = gauge(self.registry, "gateway", "waitroom_nats_up")
 
     def observe(self, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, str(status)).inc()
-        self.latency.labels(route).observe(seconds)
+        series = self._series.get((route, status))
+        if series is None:  # a label lookup costs more than the count: kept per pair
+            series = self.requests.labels(route, str(status)), self.latency.labels(route)
+            self._series[(route, status)] = series
+        series[0].inc()
+        series[1].observe(seconds)
 
     def forget_rooms(self) -> None:
         """Drop every room's series before a scrape sets them again (a deleted room goes)."""
