@@ -447,7 +447,8 @@ class Settings(EnvSettings):
         True,
         boolean,
         "answer people waiting from this gateway's copy of the line, kept by the room's "
-        "events (false: every answer from the data store)",
+        "events, status calls and heartbeats before the web framework (false: every answer "
+        "from the data store)",
         GATEWAY,
     )
     access_log: str = setting(

@@ -154,10 +154,17 @@ async def test_workers_serve_their_own_metrics(
 
         series = await wait_until(expired_unclaimed, seconds=20, every=0.3)
         assert value(series, "waitroom_lease_held", room=room, role="heartbeat") == 1
+
         # one of the two relays holds the room's relay lease and delivered its events
-        both = [await scrape(admission, "admission_worker"), series]
-        published = sum(value(s, "waitroom_relay_published_total", room=room) for s in both)
-        assert published >= 4 + 4 + 2  # enqueued, admitted, expired at least
+        async def delivered() -> list[Series] | None:  # the expiries go out a moment later
+            both = [
+                await scrape(admission, "admission_worker"),
+                await scrape(heartbeat, "heartbeat_worker"),
+            ]
+            published = sum(value(s, "waitroom_relay_published_total", room=room) for s in both)
+            return both if published >= 4 + 4 + 2 else None  # enqueued, admitted, expired
+
+        both = await wait_until(delivered, seconds=20, every=0.3)
         assert sum(value(s, "waitroom_relay_lag_seconds_count") for s in both) >= 4 + 4 + 2
         assert sum(value(s, "waitroom_lease_held", room=room, role="relay") for s in both) == 1
     finally:
