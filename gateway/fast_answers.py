@@ -29,6 +29,8 @@ from gateway.services import Services
 from shared import keys
 from shared.errors import WaitroomError
 
+log = structlog.get_logger("gateway")
+
 PREFIX = "/v1/rooms/"
 CALLS = {("GET", "status"): False, ("POST", "heartbeat"): True}
 """(method, last path segment) -> whether it is a heartbeat."""
@@ -92,7 +94,11 @@ async def _answer(scope: Scope, send: Send, room: str, heartbeat: bool, access_l
         caller = Caller(ASGIConnection(scope), services.settings)
     except WaitroomError:
         return False
-    answer = await services.people.remembered(room, caller, token, heartbeat=heartbeat)
+    try:
+        answer = await services.people.remembered(room, caller, token, heartbeat=heartbeat)
+    except Exception:  # nothing sent yet: the full way answers, and handles it as it does
+        log.exception("fast_answer_failed", room=room)
+        return False
     if answer is None:
         return False
     body = encode_json(answer)

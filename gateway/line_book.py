@@ -295,6 +295,8 @@ class LineBook:
         self._seen: dict[str, set[str]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._ticker: asyncio.Task[None] | None = None
+        self._server = ""
+        """The data store's run id at the last check ('' before the first)."""
 
     def view(self, room: str, claims: QueueClaims) -> PersonView | None:
         """The person's place from memory, or None (then ask the store)."""
@@ -313,6 +315,9 @@ class LineBook:
         """This gateway changed a place in the store: its copy of the line follows now."""
         line = self.lines.get(room)
         if line is None:
+            return
+        if view.state != "waiting":  # out of the line, whatever incarnation it holds
+            line.wrote(view)
             return
         if line.synced and view.incarnation != line.incarnation:
             # the store holds another room of this name (made again after a loss, its
@@ -418,13 +423,21 @@ class LineBook:
     async def _check_lag(self) -> None:
         try:
             counters = await self.store.event_counters(list(self.lines))
+            server = await self.store.server_id()
         except Exception as exc:
             log.warning("line_check_failed", error=repr(exc))
             return
+        # a store that restarted or was replaced may hold an older state than the lines
+        # here (changes this gateway made, lost with it): every line loads again from it
+        restarted, self._server = self._server not in ("", server), server
         now = time.monotonic()
         for room, store_seq in counters.items():
             line = self.lines.get(room)
             if line is None or not line.synced:
+                continue
+            if restarted or store_seq < line.event_seq:
+                line.synced = False  # the store answers until the line is loaded again
+                self._spawn(self._load(room))
                 continue
             line.checked(store_seq, now)
             if line.lagging(now, RELOAD_AFTER_SECONDS):

@@ -80,14 +80,6 @@ def assert_one_history(events: list[Event], event_seq: int) -> None:
     assert len(admitted) == len(set(admitted))
 
 
-@pytest.mark.xfail(
-    reason=(
-        "known hole, about half the runs: a join made on the rolled-back store before the "
-        "relay caught it up can end with no event on the stream, while the gateway that "
-        "made it still answers it 'waiting' from its copy of the line"
-    ),
-    strict=False,
-)
 async def test_a_store_rolled_back_to_an_older_snapshot_is_caught_up_from_the_stream(
     own_store: tuple[ValkeyProc, Settings], tmp_path: Path, workers: Workers
 ) -> None:
