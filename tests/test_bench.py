@@ -19,6 +19,7 @@ from loadtest.bench.cli import PARTS
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.timeout(1500),  # every part, then a second run: minutes on a busy machine
     pytest.mark.skipif(shutil.which("wrk") is None, reason="no wrk: apt-get install wrk"),
 ]
 
