@@ -144,7 +144,7 @@ def bearer_token(request: AnyRequest, *, query_name: str | None = None) -> str:
     raise MissingToken()
 
 
-def optional_bearer(request: AnyRequest) -> str | None:
+def optional_bearer(request: AnyConnection) -> str | None:
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():

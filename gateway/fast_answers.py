@@ -16,6 +16,7 @@ in memory, an error, a limit used up, a token to re-sign), goes to Litestar unch
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import structlog
 from litestar.connection import ASGIConnection
@@ -23,7 +24,7 @@ from litestar.enums import ScopeType
 from litestar.serialization import encode_json
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-from gateway.caller import Caller
+from gateway.caller import Caller, optional_bearer
 from gateway.request_log import request_done, request_id
 from gateway.services import Services
 from shared import keys
@@ -74,24 +75,16 @@ def _may_have_body(scope: Scope) -> bool:
     return False
 
 
-def _bearer(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            token = token.strip()
-            return token if scheme.lower() == "bearer" and token else None
-    return None
-
-
 async def _answer(scope: Scope, send: Send, room: str, heartbeat: bool, access_log: str) -> bool:
     """Answer the call from memory; False (nothing sent) when it must go the full way."""
     started = time.perf_counter()
     services: Services | None = getattr(scope["app"].state, "services", None)
-    token = _bearer(scope)
+    connection: ASGIConnection[Any, Any, Any, Any] = ASGIConnection(scope)
+    token = optional_bearer(connection)
     if services is None or token is None:
         return False
     try:
-        caller = Caller(ASGIConnection(scope), services.settings)
+        caller = Caller(connection, services.settings)
     except WaitroomError:
         return False
     try:
