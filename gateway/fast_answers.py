@@ -69,10 +69,18 @@ def _hot_call(scope: Scope) -> tuple[str, bool] | None:
 
 
 def _may_have_body(scope: Scope) -> bool:
+    """Whether the request may carry a body. Under HTTP/1 a body is announced by its
+    headers; under HTTP/2 and 3 one may come without ``content-length``, so only an
+    explicit zero says there is none."""
+    length = None
     for name, value in scope["headers"]:
-        if name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
+        if name == b"transfer-encoding":
             return True
-    return False
+        if name == b"content-length":
+            length = value
+    if length is None:
+        return scope.get("http_version", "1.1") not in ("1.0", "1.1")
+    return length != b"0"
 
 
 async def _answer(scope: Scope, send: Send, room: str, heartbeat: bool, access_log: str) -> bool:
