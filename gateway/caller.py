@@ -145,8 +145,12 @@ def bearer_token(request: AnyRequest, *, query_name: str | None = None) -> str:
 
 
 def optional_bearer(request: AnyConnection) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
+    return bearer_of(request.headers.get("authorization", ""))
+
+
+def bearer_of(authorization: str) -> str | None:
+    """The token of an ``Authorization`` header's value, if it is ``Bearer <token>``."""
+    scheme, _, value = authorization.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
     return None

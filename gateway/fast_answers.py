@@ -16,7 +16,6 @@ in memory, an error, a limit used up, a token to re-sign), goes to Litestar unch
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import structlog
 from litestar.connection import ASGIConnection
@@ -24,7 +23,7 @@ from litestar.enums import ScopeType
 from litestar.serialization import encode_json
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-from gateway.caller import Caller, optional_bearer
+from gateway.caller import Caller, bearer_of
 from gateway.request_log import request_done, request_id
 from gateway.services import Services
 from shared import keys
@@ -69,22 +68,38 @@ def _hot_call(scope: Scope) -> tuple[str, bool] | None:
 
 
 def _may_have_body(scope: Scope) -> bool:
+    """Whether the request may carry a body. Under HTTP/1 a body is announced by its
+    headers; under HTTP/2 and 3 one may come without ``content-length``, so only an
+    explicit zero says there is none."""
+    length = None
     for name, value in scope["headers"]:
-        if name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
+        if name == b"transfer-encoding":
             return True
-    return False
+        if name == b"content-length":
+            length = value
+    if length is None:
+        return scope.get("http_version", "1.1") not in ("1.0", "1.1")
+    return length != b"0"
+
+
+def _bearer(scope: Scope) -> str | None:
+    """The bearer token, read from the raw headers (as ``caller.optional_bearer`` reads
+    it: the first ``Authorization`` header) without building the framework's headers."""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            return bearer_of(value.decode("latin-1"))
+    return None
 
 
 async def _answer(scope: Scope, send: Send, room: str, heartbeat: bool, access_log: str) -> bool:
     """Answer the call from memory; False (nothing sent) when it must go the full way."""
     started = time.perf_counter()
     services: Services | None = getattr(scope["app"].state, "services", None)
-    connection: ASGIConnection[Any, Any, Any, Any] = ASGIConnection(scope)
-    token = optional_bearer(connection)
+    token = _bearer(scope)
     if services is None or token is None:
         return False
     try:
-        caller = Caller(connection, services.settings)
+        caller = Caller(ASGIConnection(scope), services.settings)
     except WaitroomError:
         return False
     try:

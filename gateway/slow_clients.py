@@ -41,20 +41,30 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 class HeaderDeadlineProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, closing a connection whose request head takes longer
     than ``seconds`` (from the connection's start or the first byte of a request). A
-    class of the module, so several server processes can be given it by name."""
+    class of the module, so several server processes can be given it by name.
+
+    The deadline is set only for a head still incomplete when the bytes at hand are
+    parsed: a head that comes whole in one read (nearly all) costs no timer."""
 
     seconds = 10.0
     _head_deadline: TimerHandle | None = None
+    _in_head = False
 
     def connection_made(self, transport: Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm()
 
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._in_head:
+            self._arm()
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._arm()
+        self._in_head = True
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
         self._disarm()
         super().on_headers_complete()
 

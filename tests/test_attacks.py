@@ -443,6 +443,36 @@ async def test_headers_and_bodies_that_dribble_in_are_cut_off(settings: Settings
         writer.close()
 
 
+async def test_a_head_that_dribbles_in_after_a_first_request_is_cut_off(
+    settings: Settings,
+) -> None:
+    """The deadline holds for every request of a kept-alive connection, not only its first
+    (the timer is set only when a head is still incomplete after a read)."""
+    strict = settings.with_changes(header_timeout=1.0)
+    async with GatewayServer(strict) as gw:
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.settings.port)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
+        assert first.startswith(b"HTTP/1.1 200"), first
+        length = int(first.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        await reader.readexactly(length)
+        writer.write(b"GET /healthz HTTP/1.1\r\n")
+        answer = b""
+        for _ in range(20):  # 10 s of dribbling, if the server let it
+            try:
+                writer.write(b"X")
+                await writer.drain()
+            except ConnectionError:
+                break
+            try:
+                answer = await asyncio.wait_for(reader.read(200), timeout=0.5)
+            except TimeoutError:
+                continue
+            break
+        assert answer.startswith(b"HTTP/1.1 408"), answer
+        writer.close()
+
+
 async def test_links_never_name_a_host_the_operator_did_not_allow(
     client: httpx.AsyncClient, make_room: RoomFactory, settings: Settings
 ) -> None:

@@ -70,7 +70,12 @@ async def test_answers_from_memory_equal_the_stores_as_the_line_moves(
                 json={"status": "active"},
                 headers={"Authorization": f"Bearer {settings.admin_key}"},
             )
-            await asyncio.sleep(1.2)  # a few admissions at 5/s
+
+            async def someone_admitted() -> bool:
+                states = [(await store.status(room, p["position_id"])).state for p in people]
+                return states.count("waiting") < len(people) - len(leaving)
+
+            await wait_until(someone_admitted, seconds=30)  # a few admissions at 5/s
             await c.put(
                 f"/v1/admin/rooms/{room}",
                 json={"status": "paused"},

@@ -112,7 +112,7 @@ async def _nats_down_run(
             async def over_bound() -> bool:
                 return bool((await figures(c, room))["outbox"] > bound)
 
-            await wait_until(over_bound, seconds=20)
+            await wait_until(over_bound, seconds=60)  # joins slow down on a busy machine
             during = await figures(c, room)
             assert during["enqueued_total"] > at_loss["enqueued_total"]  # joining went on
             assert during["admitted_total"] > at_loss["admitted_total"]  # admission goes on

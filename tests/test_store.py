@@ -151,6 +151,33 @@ async def test_every_kind_of_script_refusal_reaches_the_caller_as_its_error(
     assert (await store.status(room, person.position_id)).event_seq == person.event_seq
 
 
+async def test_a_deletion_lost_in_an_accepted_gap_leaves_nothing_of_the_old_room(
+    store: RoomStore, redis: Redis
+) -> None:
+    """A stream that lost a room's deletion, replayed with ``accept_gap``: the room made
+    anew after it starts empty, as the deletion had left it. The old room's people are
+    not carried into the new one (their records name no incarnation of their own)."""
+    room = new_room()
+    await store.put_room(room, RoomUpdate(target_url=URL, status="paused"))
+    await store.enqueue(room)
+    await store.delete_room(room)
+    await store.put_room(room, RoomUpdate(target_url=URL, status="paused"))
+    kept = await store.enqueue(room)
+    entries: list[tuple[str, dict[str, str]]] = await redis.xrange(  # type: ignore[assignment]
+        keys.RoomKeys(room).outbox
+    )
+    raw = [fields["e"].encode() for _, fields in entries]
+    types = [msgspec.json.decode(e)["type"] for e in raw]
+    assert types == ["room_updated", "enqueued", "room_deleted", "room_updated", "enqueued"]
+    copy = new_room()
+    result = (await store.replay({copy: raw[:2] + raw[3:]}, mode="accept_gap"))[copy]
+    assert (result.applied, result.stop, len(result.gaps)) == (4, None, 1)
+    figures = await store.figures(copy)
+    assert figures.waiting == 1
+    assert (await store.status(copy, kept.position_id)).position == 1
+    assert await store.digest(copy) == await store.digest(room)
+
+
 # --- Lua errors point at the files ------------------------------------------------------
 
 

@@ -48,7 +48,7 @@ async def admit_one(
         return body if body["state"] == "admitted" else None
 
     async with in_process_workers(settings):
-        status = await wait_until(admitted)
+        status = await wait_until(admitted, seconds=30)
     assert isinstance(status["access_token"], str)
     return Admitted(room, joined["position_id"], joined["token"], status["access_token"], status)
 

@@ -1,11 +1,12 @@
 """The few places the benchmark reaches inside waitroom, all here: filling a line fast
-with the real join script, emptying an outbox, the memory a room's keys take, and one
-admission or expiry tick run by hand. Everything else goes through HTTP, the worker
-processes and the servers' own clients."""
+with the real join script, emptying an outbox, the memory a room's keys take, one
+admission or expiry tick run by hand, and the floor of an expiry tick. Everything else
+goes through HTTP, the worker processes and the servers' own clients."""
 
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -114,6 +115,32 @@ async def expiry_tick(store: RoomStore, room: str, fence: int, batch: int) -> in
     """One expiry tick as the heartbeat worker runs it (its four scripts); how many ended."""
     counts = await store.expire(room, HOLDER, fence, LEASE_MS, max_batch=batch)
     return counts["silent"] + counts["unclaimed"] + counts["sessions"]
+
+
+FLOOR_EXPIRY_LUA = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, id in ipairs(due) do
+  local raw = redis.call('HGET', KEYS[2], id)
+  redis.call('ZREM', KEYS[3], id)
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('HSET', KEYS[2], id, raw)
+  redis.call('ZADD', KEYS[4], ARGV[3], id)
+  redis.call('XADD', KEYS[5], '*', 'e', id)
+end
+return #due
+"""
+
+
+async def floor_expiry_tick(store: RoomStore, room: str, fence: int, batch: int) -> int:
+    """The floor of an expiry tick on the same keys: the commands that cannot be left out
+    of ending ``batch`` silent people (find the due, read and write each record, take it
+    out of the line and the liveness set, into the ended set, one outbox entry), in one
+    bare script; no decoding, no counters, no lease. How many it ended."""
+    k = keys.RoomKeys(room)
+    script = store.redis.register_script(FLOOR_EXPIRY_LUA)
+    now_ms = int(time.time() * 1000)
+    keys_ = [k.seen, k.people, k.line, k.ended, k.outbox]
+    return int(await script(keys=keys_, args=[now_ms, batch, now_ms]))
 
 
 async def release_lease(store: RoomStore, room: str, role: str, fence: int) -> None:

@@ -19,6 +19,22 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- The room's incarnation, read from its config once per script call (a digest of a room of
+-- a million people decodes a million records). A script that writes or deletes the config
+-- calls forget_room_incarnation() after it.
+local known_incarnation = nil
+
+local function room_incarnation()
+  if known_incarnation == nil then
+    known_incarnation = redis.call('HGET', K_CFG, 'inc') or ''
+  end
+  return known_incarnation
+end
+
+local function forget_room_incarnation()
+  known_incarnation = nil
+end
+
 local function load_cfg()
   local flat = redis.call('HGETALL', K_CFG)
   if #flat == 0 then
@@ -28,6 +44,7 @@ local function load_cfg()
   for i = 1, #flat, 2 do
     cfg[flat[i]] = flat[i + 1]
   end
+  known_incarnation = cfg.inc or ''
   return cfg
 end
 
@@ -88,7 +105,7 @@ local function decode_person(raw)
     p.joined = math.floor(p.arrival / 10)
   end
   if p.inc == nil then
-    p.inc = redis.call('HGET', K_CFG, 'inc') or ''
+    p.inc = room_incarnation()
   end
   return p
 end
@@ -111,7 +128,7 @@ local function put_person(position_id, p)
   if p.arrival ~= nil and kept.joined == math.floor(p.arrival / 10) then
     kept.joined = nil
   end
-  if kept.inc ~= nil and kept.inc == redis.call('HGET', K_CFG, 'inc') then
+  if kept.inc ~= nil and kept.inc == room_incarnation() then
     kept.inc = nil
   end
   redis.call('HSET', K_PEOPLE, position_id, cjson.encode(kept))
@@ -303,6 +320,7 @@ end
 local function wipe_room(gone_inc)
   local kept = redis.call('HMGET', K_STATS, 'event_seq', 'fence', 'gone')
   local marked = redis.call('HGET', K_STATS, 'recovering')
+  forget_room_incarnation()
   redis.call('DEL', K_CFG, K_STATS, K_LINE, K_SEEN, K_PEOPLE, K_ADMITTED, K_ACTIVE, K_IPS,
              K_ENDED, K_LEASE.admission, K_LEASE.heartbeat, K_POW, K_LATENCY, K_INVITES,
              K_PREQUEUE)

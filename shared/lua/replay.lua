@@ -6,7 +6,8 @@
 --   know stops the run there (the events before it are applied) and is answered as `stop`;
 --   so does a pre-queue's opening that places others than the stream recorded (`diverged`).
 -- mode 'accept_gap': the same, but a missing seq is noted in `gaps` and the replay goes
---   on; an event naming an unknown place is counted in `orphans` and skipped.
+--   on; an event naming an unknown place is counted in `orphans` and skipped; a room made
+--   anew (another incarnation) after a deletion the gap hid is wiped first, as it was.
 -- mode 'reapply': events a store made on an older state than the stream's (a fork), put
 --   on top of the state rebuilt from the stream: each one that still applies makes its
 --   change again as a new event (a new seq, appended to the outbox); the rest are skipped.
@@ -26,7 +27,13 @@ local function apply_room_updated(e, at)
   local cfg = load_cfg()
   local flat = config_flat(e.config)
   if mode ~= 'reapply' then
+    if cfg and cfg.inc ~= incarnation_of(e) then
+      -- the room made anew after a deletion this replay did not see (a gap accepted): the
+      -- old room goes as the deletion took it, or its people would pass for the new one's
+      wipe_room(cfg.inc)
+    end
     redis.call('HSET', K_CFG, 'version', e.version, 'inc', incarnation_of(e), unpack(flat))
+    forget_room_incarnation()
     return true
   end
   local inc, version = incarnation_of(e), 1
@@ -34,7 +41,7 @@ local function apply_room_updated(e, at)
     inc, version = cfg.inc, tonumber(cfg.version or '0') + 1
   end
   redis.call('HSET', K_CFG, 'version', version, 'inc', inc, unpack(flat))
-  local config = load_cfg()
+  local config = load_cfg()  -- (and the incarnation it reads is known from here)
   config.version, config.inc = nil, nil
   emit(inc, 'room_updated', nil,
        { config = config, created = cfg == nil, version = version, incarnation = inc }, at)

@@ -64,6 +64,7 @@ if not created then
   inc, version = stored.inc, tonumber(stored.version or '0') + 1
 end
 redis.call('HSET', K_CFG, 'version', version, 'inc', inc, unpack(config_flat(config)))
+forget_room_incarnation()
 local seq = emit(inc, 'room_updated', nil,
                  { config = config, created = created, version = version, incarnation = inc },
                  now_ms())

@@ -5,6 +5,7 @@
 local kept = redis.call('HMGET', K_STATS, 'fence', 'gone', 'recovering')
 redis.call('DEL', K_CFG, K_STATS, K_LINE, K_SEEN, K_PEOPLE, K_ADMITTED, K_ACTIVE, K_IPS,
            K_ENDED, K_POW, K_INVITES, K_PREQUEUE)
+forget_room_incarnation()
 redis.call('HSET', K_STATS, 'recovering', kept[3] or '1', 'event_seq', '0',
            'fence', kept[1] or '0', 'gone', kept[2] or '')
 if ARGV[2] == '' then
@@ -37,6 +38,7 @@ local function put_flat(cmd, key, flat, swap, also)
 end
 
 put_flat('HSET', K_CFG, config_flat(snap.cfg))
+forget_room_incarnation()
 local stats_flat = {}
 for name, value in pairs(snap.stats) do
   if name ~= 'gone' or value ~= '0' then

@@ -8,6 +8,10 @@ outbox the joins fill is emptied before memory is read (the relay would have del
 it), and the workers are stopped: the ticks are run by hand, as the worker makes them,
 and each is measured as the CPU time valkey's main thread spent on it (nanoseconds, from
 /proc/<pid>/schedstat; the median of five), with the wall time around the call beside.
+The expiry tick's growth is shown beside that of its floor: one bare script doing only
+the commands ending a silent person needs, on the same keys (internals.floor_expiry_tick):
+sorted sets of a million entries cost more per ZREM than of a thousand (a deeper skip
+list, colder memory), and what grows in the floor too is not the tick's own doing.
 For status, 200 people join each line over HTTP, then a fresh gateway loads each line
 once (at the store's event counter, so no relay is needed) and answers from its copy
 (WAITROOM_LINES_IN_MEMORY); the store's script time per status and the gateway's memory
@@ -140,6 +144,7 @@ async def run(b: Bench, parts: set[str]) -> None:
         b.say(f"scale: admission and expiry ticks, {BATCH} people each, at {small:,} and {big:,}")
         admit_us: dict[str, tuple[float, float]] = {}
         expire_us: dict[str, tuple[float, float]] = {}
+        floor_us: dict[str, tuple[float, float]] = {}
         for room in (SMALL, BIG):
             await b.put_room(room, status="active", heartbeat_interval=1, heartbeat_timeout=2)
         stack.stop_gateway()  # nothing but the ticks on valkey while they are timed
@@ -149,6 +154,11 @@ async def run(b: Bench, parts: set[str]) -> None:
             admit_us[room] = await _median_tick(b, room, internals.admission_tick, store, fence)
             fence = await internals.take_lease(store, room, "heartbeat")
             expire_us[room] = await _median_tick(b, room, internals.expiry_tick, store, fence)
+        # the small line is used up by now: as many join again as the floor ticks end
+        await internals.bulk_enqueue(store, SMALL, (TICKS + 1) * BATCH)
+        await asyncio.sleep(2.5)
+        for room in (SMALL, BIG):
+            floor_us[room] = await _median_tick(b, room, internals.floor_expiry_tick, store, 0)
         for room in (SMALL, BIG):
             await internals.empty_outbox(store, room)
     from loadtest.bench.context import ADMIN
@@ -215,6 +225,9 @@ async def run(b: Bench, parts: set[str]) -> None:
             extra={
                 f"wall us at {big:,}": expire_us[BIG][1],
                 f"wall us at {small:,}": expire_us[SMALL][1],
+                f"floor tick us at {big:,}": floor_us[BIG][0],
+                f"floor tick us at {small:,}": floor_us[SMALL][0],
+                f"floor tick at {big:,} vs {small:,}": floor_us[BIG][0] / floor_us[SMALL][0],
             },
         )
     )
