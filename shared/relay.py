@@ -68,12 +68,33 @@ class RoomTrack:
     snapshot_at: float = 0.0
     pending: Manifest | None = None
     """A snapshot whose parts are stored, published once its seq is delivered."""
+    people: int = 0
+    people_at: float = float("-inf")
 
 
 @dataclass(frozen=True)
 class SnapshotPolicy:
+    """When a room is snapshotted: after ``every_events`` events, or ``every_seconds``
+    after the last snapshot if it changed meanwhile. A snapshot is one script over the
+    whole room, holding the store for a time that grows with the room (over a second at
+    200,000 people), so a room of more than twice ``every_events`` people waits longer:
+    for half as many events as it holds people (a room that only grew: as many as it
+    held at its last snapshot), and by time for a tenth of its people. The store then
+    spends on snapshots about two records copied per event (ten by time) at most,
+    whatever the room's size."""
+
     every_events: int = 10_000
     every_seconds: float = 300.0
+
+    def due(self, since: int, elapsed: float, people: int = 0) -> bool:
+        """Whether a room of ``people`` is due, ``since`` events and ``elapsed`` seconds
+        after its last snapshot. With ``people`` 0 (not counted yet), whether it may be."""
+        if since <= 0:
+            return False
+        if since >= max(self.every_events, people // 2):
+            return True
+        small = people <= self.every_events
+        return elapsed >= self.every_seconds and (small or since * 10 >= people)
 
 
 class OutboxRelay:
@@ -85,6 +106,7 @@ class OutboxRelay:
     WARN_EVERY = 10.0
     ACK_TIMEOUT = 5.0
     DRAIN_SECONDS = 0.5
+    PEOPLE_COUNT_SECONDS = 5.0
     """How long one drain goes on publishing full batches before it lets the loop on."""
 
     def __init__(
@@ -319,10 +341,13 @@ class OutboxRelay:
         if track.snapshot_at == 0.0:
             track.snapshot_at = time.monotonic()  # first sight: count from now
         since = track.last_seq - track.snapshot_seq
-        due = since >= self.snapshots.every_events or (
-            since > 0 and time.monotonic() - track.snapshot_at >= self.snapshots.every_seconds
-        )
-        if not due:
+        elapsed = time.monotonic() - track.snapshot_at
+        if not self.snapshots.due(since, elapsed):
+            return
+        # a count kept from a moment ago may say no; a yes is checked with a fresh one
+        if not self.snapshots.due(since, elapsed, await self._people(room, track)):
+            return
+        if not self.snapshots.due(since, elapsed, await self._people(room, track, fresh=True)):
             return
         stream_from = (await js.stream_info(self.stream)).state.last_seq + 1
         state = await self.store.snapshot(room)
@@ -331,6 +356,16 @@ class OutboxRelay:
         first, parts = await publish_snapshot_parts(js, room, state, snap_id)
         track.pending = Manifest(room, seq, stream_from, first, parts, snap_id, time.time())
         log.info("snapshot_taken", room=room, seq=seq, bytes=len(state), parts=parts)
+
+    async def _people(self, room: str, track: RoomTrack, *, fresh: bool = False) -> int:
+        """The room's people (waiting, pre-queued, admitted, active), counted at most
+        every PEOPLE_COUNT_SECONDS, or ``fresh`` (counted in the last 50 ms)."""
+        now = time.monotonic()
+        if now - track.people_at >= (0.05 if fresh else self.PEOPLE_COUNT_SECONDS):
+            figures = await self.store.figures(room)
+            track.people = figures.waiting + figures.prequeue + figures.admitted + figures.active
+            track.people_at = now
+        return track.people
 
     def _back_off(self, room: str, backoff: float, exc: BaseException, delivered: int) -> None:
         backoff = min(max(backoff * 2, 0.1), 5.0)

@@ -383,14 +383,17 @@ class Settings(EnvSettings):
         "WAITROOM_SNAPSHOT_EVENTS",
         10_000,
         integer(1),
-        "events of a room between two snapshots of it on the stream",
+        "events of a room between two snapshots of it on the stream (a room holding more "
+        "than twice as many people waits for half as many events as it holds people: a "
+        "snapshot holds the store for a time that grows with the room)",
         WORKERS,
     )
     snapshot_seconds: int = setting(
         "WAITROOM_SNAPSHOT_SECONDS",
         300,
         integer(1),
-        "seconds between two snapshots of a room that changed meanwhile",
+        "seconds between two snapshots of a room that changed meanwhile (in a room of N "
+        "people, by at least N/10 events)",
         WORKERS,
     )
     admission_tick_ms: int = setting(

@@ -169,3 +169,50 @@ async def test_limits_an_operator_sets_on_the_stream_are_kept(own_nats: str) -> 
         await js.delete_stream(name)
     finally:
         await nc.close()
+
+
+async def test_a_room_of_more_people_than_the_snapshot_interval_waits_as_many_events(
+    own_db: tuple[Redis, Settings],
+) -> None:
+    """A snapshot costs the store in proportion to the room: under a policy of every 50
+    events, a room of 220 people is not snapshotted again after 100 more events, but
+    after 120 (half its people)."""
+    redis, settings = own_db
+    store = RoomStore(redis)
+    link = NatsLink(settings.nats_url, stream=settings.stream_name, duplicate_window=600, name="t")
+    link.start()
+    await wait_until(link.jetstream, seconds=10)
+    relay = OutboxRelay(
+        store, link, holder="t", lease_ms=600_000, snapshots=SnapshotPolicy(every_events=50)
+    )
+    small, big = (f"{kind}-{secrets.token_hex(3)}" for kind in ("small", "big"))
+    try:
+        for room in (small, big):
+            await store.put_room(
+                room, RoomUpdate(target_url=URL, status="paused", max_positions_per_ip=0)
+            )
+        for _ in range(60):
+            await store.enqueue(small)
+        for _ in range(120):
+            await store.enqueue(big)  # 121 events with the room's creation
+        js = await link.jetstream()
+        assert js is not None
+        await relay_everything(store, relay, [small, big])
+        for room, seq in ((small, 61), (big, 121)):
+            taken = await latest_snapshot(js, settings.stream_name, room)
+            assert taken is not None
+            assert taken.manifest.seq == seq
+        for _ in range(100):
+            await store.enqueue(big)  # 220 people, 100 events since
+        await relay_everything(store, relay, [big])
+        taken = await latest_snapshot(js, settings.stream_name, big)
+        assert taken is not None
+        assert taken.manifest.seq == 121
+        for _ in range(20):
+            await store.enqueue(big)  # 240 people, 120 events since
+        await relay_everything(store, relay, [big])
+        taken = await latest_snapshot(js, settings.stream_name, big)
+        assert taken is not None
+        assert taken.manifest.seq == 241
+    finally:
+        await link.close()
