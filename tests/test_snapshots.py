@@ -171,7 +171,7 @@ async def test_limits_an_operator_sets_on_the_stream_are_kept(own_nats: str) -> 
         await nc.close()
 
 
-async def test_a_room_of_more_people_than_the_snapshot_interval_waits_as_many_events(
+async def test_a_room_of_more_people_than_the_snapshot_interval_waits_for_half_its_size(
     own_db: tuple[Redis, Settings],
 ) -> None:
     """A snapshot costs the store in proportion to the room: under a policy of every 50
