@@ -32,6 +32,7 @@ from shared.events import SUBJECT_PREFIX
 from shared.store import RoomStore
 from shared.store.views import Gap, ReplayStop
 from shared.stream_reads import (
+    READ_AHEAD,
     Chunk,
     event_rooms,
     latest_snapshot,
@@ -209,7 +210,11 @@ async def _read_and_apply(
         if progress is not None:
             progress(min(summary.events, total), total)
 
-    await read_events(js, stream, f"{SUBJECT_PREFIX}.>", start, last, handle)
+    # chunks of a whole batch: a script call has a cost of its own, so a few events per
+    # call (when the read is slower than the apply) would spend the data store's time
+    await read_events(
+        js, stream, f"{SUBJECT_PREFIX}.>", start, last, handle, least=min(batch, READ_AHEAD)
+    )
 
 
 async def _apply(

@@ -101,7 +101,8 @@ PULL_BATCH = 1000
 PULLS_AHEAD = 2
 """Pull requests kept outstanding: the next batch is on its way while one is read."""
 READ_AHEAD = 20_000
-"""Messages read but not yet handed on, past which no further pull is asked for."""
+"""Messages read but not yet handed on, past which no further pull is asked for (a chunk
+asked for is never larger)."""
 READ_TIMEOUT = 10.0
 """Seconds without a message (while one is due) before the read fails."""
 
@@ -130,10 +131,13 @@ async def read_events(
     start: int,
     until: int,
     handle: Callable[[Chunk], Awaitable[None]],
+    *,
+    least: int = 1,
 ) -> None:
     """Hand every message on ``subjects`` from stream sequence ``start`` through ``until``
     (and any after it that came in the same pull) to ``handle``, in stream order, in
-    chunks. Reading goes on while a chunk is handled (up to ``READ_AHEAD`` messages).
+    chunks of at least ``least`` messages (but the last). Reading goes on while a chunk
+    is handled (up to ``READ_AHEAD`` messages).
     ``TimeoutError`` when no message came for ``READ_TIMEOUT`` seconds.
 
     A raw pull consumer: pull requests of ``PULL_BATCH`` messages (no expiry: the read
@@ -151,8 +155,13 @@ async def read_events(
         inactive_threshold=60.0,
         mem_storage=True,
     )
-    consumer = (await js.add_consumer(stream, config)).name
+    info = await js.add_consumer(stream, config)
+    consumer = info.name
     assert consumer is not None
+    if not info.num_pending:  # nothing there (retention may have taken it meanwhile)
+        with contextlib.suppress(Exception):
+            await js.delete_consumer(stream, consumer)
+        return
     read = _Read(until, last=start - 1)
     inbox = nc.new_inbox()
     next_subject = f"{JS_API}.CONSUMER.MSG.NEXT.{stream}.{consumer}"
@@ -186,9 +195,9 @@ async def read_events(
     try:
         await top_up()
         while True:
-            async with asyncio.timeout(READ_TIMEOUT):
-                while not read.buffer and not read.finished:
-                    read.woken.clear()
+            while len(read.buffer) < least and not read.finished:
+                read.woken.clear()
+                async with asyncio.timeout(READ_TIMEOUT):
                     await read.woken.wait()
             if read.error is not None:
                 raise read.error
