@@ -29,6 +29,10 @@ from shared.events import SNAPSHOT_PREFIX, room_subjects, snapshot_subject
 
 PART_BYTES = 512 * 1024
 """Below NATS's default max_payload (1 MiB)."""
+SNAPSHOT_LEVEL = 1
+"""zlib level of a snapshot: a room's state is mostly random ids, so level 6 made it only
+3 % smaller than level 1 for twice the CPU (a fifth of the relay's, taking one every
+10,000 events). Any level decompresses the same way."""
 
 
 class Manifest(msgspec.Struct, frozen=True):
@@ -267,7 +271,7 @@ async def publish_snapshot_parts(
     js: JetStreamContext, room: str, state: bytes, snap_id: str
 ) -> tuple[int, int]:
     """The snapshot's parts on the stream; answers (first part's stream seq, parts)."""
-    packed = zlib.compress(state, 6)
+    packed = zlib.compress(state, SNAPSHOT_LEVEL)
     chunks = [packed[i : i + PART_BYTES] for i in range(0, len(packed), PART_BYTES)] or [b""]
     first = 0
     for i, chunk in enumerate(chunks):
