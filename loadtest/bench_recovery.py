@@ -9,7 +9,7 @@ admitted, claiming, completing, leaving), then:
              worker's tick does); then a snapshot of each room and a tail of a fiftieth
              more events
   awaited    publishing one event at a time, each ack awaited (the relay before)
-  baseline   reads the whole stream (fetch only, nothing applied)
+  baseline   reads the whole stream (recover's reader, nothing applied)
   recover    rebuilds every room from the whole stream into an emptied data store
   snapshot   rebuilds every room from its snapshot plus the events after it
 
@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 import nats
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig
+from nats.js.api import StreamConfig
 from rich.progress import Progress
 
 from shared.logs import configure
@@ -40,6 +40,7 @@ from shared.redis_conn import connect
 from shared.relay import OutboxRelay, SnapshotPolicy
 from shared.room import RoomUpdate
 from shared.store import RoomStore
+from shared.stream_reads import Chunk, read_events
 from waitroom.processes import Supervisor, start_backends
 
 STREAM = "WAITROOM"
@@ -121,19 +122,20 @@ async def one_at_a_time(nats_url: str, count: int) -> float:
     return count / elapsed
 
 
-async def read_stream(nats_url: str, events: int) -> tuple[int, float]:
-    """Read the ``events`` events of the stream (not the snapshots) and nothing else."""
+async def read_stream(nats_url: str) -> tuple[int, float]:
+    """Read every event of the stream (not the snapshots) and nothing else, with
+    the reader `waitroom recover` uses (shared/stream_reads.py read_events)."""
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
     started = time.perf_counter()
-    sub = await js.pull_subscribe(
-        "waitroom.>",
-        stream=STREAM,
-        config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE),
-    )
     seen = 0
-    while seen < events:
-        seen += len(await sub.fetch(1000, timeout=10))
+
+    async def count(chunk: Chunk) -> None:
+        nonlocal seen
+        seen += len(chunk)
+
+    last = await js.get_last_msg(STREAM, "waitroom.>")
+    await read_events(js, STREAM, "waitroom.>", 1, int(last.seq or 0), count)
     elapsed = time.perf_counter() - started
     await nc.close()
     return seen, elapsed
@@ -159,7 +161,7 @@ async def bench(events: int, room_count: int, folder: Path) -> None:
         published += tail
         await link.close()
         before = {room: await store.digest(room) for room in rooms}
-        read, read_s = await read_stream(nats_url, published)
+        read, read_s = await read_stream(nats_url)
         await redis.flushall()
         whole = await recover(store, nats_url, stream=STREAM, use_snapshots=False)
         after_whole = {room: await store.digest(room) for room in rooms}

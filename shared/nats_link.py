@@ -21,6 +21,7 @@ from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
 from shared.events import stream_subjects
+from shared.js_publish import BatchPublisher
 from shared.settings import Settings
 
 log = structlog.get_logger("nats")
@@ -121,6 +122,8 @@ class NatsLink:
         self.js: JetStreamContext | None = None
         self._connecting: asyncio.Task[None] | None = None
         self._closed = False
+        self._publisher: BatchPublisher | None = None
+        self._publisher_lock = asyncio.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings, name: str) -> NatsLink:
@@ -182,6 +185,18 @@ class NatsLink:
             self.start()
             return None
         return self.js
+
+    async def publisher(self) -> BatchPublisher | None:
+        """The connection's batch publisher (shared/js_publish.py), or None while NATS is
+        away."""
+        nc = self.nc
+        if nc is None or not self.connected:
+            self.start()
+            return None
+        async with self._publisher_lock:
+            if self._publisher is None or self._publisher.nc is not nc:
+                self._publisher = await BatchPublisher(nc).start()
+            return self._publisher
 
     async def _on_error(self, exc: Exception) -> None:
         log.warning("nats_error", error=repr(exc))

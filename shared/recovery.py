@@ -25,15 +25,20 @@ from typing import Any
 import msgspec
 import nats
 import structlog
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from shared.events import SUBJECT_PREFIX
 from shared.store import RoomStore
 from shared.store.views import Gap, ReplayStop
-from shared.stream_reads import event_rooms, latest_snapshot, snapshot_rooms
+from shared.stream_reads import (
+    READ_AHEAD,
+    Chunk,
+    event_rooms,
+    latest_snapshot,
+    read_events,
+    snapshot_rooms,
+)
 
 log = structlog.get_logger("recovery")
 
@@ -195,50 +200,50 @@ async def _read_and_apply(
     progress: Progress | None,
     accept_gap: bool,
 ) -> None:
-    sub = await js.pull_subscribe(
-        f"{SUBJECT_PREFIX}.>",
-        stream=stream,
-        config=ConsumerConfig(
-            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-            opt_start_seq=start,
-            ack_policy=AckPolicy.NONE,
-            inactive_threshold=60.0,
-        ),
-    )
+    """Read the stream from ``start`` through ``last`` and apply it; the read goes on
+    while a chunk is applied. ``batch``: most events per chunk applied at once."""
     total = last - start + 1
-    seen_seq = start - 1
-    fetching = asyncio.ensure_future(sub.fetch(batch, timeout=10))
-    while seen_seq < last:
-        msgs = await fetching
-        seen_seq = msgs[-1].metadata.sequence.stream
-        if seen_seq < last:  # read the next batch while this one is applied
-            fetching = asyncio.ensure_future(sub.fetch(batch, timeout=10))
-        await _apply(store, msgs, summary, accept_gap)
+
+    async def handle(chunk: Chunk) -> None:
+        for i in range(0, len(chunk), batch):
+            await _apply(store, chunk[i : i + batch], summary, accept_gap)
         if progress is not None:
             progress(min(summary.events, total), total)
-    await sub.unsubscribe()
+
+    # chunks of a whole batch: a script call has a cost of its own, so a few events per
+    # call (when the read is slower than the apply) would spend the data store's time
+    await read_events(
+        js, stream, f"{SUBJECT_PREFIX}.>", start, last, handle, least=min(batch, READ_AHEAD)
+    )
 
 
 async def _apply(
-    store: RoomStore, msgs: list[Msg], summary: RecoverySummary, accept_gap: bool
+    store: RoomStore, events: Chunk, summary: RecoverySummary, accept_gap: bool
 ) -> None:
-    """One pipeline for a fetched batch, one script call per room: rooms are independent,
-    so only the order of each room's own events matters, and that is kept. A room that
-    stopped at a gap gets none of its later events."""
+    """One pipeline for a chunk of the stream, one script call per room: rooms are
+    independent, so only the order of each room's own events matters, and that is kept.
+    A room that stopped at a gap gets none of its later events."""
     runs: dict[str, list[bytes]] = {}
-    for msg in msgs:
-        head = _head.decode(msg.data)
-        report = summary.reports.setdefault(head.room, RoomReport(head.room))
+    for _seq, data in events:
+        head = _head.decode(data)
+        report = summary.reports.get(head.room)
+        if report is None:
+            report = summary.reports[head.room] = RoomReport(head.room)
         summary.rooms.add(head.room)
-        report.stream_seq = max(report.stream_seq, head.seq)
+        if head.seq > report.stream_seq:
+            report.stream_seq = head.seq
         if report.stop is not None:
             continue
         if head.type == "room_deleted":
             summary.deleted.add(head.room)
         elif head.type == "room_updated":
             summary.deleted.discard(head.room)
-        runs.setdefault(head.room, []).append(msg.data)
-    summary.events += len(msgs)
+        run = runs.get(head.room)
+        if run is None:
+            runs[head.room] = [data]
+        else:
+            run.append(data)
+    summary.events += len(events)
     if not runs:
         return
     results = await store.replay(runs, "accept_gap" if accept_gap else "strict")

@@ -18,7 +18,6 @@ fenced: only the holder of the room's relay lease may drop what was delivered.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 import uuid
@@ -27,12 +26,12 @@ from dataclasses import dataclass
 import msgspec
 import structlog
 from nats.js import JetStreamContext
-from nats.js.api import PubAck
 from nats.js.errors import APIError
 
 from shared.catchup import OutboxTrim, catch_up
 from shared.errors import RoomNotFound, RoomRecovering
 from shared.events import SUBJECT_PREFIX, room_subjects, subject
+from shared.js_publish import BatchPublisher, Message
 from shared.nats_link import NatsLink
 from shared.store import RoomStore
 from shared.stream_reads import (
@@ -150,7 +149,8 @@ class OutboxRelay:
         if now < not_before:
             return 0
         js = await self.link.jetstream()
-        if js is None:
+        publisher = await self.link.publisher() if js is not None else None
+        if js is None or publisher is None:
             await self._watch_backlog(room)
             return 0
         delivered = 0
@@ -167,7 +167,7 @@ class OutboxRelay:
                 )
             until = time.monotonic() + self.DRAIN_SECONDS
             while True:
-                sent, full = await self._publish_batch(js, room, track)
+                sent, full = await self._publish_batch(js, publisher, room, track)
                 delivered += sent
                 if not full or time.monotonic() > until:
                     break
@@ -283,44 +283,55 @@ class OutboxRelay:
 
     # publishing -----------------------------------------------------------------------
     async def _publish_batch(
-        self, js: JetStreamContext, room: str, track: RoomTrack
+        self, js: JetStreamContext, publisher: BatchPublisher, room: str, track: RoomTrack
     ) -> tuple[int, bool]:
-        """One batch, pipelined; answers (delivered, whether the batch was full)."""
+        """One batch, pipelined (every event published, then the acks awaited at once and
+        taken in order); answers (delivered, whether the batch was full)."""
         entries = await self.store.outbox_batch(room, self.batch)
         if not entries:
             return 0, False
-        sent: list[tuple[str, str, int, float, asyncio.Future[PubAck]]] = []
+        heads = [_head.decode(raw) for _entry_id, raw in entries]
+        messages: list[Message] = []
         expect = True
-        for entry_id, raw in entries:
-            head = _head.decode(raw)
+        for head, (_entry_id, raw) in zip(heads, entries, strict=True):
             headers = {"Nats-Msg-Id": head.id}
             if expect and head.seq > track.last_seq:
                 headers["Nats-Expected-Last-Subject-Sequence"] = str(track.stream_last)
                 headers["Nats-Expected-Last-Subject-Sequence-Subject"] = room_subjects(room)
                 expect = False
-            future = await js.publish_async(subject(room, head.type), raw.encode(), headers=headers)
-            sent.append((entry_id, raw, head.seq, head.ts, future))
-        done: list[str] = []
+            messages.append((subject(room, head.type), raw.encode(), headers))
         written = time.time()
+        outcomes = await publisher.publish(messages, self.ACK_TIMEOUT)
+        done: list[str] = []
+        lags: list[float] = []
         try:
-            for entry_id, raw, seq, written_at, future in sent:
-                ack = await asyncio.wait_for(future, self.ACK_TIMEOUT)
+            # the first ack that failed (or is still missing at the timeout) ends the batch
+            for head, (entry_id, _raw), (_subject, payload, _headers), ack in zip(
+                heads, entries, messages, outcomes, strict=True
+            ):
+                if ack is None:
+                    raise TimeoutError("no ack from JetStream")
+                if isinstance(ack, BaseException):
+                    raise ack
                 if ack.duplicate:
                     stored = await js.get_msg(self.stream, ack.seq)
-                    if stored.data != raw.encode():
-                        log.error("relay_duplicate_differs", room=room, seq=seq)
+                    if stored.data != payload:
+                        log.error("relay_duplicate_differs", room=room, seq=head.seq)
                         raise StoreBehind()
                 else:
-                    if seq != track.last_seq + 1 and track.last_seq:
-                        log.error("stream_gap", room=room, after=track.last_seq, next=seq)
+                    if head.seq != track.last_seq + 1 and track.last_seq:
+                        log.error("stream_gap", room=room, after=track.last_seq, next=head.seq)
                     track.stream_last = ack.seq
-                track.last_seq = max(track.last_seq, seq)
+                track.last_seq = max(track.last_seq, head.seq)
                 done.append(entry_id)
-                if self.metrics is not None and written_at:
-                    self.metrics.relay_lag.observe(max(0.0, time.time() - written_at))
+                if head.ts:
+                    lags.append(head.ts)
         finally:
-            for *_, future in sent[len(done) :]:
-                future.cancel()
+            if self.metrics is not None and lags:
+                acked = time.time()
+                observe = self.metrics.relay_lag.observe
+                for written_at in lags:
+                    observe(max(0.0, acked - written_at))
             if done:
                 await OutboxTrim(self.store, room, self.holder, track.fence, self.lease_ms)(done)
                 log.debug("relay_published", room=room, count=len(done), took=time.time() - written)

@@ -43,6 +43,7 @@ SCRIPT_NAMES = (
     "room_restore",
     "recovery_mark",
     "outbox_trim",
+    "outbox_read",
     "open_line",
     "invite_put",
     "invite_revoke",
@@ -180,6 +181,7 @@ class Scripts:
     room_restore: LuaScript
     recovery_mark: LuaScript
     outbox_trim: LuaScript
+    outbox_read: LuaScript
     open_line: LuaScript
     invite_put: LuaScript
     invite_revoke: LuaScript

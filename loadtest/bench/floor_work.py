@@ -5,10 +5,13 @@ as one line of JSON:
 - ``admit``: one minimal Lua call per batch of ``--batch``: pop the head of the line, mark
   each person admitted (person, claim deadline), append one event each; until the line
   is empty.
-- ``relay``: for each room at once, read ``--batch`` outbox entries, publish them to
-  JetStream (all sent, then every ack awaited), delete them; until the outboxes are empty.
-- ``read``: read the whole stream with a pull consumer, nothing applied (what replay
-  cannot do with less).
+- ``relay``: for each room at once, read ``--batch`` outbox entries (one Lua call
+  answering them as two joined strings, as the relay does), publish them to JetStream
+  (shared/js_publish.py: all sent, then every ack awaited), delete them; until the
+  outboxes are empty.
+- ``read``: read the whole stream with the raw pull consumer replay uses
+  (shared/stream_reads.py read_events), nothing applied (what replay cannot do with
+  less).
 
 python -m loadtest.bench.floor_work admit|relay|read [options]
 """
@@ -23,15 +26,15 @@ import os
 import secrets
 import sys
 import time
-from typing import Any
 
 import msgspec
 import nats
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from redis.asyncio import Redis
 
 from loadtest.bench.cpu import cpu_seconds
 from loadtest.bench.floor_app import JOIN_LUA, STREAM, room_keys
+from shared.js_publish import Ack, BatchPublisher
+from shared.stream_reads import Chunk, read_events
 
 ADMIT_LUA = """
 local popped = redis.call('ZPOPMIN', KEYS[3], ARGV[1])
@@ -88,10 +91,23 @@ class _Head(msgspec.Struct):
     id: str
 
 
+READ_OUTBOX_LUA = """
+local entries = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', tonumber(ARGV[1]))
+local ids, events = {}, {}
+for i, entry in ipairs(entries) do
+  ids[i] = entry[1]
+  events[i] = entry[2][2]
+end
+return { table.concat(ids, '\\n'), table.concat(events, '\\n') }
+"""
+
+
 async def relay(args: argparse.Namespace) -> int:
     redis = Redis.from_url(args.redis_url, decode_responses=True)
+    read_outbox = redis.register_script(READ_OUTBOX_LUA)
     nc = await nats.connect(args.nats_url)
     js = nc.jetstream()
+    publisher = await BatchPublisher(nc).start()
     head = msgspec.json.Decoder(_Head)
     with contextlib.suppress(Exception):  # there already
         await js.add_stream(name=STREAM, subjects=["floor.>"])
@@ -99,21 +115,18 @@ async def relay(args: argparse.Namespace) -> int:
     async def one(room: str, outbox: str) -> int:
         delivered = 0
         while True:
-            entries: Any = await redis.xrange(outbox, "-", "+", count=args.batch)
-            if not entries:
+            ids, events = await read_outbox(keys=[outbox], args=[args.batch])
+            if not ids:
                 return delivered
-            acks = []
-            for _entry_id, fields in entries:
-                raw = fields["e"]
+            entries = list(zip(ids.split("\n"), events.split("\n"), strict=True))
+            messages = []
+            for _entry_id, raw in entries:
                 event = head.decode(raw)
-                acks.append(
-                    await js.publish_async(
-                        f"floor.relay.{room}.{event.type}",
-                        raw.encode(),
-                        headers={"Nats-Msg-Id": event.id},
-                    )
-                )
-            await asyncio.gather(*acks)
+                subject = f"floor.relay.{room}.{event.type}"
+                messages.append((subject, raw.encode(), {"Nats-Msg-Id": event.id}))
+            acks = await publisher.publish(messages, 5.0)
+            if not all(isinstance(ack, Ack) for ack in acks):
+                raise RuntimeError(f"floor relay: a publish failed: {acks}")
             await redis.xdel(outbox, *[entry_id for entry_id, _ in entries])
             delivered += len(entries)
 
@@ -129,17 +142,17 @@ async def relay(args: argparse.Namespace) -> int:
 async def read(args: argparse.Namespace) -> int:
     nc = await nats.connect(args.nats_url)
     js = nc.jetstream()
+    seen = 0
+
+    async def count(chunk: Chunk) -> None:
+        nonlocal seen
+        seen += len(chunk)
+
     try:
         info = await js.stream_info(args.stream, subjects_filter=args.subject)
-        count = sum((info.state.subjects or {}).values())
-        sub = await js.pull_subscribe(
-            args.subject,
-            stream=args.stream,
-            config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE),
-        )
-        seen = 0
-        while seen < count:
-            seen += len(await sub.fetch(1000, timeout=10))
+        if sum((info.state.subjects or {}).values()):
+            last = await js.get_last_msg(args.stream, args.subject)
+            await read_events(js, args.stream, args.subject, 1, int(last.seq or 0), count)
         return seen
     finally:
         await nc.close()

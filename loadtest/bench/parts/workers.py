@@ -186,8 +186,9 @@ async def relay(b: Bench) -> None:
         )
     )
     b.run.floors["relay"] = (
-        "workers + valkey + nats CPU per event; floor: per room 512 outbox entries read, "
-        "all published then every ack awaited, deleted; the real relay does the same "
+        "workers + valkey + nats CPU per event; floor: per room 512 outbox entries read "
+        "(one Lua call), all published then every ack awaited (the relay's BatchPublisher), "
+        "deleted; the real relay does the same "
         "(pipelined batches of 512) and also checks the room's last event on the stream "
         "when it takes a lease, sends an expected last sequence with each batch, keeps "
         "snapshots and trims only under its lease fence"
@@ -305,8 +306,9 @@ async def replay(b: Bench) -> None:
             b.run.notes.append(f"replay: some room's digest differs after {name}")
     b.run.floors["replay"] = (
         "recover process (less the CPU of only importing its modules) + valkey + nats per "
-        f"event of the room's history ({events:,} events); floor: those events read by a "
-        "pull consumer, nothing applied. `from snapshots`: each room from its latest "
+        f"event of the room's history ({events:,} events); floor: those events read by "
+        "the raw pull consumer replay uses, nothing applied. `from snapshots`: each room "
+        "from its latest "
         "snapshot on the stream and the events after it (still per event of the history; "
         "its peak/s counts only the events it read)"
     )
