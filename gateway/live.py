@@ -59,6 +59,7 @@ RECONNECT_RETRY_MS = 250
 RECONNECT_FRAME = b'retry: %d\nevent: reconnect\ndata: {"reason":"shutdown"}\n\n' % (
     RECONNECT_RETRY_MS
 )
+KEEPALIVE_FRAME = b": keepalive\n\n"
 UNSTARTED_GRACE = 30.0
 PERSONAL = frozenset({"admitted", "activated", "completed", "expired", "left"})
 FINAL_STATES = frozenset({"active", "completed", "expired", "left"})
@@ -96,6 +97,10 @@ class Watcher:
     closing: bool = False
     """The gateway is stopping: the stream says ``reconnect`` and closes."""
     started: bool = False
+    spoke: bool = False
+    """Something was written since the hub's last keep-alive tick."""
+    gone: bool = False
+    """The client has disconnected."""
     opened_at: float = field(default_factory=time.monotonic)
     waiter: asyncio.Future[None] | None = None
 
@@ -119,6 +124,10 @@ class Watcher:
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
 
+    def client_gone(self, _: object = None) -> None:
+        self.gone = True
+        self.wake()
+
 
 class _Head(msgspec.Struct):
     type: str
@@ -132,21 +141,22 @@ class RoomFeed:
     def __init__(self, hub: LiveHub, room: str) -> None:
         self.hub = hub
         self.room = room
-        self.watchers: dict[str, set[Watcher]] = {}
+        self.watchers: dict[str, list[Watcher]] = {}
+        """Streams by place (a list: a place holds one stream, rarely a few)."""
         self.nudged = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.subscription: Any = None
         self.touched = 0.0
 
     def add(self, w: Watcher) -> None:
-        self.watchers.setdefault(w.position_id, set()).add(w)
+        self.watchers.setdefault(w.position_id, []).append(w)
 
     def remove(self, w: Watcher) -> bool:
         """Forget a stream; False if it was not held."""
         group = self.watchers.get(w.position_id)
         if group is None or w not in group:
             return False
-        group.discard(w)
+        group.remove(w)
         if not group:
             del self.watchers[w.position_id]
         return True
@@ -259,6 +269,7 @@ class LiveHub:
         self.draining = False
         self.writing: set[Watcher] = set()
         """Streams whose response has started (what drain() tells to reconnect)."""
+        self._keepalive: asyncio.Task[None] | None = None
 
     async def open(self, room: str, start: Followed, caller: Caller, last_id: str) -> Watcher:
         """A new stream from where the person stands; a ``Last-Event-ID`` equal to the
@@ -279,38 +290,52 @@ class LiveHub:
 
     async def write(self, watcher: Watcher, send: Send, receive: Receive) -> None:
         """Write the stream until the place ends or the client goes: the frames as they
-        come, a keep-alive comment after a quiet while. One task per stream, no queue:
-        an open stream costs little memory."""
+        come, and the hub's keep-alive comments. Kept lean (a gateway holds thousands):
+        no timer of its own, a plain future to wait on, and one small task that only
+        waits for the client to go."""
         watcher.started = True
         self.metrics.sse_open.inc()
         self.writing.add(watcher)
+        if self._keepalive is None:
+            self._keepalive = asyncio.create_task(
+                self._keep_alive(), name="sse-keepalive", context=contextvars.Context()
+            )
         if self.draining:
             close_for_reconnect(watcher)
-        gone = asyncio.ensure_future(_disconnected(receive))
+        loop = asyncio.get_running_loop()
+        gone = loop.create_task(_disconnected(receive))
+        gone.add_done_callback(watcher.client_gone)
         try:
             await send(_body(b": waitroom\nretry: %d\n\n" % RETRY_MS))
             while True:
                 if watcher.pending:
                     frames = b"".join(watcher.pending)
                     watcher.pending.clear()
+                    watcher.spoke = True
                     await send(_body(frames))
-                if watcher.final or watcher.closing or gone.done():
+                if watcher.final or watcher.closing or watcher.gone:
                     break
-                watcher.waiter = asyncio.get_running_loop().create_future()
-                done, _ = await asyncio.wait(
-                    (watcher.waiter, gone),
-                    timeout=KEEPALIVE_SECONDS,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
+                watcher.waiter = loop.create_future()
+                await watcher.waiter
                 watcher.waiter = None
-                if not done:
-                    await send(_body(b": keepalive\n\n"))
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
+            watcher.waiter = None
             gone.cancel()
             self.writing.discard(watcher)
             self.metrics.sse_open.dec()
             await self.unwatch(watcher)
+
+    async def _keep_alive(self) -> None:
+        """One tick for every stream: each that wrote nothing since the last tick gets a
+        keep-alive comment, so no stream is quiet for more than ``KEEPALIVE_SECONDS``."""
+        while True:
+            await asyncio.sleep(KEEPALIVE_SECONDS / 2)
+            for watcher in self.writing:
+                if not watcher.spoke:
+                    watcher.pending.append(KEEPALIVE_FRAME)
+                    watcher.wake()
+                watcher.spoke = False
 
     def drain(self) -> int:
         """The gateway is stopping: tell every open stream to reconnect (elsewhere) and
@@ -359,6 +384,11 @@ class LiveHub:
                 await feed.stop()
 
     async def close(self) -> None:
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keepalive
+            self._keepalive = None
         for feed in list(self.feeds.values()):
             await feed.stop()
         self.feeds.clear()
