@@ -76,28 +76,35 @@ async def _serve(scope: Scope, receive: Receive, send: Send, room: str, access_l
     started = time.perf_counter()
     rid = request_id(scope)
     bound = structlog.contextvars.bind_contextvars(request_id=rid)
-    status = 200
     try:
-        try:
-            watcher = await _open(scope, services, room)
-        except WaitroomError as exc:
-            status = exc.status
-            await _refuse(send, exc, rid)
-            return True
-        except Exception:  # nothing sent yet: the full way answers, and handles it as it does
-            log.exception("event_stream_open_failed", room=room)
-            watcher = None
-        if watcher is None:
-            status = 0  # not answered here
-            return False
-        headers = [*STREAM_HEADERS, (b"x-request-id", rid.encode("ascii"))]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await services.live.write(watcher, send, receive)
+        watcher = await _open(scope, services, room)
+    except WaitroomError as exc:
+        await _refuse(send, exc, rid)
+        request_done(scope, ROUTE, exc.status, time.perf_counter() - started, access_log)
         return True
+    except Exception:  # nothing sent yet: the full way answers, and handles it as it does
+        log.exception("event_stream_open_failed", room=room)
+        return False
     finally:
-        if status:
-            request_done(scope, ROUTE, status, time.perf_counter() - started, access_log)
+        # the request id stays out of the stream's long life (a context copy per stream)
         structlog.contextvars.reset_contextvars(**bound)
+    if watcher is None:
+        return False
+    scope["query_string"] = b""  # the token in it (about 700 bytes) is not read again
+    try:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [*STREAM_HEADERS, (b"x-request-id", rid.encode("ascii"))],
+            }
+        )
+        await services.live.write(watcher, send, receive)
+    finally:
+        bound = structlog.contextvars.bind_contextvars(request_id=rid)
+        request_done(scope, ROUTE, 200, time.perf_counter() - started, access_log)
+        structlog.contextvars.reset_contextvars(**bound)
+    return True
 
 
 async def _open(scope: Scope, services: Services, room: str) -> Watcher | None:

@@ -5,7 +5,8 @@ connection a pipeline ``deque`` and two ``asyncio.Event``s (flow control, reques
 messages), and an ``asyncio.Event`` keeps its waiters in a ``deque`` too: an empty deque
 is about 750 bytes, so these three cost more than 2 KiB per connection. Here they are
 lists, which behave the same for the few operations uvicorn uses (append, remove,
-iterate; the pipeline: appendleft, pop) and cost under 100 bytes empty.
+iterate; the pipeline: appendleft, pop) and cost under 100 bytes empty. And the raw
+request line is not kept once it is parsed.
 """
 
 from __future__ import annotations
@@ -49,3 +50,7 @@ class LeanHttpToolsProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if cycle is not None and cycle is not before:  # a new request: nobody waits yet
             cycle.message_event = LeanEvent()
+            # the request line is parsed into the scope; its copy (with a stream's token in
+            # the query, some 700 bytes) is read again only for a WebSocket upgrade, which
+            # makes no new request cycle
+            self.url = b""

@@ -99,10 +99,10 @@ class Watcher:
     started: bool = False
     spoke: bool = False
     """Something was written since the hub's last keep-alive tick."""
-    gone: bool = False
-    """The client has disconnected."""
     opened_at: float = field(default_factory=time.monotonic)
-    waiter: asyncio.Future[None] | None = None
+    writer: asyncio.Task[Any] | None = None
+    """The task writing the stream, while it waits for news or for the client to go."""
+    woken: bool = False
 
     @property
     def position_id(self) -> str:
@@ -121,12 +121,10 @@ class Watcher:
         self.wake()
 
     def wake(self) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
-
-    def client_gone(self, _: object = None) -> None:
-        self.gone = True
-        self.wake()
+        """Interrupt the writer's wait (see LiveHub.write), if it waits."""
+        if self.writer is not None and not self.woken:
+            self.woken = True
+            self.writer.cancel()
 
 
 class _Head(msgspec.Struct):
@@ -290,9 +288,11 @@ class LiveHub:
 
     async def write(self, watcher: Watcher, send: Send, receive: Receive) -> None:
         """Write the stream until the place ends or the client goes: the frames as they
-        come, and the hub's keep-alive comments. Kept lean (a gateway holds thousands):
-        no timer of its own, a plain future to wait on, and one small task that only
-        waits for the client to go."""
+        come, and the hub's keep-alive comments. Kept lean, since a gateway holds
+        thousands: the request's own task, no timer, no second task. Between writes it
+        waits in ``receive()`` for the client to go; news interrupts that wait the way
+        ``asyncio.timeout`` does, by cancelling the task and taking the cancellation
+        back (``Task.uncancel``), so a real cancellation still ends the stream."""
         watcher.started = True
         self.metrics.sse_open.inc()
         self.writing.add(watcher)
@@ -302,26 +302,23 @@ class LiveHub:
             )
         if self.draining:
             close_for_reconnect(watcher)
-        loop = asyncio.get_running_loop()
-        gone = loop.create_task(_disconnected(receive))
-        gone.add_done_callback(watcher.client_gone)
+        task = asyncio.current_task()
+        assert task is not None
         try:
             await send(_body(b": waitroom\nretry: %d\n\n" % RETRY_MS))
             while True:
-                if watcher.pending:
+                while watcher.pending:  # frames may come while a write waits
                     frames = b"".join(watcher.pending)
                     watcher.pending.clear()
                     watcher.spoke = True
                     await send(_body(frames))
-                if watcher.final or watcher.closing or watcher.gone:
+                if watcher.final or watcher.closing:
                     break
-                watcher.waiter = loop.create_future()
-                await watcher.waiter
-                watcher.waiter = None
+                if await _client_gone(watcher, task, receive):
+                    break
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
-            watcher.waiter = None
-            gone.cancel()
+            watcher.writer = None
             self.writing.discard(watcher)
             self.metrics.sse_open.dec()
             await self.unwatch(watcher)
@@ -441,10 +438,22 @@ def _body(data: bytes) -> HTTPResponseBodyEvent:
     return {"type": "http.response.body", "body": data, "more_body": True}
 
 
-async def _disconnected(receive: Receive) -> None:
-    """Resolves when the client has gone."""
-    while (await receive())["type"] != "http.disconnect":
-        pass
+async def _client_gone(watcher: Watcher, task: asyncio.Task[Any], receive: Receive) -> bool:
+    """Wait until the client goes (True) or ``watcher.wake()`` interrupts (False)."""
+    watcher.woken = False
+    watcher.writer = task
+    try:
+        message = await receive()
+    except asyncio.CancelledError:
+        if not watcher.woken or task.uncancel() > 0:
+            raise  # a cancellation of the stream itself (not only the wake-up)
+        return False
+    finally:
+        watcher.writer = None
+    if message["type"] == "http.disconnect":
+        return True
+    watcher.woken = False
+    return False
 
 
 def events_for(answer: PlaceResponse, last: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
