@@ -45,6 +45,7 @@ from shared.errors import StoreUnavailable, TooManyStreams
 from shared.events import SUBJECT_PREFIX
 from shared.nats_link import NatsLink
 from shared.store import PersonView, RoomStore
+from shared.tasks import cancel_and_wait
 from shared.tokens import QueueClaims
 
 log = structlog.get_logger("live")
@@ -103,6 +104,7 @@ class Watcher:
     writer: asyncio.Task[Any] | None = None
     """The task writing the stream, while it waits for news or for the client to go."""
     woken: bool = False
+    """``wake()`` has interrupted the writer's wait (the cancellation it takes back)."""
 
     @property
     def position_id(self) -> str:
@@ -185,10 +187,15 @@ class RoomFeed:
         if self.subscription is not None:
             with contextlib.suppress(Exception):
                 await self.subscription.unsubscribe()
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+        task = self.task
+        if task is None:
+            return
+        own = task is asyncio.current_task()  # its last stream never started
+        if own:  # it ends at its next await
+            self.task = None
+            task.cancel()
+        else:
+            await cancel_and_wait(task)
 
     async def _on_event(self, msg: Any) -> None:
         try:
@@ -329,7 +336,7 @@ class LiveHub:
         while True:
             await asyncio.sleep(KEEPALIVE_SECONDS / 2)
             for watcher in self.writing:
-                if not watcher.spoke:
+                if not watcher.spoke and not watcher.pending:  # (a stalled client: no pile)
                     watcher.pending.append(KEEPALIVE_FRAME)
                     watcher.wake()
                 watcher.spoke = False
