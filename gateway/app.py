@@ -16,6 +16,7 @@ from gateway.assets import StaticAssets
 from gateway.bodies import StrictJsonRequest
 from gateway.draining import on_termination
 from gateway.errors import EXCEPTION_HANDLERS
+from gateway.event_streams import event_streams
 from gateway.fast_answers import fast_answers
 from gateway.request_log import access_log_middleware
 from gateway.routes.admin import admin_router
@@ -89,7 +90,8 @@ def create_app(settings: Settings) -> Litestar:
         request_class=StrictJsonRequest,
         debug=False,
     )
+    # before the framework: Litestar.__call__ sets scope["app"], then calls these
     if settings.lines_in_memory:
-        # before the framework: Litestar.__call__ sets scope["app"], then calls this
         app.asgi_handler = fast_answers(app.asgi_handler, settings.access_log)
+    app.asgi_handler = event_streams(app.asgi_handler, settings.access_log)
     return app

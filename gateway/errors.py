@@ -30,13 +30,19 @@ _HTTP_CODES: dict[int, type[errors.WaitroomError]] = {
 }
 
 
-def error_response(exc: errors.WaitroomError) -> Response[dict[str, Any]]:
+def error_answer(exc: errors.WaitroomError) -> tuple[dict[str, Any], dict[str, str]]:
+    """The body and headers a domain error is answered with."""
     body: dict[str, Any] = {"code": exc.code, "message": exc.detail}
     headers: dict[str, str] = {}
     if exc.retry is not None:
         body["retry_after"] = exc.retry
         headers["Retry-After"] = str(exc.retry)
-    return Response({"error": body}, status_code=exc.status, headers=headers)
+    return {"error": body}, headers
+
+
+def error_response(exc: errors.WaitroomError) -> Response[dict[str, Any]]:
+    body, headers = error_answer(exc)
+    return Response(body, status_code=exc.status, headers=headers)
 
 
 def on_waitroom_error(_: Request[Any, Any, Any], exc: errors.WaitroomError) -> Response[Any]:

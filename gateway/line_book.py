@@ -37,6 +37,7 @@ from shared.line import MAX_PRIORITY, PRIORITY_SPAN, RATE_TAU_MS
 from shared.nats_link import NatsLink
 from shared.store import PersonView, RoomStore
 from shared.store.views import LineSnapshot
+from shared.tasks import cancel_and_wait
 from shared.tokens import QueueClaims
 
 log = structlog.get_logger("line_book")
@@ -464,5 +465,4 @@ class LineBook:
         for room in list(self.lines):
             await self._drop(room)
         for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+            await cancel_and_wait(task)

@@ -45,6 +45,7 @@ from shared.errors import StoreUnavailable, TooManyStreams
 from shared.events import SUBJECT_PREFIX
 from shared.nats_link import NatsLink
 from shared.store import PersonView, RoomStore
+from shared.tasks import cancel_and_wait
 from shared.tokens import QueueClaims
 
 log = structlog.get_logger("live")
@@ -59,6 +60,7 @@ RECONNECT_RETRY_MS = 250
 RECONNECT_FRAME = b'retry: %d\nevent: reconnect\ndata: {"reason":"shutdown"}\n\n' % (
     RECONNECT_RETRY_MS
 )
+KEEPALIVE_FRAME = b": keepalive\n\n"
 UNSTARTED_GRACE = 30.0
 PERSONAL = frozenset({"admitted", "activated", "completed", "expired", "left"})
 FINAL_STATES = frozenset({"active", "completed", "expired", "left"})
@@ -96,8 +98,13 @@ class Watcher:
     closing: bool = False
     """The gateway is stopping: the stream says ``reconnect`` and closes."""
     started: bool = False
+    spoke: bool = False
+    """Something was written since the hub's last keep-alive tick."""
     opened_at: float = field(default_factory=time.monotonic)
-    waiter: asyncio.Future[None] | None = None
+    writer: asyncio.Task[Any] | None = None
+    """The task writing the stream, while it waits for news or for the client to go."""
+    woken: bool = False
+    """``wake()`` has interrupted the writer's wait (the cancellation it takes back)."""
 
     @property
     def position_id(self) -> str:
@@ -116,8 +123,10 @@ class Watcher:
         self.wake()
 
     def wake(self) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
+        """Interrupt the writer's wait (see LiveHub.write), if it waits."""
+        if self.writer is not None and not self.woken:
+            self.woken = True
+            self.writer.cancel()
 
 
 class _Head(msgspec.Struct):
@@ -132,21 +141,22 @@ class RoomFeed:
     def __init__(self, hub: LiveHub, room: str) -> None:
         self.hub = hub
         self.room = room
-        self.watchers: dict[str, set[Watcher]] = {}
+        self.watchers: dict[str, list[Watcher]] = {}
+        """Streams by place (a list: a place holds one stream, rarely a few)."""
         self.nudged = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.subscription: Any = None
         self.touched = 0.0
 
     def add(self, w: Watcher) -> None:
-        self.watchers.setdefault(w.position_id, set()).add(w)
+        self.watchers.setdefault(w.position_id, []).append(w)
 
     def remove(self, w: Watcher) -> bool:
         """Forget a stream; False if it was not held."""
         group = self.watchers.get(w.position_id)
         if group is None or w not in group:
             return False
-        group.discard(w)
+        group.remove(w)
         if not group:
             del self.watchers[w.position_id]
         return True
@@ -177,10 +187,15 @@ class RoomFeed:
         if self.subscription is not None:
             with contextlib.suppress(Exception):
                 await self.subscription.unsubscribe()
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+        task = self.task
+        if task is None:
+            return
+        own = task is asyncio.current_task()  # its last stream never started
+        if own:  # it ends at its next await
+            self.task = None
+            task.cancel()
+        else:
+            await cancel_and_wait(task)
 
     async def _on_event(self, msg: Any) -> None:
         try:
@@ -259,6 +274,7 @@ class LiveHub:
         self.draining = False
         self.writing: set[Watcher] = set()
         """Streams whose response has started (what drain() tells to reconnect)."""
+        self._keepalive: asyncio.Task[None] | None = None
 
     async def open(self, room: str, start: Followed, caller: Caller, last_id: str) -> Watcher:
         """A new stream from where the person stands; a ``Last-Event-ID`` equal to the
@@ -279,38 +295,51 @@ class LiveHub:
 
     async def write(self, watcher: Watcher, send: Send, receive: Receive) -> None:
         """Write the stream until the place ends or the client goes: the frames as they
-        come, a keep-alive comment after a quiet while. One task per stream, no queue:
-        an open stream costs little memory."""
+        come, and the hub's keep-alive comments. Kept lean, since a gateway holds
+        thousands: the request's own task, no timer, no second task. Between writes it
+        waits in ``receive()`` for the client to go; news interrupts that wait the way
+        ``asyncio.timeout`` does, by cancelling the task and taking the cancellation
+        back (``Task.uncancel``), so a real cancellation still ends the stream."""
         watcher.started = True
         self.metrics.sse_open.inc()
         self.writing.add(watcher)
+        if self._keepalive is None:
+            self._keepalive = asyncio.create_task(
+                self._keep_alive(), name="sse-keepalive", context=contextvars.Context()
+            )
         if self.draining:
             close_for_reconnect(watcher)
-        gone = asyncio.ensure_future(_disconnected(receive))
+        task = asyncio.current_task()
+        assert task is not None
         try:
             await send(_body(b": waitroom\nretry: %d\n\n" % RETRY_MS))
             while True:
-                if watcher.pending:
+                while watcher.pending:  # frames may come while a write waits
                     frames = b"".join(watcher.pending)
                     watcher.pending.clear()
+                    watcher.spoke = True
                     await send(_body(frames))
-                if watcher.final or watcher.closing or gone.done():
+                if watcher.final or watcher.closing:
                     break
-                watcher.waiter = asyncio.get_running_loop().create_future()
-                done, _ = await asyncio.wait(
-                    (watcher.waiter, gone),
-                    timeout=KEEPALIVE_SECONDS,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                watcher.waiter = None
-                if not done:
-                    await send(_body(b": keepalive\n\n"))
+                if await _client_gone(watcher, task, receive):
+                    break
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
-            gone.cancel()
+            watcher.writer = None
             self.writing.discard(watcher)
             self.metrics.sse_open.dec()
             await self.unwatch(watcher)
+
+    async def _keep_alive(self) -> None:
+        """One tick for every stream: each that wrote nothing since the last tick gets a
+        keep-alive comment, so no stream is quiet for more than ``KEEPALIVE_SECONDS``."""
+        while True:
+            await asyncio.sleep(KEEPALIVE_SECONDS / 2)
+            for watcher in self.writing:
+                if not watcher.spoke and not watcher.pending:  # (a stalled client: no pile)
+                    watcher.pending.append(KEEPALIVE_FRAME)
+                    watcher.wake()
+                watcher.spoke = False
 
     def drain(self) -> int:
         """The gateway is stopping: tell every open stream to reconnect (elsewhere) and
@@ -359,6 +388,11 @@ class LiveHub:
                 await feed.stop()
 
     async def close(self) -> None:
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keepalive
+            self._keepalive = None
         for feed in list(self.feeds.values()):
             await feed.stop()
         self.feeds.clear()
@@ -411,10 +445,22 @@ def _body(data: bytes) -> HTTPResponseBodyEvent:
     return {"type": "http.response.body", "body": data, "more_body": True}
 
 
-async def _disconnected(receive: Receive) -> None:
-    """Resolves when the client has gone."""
-    while (await receive())["type"] != "http.disconnect":
-        pass
+async def _client_gone(watcher: Watcher, task: asyncio.Task[Any], receive: Receive) -> bool:
+    """Wait until the client goes (True) or ``watcher.wake()`` interrupts (False)."""
+    watcher.woken = False
+    watcher.writer = task
+    try:
+        message = await receive()
+    except asyncio.CancelledError:
+        if not watcher.woken or task.uncancel() > 0:
+            raise  # a cancellation of the stream itself (not only the wake-up)
+        return False
+    finally:
+        watcher.writer = None
+    if message["type"] == "http.disconnect":
+        return True
+    watcher.woken = False
+    return False
 
 
 def events_for(answer: PlaceResponse, last: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

@@ -22,6 +22,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from gateway.lean_connections import LeanHttpToolsProtocol
 from shared.errors import BodyTimeout, BodyTooLarge, WaitroomError
 
 TIMED_OUT_HEAD = (
@@ -38,10 +39,11 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-class HeaderDeadlineProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, closing a connection whose request head takes longer
-    than ``seconds`` (from the connection's start or the first byte of a request). A
-    class of the module, so several server processes can be given it by name.
+class HeaderDeadlineProtocol(LeanHttpToolsProtocol):
+    """uvicorn's httptools protocol (its lean variant, see lean_connections.py), closing
+    a connection whose request head takes longer than ``seconds`` (from the connection's
+    start or the first byte of a request). A class of the module, so several server
+    processes can be given it by name.
 
     The deadline is set only for a head still incomplete when the bytes at hand are
     parsed: a head that comes whole in one read (nearly all) costs no timer."""

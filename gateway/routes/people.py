@@ -185,6 +185,8 @@ async def events(
     sequence, and a ``Last-Event-ID`` equal to the current one skips the unchanged opening
     state. An open stream counts as a heartbeat. The token is the queue token
     (``?token=``, since EventSource cannot send headers; ``Authorization`` works too)."""
+    # gateway/event_streams.py opens and writes streams before the framework, with these
+    # same checks; this handler answers what it hands on (and describes the route)
     given = call.bearer or token
     if not given:
         raise errors.MissingToken()
