@@ -251,14 +251,10 @@ local function apply(e)
   return done
 end
 
--- The room's event counter is read once and written once, after the run (or where it
--- stopped): two calls less per event. (wipe_room keeps the stored counter as it was; the
--- write at the end makes it the run's.)
-local have = tonumber(redis.call('HGET', K_STATS, 'event_seq') or '0')
-local stored = have
 for i = 3, #ARGV do
   local e = cjson.decode(ARGV[i])
   local seq = tonumber(e.seq)
+  local have = tonumber(redis.call('HGET', K_STATS, 'event_seq') or '0')
   if mode ~= 'reapply' and seq <= have then
     result.skipped = result.skipped + 1
   else
@@ -275,7 +271,7 @@ for i = 3, #ARGV do
       break
     end
     if mode ~= 'reapply' then
-      have = seq
+      redis.call('HSET', K_STATS, 'event_seq', seq)
     end
     if done == true then
       result.applied = result.applied + 1
@@ -287,8 +283,5 @@ for i = 3, #ARGV do
       result.conflicts = result.conflicts + 1
     end
   end
-end
-if mode ~= 'reapply' and have ~= stored then
-  redis.call('HSET', K_STATS, 'event_seq', have)
 end
 return cjson.encode(result)
