@@ -7,8 +7,15 @@ from __future__ import annotations
 import asyncio
 import json
 
+import httpx
+import pytest
+
+import gateway.live as live_module
+from gateway.lean_connections import MAX_PIPELINED
+from gateway.live import LiveHub
 from tests.helpers.api import RoomFactory
 from tests.helpers.servers import GatewayServer
+from tests.helpers.wait import wait_until
 
 
 async def _connect(gateway: GatewayServer) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -62,3 +69,58 @@ async def test_a_body_that_arrives_in_parts_is_read_whole(
         assert json.loads(answer)["state"] == "waiting"
     finally:
         writer.close()
+
+
+async def _writing(live: LiveHub, count: int) -> bool:
+    return len(live.writing) == count
+
+
+async def test_requests_queued_behind_a_stream_are_bounded(
+    gateway: GatewayServer, client: httpx.AsyncClient, make_room: RoomFactory
+) -> None:
+    """A client pipelining requests behind its event stream (each kept until the stream
+    ends) is refused past MAX_PIPELINED: 400, the connection closed, the stream gone."""
+    live: LiveHub = gateway.app.state.services.live
+    room = await make_room(status="paused")
+    me = (await client.post(f"/v1/rooms/{room}/enqueue")).json()
+    reader, writer = await _connect(gateway)
+    try:
+        writer.write(
+            f"GET /v1/rooms/{room}/events?token={me['token']} HTTP/1.1\r\n"
+            "Host: 127.0.0.1\r\n\r\n".encode()
+        )
+        assert b"200" in await asyncio.wait_for(reader.readline(), 10)
+        await wait_until(lambda: _writing(live, 1), seconds=5)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" * (MAX_PIPELINED + 1))
+        rest = await asyncio.wait_for(reader.read(), 10)  # to the end: the server closed
+        assert b"HTTP/1.1 400" in rest
+        await wait_until(lambda: _writing(live, 0), seconds=5)
+    finally:
+        writer.close()
+
+
+async def test_a_stream_with_a_request_queued_behind_it_ends_when_its_client_goes(
+    gateway: GatewayServer,
+    client: httpx.AsyncClient,
+    make_room: RoomFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """uvicorn tells only a connection's newest request that the client went; the stream
+    ahead of it hears it too (else it would be written, and its place kept alive, for
+    ever). Reading is paused while a request is queued, so the close is seen when the
+    stream next wakes (the hub's keep-alive tick, made short here)."""
+    monkeypatch.setattr(live_module, "KEEPALIVE_SECONDS", 0.4)
+    live: LiveHub = gateway.app.state.services.live
+    room = await make_room(status="paused")
+    me = (await client.post(f"/v1/rooms/{room}/enqueue")).json()
+    reader, writer = await _connect(gateway)
+    writer.write(
+        f"GET /v1/rooms/{room}/events?token={me['token']} HTTP/1.1\r\n"
+        "Host: 127.0.0.1\r\n\r\n".encode()
+    )
+    assert b"200" in await asyncio.wait_for(reader.readline(), 10)
+    await wait_until(lambda: _writing(live, 1), seconds=5)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    await asyncio.sleep(0.2)
+    writer.close()
+    await wait_until(lambda: _writing(live, 0), seconds=5)
