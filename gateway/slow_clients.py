@@ -58,8 +58,16 @@ class HeaderDeadlineProtocol(LeanHttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        if self._in_head:
+        if self._in_head or self._idle():
             self._arm()
+
+    def _idle(self) -> bool:
+        """Whether no request is begun or being answered after a read: the bytes began
+        none (blank lines between requests). uvicorn stopped its keep-alive wait when
+        they came, so the head deadline takes over."""
+        cycle = self.cycle
+        idle = cycle is None or cycle.response_complete
+        return idle and self.timeout_keep_alive_task is None
 
     def on_message_begin(self) -> None:
         super().on_message_begin()

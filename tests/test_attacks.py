@@ -473,6 +473,26 @@ async def test_a_head_that_dribbles_in_after_a_first_request_is_cut_off(
         writer.close()
 
 
+async def test_blank_lines_after_a_response_do_not_hold_a_connection_open(
+    settings: Settings,
+) -> None:
+    """Bytes that begin no request (a blank line) stop uvicorn's keep-alive wait; the head
+    deadline then closes the connection, as for any head that does not come."""
+    strict = settings.with_changes(header_timeout=1.0)
+    async with GatewayServer(strict) as gw:
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.settings.port)
+        try:
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            first = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
+            length = int(first.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+            writer.write(b"\r\n")
+            answer = await asyncio.wait_for(reader.read(200), timeout=15)
+            assert answer.startswith(b"HTTP/1.1 408"), answer
+        finally:
+            writer.close()
+
+
 async def test_links_never_name_a_host_the_operator_did_not_allow(
     client: httpx.AsyncClient, make_room: RoomFactory, settings: Settings
 ) -> None:
