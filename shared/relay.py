@@ -74,13 +74,14 @@ class RoomTrack:
 @dataclass(frozen=True)
 class SnapshotPolicy:
     """When a room is snapshotted: after ``every_events`` events, or ``every_seconds``
-    after the last snapshot if it changed meanwhile. A snapshot is one script over the
-    whole room, holding the store for a time that grows with the room (over a second at
-    200,000 people), so a room of more than twice ``every_events`` people waits longer:
-    for half as many events as it holds people (a room that only grew: as many as it
-    held at its last snapshot), and by time for a tenth of its people. The store then
-    spends on snapshots about two records copied per event (ten by time) at most,
-    whatever the room's size."""
+    after the last snapshot if it changed meanwhile (so every room that changes has a
+    snapshot on the stream younger than that; the stream's retention relies on it). A
+    snapshot is one script over the whole room, holding the store for a time that grows
+    with the room (over a second at 200,000 people), so by events a room of more than
+    twice ``every_events`` people waits longer: for half as many events as it holds
+    people (a room that only grew: as many as it held at its last snapshot). The store
+    then copies about two records per event for snapshots, whatever the room's size,
+    plus one snapshot per ``every_seconds``."""
 
     every_events: int = 10_000
     every_seconds: float = 300.0
@@ -90,10 +91,7 @@ class SnapshotPolicy:
         after its last snapshot. With ``people`` 0 (not counted yet), whether it may be."""
         if since <= 0:
             return False
-        if since >= max(self.every_events, people // 2):
-            return True
-        small = people <= self.every_events
-        return elapsed >= self.every_seconds and (small or since * 10 >= people)
+        return since >= max(self.every_events, people // 2) or elapsed >= self.every_seconds
 
 
 class OutboxRelay:
@@ -355,11 +353,14 @@ class OutboxRelay:
         elapsed = time.monotonic() - track.snapshot_at
         if not self.snapshots.due(since, elapsed):
             return
-        # a count kept from a moment ago may say no; a yes is checked with a fresh one
-        if not self.snapshots.due(since, elapsed, await self._people(room, track)):
-            return
-        if not self.snapshots.due(since, elapsed, await self._people(room, track, fresh=True)):
-            return
+        if elapsed < self.snapshots.every_seconds:
+            # by events only; a count kept from a moment ago may say no, a yes is
+            # checked with a fresh one
+            if not self.snapshots.due(since, elapsed, await self._people(room, track)):
+                return
+            people = await self._people(room, track, fresh=True)
+            if not self.snapshots.due(since, elapsed, people):
+                return
         stream_from = (await js.stream_info(self.stream)).state.last_seq + 1
         state = await self.store.snapshot(room)
         seq = msgspec.json.decode(state, type=_SnapSeq).seq

@@ -392,8 +392,7 @@ class Settings(EnvSettings):
         "WAITROOM_SNAPSHOT_SECONDS",
         300,
         integer(1),
-        "seconds between two snapshots of a room that changed meanwhile (in a room of N "
-        "people, by at least N/10 events)",
+        "seconds between two snapshots of a room that changed meanwhile",
         WORKERS,
     )
     admission_tick_ms: int = setting(
