@@ -403,24 +403,37 @@ def test_short_admin_keys_are_refused() -> None:
 # --- slow clients and forged hosts -------------------------------------------------------
 
 
+async def _dribble_a_head(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
+    """A head sent a byte at a time, never finished (a slowloris); what the server says."""
+    for _ in range(20):  # 10 s of dribbling, if the server let it
+        try:
+            writer.write(b"X")
+            await writer.drain()
+        except ConnectionError:
+            return b""
+        try:
+            return await asyncio.wait_for(reader.read(200), timeout=0.5)
+        except TimeoutError:
+            continue
+    return b""
+
+
+async def _one_request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A whole request on a kept-alive connection, its answer read to the end."""
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    await reader.readexactly(length)
+
+
 async def test_headers_and_bodies_that_dribble_in_are_cut_off(settings: Settings) -> None:
     strict = settings.with_changes(header_timeout=1.0, body_timeout=1.0)
     async with GatewayServer(strict) as gw:
         # a slowloris: one header byte at a time, never finishing the head
         reader, writer = await asyncio.open_connection("127.0.0.1", gw.settings.port)
         writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
-        answer = b""
-        for _ in range(20):  # 10 s of dribbling, if the server let it
-            try:
-                writer.write(b"X")
-                await writer.drain()
-            except ConnectionError:
-                break
-            try:
-                answer = await asyncio.wait_for(reader.read(200), timeout=0.5)
-            except TimeoutError:
-                continue
-            break
+        answer = await _dribble_a_head(reader, writer)
         assert answer.startswith(b"HTTP/1.1 408"), answer
         writer.close()
         # a body promised and sent a byte at a time
@@ -451,24 +464,9 @@ async def test_a_head_that_dribbles_in_after_a_first_request_is_cut_off(
     strict = settings.with_changes(header_timeout=1.0)
     async with GatewayServer(strict) as gw:
         reader, writer = await asyncio.open_connection("127.0.0.1", gw.settings.port)
-        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        first = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
-        assert first.startswith(b"HTTP/1.1 200"), first
-        length = int(first.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
-        await reader.readexactly(length)
+        await _one_request(reader, writer)
         writer.write(b"GET /healthz HTTP/1.1\r\n")
-        answer = b""
-        for _ in range(20):  # 10 s of dribbling, if the server let it
-            try:
-                writer.write(b"X")
-                await writer.drain()
-            except ConnectionError:
-                break
-            try:
-                answer = await asyncio.wait_for(reader.read(200), timeout=0.5)
-            except TimeoutError:
-                continue
-            break
+        answer = await _dribble_a_head(reader, writer)
         assert answer.startswith(b"HTTP/1.1 408"), answer
         writer.close()
 
@@ -482,10 +480,7 @@ async def test_blank_lines_after_a_response_do_not_hold_a_connection_open(
     async with GatewayServer(strict) as gw:
         reader, writer = await asyncio.open_connection("127.0.0.1", gw.settings.port)
         try:
-            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            first = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
-            length = int(first.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
-            await reader.readexactly(length)
+            await _one_request(reader, writer)
             writer.write(b"\r\n")
             answer = await asyncio.wait_for(reader.read(200), timeout=15)
             assert answer.startswith(b"HTTP/1.1 408"), answer

@@ -66,6 +66,13 @@ def _services(gateway: GatewayServer) -> Services:
     return services
 
 
+async def _someone_waiting(client: httpx.AsyncClient, make_room: RoomFactory) -> tuple[str, str]:
+    """A paused room with one person in line; the room and that person's stream path."""
+    room = await make_room(status="paused")
+    me = (await client.post(f"/v1/rooms/{room}/enqueue")).json()
+    return room, f"/v1/rooms/{room}/events?token={me['token']}"
+
+
 @pytest.fixture
 async def streams() -> AsyncIterator[list[RawStream]]:
     opened: list[RawStream] = []
@@ -168,9 +175,7 @@ async def test_a_client_that_goes_is_forgotten_at_once(
     streams: list[RawStream],
 ) -> None:
     live = _services(gateway).live
-    room = await make_room(status="paused")
-    me = (await client.post(f"/v1/rooms/{room}/enqueue")).json()
-    path = f"/v1/rooms/{room}/events?token={me['token']}"
+    room, path = await _someone_waiting(client, make_room)
     for _ in range(4):
         s = await RawStream.open(gateway.url, path, {})
         streams.append(s)
@@ -220,9 +225,7 @@ async def test_a_draining_gateway_tells_its_streams_to_reconnect_and_closes_them
     streams: list[RawStream],
 ) -> None:
     live = _services(gateway).live
-    room = await make_room(status="paused")
-    me = (await client.post(f"/v1/rooms/{room}/enqueue")).json()
-    path = f"/v1/rooms/{room}/events?token={me['token']}"
+    _, path = await _someone_waiting(client, make_room)
     s = await RawStream.open(gateway.url, path, {})
     streams.append(s)
     await s.read_until(b"event: position")

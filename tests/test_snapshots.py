@@ -76,6 +76,16 @@ async def make_history(store: RoomStore, rooms: list[str], rounds: int) -> None:
                     await store.leave(room, position_id)
 
 
+async def started_relay(
+    store: RoomStore, settings: Settings, snapshots: SnapshotPolicy
+) -> tuple[NatsLink, OutboxRelay]:
+    """A relay of the test's own, its NATS link connected (closed by the caller)."""
+    link = NatsLink(settings.nats_url, stream=settings.stream_name, duplicate_window=600, name="t")
+    link.start()
+    await wait_until(link.jetstream, seconds=10)
+    return link, OutboxRelay(store, link, holder="t", lease_ms=600_000, snapshots=snapshots)
+
+
 async def relay_everything(store: RoomStore, relay: OutboxRelay, rooms: list[str]) -> None:
     fences = await store.lease_acquire_many(rooms, "relay", relay.holder, 600_000)
     for room, fence in zip(rooms, fences, strict=True):
@@ -92,12 +102,7 @@ async def test_recovery_from_a_snapshot_and_its_tail_equals_recovery_from_the_wh
 ) -> None:
     redis, settings = own_db
     store = RoomStore(redis)
-    link = NatsLink(settings.nats_url, stream=settings.stream_name, duplicate_window=600, name="t")
-    link.start()
-    await wait_until(link.jetstream, seconds=10)
-    relay = OutboxRelay(
-        store, link, holder="t", lease_ms=600_000, snapshots=SnapshotPolicy(every_events=150)
-    )
+    link, relay = await started_relay(store, settings, SnapshotPolicy(every_events=150))
     rooms = [f"snap-{i}-{secrets.token_hex(3)}" for i in range(3)]
     try:
         for room in rooms:
@@ -179,12 +184,7 @@ async def test_a_room_of_more_people_than_the_snapshot_interval_waits_for_half_i
     after 120 (half its people)."""
     redis, settings = own_db
     store = RoomStore(redis)
-    link = NatsLink(settings.nats_url, stream=settings.stream_name, duplicate_window=600, name="t")
-    link.start()
-    await wait_until(link.jetstream, seconds=10)
-    relay = OutboxRelay(
-        store, link, holder="t", lease_ms=600_000, snapshots=SnapshotPolicy(every_events=50)
-    )
+    link, relay = await started_relay(store, settings, SnapshotPolicy(every_events=50))
     small, big = (f"{kind}-{secrets.token_hex(3)}" for kind in ("small", "big"))
     try:
         for room in (small, big):
@@ -197,22 +197,21 @@ async def test_a_room_of_more_people_than_the_snapshot_interval_waits_for_half_i
             await store.enqueue(big)  # 121 events with the room's creation
         js = await link.jetstream()
         assert js is not None
-        await relay_everything(store, relay, [small, big])
-        for room, seq in ((small, 61), (big, 121)):
+
+        async def latest_seq(room: str) -> int:
             taken = await latest_snapshot(js, settings.stream_name, room)
             assert taken is not None
-            assert taken.manifest.seq == seq
+            return taken.manifest.seq
+
+        await relay_everything(store, relay, [small, big])
+        assert (await latest_seq(small), await latest_seq(big)) == (61, 121)
         for _ in range(100):
             await store.enqueue(big)  # 220 people, 100 events since
         await relay_everything(store, relay, [big])
-        taken = await latest_snapshot(js, settings.stream_name, big)
-        assert taken is not None
-        assert taken.manifest.seq == 121
+        assert await latest_seq(big) == 121
         for _ in range(20):
             await store.enqueue(big)  # 240 people, 120 events since
         await relay_everything(store, relay, [big])
-        taken = await latest_snapshot(js, settings.stream_name, big)
-        assert taken is not None
-        assert taken.manifest.seq == 241
+        assert await latest_seq(big) == 241
     finally:
         await link.close()
