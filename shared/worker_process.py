@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from shared import event_loop
 from shared.logs import configure
 from shared.metric_names import Exporter
 from shared.metrics_server import metrics_port
@@ -138,4 +139,4 @@ def worker_main(name: str, part: Part, run: WorkerRun, doc: str, argv: list[str]
             await run(ctx, stop)
         log.info("worker_stopped", role=name)
 
-    asyncio.run(amain())
+    event_loop.run(amain())
