@@ -18,6 +18,7 @@ from gateway.draining import on_termination
 from gateway.errors import EXCEPTION_HANDLERS
 from gateway.event_streams import event_streams
 from gateway.fast_answers import fast_answers
+from gateway.fast_joins import FastJoins
 from gateway.request_log import access_log_middleware
 from gateway.routes.admin import admin_router
 from gateway.routes.openapi import ClosedStructs
@@ -93,5 +94,7 @@ def create_app(settings: Settings) -> Litestar:
     # before the framework: Litestar.__call__ sets scope["app"], then calls these
     if settings.lines_in_memory:
         app.asgi_handler = fast_answers(app.asgi_handler, settings.access_log)
+    if settings.fast_joins:
+        app.asgi_handler = app.state.fast_joins = FastJoins(app.asgi_handler, settings.access_log)
     app.asgi_handler = event_streams(app.asgi_handler, settings.access_log)
     return app

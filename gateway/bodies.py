@@ -13,7 +13,8 @@ from typing import Any
 
 import msgspec
 from litestar import Request
-from litestar.exceptions import SerializationException, ValidationException
+
+from shared.errors import InvalidBody, MalformedJson
 
 
 class StrictJsonRequest(Request[Any, Any, Any]):
@@ -21,21 +22,26 @@ class StrictJsonRequest(Request[Any, Any, Any]):
         field = self.route_handler.parsed_data_field
         if field is None:
             return await super().json()
-        raw = await self.body() or b"null"
-        try:
-            return msgspec.json.decode(raw, type=field.annotation)
-        except msgspec.ValidationError:
-            pass  # maybe only a whole number written as 10.0; see below
-        except msgspec.DecodeError as exc:
-            raise SerializationException(str(exc)) from exc
-        try:
-            plain = msgspec.json.decode(raw)
-        except msgspec.DecodeError as exc:  # a type error found first hid a syntax error
-            raise SerializationException(str(exc)) from exc
-        try:
-            return msgspec.convert(_whole_numbers(plain), field.annotation, strict=True)
-        except msgspec.ValidationError as exc:
-            raise ValidationException(extra=[{"message": str(exc), "key": "body"}]) from exc
+        return decode_strict(await self.body() or b"null", field.annotation)
+
+
+def decode_strict(raw: bytes, annotation: Any) -> Any:
+    """``raw`` decoded as ``annotation``, strictly; 400 ``malformed_json`` for what is not
+    JSON, 400 ``invalid_body`` for JSON the type does not allow (the first problem)."""
+    try:
+        return msgspec.json.decode(raw, type=annotation)
+    except msgspec.ValidationError:
+        pass  # maybe only a whole number written as 10.0; see below
+    except msgspec.DecodeError as exc:
+        raise MalformedJson() from exc
+    try:
+        plain = msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:  # a type error found first hid a syntax error
+        raise MalformedJson() from exc
+    try:
+        return msgspec.convert(_whole_numbers(plain), annotation, strict=True)
+    except msgspec.ValidationError as exc:
+        raise InvalidBody(f"body: {exc}") from exc
 
 
 def _whole_numbers(value: Any) -> Any:

@@ -73,12 +73,14 @@ def _validation_message(exc: ValidationException) -> str:
     return errors.InvalidBody.message
 
 
-def on_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+def unexpected_answer(exc: Exception) -> dict[str, Any]:
+    """The body a bug is answered with (status 500), once it is logged."""
     log.error("unhandled_error", error=repr(exc), exc_info=exc)
-    return Response(
-        {"error": {"code": "internal", "message": "Something went wrong on our side."}},
-        status_code=500,
-    )
+    return {"error": {"code": "internal", "message": "Something went wrong on our side."}}
+
+
+def on_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    return Response(unexpected_answer(exc), status_code=500)
 
 
 EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {

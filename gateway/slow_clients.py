@@ -114,12 +114,9 @@ def body_deadline_middleware(seconds: float, max_bytes: int) -> Any:
                 await app(scope, receive, send)
                 return
             try:
-                body = await asyncio.wait_for(_read_body(receive, max_bytes), timeout=seconds)
-            except TimeoutError:
-                await _refuse(send, BodyTimeout())
-                return
+                body = await read_body_in_time(receive, seconds, max_bytes)
             except WaitroomError as exc:
-                await _refuse(send, exc)
+                await refuse(send, exc)
                 return
             if body is None:
                 return  # the client went away
@@ -139,7 +136,19 @@ def body_deadline_middleware(seconds: float, max_bytes: int) -> Any:
     return middleware
 
 
-async def _read_body(receive: Receive, max_bytes: int) -> bytes | None:
+async def read_body_in_time(
+    receive: Callable[[], Awaitable[Any]], seconds: float, max_bytes: int
+) -> bytes | None:
+    """The whole body, or None if the client disconnected first; 408 ``body_timeout``
+    when it takes longer than ``seconds``, 413 ``body_too_large`` past ``max_bytes``."""
+    try:
+        async with asyncio.timeout(seconds):
+            return await _read_body(receive, max_bytes)
+    except TimeoutError:
+        raise BodyTimeout() from None
+
+
+async def _read_body(receive: Callable[[], Awaitable[Any]], max_bytes: int) -> bytes | None:
     """The whole body, or None if the client disconnected first."""
     chunks: list[bytes] = []
     size = 0
@@ -156,7 +165,13 @@ async def _read_body(receive: Receive, max_bytes: int) -> bytes | None:
             return b"".join(chunks)
 
 
-async def _refuse(send: Send, exc: WaitroomError) -> None:
+async def refuse(
+    send: Callable[[Any], Awaitable[None]],
+    exc: WaitroomError,
+    headers: tuple[tuple[bytes, bytes], ...] = (),
+) -> None:
+    """Answer a body that came too slowly or is too large, and close the connection (the
+    client may still be sending)."""
     body = json.dumps({"error": {"code": exc.code, "message": exc.detail}}).encode()
     await send(
         {
@@ -166,6 +181,7 @@ async def _refuse(send: Send, exc: WaitroomError) -> None:
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
                 (b"connection", b"close"),
+                *headers,
             ],
         }
     )

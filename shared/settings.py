@@ -453,6 +453,14 @@ class Settings(EnvSettings):
         "from the data store)",
         GATEWAY,
     )
+    fast_joins: bool = setting(
+        "WAITROOM_FAST_JOINS",
+        True,
+        boolean,
+        "answer joins (POST /v1/rooms/{room}/enqueue) before the web framework, with the "
+        "same answers and errors (false: through the framework, as every other call)",
+        GATEWAY,
+    )
     access_log: str = setting(
         "WAITROOM_ACCESS_LOG",
         "errors",

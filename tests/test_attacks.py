@@ -427,7 +427,11 @@ async def _one_request(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
     await reader.readexactly(length)
 
 
-async def test_headers_and_bodies_that_dribble_in_are_cut_off(settings: Settings) -> None:
+@pytest.mark.parametrize("path", ["/v1/session/verify", "/v1/rooms/any-room/enqueue"])
+async def test_headers_and_bodies_that_dribble_in_are_cut_off(
+    settings: Settings, path: str
+) -> None:
+    """Through the framework, and on the way a join takes before it (fast_joins.py)."""
     strict = settings.with_changes(header_timeout=1.0, body_timeout=1.0)
     async with GatewayServer(strict) as gw:
         # a slowloris: one header byte at a time, never finishing the head
@@ -439,8 +443,8 @@ async def test_headers_and_bodies_that_dribble_in_are_cut_off(settings: Settings
         # a body promised and sent a byte at a time
         reader, writer = await asyncio.open_connection("127.0.0.1", gw.settings.port)
         writer.write(
-            b"POST /v1/session/verify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Content-Length: 200\r\n\r\n{"
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n".encode()
+            + b"Content-Length: 200\r\n\r\n{"
         )
         answer = b""
         for _ in range(20):
