@@ -7,6 +7,11 @@ is about 750 bytes, so these three cost more than 2 KiB per connection. Here the
 lists, which behave the same for the few operations uvicorn uses (append, remove,
 iterate; the pipeline: appendleft, pop) and cost under 100 bytes empty. And the raw
 request line is not kept once it is parsed.
+
+A response also goes out in one write, not two: uvicorn writes the head as soon as the app
+starts the response and the body after. Each write is a system call, and on a connection
+from a proxy on the same host each one also delivers a packet, so a small answer (a
+status, a join) cost a tenth more than it needs to.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import asyncio
 from asyncio import Transport
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 
 class LeanEvent(asyncio.Event):
@@ -42,6 +47,71 @@ stream ends. One more is refused: 400 and the connection closed."""
 
 class PipelineTooDeep(Exception):
     """More requests queued on one connection than MAX_PIPELINED."""
+
+
+class _HeldHead:
+    """Stands in for the transport while uvicorn writes a response's head: keeps it."""
+
+    __slots__ = ("data",)
+
+    def __init__(self) -> None:
+        self.data = b""
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+
+class _HeadFirst:
+    """Stands in for the transport while uvicorn writes a response's first body part:
+    the held head goes out in the same write."""
+
+    __slots__ = ("head", "transport")
+
+    def __init__(self, transport: Any, head: bytes) -> None:
+        self.transport = transport
+        self.head = head
+
+    def write(self, data: bytes) -> None:
+        self.transport.write(self.head + data)
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def is_closing(self) -> bool:
+        return bool(self.transport.is_closing())
+
+
+class OneWriteCycle(RequestResponseCycle):
+    """uvicorn's request cycle, writing a response's head together with its first body
+    part. (A HEAD response has no body part: its head is written at once.)"""
+
+    _head: bytes | None = None
+
+    async def send(self, message: Any) -> None:
+        kind = message["type"]
+        if kind == "http.response.start" and not self.response_started:
+            if self.scope["method"] == "HEAD":
+                await super().send(message)
+                return
+            real, held = self.transport, _HeldHead()
+            self.transport = held  # type: ignore[assignment]
+            try:
+                await super().send(message)
+            finally:
+                self.transport = real
+            self._head = held.data
+            return
+        head = self._head
+        if head is not None and kind == "http.response.body":
+            self._head = None
+            real = self.transport
+            self.transport = _HeadFirst(real, head)  # type: ignore[assignment]
+            try:
+                await super().send(message)
+            finally:
+                self.transport = real
+            return
+        await super().send(message)
 
 
 class LeanHttpToolsProtocol(HttpToolsProtocol):
@@ -77,6 +147,7 @@ class LeanHttpToolsProtocol(HttpToolsProtocol):
                     unfinished.append(before)
                 self._unfinished = [*unfinished, cycle]
             cycle.message_event = LeanEvent()
+            cycle.__class__ = OneWriteCycle  # its task has not run yet
             # the request line is parsed into the scope; its copy (with a stream's token in
             # the query, some 700 bytes) is read again only for a WebSocket upgrade, which
             # makes no new request cycle

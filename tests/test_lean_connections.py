@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import httpx
 import pytest
@@ -13,9 +14,11 @@ import pytest
 import gateway.live as live_module
 from gateway.lean_connections import MAX_PIPELINED
 from gateway.live import LiveHub
+from shared.settings import Settings
 from tests.helpers.api import RoomFactory
-from tests.helpers.servers import GatewayServer
+from tests.helpers.servers import GatewayServer, ModuleProc, settings_env
 from tests.helpers.wait import wait_until
+from waitroom.processes import free_port, wait_for_port
 
 
 async def _connect(gateway: GatewayServer) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -124,3 +127,39 @@ async def test_a_stream_with_a_request_queued_behind_it_ends_when_its_client_goe
     await asyncio.sleep(0.2)
     writer.close()
     await wait_until(lambda: _writing(live, 0), seconds=5)
+
+
+def _write_calls(process_id: int) -> int:
+    """Write system calls the process made so far (``syscw`` of /proc/<pid>/io)."""
+    for line in Path(f"/proc/{process_id}/io").read_text().splitlines():
+        if line.startswith("syscw:"):
+            return int(line.split()[1])
+    raise AssertionError("no syscw in /proc/<pid>/io")
+
+
+async def test_a_response_goes_out_in_one_write(settings: Settings, tmp_path: Path) -> None:
+    """Head and body in one system call (uvicorn makes two); a HEAD answer, which has no
+    body to ride with, still gets its head."""
+    port = free_port()
+    gateway = ModuleProc(
+        "gateway", settings_env(settings, WAITROOM_PORT=str(port)), tmp_path / "gw.log"
+    ).start()
+    try:
+        assert gateway.proc is not None
+        await asyncio.to_thread(wait_for_port, port, 30, gateway.proc)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        writer.write(request)
+        assert (await _response(reader))[0] == 200
+        await asyncio.sleep(0.5)  # the first request's own work (logs, connections) done
+        before = _write_calls(gateway.proc.pid)
+        for _ in range(200):
+            writer.write(request)
+            assert (await _response(reader))[0] == 200
+        assert _write_calls(gateway.proc.pid) - before < 1.2 * 200
+        writer.write(b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+        assert head.startswith(b"HTTP/1.1 "), head
+        writer.close()
+    finally:
+        gateway.stop()
