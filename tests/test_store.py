@@ -30,8 +30,10 @@ from shared.scripts import (
     script_source,
     with_prelude,
 )
+from shared.settings import Settings
 from shared.store import RoomStore, require_room
 from shared.store.calls import mapped
+from tests.helpers.servers import ValkeyProc
 from waitroom.processes import free_port
 
 URL = "http://127.0.0.1:9/t"
@@ -292,3 +294,32 @@ async def test_party_size_follows_capacity_down_unless_given(store: RoomStore) -
         await store.put_room(room, RoomUpdate(max_active=5, max_party_size=8))
     assert refused.value.detail == "max_party_size must be at most max_active"
     assert (await require_room(store, room)).max_party_size == 20
+
+
+async def test_pipelined_script_calls_run_once_each_after_the_store_forgot_its_scripts(
+    own_store: tuple[ValkeyProc, Settings],
+) -> None:
+    """Pipelines of script calls skip redis-py's SCRIPT EXISTS round trip; a store that
+    forgot its scripts (a restart) answers NOSCRIPT, and those calls, which did not run,
+    run once after the scripts are loaded again."""
+    _, settings = own_store
+    redis = await connect(settings.redis_url)
+    try:
+        store = RoomStore(redis)
+        rooms = [new_room() for _ in range(3)]
+        for room in rooms:
+            await store.put_room(room, RoomUpdate(target_url=URL))
+        fences = await store.lease_acquire_many(rooms, "relay", "h", 60_000)
+        assert all(fences)
+        before = await redis.info("commandstats")
+        await redis.script_flush()
+        assert await store.lease_acquire_many(rooms, "relay", "h", 60_000) == fences  # renewed
+        after = await redis.info("commandstats")
+        assert (
+            "cmdstat_script|exists" not in after
+            or after["cmdstat_script|exists"]["calls"]
+            == before.get("cmdstat_script|exists", {"calls": 0})["calls"]
+        )
+        assert await store.lease_acquire_many(rooms, "relay", "other", 60_000) == [0, 0, 0]
+    finally:
+        await redis.aclose()
