@@ -1,8 +1,9 @@
 """The loop every worker replica runs: per room, hold a lease, do one tick of work.
 
 A replica takes a room's lease for its role (SET NX PX with a fencing token, in Lua),
-renews it on every tick, and does the room's work only under it; the work scripts check
-the fence themselves, so a replica that stalled past its lease cannot write. A replica
+renews it every quarter of the lease (and tries for rooms on every tick while it holds
+fewer than its share), and does the room's work only under it; the work scripts check the
+fence themselves, so a replica that stalled past its lease cannot write. A replica
 takes no more than its fair share of rooms (rooms / live replicas, rounded up), so
 rooms spread over replicas; a killed replica's rooms are taken by another once its
 leases run out.
@@ -62,6 +63,11 @@ class RoomLoop:
         self.replicas = store.replicas(role)
         self._rooms: list[str] = []
         self._rooms_at = 0.0
+        self.renew_every = max(self.tick, lease_ms / 4000)
+        """Seconds between renewals of the leases and of this replica's live mark: a
+        quarter of the lease, so three renewals may fail before one runs out."""
+        self._live: tuple[float, int] = (-self.renew_every, 1)
+        self._renewed_at = -self.renew_every
 
     async def _room_list(self) -> list[str]:
         now = time.monotonic()
@@ -74,8 +80,14 @@ class RoomLoop:
         return self._rooms
 
     async def _live_replicas(self) -> int:
-        """Mark this replica alive and count the live ones of its role."""
-        return await self.replicas.mark_alive(self.holder, self.lease_ms)
+        """Mark this replica alive and count the live ones of its role (again once the
+        last mark is ``renew_every`` old)."""
+        now = time.monotonic()
+        marked_at, count = self._live
+        if now - marked_at >= self.renew_every:
+            count = await self.replicas.mark_alive(self.holder, self.lease_ms)
+            self._live = (now, count)
+        return count
 
     async def run_tick(self) -> None:
         rooms = await self._room_list()
@@ -90,9 +102,14 @@ class RoomLoop:
             log.info("lease_handed_over", role=self.role, room=room)
         # renew what we hold and, below our share, try for the rest: one round trip
         candidates = [r for r in rooms if r in self.held or len(self.held) < share]
+        now = time.monotonic()
+        if all(r in self.held for r in candidates) and now - self._renewed_at < self.renew_every:
+            await self._work_held()
+            return
         fences = await self.store.lease_acquire_many(
             candidates, self.role, self.holder, self.lease_ms
         )
+        self._renewed_at = now
         for room, fence in zip(candidates, fences, strict=True):
             if not fence:
                 self._drop(room)
@@ -105,6 +122,9 @@ class RoomLoop:
                     self.metrics.lease_taken(room, self.role)
             else:  # more came free at once than our share: leave them to the others
                 await self.store.lease_release(room, self.role, self.holder, fence)
+        await self._work_held()
+
+    async def _work_held(self) -> None:
         await asyncio.gather(*(self._work_one(room, fence) for room, fence in self.held.items()))
 
     async def _work_one(self, room: str, fence: int) -> None:

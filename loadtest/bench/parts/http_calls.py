@@ -130,6 +130,7 @@ async def run(b: Bench, parts: set[str]) -> None:
         b.run.floors["bare"] = FLOOR_TEXT["bare"]
 
     if "enqueue" in parts:
+        rsa_floor: Measured | None = None
         for alg in ("RS256", "ES256"):
             if alg == "ES256":
                 gateway = stack.start_gateway(queue_alg="ES256")
@@ -153,6 +154,10 @@ async def run(b: Bench, parts: set[str]) -> None:
                 body="{}",
             )
             b.run.add(_row("enqueue", f"enqueue, {alg} queue token", real, base))
+            if alg == "RS256":
+                rsa_floor = base
+            elif rsa_floor is not None:  # the targets: both against the RS256 floor
+                b.run.add(_row("enqueue", "enqueue, ES256, vs the RS256 floor", real, rsa_floor))
         b.run.floors["enqueue"] = FLOOR_TEXT["enqueue"]
         gateway = stack.start_gateway(queue_alg="RS256")
         real_procs = b.processes("app", "workers", "valkey", "nats")
