@@ -19,7 +19,7 @@ from shared.events import Admitted, Enqueued, Event, Expired, Extended, decode
 from shared.redis_conn import connect
 from shared.settings import Settings
 from tests.helpers.api import ADMIN, assert_error, bearer, create_room, figures, place
-from tests.helpers.load import Load
+from tests.helpers.load import Load, crowd_client
 from tests.helpers.servers import (
     GatewayServer,
     ModuleProc,
@@ -86,7 +86,7 @@ async def test_a_store_rolled_back_to_an_older_snapshot_is_caught_up_from_the_st
     valkey, settings = own_store
     procs = workers(settings)
     room = "roll-" + settings.instance
-    async with GatewayServer(settings) as gw, httpx.AsyncClient(base_url=gw.url, timeout=30) as c:
+    async with GatewayServer(settings) as gw, crowd_client(gw.url) as c:
         await create_room(
             c, room, max_active=30, release_rate=15, heartbeat_timeout=600, claim_window=600
         )
@@ -144,7 +144,7 @@ async def test_a_store_killed_before_its_outbox_drained_is_rebuilt_consistent(
     valkey, settings = own_store
     procs = workers(settings)
     rooms = [f"crash-{i}-{settings.instance}" for i in range(2)]
-    async with GatewayServer(settings) as gw, httpx.AsyncClient(base_url=gw.url, timeout=30) as c:
+    async with GatewayServer(settings) as gw, crowd_client(gw.url) as c:
         for room in rooms:
             await create_room(
                 c, room, max_active=20, release_rate=30, heartbeat_timeout=600, claim_window=600

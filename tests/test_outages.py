@@ -25,7 +25,7 @@ from tests.helpers.api import (
     figures,
     place,
 )
-from tests.helpers.load import Load
+from tests.helpers.load import Load, crowd_client
 from tests.helpers.servers import (
     GatewayServer,
     ModuleProc,
@@ -93,7 +93,7 @@ async def _nats_down_run(
     async with (
         GatewayServer(settings) as gw,
         GatewayServer(settings) as gw2,
-        httpx.AsyncClient(base_url=gw.url, timeout=30) as c,
+        crowd_client(gw.url) as c,
         httpx.AsyncClient(base_url=gw2.url, timeout=30) as c2,
     ):
         # admitted slower than people join, even on a busy machine: some are still waiting

@@ -14,7 +14,7 @@ import pytest
 from shared.events import Admitted
 from shared.settings import Settings
 from tests.helpers.api import ADMIN, bearer, create_room, figures, place
-from tests.helpers.load import Load
+from tests.helpers.load import Load, crowd_client
 from tests.helpers.servers import (
     GatewayServer,
     ModuleProc,
@@ -52,7 +52,7 @@ async def test_store_killed_under_load_comes_back_identical_from_the_stream(
         ModuleProc("admission_worker", env | {"WAITROOM_INSTANCE": "a2"}, tmp_path / "a2.log"),
         ModuleProc("heartbeat_worker", env | {"WAITROOM_INSTANCE": "h1"}, tmp_path / "h1.log"),
     ]
-    async with GatewayServer(settings) as gw, httpx.AsyncClient(base_url=gw.url, timeout=30) as c:
+    async with GatewayServer(settings) as gw, crowd_client(gw.url) as c:
         rooms = [f"rec-{i}-{settings.instance}" for i in range(3)]
         for room in rooms:
             await create_room(

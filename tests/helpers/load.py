@@ -8,7 +8,17 @@ from typing import Any
 
 import httpx
 
+from gateway.serving import KEEP_ALIVE_SECONDS
 from tests.helpers.api import bearer
+
+
+def crowd_client(base_url: str) -> httpx.AsyncClient:
+    """A client for a crowd. It closes a kept-alive connection idle for a while before the
+    gateway does (``KEEP_ALIVE_SECONDS``): a request sent on a connection in the moment
+    the server closes it fails with ``ReadError``, which a browser retries and a test of
+    faults would count as one."""
+    limits = httpx.Limits(keepalive_expiry=KEEP_ALIVE_SECONDS / 2)
+    return httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits)
 
 
 class Load:
