@@ -58,6 +58,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         audience=settings.audience,
         queue_ttl=settings.queue_token_ttl,
         queue_alg=settings.queue_token_alg,
+        sign_threads=settings.sign_threads,
     )
     redis = connect(settings.redis_url, tls_ca=settings.redis_tls_ca, max_connections=256)
     link = NatsLink.from_settings(settings, "gateway")

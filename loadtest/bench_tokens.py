@@ -35,7 +35,7 @@ def main(argv: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         keys = Path(tmp)
         ensure_keys(keys, ("rsa", "ec"))
-        rs = TokenService(KeyRing(keys), issuer="bench", audience="site")
+        rs = TokenService(KeyRing(keys), issuer="bench", audience="site", sign_threads=2)
         es = TokenService(KeyRing(keys), issuer="bench", audience="site", queue_alg="ES256")
         claims = rs.queue_claims(
             "room", "position_id", incarnation="i", arrival=1, size=1, priority=0, bind=""

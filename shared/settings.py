@@ -453,6 +453,15 @@ class Settings(EnvSettings):
         "from the data store)",
         GATEWAY,
     )
+    sign_threads: int = setting(
+        "WAITROOM_SIGN_THREADS",
+        0,
+        integer(0, 64),
+        "threads that make RSA signatures (RS256 queue tokens, access tokens) beside the "
+        "event loop; 0: on the loop, the least CPU per signature; more: a gateway of one "
+        "process with cores to spare uses them, at about a third more CPU per signature",
+        GATEWAY,
+    )
     fast_joins: bool = setting(
         "WAITROOM_FAST_JOINS",
         True,

@@ -1,10 +1,12 @@
 """Signing and verifying queue and access tokens (the keys: shared/keyring.py).
 
-RSA signatures are made in a small thread pool: ``cryptography`` releases the GIL for the
-~1 ms they take, so the event loop goes on meanwhile and a second core is used. ECDSA
-signatures (ES256 queue tokens) take ~40 µs, less than handing them to a thread costs, so
-they are made on the loop. Verified tokens are cached until they expire, so a repeat heartbeat
-skips the RSA verify.
+Signatures are made on the event loop. An RSA signature takes about a millisecond, and
+``cryptography`` releases the GIL meanwhile, so ``sign_threads`` can make them in a thread
+pool instead: the loop goes on and a spare core does the work, but each signature then
+costs about a third more CPU (the hand-over and the GIL taken back), so the pool pays only
+for a process with cores to spare. ECDSA signatures (ES256 queue tokens, ~40 µs) cost less
+than the hand-over and are always made on the loop. Verified tokens are cached until they
+expire, so a repeat heartbeat skips the RSA verify.
 """
 
 from __future__ import annotations
@@ -128,7 +130,7 @@ class TokenService:
         audience: str,
         queue_ttl: int = 300,
         queue_alg: str = "RS256",
-        sign_threads: int = 2,
+        sign_threads: int = 0,
         cache_size: int = 100_000,
     ) -> None:
         self.ring = ring
@@ -137,7 +139,11 @@ class TokenService:
         self.queue_audience = audience + QUEUE_AUDIENCE_SUFFIX
         self.queue_ttl = queue_ttl
         self.queue_alg = queue_alg
-        self._pool = ThreadPoolExecutor(max_workers=sign_threads, thread_name_prefix="sign")
+        self._pool = (
+            ThreadPoolExecutor(max_workers=sign_threads, thread_name_prefix="sign")
+            if sign_threads
+            else None
+        )
         self._jws = JwsSigner()
         self._verified = _VerifiedCache(cache_size)
         self._access_cache: OrderedDict[tuple[str, int], str] = OrderedDict()
@@ -145,15 +151,16 @@ class TokenService:
         """Tokens actually signed (cache hits not counted), for the metrics."""
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
     # signing --------------------------------------------------------------------------
     def _sign(self, claims: dict[str, Any], kind: KeyKind) -> str:
         return self._jws.sign(claims, self.ring.signer(kind))
 
     async def _signed(self, claims: dict[str, Any], kind: KeyKind) -> str:
-        """The token, signed in the pool (RSA) or here on the loop (ECDSA)."""
-        if kind == "ec":
+        """The token, signed here on the loop, or (RSA, with ``sign_threads``) in the pool."""
+        if kind == "ec" or self._pool is None:
             return self._sign(claims, kind)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self._sign, claims, kind)
