@@ -95,6 +95,7 @@ def _keys_retire(args: argparse.Namespace) -> int:
 def _recover(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from shared import event_loop
     from shared.recovery import describe, recover
 
     settings: Settings = args.settings
@@ -143,7 +144,7 @@ def _recover(args: argparse.Namespace) -> int:
             return 3
         return 0
 
-    return asyncio.run(run())
+    return event_loop.run(run())
 
 
 def _digest(args: argparse.Namespace) -> int:
