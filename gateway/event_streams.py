@@ -64,7 +64,7 @@ def _stream_room(scope: Scope) -> str | None:
     if scope.get("method") != "GET" or not path.startswith(PREFIX) or not path.endswith(SUFFIX):
         return None
     room = path[len(PREFIX) : -len(SUFFIX)]
-    return room if keys.ROOM_ID_PATTERN.match(room) else None
+    return room if keys.ROOM_ID_PATTERN.fullmatch(room) else None
 
 
 async def _serve(scope: Scope, receive: Receive, send: Send, room: str, access_log: str) -> bool:

@@ -60,7 +60,7 @@ def _hot_call(scope: Scope) -> tuple[str, bool] | None:
         return None
     room, _, last = path[len(PREFIX) :].partition("/")
     heartbeat = CALLS.get((str(scope.get("method")), last))
-    if heartbeat is None or not keys.ROOM_ID_PATTERN.match(room):
+    if heartbeat is None or not keys.ROOM_ID_PATTERN.fullmatch(room):
         return None
     if heartbeat and _may_have_body(scope):
         return None  # the framework checks a body

@@ -62,18 +62,19 @@ def _joined_room(scope: Scope) -> str | None:
     if scope.get("method") != "POST" or not path.startswith(PREFIX) or not path.endswith(SUFFIX):
         return None
     room = path[len(PREFIX) : -len(SUFFIX)]
-    return room if keys.ROOM_ID_PATTERN.match(room) else None
+    return room if keys.ROOM_ID_PATTERN.fullmatch(room) else None
 
 
 def _headers(scope: Scope) -> tuple[str | None, str | None]:
     """The bearer token and ``Idempotency-Key`` (the first of each, as the route reads
     them), from the raw headers."""
-    bearer = idempotency_key = None
+    authorization = idempotency_key = None
     for name, value in scope["headers"]:
-        if name == b"authorization" and bearer is None:
-            bearer = bearer_of(value.decode("latin-1"))
+        if name == b"authorization" and authorization is None:
+            authorization = value.decode("latin-1")
         elif name == b"idempotency-key" and idempotency_key is None:
             idempotency_key = value.decode("latin-1")
+    bearer = bearer_of(authorization) if authorization is not None else None
     return bearer, idempotency_key or None
 
 

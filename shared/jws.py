@@ -49,6 +49,5 @@ class JwsSigner:
         else:
             assert isinstance(private, ec.EllipticCurvePrivateKey)
             r, s = decode_dss_signature(private.sign(signing_input, ec.ECDSA(hashes.SHA256())))
-            size = (private.curve.key_size + 7) // 8
-            signature = r.to_bytes(size, "big") + s.to_bytes(size, "big")
+            signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")  # P-256 (keyring.py)
         return (signing_input + b"." + b64url(signature)).decode("ascii")

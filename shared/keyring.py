@@ -23,7 +23,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 import structlog
 from cryptography.hazmat.primitives import serialization
@@ -128,6 +128,19 @@ def deployment_salt(keys_dir: Path) -> str:
     return path.read_text().strip()
 
 
+SIGNS: dict[KeyKind, str] = {"rsa": "an RSA key (RS256)", "ec": "a P-256 key (ES256)"}
+
+
+def _fits(private: object, kind: KeyKind) -> TypeGuard[PrivateKey]:
+    """Whether a key file holds the kind of key its name says: a token's header names the
+    algorithm by the kind, so another key would sign tokens no one can verify."""
+    if kind == "rsa":
+        return isinstance(private, rsa.RSAPrivateKey)
+    return isinstance(private, ec.EllipticCurvePrivateKey) and isinstance(
+        private.curve, ec.SECP256R1
+    )
+
+
 @dataclass(frozen=True)
 class LoadedKey:
     kid: str
@@ -164,9 +177,10 @@ class KeyRing:
             except (ValueError, OSError) as exc:
                 log.warning("key_unreadable", path=str(path), error=str(exc))
                 continue
-            if not isinstance(private, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
-                continue
             kind: KeyKind = "rsa" if kind_s == "rsa" else "ec"
+            if not _fits(private, kind):
+                log.warning("key_unfit", path=str(path), expected=SIGNS[kind])
+                continue
             keys[kid] = LoadedKey(kid, kind, active_from, private)
         self._keys = keys
         self._last_scan = time.monotonic()

@@ -64,9 +64,8 @@ class RoomLoop:
         self._rooms: list[str] = []
         self._rooms_at = 0.0
         self.renew_every = max(self.tick, lease_ms / 4000)
-        """Seconds between renewals of the leases and of this replica's live mark: a
-        quarter of the lease, so three renewals may fail before one runs out."""
-        self._live: tuple[float, int] = (-self.renew_every, 1)
+        """Seconds between renewals of the leases held: a quarter of the lease, so three
+        renewals may fail before one runs out."""
         self._renewed_at = -self.renew_every
 
     async def _room_list(self) -> list[str]:
@@ -80,14 +79,9 @@ class RoomLoop:
         return self._rooms
 
     async def _live_replicas(self) -> int:
-        """Mark this replica alive and count the live ones of its role (again once the
-        last mark is ``renew_every`` old)."""
-        now = time.monotonic()
-        marked_at, count = self._live
-        if now - marked_at >= self.renew_every:
-            count = await self.replicas.mark_alive(self.holder, self.lease_ms)
-            self._live = (now, count)
-        return count
+        """Mark this replica alive and count the live ones of its role (every tick: a
+        replica that left is counted out at once, so its rooms are taken on the next)."""
+        return await self.replicas.mark_alive(self.holder, self.lease_ms)
 
     async def run_tick(self) -> None:
         rooms = await self._room_list()

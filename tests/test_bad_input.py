@@ -134,8 +134,8 @@ async def test_enqueue_invalid_bodies_are_400_and_change_nothing(
 async def test_enqueue_unknown_room_is_404_and_creates_nothing(
     client: httpx.AsyncClient, redis: Redis
 ) -> None:
-    for room in (fresh_room_id(), "a.b", "x" * 65):
-        valid = bool(keys.ROOM_ID_PATTERN.match(room))
+    for room in (fresh_room_id(), "a.b", "x" * 65, fresh_room_id() + "\n"):
+        valid = bool(keys.ROOM_ID_PATTERN.fullmatch(room))  # "$" passes a final newline
         for body in (None, {"size": 1}):
             r = await client.post(f"/v1/rooms/{room}/enqueue", json=body)
             # an id that can name no room has one answer everywhere: 400 invalid_room_id
@@ -351,7 +351,7 @@ async def test_admin_put_invalid_room_id_is_400_and_creates_nothing(
     r = await client.put("/v1/admin/rooms/a%2Fb", json=body, headers=ADMIN)
     assert_error(r, 404, "not_found")
     listed = await listed_rooms(client)
-    assert not {room for room in listed if not keys.ROOM_ID_PATTERN.match(room)}
+    assert not {room for room in listed if not keys.ROOM_ID_PATTERN.fullmatch(room)}
     assert "x" * 64 not in listed  # 64 is the most allowed; no truncated twin appeared
 
 

@@ -81,18 +81,24 @@ async def test_every_refusal_equals_the_routes(settings: Settings) -> None:
             assert mine.content == theirs.content, body
             assert mine.headers["content-type"] == theirs.headers["content-type"]
             assert re.fullmatch(r"[0-9a-f]{32}", mine.headers["x-request-id"])
-        # a room that does not exist, one that is closed, an id that names no room
+        # a room that does not exist, one that is closed, a full one (with Retry-After),
+        # ids that name no room
         await create_room(f, closed := fresh_room_id("fj"), closes_at="2020-01-01T00:00:00Z")
+        await create_room(f, full := fresh_room_id("fj"), status="paused", max_queue_size=1)
+        assert (await f.post(f"/v1/rooms/{full}/enqueue")).status_code == 201
         for url in (
             f"/v1/rooms/{fresh_room_id('none')}/enqueue",
             f"/v1/rooms/{closed}/enqueue",
+            f"/v1/rooms/{full}/enqueue",
             "/v1/rooms/not%20a%20room/enqueue",
+            f"/v1/rooms/{room}%0A/enqueue",
         ):
             mine, theirs = await f.post(url), await s.post(url)
             assert (mine.status_code, mine.content) == (theirs.status_code, theirs.content), url
+            assert mine.headers.get("retry-after") == theirs.headers.get("retry-after"), url
             assert mine.status_code in (400, 404, 409)
-        assert await joins(fast) - before == len(BAD_BODIES) + 3  # counted alike, either way
-        assert fast.app.state.fast_joins.answered == len(BAD_BODIES) + 2  # not the bad id
+        assert await joins(fast) - before == len(BAD_BODIES) + 6  # counted alike, either way
+        assert fast.app.state.fast_joins.answered == len(BAD_BODIES) + 4  # not the bad ids
 
 
 async def test_a_join_and_its_retries_equal_the_routes(settings: Settings) -> None:
@@ -123,6 +129,10 @@ async def test_a_join_and_its_retries_equal_the_routes(settings: Settings) -> No
         )
         assert mine.status_code == theirs.status_code == 200
         assert mine.json() == theirs.json()
+        # only the first Authorization header counts, whatever its scheme
+        both = [("Authorization", "Basic dXNlcjpwdw=="), ("Authorization", f"Bearer {token}")]
+        mine, theirs = await f.post(url, headers=both), await s.post(url, headers=both)
+        assert mine.status_code == theirs.status_code == 201
         # the body is decoded as strictly as the route does: 10.0 is 10, and it is kept
         r = await f.post(url, json={"size": 2.0})
         assert r.status_code == 201

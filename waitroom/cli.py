@@ -16,7 +16,7 @@ from shared.logs import configure
 from shared.nats_link import connect_options
 from shared.redis_conn import connect
 from shared.settings import ENVIRONMENT_HEADING, Part, Settings, environment_help
-from shared.store import ReplicaSet, RoomStore
+from shared.store import RoomStore
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -195,7 +195,7 @@ def _probe(args: argparse.Namespace) -> int:
     async def run() -> int:
         redis = connect(settings.redis_url, tls_ca=settings.redis_tls_ca)
         try:
-            alive = await ReplicaSet(redis, args.role).alive(holder)
+            alive = await RoomStore(redis).replicas(args.role).alive(holder)
         except StoreUnavailable as exc:
             sys.stderr.write(f"{holder}: {exc}\n")
             return 1

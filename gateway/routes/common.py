@@ -32,7 +32,7 @@ BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 def valid_room_id(room: RoomParam) -> str:
     """Every route that names a room checks its id here, with one answer: 400
     ``invalid_room_id`` (such an id can name no room)."""
-    if not keys.ROOM_ID_PATTERN.match(room):
+    if not keys.ROOM_ID_PATTERN.fullmatch(room):
         raise InvalidRoomId()
     return room
 

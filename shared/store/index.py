@@ -9,7 +9,8 @@ from __future__ import annotations
 from redis.asyncio import Redis
 
 from shared import keys
-from shared.store.calls import store_call
+from shared.scripts import LuaScript
+from shared.store.calls import mapped, store_call
 
 
 class RoomIndex:
@@ -57,12 +58,14 @@ class RoomIndex:
 
 class ReplicaSet:
     """The live replicas of one worker role: a sorted set scored by when each mark runs out.
-    A replica marks itself on every tick; ``waitroom probe`` reads the mark."""
+    A replica marks itself on every tick (replica_mark.lua); ``waitroom probe`` reads the
+    mark."""
 
-    def __init__(self, redis: Redis, role: str) -> None:
+    def __init__(self, redis: Redis, role: str, mark: LuaScript) -> None:
         self.redis = redis
         self.role = role
         self.key = keys.replicas_key(role)
+        self._mark = mark
 
     @store_call
     async def server_ms(self) -> int:
@@ -71,17 +74,12 @@ class ReplicaSet:
         seconds, micros = await self.redis.time()
         return int(seconds) * 1000 + int(micros) // 1000
 
-    @store_call
     async def mark_alive(self, holder: str, lease_ms: int) -> int:
         """Mark ``holder`` alive for ``lease_ms`` by the store's clock, drop marks run out,
-        and answer how many replicas are alive (this one included)."""
-        now_ms = await self.server_ms()
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(self.key, {holder: now_ms + lease_ms})
-            pipe.zremrangebyscore(self.key, "-inf", now_ms)
-            pipe.zcard(self.key)
-            answers = await pipe.execute()
-        return max(1, int(answers[2]))
+        and answer how many replicas are alive (this one included): one round trip."""
+        with mapped(self._mark):
+            alive = await self._mark(keys=[self.key], args=[holder, lease_ms])
+        return max(1, int(alive))
 
     async def alive(self, holder: str) -> bool:
         """Whether ``holder``'s mark is still good by the store's clock."""

@@ -54,7 +54,7 @@ class _Seq(msgspec.Struct):
 
 
 def check_room_id(room: str) -> None:
-    if not keys.ROOM_ID_PATTERN.match(room):
+    if not keys.ROOM_ID_PATTERN.fullmatch(room):
         raise InvalidRoomId()
 
 
@@ -86,7 +86,7 @@ class RoomStore:
         self.index = RoomIndex(redis)
 
     def replicas(self, role: str) -> ReplicaSet:
-        return ReplicaSet(self.redis, role)
+        return ReplicaSet(self.redis, role, self.scripts.replica_mark)
 
     async def _run(self, script: LuaScript, room: str, *args: Arg) -> Any:
         with mapped(script):

@@ -6,17 +6,27 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from shared.jws import JwsSigner
-from shared.keyring import KeyKind, KeyRing, LoadedKey, ensure_keys
+from shared.keyring import (
+    KeyKind,
+    KeyRing,
+    LoadedKey,
+    PrivateKey,
+    ensure_keys,
+    write_private,
+)
 from shared.tokens import TokenService
 
 pytestmark = pytest.mark.unit
+PEM, PKCS8 = Encoding.PEM, PrivateFormat.PKCS8
 
 CLAIMS = {
     "iss": "waitroom",
@@ -50,10 +60,25 @@ def test_pyjwt_verifies_what_we_sign(ring: KeyRing, kind: str, alg: str) -> None
         jwt.decode(forged, public, algorithms=[alg], audience="site/queue")
 
 
-def test_an_ec_key_of_another_curve_signs_with_its_own_length() -> None:
-    key = LoadedKey("ec-384", "ec", 0, ec.generate_private_key(ec.SECP384R1()))
-    token = JwsSigner().sign(CLAIMS, key)
-    assert len(jwt.utils.base64url_decode(token.rsplit(".", 1)[1])) == 96
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        lambda: ec.generate_private_key(ec.SECP384R1()),  # ES256 is P-256 only
+        lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048),
+    ],
+)
+def test_a_key_file_of_the_wrong_kind_is_never_used(
+    tmp_path: Path, wrong: Callable[[], PrivateKey]
+) -> None:
+    """An ``ec-`` file holding another curve, or an RSA key, would sign tokens whose header
+    says ES256 and that no one verifies; the ring passes it over (as PyJWT refused it)."""
+    ensure_keys(tmp_path, ("rsa", "ec"))
+    usable = KeyRing(tmp_path).signer("ec").kid
+    newer = tmp_path / f"ec-{int(time.time()) - 1}-wrong.pem"
+    write_private(newer, wrong().private_bytes(PEM, PKCS8, NoEncryption()))
+    ring = KeyRing(tmp_path)
+    assert ring.get(newer.stem) is None
+    assert ring.signer("ec").kid == usable
 
 
 class _WhereSigned(KeyRing):
