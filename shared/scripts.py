@@ -51,7 +51,6 @@ SCRIPT_NAMES = (
     "touch_seen",
     "latency_report",
     "pace_set",
-    "replica_mark",
 )
 PRELUDE = "_lib.lua"
 HEADER = "(generated header)"
@@ -190,7 +189,6 @@ class Scripts:
     touch_seen: LuaScript
     latency_report: LuaScript
     pace_set: LuaScript
-    replica_mark: LuaScript
 
     @classmethod
     def register(cls, redis: Redis) -> Scripts:

@@ -8,6 +8,7 @@ import json
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -137,7 +138,7 @@ async def test_enqueue_unknown_room_is_404_and_creates_nothing(
     for room in (fresh_room_id(), "a.b", "x" * 65, fresh_room_id() + "\n"):
         valid = bool(keys.ROOM_ID_PATTERN.fullmatch(room))  # "$" passes a final newline
         for body in (None, {"size": 1}):
-            r = await client.post(f"/v1/rooms/{room}/enqueue", json=body)
+            r = await client.post(f"/v1/rooms/{quote(room)}/enqueue", json=body)
             # an id that can name no room has one answer everywhere: 400 invalid_room_id
             assert_error(r, 404 if valid else 400, "room_not_found" if valid else "invalid_room_id")
         if valid:

@@ -6,11 +6,12 @@ before it is listed; the workers' room lists are refreshed every tick and catch 
 
 from __future__ import annotations
 
+import time
+
 from redis.asyncio import Redis
 
 from shared import keys
-from shared.scripts import LuaScript
-from shared.store.calls import mapped, store_call
+from shared.store.calls import store_call
 
 
 class RoomIndex:
@@ -58,14 +59,14 @@ class RoomIndex:
 
 class ReplicaSet:
     """The live replicas of one worker role: a sorted set scored by when each mark runs out.
-    A replica marks itself on every tick (replica_mark.lua); ``waitroom probe`` reads the
-    mark."""
+    A replica marks itself on every tick; ``waitroom probe`` reads the mark."""
 
-    def __init__(self, redis: Redis, role: str, mark: LuaScript) -> None:
+    def __init__(self, redis: Redis, role: str) -> None:
         self.redis = redis
         self.role = role
         self.key = keys.replicas_key(role)
-        self._mark = mark
+        self._clock: tuple[int, float] | None = None
+        """The store's clock (ms) as last read, and this process's monotonic clock then."""
 
     @store_call
     async def server_ms(self) -> int:
@@ -74,11 +75,23 @@ class ReplicaSet:
         seconds, micros = await self.redis.time()
         return int(seconds) * 1000 + int(micros) // 1000
 
+    @store_call
     async def mark_alive(self, holder: str, lease_ms: int) -> int:
         """Mark ``holder`` alive for ``lease_ms`` by the store's clock, drop marks run out,
-        and answer how many replicas are alive (this one included): one round trip."""
-        with mapped(self._mark):
-            alive = await self._mark(keys=[self.key], args=[holder, lease_ms])
+        and answer how many replicas are alive (this one included). One round trip: "now"
+        is the store's clock as read with the last mark plus the time since by this
+        process's clock, and the store's clock is read again with this one."""
+        if self._clock is None:
+            self._clock = (await self.server_ms(), time.monotonic())
+        then_ms, then = self._clock
+        now_ms = then_ms + int((time.monotonic() - then) * 1000)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.time()
+            pipe.zadd(self.key, {holder: now_ms + lease_ms})
+            pipe.zremrangebyscore(self.key, "-inf", now_ms)
+            pipe.zcard(self.key)
+            (seconds, micros), _, _, alive = await pipe.execute()
+        self._clock = (int(seconds) * 1000 + int(micros) // 1000, time.monotonic())
         return max(1, int(alive))
 
     async def alive(self, holder: str) -> bool:

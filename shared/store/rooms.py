@@ -86,7 +86,7 @@ class RoomStore:
         self.index = RoomIndex(redis)
 
     def replicas(self, role: str) -> ReplicaSet:
-        return ReplicaSet(self.redis, role, self.scripts.replica_mark)
+        return ReplicaSet(self.redis, role)
 
     async def _run(self, script: LuaScript, room: str, *args: Arg) -> Any:
         with mapped(script):
