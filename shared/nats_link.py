@@ -223,8 +223,15 @@ class NatsLink:
         if self._connecting is not None and not self._connecting.done():
             self._connecting.cancel()
         if self.nc is not None and not self.nc.is_closed:
-            try:
-                await asyncio.wait_for(self.nc.drain(), timeout=5)
-            except Exception as exc:
-                log.warning("nats_drain_failed", error=repr(exc))
-                await self.nc.close()
+            # not wait_for: on its timeout it waits for the drain to take the cancellation,
+            # and a drain that swallows it (see shared/tasks.py) held a gateway's shutdown
+            drain = asyncio.ensure_future(self.nc.drain())
+            await asyncio.wait([drain], timeout=5)
+            if drain.done() and not drain.cancelled() and drain.exception() is None:
+                return
+            error = repr(drain.exception()) if drain.done() and not drain.cancelled() else "timeout"
+            log.warning("nats_drain_failed", error=error)
+            closing = asyncio.ensure_future(self.nc.close())
+            await asyncio.wait([closing], timeout=5)
+            for task in (drain, closing):
+                task.cancel()

@@ -28,17 +28,21 @@ from shared.tokens import TokenService
 pytestmark = pytest.mark.unit
 PEM, PKCS8 = Encoding.PEM, PrivateFormat.PKCS8
 
-CLAIMS = {
-    "iss": "waitroom",
-    "aud": "site/queue",
-    "sub": "p-1",
-    "room": "sale",
-    "arr": 7,
-    "bnd": "",
-    "iat": int(time.time()),
-    "exp": int(time.time()) + 300,
-    "jti": "ünïcode-too",
-}
+
+def claims() -> dict[str, object]:
+    """Claims good for the next five minutes (made when a test runs, not at import)."""
+    now = int(time.time())
+    return {
+        "iss": "waitroom",
+        "aud": "site/queue",
+        "sub": "p-1",
+        "room": "sale",
+        "arr": 7,
+        "bnd": "",
+        "iat": now,
+        "exp": now + 300,
+        "jti": "ünïcode-too",
+    }
 
 
 @pytest.fixture
@@ -50,10 +54,11 @@ def ring(tmp_path: Path) -> KeyRing:
 @pytest.mark.parametrize(("kind", "alg"), [("rsa", "RS256"), ("ec", "ES256")])
 def test_pyjwt_verifies_what_we_sign(ring: KeyRing, kind: str, alg: str) -> None:
     key = ring.signer(kind)  # type: ignore[arg-type]
-    token = JwsSigner().sign(CLAIMS, key)
+    signed = claims()
+    token = JwsSigner().sign(signed, key)
     assert jwt.get_unverified_header(token) == {"alg": alg, "kid": key.kid, "typ": "JWT"}
     public = key.private.public_key()
-    assert jwt.decode(token, public, algorithms=[alg], audience="site/queue") == CLAIMS
+    assert jwt.decode(token, public, algorithms=[alg], audience="site/queue") == signed
     head, payload, signature = token.split(".")
     forged = f"{head}.{payload[:-2]}{'A' if payload[-2] != 'A' else 'B'}{payload[-1]}.{signature}"
     with pytest.raises(jwt.PyJWTError):
