@@ -29,13 +29,12 @@ from gateway.caller import Caller, optional_bearer
 from gateway.errors import error_answer
 from gateway.live import Watcher
 from gateway.request_log import request_done, request_id
+from gateway.room_paths import room_of
 from gateway.services import Services
-from shared import keys
 from shared.errors import WaitroomError
 
 log = structlog.get_logger("gateway")
 
-PREFIX = "/v1/rooms/"
 SUFFIX = "/events"
 ROUTE = "/v1/rooms/{room}/events"
 """The route template Litestar reports for it (the metrics' ``route`` label)."""
@@ -50,21 +49,12 @@ def event_streams(app: ASGIApp, access_log: str) -> ASGIApp:
     """``app`` (Litestar's handler) with event streams opened and written first."""
 
     async def handler(scope: Scope, receive: Receive, send: Send) -> None:
-        room = _stream_room(scope) if scope["type"] == ScopeType.HTTP else None
+        room = room_of(scope, "GET", SUFFIX) if scope["type"] == ScopeType.HTTP else None
         if room is not None and await _serve(scope, receive, send, room, access_log):
             return
         await app(scope, receive, send)
 
     return handler
-
-
-def _stream_room(scope: Scope) -> str | None:
-    """The room of a ``GET .../events`` call whose room id is valid, else None."""
-    path: str = scope["path"]
-    if scope.get("method") != "GET" or not path.startswith(PREFIX) or not path.endswith(SUFFIX):
-        return None
-    room = path[len(PREFIX) : -len(SUFFIX)]
-    return room if keys.ROOM_ID_PATTERN.fullmatch(room) else None
 
 
 async def _serve(scope: Scope, receive: Receive, send: Send, room: str, access_log: str) -> bool:

@@ -23,15 +23,14 @@ from gateway.bodies import decode_strict
 from gateway.caller import Caller, bearer_of
 from gateway.errors import error_answer, unexpected_answer
 from gateway.request_log import request_done, request_id
+from gateway.room_paths import room_of
 from gateway.schemas import NO_ENQUEUE_FIELDS, EnqueueBody
 from gateway.services import Services
 from gateway.slow_clients import read_body_in_time, refuse
-from shared import keys
 from shared.errors import WaitroomError
 
 log = structlog.get_logger("gateway")
 
-PREFIX = "/v1/rooms/"
 SUFFIX = "/enqueue"
 ROUTE = "/v1/rooms/{room}/enqueue"
 """The route template Litestar reports for it (the metrics' ``route`` label)."""
@@ -47,22 +46,13 @@ class FastJoins:
         self.answered = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        room = _joined_room(scope) if scope["type"] == ScopeType.HTTP else None
+        room = room_of(scope, "POST", SUFFIX) if scope["type"] == ScopeType.HTTP else None
         services: Services | None = getattr(scope["app"].state, "services", None)
         if room is None or services is None:
             await self.app(scope, receive, send)
             return
         self.answered += 1
         await _join(scope, receive, send, room, services, self.access_log)
-
-
-def _joined_room(scope: Scope) -> str | None:
-    """The room of a join (POST to a valid room id's ``/enqueue``), else None."""
-    path: str = scope["path"]
-    if scope.get("method") != "POST" or not path.startswith(PREFIX) or not path.endswith(SUFFIX):
-        return None
-    room = path[len(PREFIX) : -len(SUFFIX)]
-    return room if keys.ROOM_ID_PATTERN.fullmatch(room) else None
 
 
 def _headers(scope: Scope) -> tuple[str | None, str | None]:
