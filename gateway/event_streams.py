@@ -21,15 +21,13 @@ from urllib.parse import parse_qsl
 import structlog
 from litestar.connection import ASGIConnection
 from litestar.enums import ScopeType
-from litestar.serialization import encode_json
 from litestar.types import ASGIApp, Receive, Scope, Send
 from litestar.utils.scope.state import CONNECTION_STATE_KEY
 
 from gateway.caller import Caller, optional_bearer
-from gateway.errors import error_answer
 from gateway.live import Watcher
+from gateway.raw_calls import room_of, send_error
 from gateway.request_log import request_done, request_id
-from gateway.room_paths import room_of
 from gateway.services import Services
 from shared.errors import WaitroomError
 
@@ -69,7 +67,7 @@ async def _serve(scope: Scope, receive: Receive, send: Send, room: str, access_l
     try:
         watcher = await _open(scope, services, room)
     except WaitroomError as exc:
-        await _refuse(send, exc, rid)
+        await send_error(send, exc, rid)
         request_done(scope, ROUTE, exc.status, time.perf_counter() - started, access_log)
         return True
     except Exception:  # nothing sent yet: the full way answers, and handles it as it does
@@ -126,19 +124,3 @@ def _query_token(scope: Scope) -> str:
         if name == "token":
             return value
     return ""
-
-
-async def _refuse(send: Send, exc: WaitroomError, rid: str) -> None:
-    body_data, extra = error_answer(exc)
-    body = encode_json(body_data)
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode("ascii")),
-        *(
-            (name.lower().encode("latin-1"), value.encode("latin-1"))
-            for name, value in extra.items()
-        ),
-        (b"x-request-id", rid.encode("ascii")),
-    ]
-    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body, "more_body": False})

@@ -20,10 +20,10 @@ import time
 import structlog
 from litestar.connection import ASGIConnection
 from litestar.enums import ScopeType
-from litestar.serialization import encode_json
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from gateway.caller import Caller, bearer_of
+from gateway.raw_calls import PREFIX, first_headers, send_json
 from gateway.request_log import request_done, request_id
 from gateway.services import Services
 from shared import keys
@@ -31,7 +31,6 @@ from shared.errors import WaitroomError
 
 log = structlog.get_logger("gateway")
 
-PREFIX = "/v1/rooms/"
 CALLS = {("GET", "status"): False, ("POST", "heartbeat"): True}
 """(method, last path segment) -> whether it is a heartbeat."""
 ROUTES = {
@@ -82,20 +81,11 @@ def _may_have_body(scope: Scope) -> bool:
     return length != b"0"
 
 
-def _bearer(scope: Scope) -> str | None:
-    """The bearer token, read from the raw headers (as ``caller.optional_bearer`` reads
-    it: the first ``Authorization`` header) without building the framework's headers."""
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            return bearer_of(value.decode("latin-1"))
-    return None
-
-
 async def _answer(scope: Scope, send: Send, room: str, heartbeat: bool, access_log: str) -> bool:
     """Answer the call from memory; False (nothing sent) when it must go the full way."""
     started = time.perf_counter()
     services: Services | None = getattr(scope["app"].state, "services", None)
-    token = _bearer(scope)
+    token = bearer_of(first_headers(scope, b"authorization").get(b"authorization", ""))
     if services is None or token is None:
         return False
     try:
@@ -109,15 +99,8 @@ async def _answer(scope: Scope, send: Send, room: str, heartbeat: bool, access_l
         return False
     if answer is None:
         return False
-    body = encode_json(answer)
     rid = request_id(scope)
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode("ascii")),
-        (b"x-request-id", rid.encode("ascii")),
-    ]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
+    await send_json(send, 200, answer, rid)
     bound = structlog.contextvars.bind_contextvars(request_id=rid)
     try:
         request_done(scope, ROUTES[heartbeat], 200, time.perf_counter() - started, access_log)

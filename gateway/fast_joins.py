@@ -16,14 +16,13 @@ import time
 import structlog
 from litestar.connection import ASGIConnection
 from litestar.enums import ScopeType
-from litestar.serialization import encode_json
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from gateway.bodies import decode_strict
 from gateway.caller import Caller, bearer_of
-from gateway.errors import error_answer, unexpected_answer
+from gateway.errors import unexpected_answer
+from gateway.raw_calls import first_headers, room_of, send_error, send_json
 from gateway.request_log import request_done, request_id
-from gateway.room_paths import room_of
 from gateway.schemas import NO_ENQUEUE_FIELDS, EnqueueBody
 from gateway.services import Services
 from gateway.slow_clients import read_body_in_time, refuse
@@ -55,19 +54,6 @@ class FastJoins:
         await _join(scope, receive, send, room, services, self.access_log)
 
 
-def _headers(scope: Scope) -> tuple[str | None, str | None]:
-    """The bearer token and ``Idempotency-Key`` (the first of each, as the route reads
-    them), from the raw headers."""
-    authorization = idempotency_key = None
-    for name, value in scope["headers"]:
-        if name == b"authorization" and authorization is None:
-            authorization = value.decode("latin-1")
-        elif name == b"idempotency-key" and idempotency_key is None:
-            idempotency_key = value.decode("latin-1")
-    bearer = bearer_of(authorization) if authorization is not None else None
-    return bearer, idempotency_key or None
-
-
 async def _join(
     scope: Scope, receive: Receive, send: Send, room: str, services: Services, access_log: str
 ) -> None:
@@ -87,34 +73,22 @@ async def _join(
             return  # the client went away
         try:
             body: EnqueueBody = decode_strict(raw, EnqueueBody) if raw else NO_ENQUEUE_FIELDS
-            bearer, idempotency_key = _headers(scope)
+            found = first_headers(scope, b"authorization", b"idempotency-key")
+            bearer = bearer_of(found.get(b"authorization", ""))
+            idempotency_key = found.get(b"idempotency-key") or None
             caller = Caller(ASGIConnection(scope), settings)
             joined = await services.people.join(
                 room, caller, body, bearer=bearer, idempotency_key=idempotency_key
             )
         except WaitroomError as exc:
             status = exc.status
-            answer, extra = error_answer(exc)
-            await _send(send, status, encode_json(answer), rid, extra)
+            await send_error(send, exc, rid)
             return
         except Exception as exc:
-            answer = unexpected_answer(exc)
-            await _send(send, status, encode_json(answer), rid, {})
+            await send_json(send, status, unexpected_answer(exc), rid)
             return
         status = 201 if joined.created else 200
-        await _send(send, status, encode_json(joined.answer), rid, {})
+        await send_json(send, status, joined.answer, rid)
     finally:
         request_done(scope, ROUTE, status, time.perf_counter() - started, access_log)
         structlog.contextvars.reset_contextvars(**bound)
-
-
-async def _send(send: Send, status: int, body: bytes, rid: str, extra: dict[str, str]) -> None:
-    more = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode("ascii")),
-        *more,
-        (b"x-request-id", rid.encode("ascii")),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
