@@ -54,7 +54,7 @@ async def token_checker(settings: Settings) -> AsyncIterator[TokenService]:
     ring = KeyRing(settings.keys_dir)
     if not any(key.kind == "rsa" for key in ring.loaded()):
         log.warning("no_access_keys", keys_dir=str(settings.keys_dir))
-    tokens = TokenService(ring, issuer=settings.issuer, audience=settings.audience, sign_threads=1)
+    tokens = TokenService(ring, issuer=settings.issuer, audience=settings.audience)
     try:
         yield tokens
     finally:
