@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 import nats
 
 from loadtest.bench.context import TARGET, Bench
-from loadtest.bench.cpu import CpuWindow
+from loadtest.bench.cpu import CpuWindow, threads_cpu_ns
 from loadtest.bench.crowd import SseCrowd, events_path, join_many, until
 from loadtest.bench.results import Row
 
@@ -51,10 +51,13 @@ def _reached(crowd: SseCrowd, expect: int) -> Callable[[], bool]:
 
 
 async def _idle(process_id: int, streams: int) -> float:
-    """CPU microseconds per open stream per second, nothing happening."""
-    window = CpuWindow({"server": process_id}).start()
+    """CPU microseconds per open stream per second, nothing happening. Counted per thread
+    in nanoseconds: an idle floor uses a few milliseconds in the window, which clock ticks
+    (10 ms) often round to nothing, and a ratio to nothing is no ratio."""
+    before = threads_cpu_ns(process_id)
     await asyncio.sleep(IDLE_SECONDS)
-    return window.stop()["server"] / IDLE_SECONDS / max(1, streams) * 1e6
+    used_ns = threads_cpu_ns(process_id) - before
+    return used_ns / 1000 / IDLE_SECONDS / max(1, streams)
 
 
 async def run(b: Bench, parts: set[str]) -> None:
