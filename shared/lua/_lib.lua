@@ -35,6 +35,22 @@ local function forget_room_incarnation()
   known_incarnation = nil
 end
 
+-- The latest arrival in the room (the line's order is by arrival), read once per script
+-- call: a replay joins hundreds of people in one. Only join_line raises it; wipe_room,
+-- which deletes it, calls forget_last_arrival().
+local known_arrival = nil
+
+local function last_arrival()
+  if known_arrival == nil then
+    known_arrival = tonumber(redis.call('HGET', K_STATS, 'arrival') or '0')
+  end
+  return known_arrival
+end
+
+local function forget_last_arrival()
+  known_arrival = nil
+end
+
 local function load_cfg()
   local flat = redis.call('HGETALL', K_CFG)
   if #flat == 0 then
@@ -177,9 +193,10 @@ end
 -- The transitions, shared by the scripts that make them and by replay.lua.
 -- Someone who joins before the line opens (`draw`: their place in the pre-queue's draw)
 -- waits in the pre-queue, out of the line, until the opening places them.
+-- A place that ended before (put back from its token) must leave the ended set first
+-- (see replay.lua): the purge must not forget it.
 local function join_line(position_id, p, seen_at, draw)
   put_person(position_id, p)
-  redis.call('ZREM', K_ENDED, position_id) -- live again: the purge must not forget it
   if draw then
     redis.call('ZADD', K_PREQUEUE, draw, position_id)
   else
@@ -189,8 +206,9 @@ local function join_line(position_id, p, seen_at, draw)
   if p.ip ~= '' then
     redis.call('HINCRBY', K_IPS, p.ip, 1)
   end
-  if tonumber(redis.call('HGET', K_STATS, 'arrival') or '0') < p.arrival then
+  if last_arrival() < p.arrival then
     redis.call('HSET', K_STATS, 'arrival', p.arrival)
+    known_arrival = p.arrival
   end
   redis.call('HINCRBY', K_STATS, 'enqueued_total', 1)
 end
@@ -321,6 +339,7 @@ local function wipe_room(gone_inc)
   local kept = redis.call('HMGET', K_STATS, 'event_seq', 'fence', 'gone')
   local marked = redis.call('HGET', K_STATS, 'recovering')
   forget_room_incarnation()
+  forget_last_arrival()
   redis.call('DEL', K_CFG, K_STATS, K_LINE, K_SEEN, K_PEOPLE, K_ADMITTED, K_ACTIVE, K_IPS,
              K_ENDED, K_LEASE.admission, K_LEASE.heartbeat, K_POW, K_LATENCY, K_INVITES,
              K_PREQUEUE)

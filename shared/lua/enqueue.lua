@@ -127,7 +127,7 @@ if required > 0 and restore_arrival <= 0 then
 end
 local arrival = restore_arrival
 if arrival <= 0 then
-  arrival = math.max(tonumber(redis.call('HGET', K_STATS, 'arrival') or '0') + 1, now * 10)
+  arrival = math.max(last_arrival() + 1, now * 10)
 end
 -- a place belongs to the incarnation it was made in: a restored place keeps its token's
 -- (one this store lost track of, not one it saw deleted)

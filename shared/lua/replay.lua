@@ -105,6 +105,9 @@ local function apply_enqueued(e, at)
   if existing and mode == 'reapply' then
     return false -- the stream has this place already
   end
+  if existing then
+    redis.call('ZREM', K_ENDED, e.position_id) -- live again: the purge must not forget it
+  end
   if existing and LIVE[existing.state] then
     -- the place was lost with a store and put back from its token: as it was then
     free_units(existing)
@@ -251,10 +254,13 @@ local function apply(e)
   return done
 end
 
+-- the room's event counter, read once: only this loop moves it (wipe_room keeps it; emit
+-- moves it only in 'reapply', which does not look at it); written after every event, so
+-- a run that fails part way leaves the counter at what it applied
+local have = tonumber(redis.call('HGET', K_STATS, 'event_seq') or '0')
 for i = 3, #ARGV do
   local e = cjson.decode(ARGV[i])
   local seq = tonumber(e.seq)
-  local have = tonumber(redis.call('HGET', K_STATS, 'event_seq') or '0')
   if mode ~= 'reapply' and seq <= have then
     result.skipped = result.skipped + 1
   else
@@ -272,6 +278,7 @@ for i = 3, #ARGV do
     end
     if mode ~= 'reapply' then
       redis.call('HSET', K_STATS, 'event_seq', seq)
+      have = seq
     end
     if done == true then
       result.applied = result.applied + 1
