@@ -163,3 +163,46 @@ async def test_a_response_goes_out_in_one_write(settings: Settings, tmp_path: Pa
         writer.close()
     finally:
         gateway.stop()
+
+
+async def test_answers_from_memory_keep_the_connection_rules(
+    gateway: GatewayServer, make_room: RoomFactory
+) -> None:
+    """Answers written before the framework (a join, statuses from memory) carry the
+    server's own headers, are answered in order when pipelined, and a request that asks
+    for the connection to close (or speaks HTTP/1.0) closes it after its answer."""
+    room = await make_room(status="paused")
+    async with httpx.AsyncClient(base_url=gateway.url) as client:
+        joined = await client.post(f"/v1/rooms/{room}/enqueue")
+    token = joined.json()["token"]
+    assert "date" in joined.headers
+    assert "server" in joined.headers
+    status = f"GET /v1/rooms/{room}/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+    reader, writer = await _connect(gateway)
+    try:
+        writer.write(
+            b"".join(f"{status}X-Request-ID: whole-{i}\r\n\r\n".encode() for i in range(3))
+            + f"{status}X-Request-ID: whole-last\r\nConnection: close\r\n\r\n".encode()
+        )
+        answers = [await asyncio.wait_for(_response(reader), 10) for _ in range(4)]
+        assert [a[0] for a in answers] == [200] * 4
+        assert [a[1]["x-request-id"] for a in answers] == [f"whole-{i}" for i in range(3)] + [
+            "whole-last"
+        ]
+        assert all(json.loads(a[2])["state"] == "waiting" for a in answers)
+        assert all("date" in a[1] and "server" in a[1] for a in answers)
+        assert "connection" not in answers[0][1]
+        assert answers[3][1]["connection"] == "close"
+        assert await asyncio.wait_for(reader.read(), 10) == b""  # closed after it
+    finally:
+        writer.close()
+    reader, writer = await _connect(gateway)
+    try:
+        writer.write(f"{status.replace('HTTP/1.1', 'HTTP/1.0')}\r\n".encode())
+        code, headers, body = await asyncio.wait_for(_response(reader), 10)
+        assert code == 200
+        assert json.loads(body)["state"] == "waiting"
+        assert headers["connection"] == "close"
+        assert await asyncio.wait_for(reader.read(), 10) == b""
+    finally:
+        writer.close()
