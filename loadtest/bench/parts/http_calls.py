@@ -1,14 +1,16 @@
 """The HTTP calls: GET /healthz, enqueue (RS256 and ES256 queue tokens), status of a
 repeat caller, heartbeat. Each against its floor route, from wrk with 64 connections:
 first as fast as the server answers (the CPU per call and the peak rate), then at 80 % of
-that peak for the latency."""
+that peak for the latency. The call and its floor take turns: the peak run is cut into
+slices, the call's and the floor's alternating, so that a machine whose speed drifts
+during the run (these shared machines do, by a fifth within minutes) moves both alike."""
 
 from __future__ import annotations
 
 import asyncio
 import tempfile
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,75 @@ class Measured:
     parts_us: dict[str, float]
     peak: WrkResult
     at_80: WrkResult
+
+
+SLICES = 3
+"""Turns each side takes in a paired measurement."""
+
+
+@dataclass
+class Target:
+    """What one side of a paired measurement calls, and whose CPU counts."""
+
+    url: str
+    processes: dict[str, int]
+    counted: tuple[str, ...]
+    settle: Callable[[], Awaitable[object]] | None = None
+    """Awaited before and after each slice, inside its CPU window (the relay catching up)."""
+    wrk: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Sum:
+    used: dict[str, float] = field(default_factory=dict)
+    requests: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    last: WrkResult | None = None
+
+    def add(self, used: dict[str, float], run: WrkResult) -> None:
+        for name, seconds in used.items():
+            self.used[name] = self.used.get(name, 0.0) + seconds
+        self.requests += run.requests
+        self.failed += run.failed
+        self.seconds += run.seconds
+        self.last = run
+
+
+async def measure_pair(b: Bench, real: Target, floor: Target) -> tuple[Measured, Measured]:
+    """The call and its floor measured in turns: a warm-up each, ``SLICES`` slices of the
+    peak run each (the call's, then the floor's), then each at 80 % of its own peak."""
+    sides = (real, floor)
+    for side in sides:
+        await asyncio.to_thread(run_wrk, side.url, seconds=1, **side.wrk)
+    sums = (_Sum(), _Sum())
+    for _ in range(SLICES):
+        for side, total in zip(sides, sums, strict=True):
+            if side.settle is not None:
+                await side.settle()
+            window = CpuWindow(side.processes).start()
+            run = await asyncio.to_thread(
+                run_wrk, side.url, seconds=b.sizes.seconds / SLICES, **side.wrk
+            )
+            if side.settle is not None:
+                await side.settle()
+            total.add(window.stop(), run)
+    measured: list[Measured] = []
+    for side, total in zip(sides, sums, strict=True):
+        assert total.last is not None
+        peak = WrkResult(
+            total.requests, total.seconds, total.failed, total.last.p50_ms, total.last.p99_ms
+        )
+        ok = max(1, peak.ok)
+        parts = {name: seconds / ok * 1e6 for name, seconds in total.used.items()}
+        cpu = sum(us for name, us in parts.items() if name in side.counted)
+        at_80 = await asyncio.to_thread(
+            run_wrk, side.url, seconds=b.sizes.seconds, rate=0.8 * peak.rate, **side.wrk
+        )
+        if side.settle is not None:
+            await side.settle()
+        measured.append(Measured(cpu, parts, peak, at_80))
+    return measured[0], measured[1]
 
 
 async def measure(
@@ -124,8 +195,11 @@ async def run(b: Bench, parts: set[str]) -> None:
 
     if "bare" in parts:
         b.say("GET /healthz against the bare route")
-        real = await measure(b, f"{gateway.url}/healthz", real_procs, counted=("app",))
-        base = await measure(b, f"{floor.url}/floor/bare", floor_procs, counted=("floor",))
+        real, base = await measure_pair(
+            b,
+            Target(f"{gateway.url}/healthz", real_procs, ("app",)),
+            Target(f"{floor.url}/floor/bare", floor_procs, ("floor",)),
+        )
         b.run.add(_row("bare", "GET /healthz", real, base))
         b.run.floors["bare"] = FLOOR_TEXT["bare"]
 
@@ -136,22 +210,22 @@ async def run(b: Bench, parts: set[str]) -> None:
                 gateway = stack.start_gateway(queue_alg="ES256")
                 real_procs = b.processes("app", "workers", "valkey", "nats")
             b.say(f"enqueue, {alg} queue tokens")
-            real = await measure(
+            post = {"method": "POST", "body": "{}"}
+            real, base = await measure_pair(
                 b,
-                f"{gateway.url}/v1/rooms/{ROOM}/enqueue",
-                real_procs,
-                counted=("app", "admission_worker", "heartbeat_worker", *SERVERS),
-                settle=relay_caught_up,
-                method="POST",
-                body="{}",
-            )
-            base = await measure(
-                b,
-                f"{floor.url}/floor/{ROOM}/join?alg={alg}",
-                floor_procs,
-                counted=("floor", *SERVERS),
-                method="POST",
-                body="{}",
+                Target(
+                    f"{gateway.url}/v1/rooms/{ROOM}/enqueue",
+                    real_procs,
+                    ("app", "admission_worker", "heartbeat_worker", *SERVERS),
+                    settle=relay_caught_up,
+                    wrk=post,
+                ),
+                Target(
+                    f"{floor.url}/floor/{ROOM}/join?alg={alg}",
+                    floor_procs,
+                    ("floor", *SERVERS),
+                    wrk=post,
+                ),
             )
             b.run.add(_row("enqueue", f"enqueue, {alg} queue token", real, base))
             if alg == "RS256":
@@ -181,21 +255,20 @@ async def run(b: Bench, parts: set[str]) -> None:
         for call in calls:
             method = "GET" if call == "status" else "POST"
             b.say(f"{call} of a repeat caller")
-            real = await measure(
+            real, base = await measure_pair(
                 b,
-                f"{gateway.url}/v1/rooms/{ROOM}/{call}",
-                real_procs,
-                counted=("app", *SERVERS),
-                method=method,
-                tokens=real_tokens,
-            )
-            base = await measure(
-                b,
-                f"{floor.url}/floor/{ROOM}/{call}",
-                floor_procs,
-                counted=("floor", *SERVERS),
-                method=method,
-                tokens=floor_tokens,
+                Target(
+                    f"{gateway.url}/v1/rooms/{ROOM}/{call}",
+                    real_procs,
+                    ("app", *SERVERS),
+                    wrk={"method": method, "tokens": real_tokens},
+                ),
+                Target(
+                    f"{floor.url}/floor/{ROOM}/{call}",
+                    floor_procs,
+                    ("floor", *SERVERS),
+                    wrk={"method": method, "tokens": floor_tokens},
+                ),
             )
             label = "status of a repeat caller" if call == "status" else "heartbeat"
             b.run.add(_row(call, label, real, base))
