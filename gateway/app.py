@@ -91,10 +91,11 @@ def create_app(settings: Settings) -> Litestar:
         request_class=StrictJsonRequest,
         debug=False,
     )
-    # before the framework: Litestar.__call__ sets scope["app"], then calls these
-    if settings.lines_in_memory:
-        app.asgi_handler = fast_answers(app.asgi_handler, settings.access_log)
+    # before the framework: Litestar.__call__ sets scope["app"], then calls these, the
+    # last wrapped first: status and heartbeats, the calls made most, pass no other check
     if settings.fast_joins:
         app.asgi_handler = app.state.fast_joins = FastJoins(app.asgi_handler, settings.access_log)
     app.asgi_handler = event_streams(app.asgi_handler, settings.access_log)
+    if settings.lines_in_memory:
+        app.asgi_handler = fast_answers(app.asgi_handler, settings.access_log)
     return app

@@ -46,7 +46,9 @@ class FastJoins:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         room = room_of(scope, "POST", SUFFIX) if scope["type"] == ScopeType.HTTP else None
-        services: Services | None = getattr(scope["app"].state, "services", None)
+        services: Services | None = (  # (the app's state looked up for joins only)
+            None if room is None else getattr(scope["app"].state, "services", None)
+        )
         if room is None or services is None:
             await self.app(scope, receive, send)
             return
