@@ -52,7 +52,7 @@ class Measured:
 
 
 SLICES = 3
-"""Turns each side takes in a paired measurement."""
+"""Turns each side takes in a measurement (a call and its floor, in turns)."""
 
 
 @dataclass
@@ -84,13 +84,14 @@ class _Sum:
         self.last = run
 
 
-async def measure_pair(b: Bench, real: Target, floor: Target) -> tuple[Measured, Measured]:
-    """The call and its floor measured in turns: a warm-up each, ``SLICES`` slices of the
-    peak run each (the call's, then the floor's), then each at 80 % of its own peak."""
-    sides = (real, floor)
+async def measure(b: Bench, *sides: Target) -> list[Measured]:
+    """Each side measured in turns: a warm-up each, ``SLICES`` slices of the peak run
+    each (the CPU of its ``counted`` processes per successful call; with ``settle``, the
+    CPU window stays open until it returns, e.g. until the relay has caught up), the
+    sides' slices alternating, then each at 80 % of its own peak for the latency."""
     for side in sides:
         await asyncio.to_thread(run_wrk, side.url, seconds=1, **side.wrk)
-    sums = (_Sum(), _Sum())
+    sums = [_Sum() for _ in sides]
     for _ in range(SLICES):
         for side, total in zip(sides, sums, strict=True):
             if side.settle is not None:
@@ -117,38 +118,7 @@ async def measure_pair(b: Bench, real: Target, floor: Target) -> tuple[Measured,
         if side.settle is not None:
             await side.settle()
         measured.append(Measured(cpu, parts, peak, at_80))
-    return measured[0], measured[1]
-
-
-async def measure(
-    b: Bench,
-    url: str,
-    processes: dict[str, int],
-    *,
-    counted: tuple[str, ...],
-    settle: Callable[[], Awaitable[object]] | None = None,
-    **wrk: Any,
-) -> Measured:
-    """A short warm-up, the peak run (CPU of the ``counted`` processes per successful
-    call; with ``settle``, the CPU window stays open until it returns, e.g. until the relay
-    has caught up), then a run at 80 % of the peak rate for the latency."""
-    await asyncio.to_thread(run_wrk, url, seconds=1, **wrk)
-    if settle is not None:
-        await settle()
-    window = CpuWindow(processes).start()
-    peak = await asyncio.to_thread(run_wrk, url, seconds=b.sizes.seconds, **wrk)
-    if settle is not None:
-        await settle()
-    used = window.stop()
-    ok = max(1, peak.ok)
-    parts = {name: seconds / ok * 1e6 for name, seconds in used.items()}
-    cpu = sum(us for name, us in parts.items() if name in counted)
-    at_80 = await asyncio.to_thread(
-        run_wrk, url, seconds=b.sizes.seconds, rate=0.8 * peak.rate, **wrk
-    )
-    if settle is not None:
-        await settle()
-    return Measured(cpu, parts, peak, at_80)
+    return measured
 
 
 def _row(part: str, name: str, real: Measured, floor: Measured) -> Row:
@@ -195,7 +165,7 @@ async def run(b: Bench, parts: set[str]) -> None:
 
     if "bare" in parts:
         b.say("GET /healthz against the bare route")
-        real, base = await measure_pair(
+        real, base = await measure(
             b,
             Target(f"{gateway.url}/healthz", real_procs, ("app",)),
             Target(f"{floor.url}/floor/bare", floor_procs, ("floor",)),
@@ -211,7 +181,7 @@ async def run(b: Bench, parts: set[str]) -> None:
                 real_procs = b.processes("app", "workers", "valkey", "nats")
             b.say(f"enqueue, {alg} queue tokens")
             post = {"method": "POST", "body": "{}"}
-            real, base = await measure_pair(
+            real, base = await measure(
                 b,
                 Target(
                     f"{gateway.url}/v1/rooms/{ROOM}/enqueue",
@@ -255,7 +225,7 @@ async def run(b: Bench, parts: set[str]) -> None:
         for call in calls:
             method = "GET" if call == "status" else "POST"
             b.say(f"{call} of a repeat caller")
-            real, base = await measure_pair(
+            real, base = await measure(
                 b,
                 Target(
                     f"{gateway.url}/v1/rooms/{ROOM}/{call}",
@@ -285,13 +255,14 @@ async def three_processes(b: Bench, one: Measured | None, tokens: Path) -> None:
     assert one is not None
     b.say("status of a repeat caller, 3 gateway processes")
     gateway = b.stack.start_gateway(queue_alg="RS256", WAITROOM_WORKERS="3")
-    three = await measure(
+    [three] = await measure(
         b,
-        f"{gateway.url}/v1/rooms/{ROOM}/status",
-        b.processes("app", "workers", "valkey", "nats"),
-        counted=("app", *SERVERS),
-        method="GET",
-        tokens=tokens,
+        Target(
+            f"{gateway.url}/v1/rooms/{ROOM}/status",
+            b.processes("app", "workers", "valkey", "nats"),
+            ("app", *SERVERS),
+            wrk={"method": "GET", "tokens": tokens},
+        ),
     )
     row = _row("processes", "status, 3 gateway processes vs 1", three, one)
     row.extra["1 process peak/s"] = one.peak.rate
