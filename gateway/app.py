@@ -17,7 +17,7 @@ from gateway.bodies import StrictJsonRequest
 from gateway.draining import on_termination
 from gateway.errors import EXCEPTION_HANDLERS
 from gateway.event_streams import event_streams
-from gateway.fast_answers import fast_answers
+from gateway.fast_answers import MemoryAnswers
 from gateway.fast_joins import FastJoins
 from gateway.request_log import access_log_middleware
 from gateway.routes.admin import admin_router
@@ -97,5 +97,7 @@ def create_app(settings: Settings) -> Litestar:
         app.asgi_handler = app.state.fast_joins = FastJoins(app.asgi_handler, settings.access_log)
     app.asgi_handler = event_streams(app.asgi_handler, settings.access_log)
     if settings.lines_in_memory:
-        app.asgi_handler = fast_answers(app.asgi_handler, settings.access_log)
+        # the connection protocol finds them here (lean_connections.py)
+        app.state.memory_answers = answers = MemoryAnswers(app, settings.access_log)
+        app.asgi_handler = answers.asgi(app.asgi_handler)
     return app

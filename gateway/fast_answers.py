@@ -11,19 +11,29 @@ here, with the same body, status and headers, the same request id, metrics and l
 Every other call, and any of these that needs more (a token not seen before, a place not
 in memory, an error, a limit used up, a token to re-sign), goes to Litestar unchanged:
 ``People.remembered`` decides, and does nothing when it declines.
+
+The answer needs nothing to wait for, so the gateway's connection protocol
+(lean_connections.py) asks for it as soon as the request's head is parsed, and writes it
+itself: no request task, no ASGI messages. A request that arrives while an earlier one on
+its connection is still being answered waits its turn as uvicorn queues it, and is then
+answered here through ASGI (``MemoryAnswers.asgi``), as it is on any other server.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 
 import structlog
 from litestar.connection import ASGIConnection
+from litestar.datastructures import State
 from litestar.enums import ScopeType
+from litestar.serialization import encode_json
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from gateway.caller import Caller, bearer_of
-from gateway.raw_calls import PREFIX, first_headers, send_json
+from gateway.raw_calls import PREFIX, first_headers
 from gateway.request_log import request_done, request_id
 from gateway.services import Services
 from shared import keys
@@ -39,17 +49,84 @@ ROUTES = {
 }
 """The route templates Litestar reports for them (the metrics' ``route`` label)."""
 
+Header = tuple[bytes, bytes]
+WriteAnswer = Callable[[int, list[Header], bytes], None]
+"""Writes an answer (status, headers, body) to the connection at once."""
 
-def fast_answers(app: ASGIApp, access_log: str) -> ASGIApp:
-    """``app`` (Litestar's handler) with status and heartbeat answered from memory first."""
 
-    async def handler(scope: Scope, receive: Receive, send: Send) -> None:
-        call = _hot_call(scope) if scope["type"] == ScopeType.HTTP else None
-        if call is not None and await _answer(scope, send, *call, access_log):
-            return
-        await app(scope, receive, send)
+class MemoryAnswers:
+    """Status calls and heartbeats answered from this gateway's memory when it holds the
+    whole answer. ``app`` is the Litestar app (its state holds the services once it runs)."""
 
-    return handler
+    def __init__(self, app: Any, access_log: str) -> None:
+        self._app = app
+        self._state: State = app.state
+        self._access_log = access_log
+        self.through_asgi = 0
+        """Calls answered through ASGI, not at once by the connection protocol (a figure
+        for tests)."""
+
+    def answer(self, scope: Scope, write: WriteAnswer) -> bool:
+        """Answer the call if it is one of the two and memory holds the answer: ``write``
+        gets it before this returns True. False: nothing written or counted, the call
+        goes the full way."""
+        call = _hot_call(scope)
+        if call is None:
+            return False
+        room, heartbeat = call
+        started = time.perf_counter()
+        services: Services | None = getattr(self._state, "services", None)
+        token = bearer_of(first_headers(scope, b"authorization").get(b"authorization", ""))
+        if services is None or token is None:
+            return False
+        scope["app"] = self._app  # as Litestar sets it (the caller and the log read it)
+        try:
+            caller = Caller(ASGIConnection(scope), services.settings)
+        except WaitroomError:
+            return False
+        try:
+            answer = services.people.remembered(room, caller, token, heartbeat=heartbeat)
+        except Exception:  # nothing written yet: the full way answers, and handles it
+            log.exception("fast_answer_failed", room=room)
+            return False
+        if answer is None:
+            return False
+        rid = request_id(scope)
+        body = encode_json(answer)
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode("ascii")),
+            (b"x-request-id", rid.encode("ascii")),
+        ]
+        write(200, headers, body)
+        bound = structlog.contextvars.bind_contextvars(request_id=rid)
+        try:
+            request_done(
+                scope, ROUTES[heartbeat], 200, time.perf_counter() - started, self._access_log
+            )
+        finally:
+            structlog.contextvars.reset_contextvars(**bound)
+        return True
+
+    def asgi(self, app: ASGIApp) -> ASGIApp:
+        """``app`` (Litestar's handler) with these calls answered first: for calls the
+        connection protocol did not answer itself (queued behind another on their
+        connection, or served by another server)."""
+
+        async def handler(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == ScopeType.HTTP:
+                written: list[tuple[int, list[Header], bytes]] = []
+                if self.answer(scope, lambda *answer: written.append(answer)):
+                    self.through_asgi += 1
+                    status, headers, body = written[0]
+                    await send(
+                        {"type": "http.response.start", "status": status, "headers": headers}
+                    )
+                    await send({"type": "http.response.body", "body": body, "more_body": False})
+                    return
+            await app(scope, receive, send)
+
+        return handler
 
 
 def _hot_call(scope: Scope) -> tuple[str, bool] | None:
@@ -79,31 +156,3 @@ def _may_have_body(scope: Scope) -> bool:
     if length is None:
         return scope.get("http_version", "1.1") not in ("1.0", "1.1")
     return length != b"0"
-
-
-async def _answer(scope: Scope, send: Send, room: str, heartbeat: bool, access_log: str) -> bool:
-    """Answer the call from memory; False (nothing sent) when it must go the full way."""
-    started = time.perf_counter()
-    services: Services | None = getattr(scope["app"].state, "services", None)
-    token = bearer_of(first_headers(scope, b"authorization").get(b"authorization", ""))
-    if services is None or token is None:
-        return False
-    try:
-        caller = Caller(ASGIConnection(scope), services.settings)
-    except WaitroomError:
-        return False
-    try:
-        answer = await services.people.remembered(room, caller, token, heartbeat=heartbeat)
-    except Exception:  # nothing sent yet: the full way answers, and handles it as it does
-        log.exception("fast_answer_failed", room=room)
-        return False
-    if answer is None:
-        return False
-    rid = request_id(scope)
-    await send_json(send, 200, answer, rid)
-    bound = structlog.contextvars.bind_contextvars(request_id=rid)
-    try:
-        request_done(scope, ROUTES[heartbeat], 200, time.perf_counter() - started, access_log)
-    finally:
-        structlog.contextvars.reset_contextvars(**bound)
-    return True

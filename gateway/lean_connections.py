@@ -8,6 +8,11 @@ lists, which behave the same for the few operations uvicorn uses (append, remove
 iterate; the pipeline: appendleft, pop) and cost under 100 bytes empty. And the raw
 request line is not kept once it is parsed.
 
+Status calls and heartbeats that this gateway's memory can answer (fast_answers.py) are
+answered as soon as their head is parsed, written here in one go: no request task, no ASGI
+messages, no framework. Only when nothing else on the connection is being answered (so
+answers keep their order) and the client reads what it is sent.
+
 A response also goes out in one write, not two: uvicorn writes the head as soon as the app
 starts the response and the body after. Each write is a system call, and on a connection
 from a proxy on the same host each one also delivers a packet, so a small answer (a
@@ -18,9 +23,48 @@ from __future__ import annotations
 
 import asyncio
 from asyncio import Transport
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+import httptools
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
+
+Header = tuple[bytes, bytes]
+
+
+class AnswersAtOnce(Protocol):
+    """What answers some calls without waiting for anything (fast_answers.MemoryAnswers),
+    found on the app's state as ``memory_answers``."""
+
+    def answer(self, scope: Any, write: Callable[[int, list[Header], bytes], None]) -> bool:
+        """Write the answer with ``write`` and return True, or write nothing: False."""
+        ...
+
+
+HOT_METHODS = frozenset({b"GET", b"POST"})
+
+
+class _NobodyWaits:
+    __slots__ = ()
+
+    def set(self) -> None:
+        pass
+
+
+class _AnsweredAtOnce:
+    """Stands in for the request cycle of a request answered as it was parsed: complete,
+    nobody waits on it (uvicorn's own checks of ``self.cycle`` then pass it by)."""
+
+    __slots__ = ()
+    response_complete = True
+    message_event = _NobodyWaits()
+
+
+ANSWERED_AT_ONCE = _AnsweredAtOnce()
 
 
 class LeanEvent(asyncio.Event):
@@ -123,9 +167,19 @@ class LeanHttpToolsProtocol(HttpToolsProtocol):
     """The requests of this connection begun while another was being answered (and that
     one), until the connection ends; None while nobody pipelines."""
 
+    _keep_alive_now = True
+    """Whether the connection stays open after the answer being written at once."""
+    _at_once_this_read = 0
+    """Requests answered at once from the bytes of the last read (at most MAX_PIPELINED:
+    one read's worth of pipelined requests must not hold the event loop long; the rest
+    queue, within the same bound as any)."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.pipeline = LeanPipeline()  # type: ignore[assignment]
+        self._at_once: AnswersAtOnce | None = getattr(
+            getattr(self.app, "state", None), "memory_answers", None
+        )
 
     def connection_made(self, transport: Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -136,6 +190,14 @@ class LeanHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         before = self.cycle
         queued = before is not None and not before.response_complete
+        if (
+            not queued
+            and self._at_once is not None
+            and self._at_once_this_read < MAX_PIPELINED
+            and self._answered_at_once(self._at_once)
+        ):
+            self._at_once_this_read += 1
+            return
         if queued and len(self.pipeline) >= MAX_PIPELINED:
             raise PipelineTooDeep()  # the parser fails: uvicorn answers 400 and closes
         super().on_headers_complete()
@@ -152,6 +214,61 @@ class LeanHttpToolsProtocol(HttpToolsProtocol):
             # the query, some 700 bytes) is read again only for a WebSocket upgrade, which
             # makes no new request cycle
             self.url = b""
+
+    def data_received(self, data: bytes) -> None:
+        self._at_once_this_read = 0
+        super().data_received(data)
+
+    def _answered_at_once(self, answers: AnswersAtOnce) -> bool:
+        """Answer the request whose head was just parsed, if ``answers`` can now; the scope
+        gets what uvicorn would put in it. Not while the client leaves answers unread
+        (uvicorn then waits before writing more, and reads no more requests meanwhile), nor
+        for what uvicorn treats specially (upgrades, an escaped path, a root path, too many
+        connections)."""
+        parser = self.parser
+        method = parser.get_method()
+        if method not in HOT_METHODS or self.flow.write_paused or self.root_path:
+            return False
+        if parser.should_upgrade():
+            return False
+        limit = self.limit_concurrency
+        if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
+            return False
+        url = httptools.parse_url(self.url)
+        raw_path: bytes = url.path
+        if b"%" in raw_path:
+            return False
+        http_version = parser.get_http_version()
+        scope = self.scope
+        scope["method"] = method.decode("ascii")
+        if http_version != "1.1":
+            scope["http_version"] = http_version
+        scope["path"] = raw_path.decode("ascii")
+        scope["raw_path"] = raw_path
+        scope["query_string"] = url.query or b""
+        self._keep_alive_now = http_version != "1.0" and parser.should_keep_alive()
+        try:
+            if not answers.answer(scope, self._write_at_once):
+                return False
+        except Exception:  # as uvicorn does when an app fails: say so, end the connection
+            self.logger.exception("Exception in an answer written at once")
+            self._keep_alive_now = False
+        self.cycle = ANSWERED_AT_ONCE  # type: ignore[assignment]
+        if not self._keep_alive_now:
+            self.transport.close()
+        self.on_response_complete()  # counts it, and waits for the next (keep-alive)
+        return True
+
+    def _write_at_once(self, status: int, headers: list[Header], body: bytes) -> None:
+        """The whole response in one write, with the server's headers, as uvicorn writes
+        it (``connection: close`` when the connection ends after it)."""
+        content = [STATUS_LINE[status]]
+        for name, value in (*self.server_state.default_headers, *headers):
+            content += (name, b": ", value, b"\r\n")
+        if not self._keep_alive_now:
+            content.append(b"connection: close\r\n")
+        content += (b"\r\n", body)
+        self.transport.write(b"".join(content))
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)

@@ -248,14 +248,15 @@ class People:
         view = await self.place_of(room, claims, caller, touch=False)
         return await self.answer(room, view, base_url=caller.base_url, go_token=token)
 
-    async def remembered(
+    def remembered(
         self, room: str, caller: Caller, token: str, *, heartbeat: bool
     ) -> PlaceResponse | None:
         """The answer to a status call (or a heartbeat) when this gateway's memory has all
         of it: a token verified before, its place in the line copy, the caller's limit not
         used up, and for a heartbeat a token with more than half of its life left. Else
         None, with nothing counted or marked: the call then takes the full way (status,
-        heartbeat), which answers errors and everything else. The answer equals theirs."""
+        heartbeat), which answers errors and everything else. The answer equals theirs.
+        It waits for nothing, so it can be answered as the request is parsed."""
         if self.lines is None:
             return None
         try:
@@ -270,7 +271,7 @@ class People:
         view = self.lines.view(room, claims)
         if view is None:
             return None
-        await self.limiter.check(kind, room, claims.sub)  # counts; not used up (above)
+        self.limiter.count_here(kind, room, claims.sub)  # counts; not used up (above)
         self.remembered_answers += 1
         if not heartbeat:
             return place_answer(view)

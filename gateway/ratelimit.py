@@ -135,14 +135,21 @@ class RateLimiter:
         except Exception as exc:
             log.warning("rate_limit_store_failed", error=repr(exc))
 
-    async def check(self, kind: str, *identity: str) -> None:
-        """Count one request; raise RateLimited (with Retry-After) when over the limit."""
+    def count_here(self, kind: str, *identity: str) -> None:
+        """``check`` for a kind counted in this process (LOCAL_KINDS): no wait, so an
+        answer written before the framework can count itself."""
         if self._limiter is None:
             return
+        retry = self._local.hit(self.items[kind], (kind, *identity))
+        if retry is not None:
+            raise RateLimited(retry_after=retry)
+
+    async def check(self, kind: str, *identity: str) -> None:
+        """Count one request; raise RateLimited (with Retry-After) when over the limit."""
         if kind in LOCAL_KINDS:
-            retry = self._local.hit(self.items[kind], (kind, *identity))
-            if retry is not None:
-                raise RateLimited(retry_after=retry)
+            self.count_here(kind, *identity)
+            return
+        if self._limiter is None:
             return
         item = self.items[kind]
         try:

@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 import gateway.live as live_module
+from gateway.fast_answers import MemoryAnswers
 from gateway.lean_connections import MAX_PIPELINED
 from gateway.live import LiveHub
 from shared.settings import Settings
-from tests.helpers.api import RoomFactory
+from tests.helpers.api import RoomFactory, bearer
 from tests.helpers.servers import GatewayServer, ModuleProc, settings_env
 from tests.helpers.wait import wait_until
 from waitroom.processes import free_port, wait_for_port
@@ -206,3 +209,120 @@ async def test_answers_from_memory_keep_the_connection_rules(
         assert await asyncio.wait_for(reader.read(), 10) == b""
     finally:
         writer.close()
+
+
+def _memory_answers(gateway: GatewayServer) -> MemoryAnswers:
+    answers: MemoryAnswers = gateway.app.state.memory_answers
+    return answers
+
+
+async def _waiting(gateway: GatewayServer, room: str) -> tuple[str, bytes]:
+    """A token in ``room`` whose status this gateway answers from memory from now on, and
+    the head of a status call with it (no blank line: a request id may follow)."""
+    async with httpx.AsyncClient(base_url=gateway.url) as client:
+        token = (await client.post(f"/v1/rooms/{room}/enqueue")).json()["token"]
+        first = await client.get(f"/v1/rooms/{room}/status", headers=bearer(token))
+        assert first.status_code == 200  # verifies the token, loads the line
+    status = f"GET /v1/rooms/{room}/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+    return token, status.encode()
+
+
+async def test_answers_from_memory_are_written_as_the_request_is_parsed(
+    gateway: GatewayServer, make_room: RoomFactory
+) -> None:
+    """A status call from memory takes no request task and no ASGI messages: the
+    connection protocol writes it (calls that go through ASGI are counted)."""
+    room = await make_room(status="paused")
+    _, status = await _waiting(gateway, room)
+    people = gateway.app.state.services.people
+    answers, before = _memory_answers(gateway), people.remembered_answers
+    reader, writer = await _connect(gateway)
+    try:
+        for i in range(5):
+            writer.write(status + f"X-Request-ID: once-{i}\r\n\r\n".encode())
+            code, headers, body = await asyncio.wait_for(_response(reader), 10)
+            assert (code, headers["x-request-id"]) == (200, f"once-{i}")
+            assert json.loads(body)["state"] == "waiting"
+    finally:
+        writer.close()
+    assert people.remembered_answers - before == 5
+    assert answers.through_asgi == 0
+
+
+async def test_answers_at_once_keep_their_order_behind_a_call_being_answered(
+    gateway: GatewayServer, make_room: RoomFactory
+) -> None:
+    """Pipelined behind a call the framework is still answering, answers from memory wait
+    their turn (they go through ASGI then), and all come in the order asked."""
+    room = await make_room(status="paused")
+    _, status = await _waiting(gateway, room)
+    full = b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+    asked = [(status, "a"), (full, "b"), (status, "c"), (status, "d"), (full, "e"), (status, "f")]
+    reader, writer = await _connect(gateway)
+    try:
+        writer.write(b"".join(b"%bX-Request-ID: %b\r\n\r\n" % (h, r.encode()) for h, r in asked))
+        answers = [await asyncio.wait_for(_response(reader), 10) for _ in asked]
+    finally:
+        writer.close()
+    assert [(a[0], a[1]["x-request-id"]) for a in answers] == [(200, rid) for _, rid in asked]
+    assert _memory_answers(gateway).through_asgi == 3  # c, d and f: behind b and e
+
+
+async def test_a_burst_of_pipelined_calls_meets_the_pipeline_bound(
+    gateway: GatewayServer, make_room: RoomFactory
+) -> None:
+    """One read's worth of pipelined status calls is not all answered at once (it would
+    hold the event loop): MAX_PIPELINED are, the next is answered as any call is, and the
+    ones behind it queue: past MAX_PIPELINED of those the connection is refused and
+    closed."""
+    room = await make_room(status="paused")
+    _, status = await _waiting(gateway, room)
+    reader, writer = await _connect(gateway)
+    try:
+        writer.write((status + b"\r\n") * (2 * MAX_PIPELINED + 2))  # one read
+        received = await asyncio.wait_for(reader.read(), 10)  # to the end: it closes
+    finally:
+        writer.close()
+    assert received.count(b"HTTP/1.1 200 OK") == MAX_PIPELINED
+    assert received.count(b"HTTP/1.1 400 Bad Request") == 1
+
+
+async def test_a_client_that_never_reads_is_not_answered_without_end(
+    gateway: GatewayServer, make_room: RoomFactory
+) -> None:
+    """Status calls sent one at a time (each once the one before was answered, so no read
+    holds more than one) by a client that reads nothing: once its answers back up, the
+    gateway stops answering at once, and so stops reading; the client cannot make it hold
+    answers without end."""
+    room = await make_room(status="paused")
+    _, status = await _waiting(gateway, room)
+    people = gateway.app.state.services.people
+    wmem = (await asyncio.to_thread(Path("/proc/sys/net/ipv4/tcp_wmem").read_text)).split()
+    held = int(wmem[2]) // 300  # the most answers (each over 300 bytes) the buffers hold
+    total = 2 * held
+
+    def never_reads() -> int:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(3)
+        sent = 0
+        try:
+            sock.connect(("127.0.0.1", gateway.settings.port))
+            while sent < total:
+                before = people.remembered_answers
+                sock.sendall(status + b"\r\n")
+                deadline = time.monotonic() + 2
+                while people.remembered_answers == before:
+                    if time.monotonic() > deadline:
+                        return sent  # not answered: the gateway waits for the client
+                    time.sleep(0.0001)
+                sent += 1
+        except OSError:
+            pass  # refused and closed
+        finally:
+            sock.close()
+        return sent
+
+    sent = await asyncio.to_thread(never_reads)
+    assert sent < held
+    assert _memory_answers(gateway).through_asgi >= 1  # the one that waits to be written
