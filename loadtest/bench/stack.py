@@ -141,15 +141,24 @@ class BenchStack:
     # the system under test ------------------------------------------------------------
     def start_gateway(self, *, queue_alg: str = "RS256", **extra: str) -> HttpServer:
         self.stop_gateway()
+        self.gateway = self.start_other_gateway("gateway", queue_alg=queue_alg, **extra)
+        return self.gateway
+
+    def start_other_gateway(
+        self, name: str, *, queue_alg: str = "RS256", **extra: str
+    ) -> HttpServer:
+        """A gateway beside ``self.gateway`` (stop it with ``stop_other``)."""
         port = free_port()
         env = self.waitroom_env(
             WAITROOM_PORT=str(port), WAITROOM_QUEUE_TOKEN_ALG=queue_alg, **extra
         )
-        child = self._start("gateway", [sys.executable, "-m", "gateway"], env)
+        child = self._start(name, [sys.executable, "-m", "gateway"], env)
         wait_for_port(port, 30, child.proc)
         settle(child.process_id)
-        self.gateway = HttpServer(child, f"http://127.0.0.1:{port}", port)
-        return self.gateway
+        return HttpServer(child, f"http://127.0.0.1:{port}", port)
+
+    def stop_other(self, server: HttpServer) -> None:
+        self._stop(server.child)
 
     def stop_gateway(self) -> None:
         if self.gateway is not None:

@@ -37,7 +37,7 @@ FLOOR_TEXT = {
     "heartbeat": "the same as status, the Lua call also marking the person seen",
     "processes": (
         "status with WAITROOM_WORKERS=3 (the supervisor and its three server processes) "
-        "against the same calls to one gateway process, measured just before"
+        "against the same calls to a one-process gateway beside it, measured in turns"
     ),
 }
 SERVERS = ("valkey", "nats")
@@ -206,10 +206,8 @@ async def run(b: Bench, parts: set[str]) -> None:
         gateway = stack.start_gateway(queue_alg="RS256")
         real_procs = b.processes("app", "workers", "valkey", "nats")
 
-    if "processes" in parts:
-        parts = parts | {"status"}  # its floor is the status of one process
     calls = [p for p in ("status", "heartbeat") if p in parts]
-    if not calls:
+    if not calls and "processes" not in parts:
         return
     with tempfile.TemporaryDirectory(prefix="bench-tokens-") as tmp:
         real_tokens, floor_tokens = Path(tmp) / "real", Path(tmp) / "floor"
@@ -221,7 +219,6 @@ async def run(b: Bench, parts: set[str]) -> None:
             tokens = await join_many(c, f"/floor/{ROOM}/join", b.sizes.tokens)
         floor_tokens.write_text("\n".join(tokens) + "\n")
         await relay_caught_up()
-        one_process: Measured | None = None
         for call in calls:
             method = "GET" if call == "status" else "POST"
             b.say(f"{call} of a repeat caller")
@@ -243,32 +240,38 @@ async def run(b: Bench, parts: set[str]) -> None:
             label = "status of a repeat caller" if call == "status" else "heartbeat"
             b.run.add(_row(call, label, real, base))
             b.run.floors[call] = FLOOR_TEXT[call]
-            if call == "status":
-                one_process = real
-        if "processes" in parts:  # last: it restarts the gateway
-            await three_processes(b, one_process, real_tokens)
+        if "processes" in parts:
+            await three_processes(b, real_tokens)
 
 
-async def three_processes(b: Bench, one: Measured | None, tokens: Path) -> None:
-    """The same status calls to a gateway of three server processes (WAITROOM_WORKERS=3):
-    what a second and third process on the port cost per request."""
+async def three_processes(b: Bench, tokens: Path) -> None:
+    """The same status calls to a gateway of three server processes (WAITROOM_WORKERS=3)
+    and to the one-process gateway beside it, in turns: what a second and third process
+    on the port cost per request."""
+    b.say("status of a repeat caller, 3 gateway processes against 1, in turns")
+    one = b.stack.gateway
     assert one is not None
-    b.say("status of a repeat caller, 3 gateway processes")
-    gateway = b.stack.start_gateway(queue_alg="RS256", WAITROOM_WORKERS="3")
-    [three] = await measure(
-        b,
-        Target(
-            f"{gateway.url}/v1/rooms/{ROOM}/status",
-            b.processes("app", "workers", "valkey", "nats"),
-            ("app", *SERVERS),
-            wrk={"method": "GET", "tokens": tokens},
-        ),
-    )
-    row = _row("processes", "status, 3 gateway processes vs 1", three, one)
-    row.extra["1 process peak/s"] = one.peak.rate
-    row.extra["1 process p99 ms"] = one.at_80.p99_ms
+    three = b.stack.start_other_gateway("gateway-3", queue_alg="RS256", WAITROOM_WORKERS="3")
+    others = b.processes("workers", "valkey", "nats")
+    try:
+        measured_three, measured_one = await measure(
+            b,
+            *(
+                Target(
+                    f"{gateway.url}/v1/rooms/{ROOM}/status",
+                    {"app": gateway.process_id, **others},
+                    ("app", *SERVERS),
+                    wrk={"method": "GET", "tokens": tokens},
+                )
+                for gateway in (three, one)
+            ),
+        )
+    finally:
+        b.stack.stop_other(three)
+    row = _row("processes", "status, 3 gateway processes vs 1", measured_three, measured_one)
+    row.extra["1 process peak/s"] = measured_one.peak.rate
+    row.extra["1 process p99 ms"] = measured_one.at_80.p99_ms
     for name in ("floor peak/s", "floor p99 ms", "floor store+nats us"):
         row.extra.pop(name, None)
     b.run.add(row)
     b.run.floors["processes"] = FLOOR_TEXT["processes"]
-    b.stack.start_gateway(queue_alg="RS256")
