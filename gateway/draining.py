@@ -11,6 +11,7 @@ closes it at once, so the browsers move to another pod within moments.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import signal
 import threading
 from collections.abc import Callable
@@ -37,8 +38,14 @@ def on_termination(callback: Callable[[], Any]) -> Callable[[], None]:
 
     def handle(sig: int, frame: FrameType | None) -> None:
         chained[signal.Signals(sig)](sig, frame)
-        log.info("stopping", signal=signal.Signals(sig).name)
-        loop.call_soon_threadsafe(callback)
+        # a signal is handled between any two steps of the main thread, maybe in the
+        # middle of a request's task: its context (the request id bound to its log lines)
+        # is not this step's, so the line and the callback get a context of their own
+        contextvars.Context().run(stopping, signal.Signals(sig))
+
+    def stopping(sig: signal.Signals) -> None:
+        log.info("stopping", signal=sig.name)
+        loop.call_soon_threadsafe(callback)  # in a copy of this (empty) context
 
     for sig in chained:
         signal.signal(sig, handle)

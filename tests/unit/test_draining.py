@@ -1,0 +1,45 @@
+"""The step the gateway adds to uvicorn's SIGTERM handler (gateway/draining.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from typing import Any
+
+import structlog
+from structlog.testing import capture_logs
+
+from gateway.draining import on_termination
+
+
+async def test_a_signal_in_the_middle_of_a_request_does_not_carry_its_request_id() -> None:
+    """A signal is handled wherever the main thread is, maybe inside a request's task with
+    its request id bound: the ``stopping`` line and the callback must not carry it."""
+    chained: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda sig, _frame: chained.append(sig))
+    seen: list[dict[str, Any]] = []
+    called = asyncio.Event()
+
+    def callback() -> None:
+        seen.append(structlog.contextvars.get_contextvars())
+        called.set()
+
+    undo = on_termination(callback)
+    try:
+
+        async def request() -> None:
+            structlog.contextvars.bind_contextvars(request_id="the-request")
+            os.kill(os.getpid(), signal.SIGTERM)  # handled before the next line runs
+            await asyncio.sleep(0)
+
+        with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+            await asyncio.create_task(request())
+            await asyncio.wait_for(called.wait(), 5)
+    finally:
+        undo()
+        signal.signal(signal.SIGTERM, previous)
+    assert chained == [signal.SIGTERM]  # uvicorn's own handler still runs first
+    [line] = [entry for entry in logs if entry["event"] == "stopping"]
+    assert "request_id" not in line
+    assert seen == [{}]
