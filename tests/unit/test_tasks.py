@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 import pytest
+from structlog.testing import capture_logs
 
 from shared.tasks import cancel_and_wait
 
@@ -36,3 +38,20 @@ async def test_a_finished_task_is_left_as_it_is() -> None:
     await cancel_and_wait(task)
     assert task.done()
     assert not task.cancelled()
+
+
+async def test_a_task_that_goes_on_is_logged_with_where_it_stands() -> None:
+    async def deaf_for_a_while() -> None:
+        until = time.monotonic() + 0.3
+        while time.monotonic() < until:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(1)
+
+    task = asyncio.create_task(deaf_for_a_while(), name="deaf")
+    await asyncio.sleep(0)
+    with capture_logs() as logs:
+        await asyncio.wait_for(cancel_and_wait(task, every=0.02, warn_after=0.1), timeout=10)
+    [warning] = [entry for entry in logs if entry["event"] == "task_ignores_cancel"]
+    assert warning["task"] == "deaf"
+    assert "deaf_for_a_while" in warning["stack"]
+    assert task.done()
