@@ -22,7 +22,6 @@ answered here through ASGI (``MemoryAnswers.asgi``), as it is on any other serve
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -33,6 +32,7 @@ from litestar.serialization import encode_json
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from gateway.caller import Caller, bearer_of
+from gateway.lean_connections import Header, WriteAnswer
 from gateway.raw_calls import PREFIX, first_headers
 from gateway.request_log import request_done, request_id
 from gateway.services import Services
@@ -48,10 +48,6 @@ ROUTES = {
     True: "/v1/rooms/{room}/heartbeat",
 }
 """The route templates Litestar reports for them (the metrics' ``route`` label)."""
-
-Header = tuple[bytes, bytes]
-WriteAnswer = Callable[[int, list[Header], bytes], None]
-"""Writes an answer (status, headers, body) to the connection at once."""
 
 
 class MemoryAnswers:

@@ -34,18 +34,26 @@ from uvicorn.protocols.http.httptools_impl import (
 )
 
 Header = tuple[bytes, bytes]
+WriteAnswer = Callable[[int, list[Header], bytes], None]
+"""Writes an answer (status, headers, body) to the connection at once."""
 
 
 class AnswersAtOnce(Protocol):
     """What answers some calls without waiting for anything (fast_answers.MemoryAnswers),
     found on the app's state as ``memory_answers``."""
 
-    def answer(self, scope: Any, write: Callable[[int, list[Header], bytes], None]) -> bool:
+    def answer(self, scope: Any, write: WriteAnswer) -> bool:
         """Write the answer with ``write`` and return True, or write nothing: False."""
         ...
 
 
 HOT_METHODS = frozenset({b"GET", b"POST"})
+INTERNAL_ERROR = b"Internal Server Error"
+INTERNAL_ERROR_HEADERS = [
+    (b"content-type", b"text/plain; charset=utf-8"),
+    (b"content-length", str(len(INTERNAL_ERROR)).encode("ascii")),
+]
+"""uvicorn's answer when an app fails before it answered."""
 
 
 class _NobodyWaits:
@@ -169,6 +177,8 @@ class LeanHttpToolsProtocol(HttpToolsProtocol):
 
     _keep_alive_now = True
     """Whether the connection stays open after the answer being written at once."""
+    _written = False
+    """Whether the answer being written at once went out."""
     _at_once_this_read = 0
     """Requests answered at once from the bytes of the last read (at most MAX_PIPELINED:
     one read's worth of pipelined requests must not hold the event loop long; the rest
@@ -247,12 +257,15 @@ class LeanHttpToolsProtocol(HttpToolsProtocol):
         scope["raw_path"] = raw_path
         scope["query_string"] = url.query or b""
         self._keep_alive_now = http_version != "1.0" and parser.should_keep_alive()
+        self._written = False
         try:
             if not answers.answer(scope, self._write_at_once):
                 return False
-        except Exception:  # as uvicorn does when an app fails: say so, end the connection
+        except Exception:  # as uvicorn does when an app fails: a 500 if nothing went out
             self.logger.exception("Exception in an answer written at once")
             self._keep_alive_now = False
+            if not self._written:
+                self._write_at_once(500, INTERNAL_ERROR_HEADERS, INTERNAL_ERROR)
         self.cycle = ANSWERED_AT_ONCE  # type: ignore[assignment]
         if not self._keep_alive_now:
             self.transport.close()
@@ -269,6 +282,7 @@ class LeanHttpToolsProtocol(HttpToolsProtocol):
             content.append(b"connection: close\r\n")
         content += (b"\r\n", body)
         self.transport.write(b"".join(content))
+        self._written = True
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)

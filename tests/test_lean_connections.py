@@ -9,6 +9,7 @@ import json
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -326,3 +327,29 @@ async def test_a_client_that_never_reads_is_not_answered_without_end(
     sent = await asyncio.to_thread(never_reads)
     assert sent < held
     assert _memory_answers(gateway).through_asgi >= 1  # the one that waits to be written
+
+
+async def test_an_answer_at_once_that_fails_is_a_500_and_the_connection_ends(
+    gateway: GatewayServer, make_room: RoomFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Answering fails before anything went out: the client hears uvicorn's 500, not a
+    connection cut without a word, and the gateway goes on serving other connections."""
+    room = await make_room(status="paused")
+    _, status = await _waiting(gateway, room)
+
+    def failing(scope: Any, write: Any) -> bool:
+        raise RuntimeError("broken")
+
+    monkeypatch.setattr(_memory_answers(gateway), "answer", failing)
+    reader, writer = await _connect(gateway)
+    try:
+        writer.write(status + b"\r\n")
+        code, headers, body = await asyncio.wait_for(_response(reader), 10)
+        assert (code, body) == (500, b"Internal Server Error")
+        assert headers["connection"] == "close"
+        assert await asyncio.wait_for(reader.read(), 10) == b""
+    finally:
+        writer.close()
+    monkeypatch.undo()
+    async with httpx.AsyncClient(base_url=gateway.url) as client:
+        assert (await client.get("/healthz")).status_code == 200
