@@ -14,6 +14,7 @@ import pytest
 from shared.events import Admitted
 from shared.settings import Settings
 from tests.helpers.api import ADMIN, bearer, create_room, figures, place
+from tests.helpers.lines import book, settled
 from tests.helpers.load import Load, crowd_client
 from tests.helpers.servers import (
     GatewayServer,
@@ -75,6 +76,17 @@ async def test_store_killed_under_load_comes_back_identical_from_the_stream(
                 return all(n == 0 for n in outboxes)
 
             await wait_until(drained, seconds=20)
+            # the gateway answers status from its copies of the lines: they have heard every
+            # event delivered (the "before" answers are the store's, as the "after" ones)
+            store = gw.app.state.services.store
+
+            async def lines_settled() -> bool:
+                for room in rooms:
+                    if room in book(gw).lines and not await settled(store, gw, room):
+                        return False
+                return True
+
+            await wait_until(lines_settled, seconds=10)
             before = await _digests(c, rooms)
             statuses = [await place(c, room, p["token"]) for room, p in load.people]
             states = {s["state"] for s in statuses}
