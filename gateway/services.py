@@ -24,6 +24,7 @@ from shared.nats_link import NatsLink
 from shared.redis_conn import connect
 from shared.settings import Settings
 from shared.store import RoomStore
+from shared.store.lane import ScriptLane
 from shared.tokens import TokenService
 
 
@@ -64,7 +65,8 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     link = NatsLink.from_settings(settings, "gateway")
     link.start()
     limiter = RateLimiter(settings.redis_url, settings.rate_limits, tls_ca=settings.redis_tls_ca)
-    store = RoomStore(redis, outbox_max=settings.outbox_max)
+    lane = ScriptLane(settings.redis_url, tls_ca=settings.redis_tls_ca)
+    store = RoomStore(redis, outbox_max=settings.outbox_max, lane=lane)
     salt = settings.ip_hash_salt or deployment_salt(settings.keys_dir)
     lines = LineBook(store, link) if settings.lines_in_memory else None
     people = People(store, tokens, limiter, salt=salt, lines=lines)
@@ -111,6 +113,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             await lines.close()
         await limiter.close()
         await link.close()
+        await lane.aclose()
         await redis.aclose()
         tokens.close()
 

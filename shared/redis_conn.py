@@ -2,6 +2,9 @@
 connection instead of failing; short timeouts, so a dead server is noticed quickly; and a
 retry on a broken connection, so the first call after the server restarts succeeds.
 
+A gateway's per-request scripts go over one pipelined connection of their own instead
+(shared/store/lane.py), which keeps the same promises.
+
 Only connection errors are retried, not timeouts: a script that timed out may have run.
 Every state-changing script is safe to repeat after a broken connection (the place id,
 fence or state it checks makes a second run a no-op or a clean error).

@@ -22,6 +22,7 @@ from shared.room import (
 from shared.scripts import LuaScript, Scripts
 from shared.store.calls import mapped, store_call, store_error
 from shared.store.index import ReplicaSet, RoomIndex
+from shared.store.lane import ScriptLane, bulk
 from shared.store.views import (
     AdmitResult,
     InviteRecord,
@@ -62,6 +63,13 @@ def new_position_id() -> str:
     return secrets.token_urlsafe(12)
 
 
+LANE_SCRIPTS = frozenset({"enqueue", "status", "leave", "claim", "complete", "touch_seen"})
+"""The scripts a gateway runs per request, each about one place with a short answer: these
+go through the store's ``lane`` when it has one."""
+ROOM_KEY_COUNT = len(keys.RoomKeys("-").all())
+PACKED_ROOMS = 10_000
+"""Rooms whose keys are kept packed for the lane (all forgotten when it fills)."""
+
 OPENING_BATCH = 1000
 """People an opening places per script call (a few milliseconds of the data store's time)."""
 OPENING_BATCHES = 50
@@ -79,9 +87,15 @@ class RoomStore:
     a client and never closes it. ``index`` holds the cross-room sets; ``replicas(role)``
     the worker replicas' liveness marks."""
 
-    def __init__(self, redis: Redis, *, outbox_max: int = 0) -> None:
+    def __init__(
+        self, redis: Redis, *, outbox_max: int = 0, lane: ScriptLane | None = None
+    ) -> None:
+        """``lane``: the per-request scripts (``LANE_SCRIPTS``) go through it instead of
+        ``redis``'s pool (shared/store/lane.py); the caller opens and closes it."""
         self.redis = redis
         self.outbox_max = outbox_max
+        self.lane = lane
+        self._packed_keys: dict[str, bytes] = {}
         self.scripts = Scripts.register(redis)
         self.index = RoomIndex(redis)
 
@@ -90,7 +104,24 @@ class RoomStore:
 
     async def _run(self, script: LuaScript, room: str, *args: Arg) -> Any:
         with mapped(script):
+            if self.lane is not None and script.name in LANE_SCRIPTS:
+                return await self._run_in_lane(self.lane, script, room, args)
             return await script(keys=keys.RoomKeys(room).all(), args=[room, *args])
+
+    async def _run_in_lane(
+        self, lane: ScriptLane, script: LuaScript, room: str, args: tuple[Arg, ...]
+    ) -> Any:
+        packed = self._packed_keys.get(room)
+        if packed is None:
+            if len(self._packed_keys) >= PACKED_ROOMS:
+                self._packed_keys.clear()
+            packed = self._packed_keys[room] = b"".join(map(bulk, keys.RoomKeys(room).all()))
+        sha = script.script.sha
+        try:
+            return await lane.evalsha(sha, packed, ROOM_KEY_COUNT, (room, *args))
+        except NoScriptError:  # the server lost its scripts (it restarted): load, run again
+            await self.redis.script_load(script.script.script)
+            return await lane.evalsha(sha, packed, ROOM_KEY_COUNT, (room, *args))
 
     async def _run_many(self, calls: list[ScriptCall]) -> list[Any]:
         """Script calls in one pipeline, each its own atomic call; a failed call's place

@@ -1,0 +1,306 @@
+"""One pipelined connection to the data store for the scripts a gateway runs per request.
+
+redis-py gives each call in flight a connection of its pool: a checkout and a return, a
+write and a read of its own, a retry wrapper and a timeout per call. Against a real valkey
+with 64 calls in flight that cost 170-200 us of the client's CPU per script call on this
+2-core machine; a join spent about a fifth of its gateway time there. Here every call made
+in one turn of the event loop goes out in one write on one connection, and the answers are
+read back in the order asked (the protocol's own pipelining): 15-20 us a call in the same
+probe. The server's side gets cheaper too: one read for many calls.
+
+It keeps the pool's promises (``shared/redis_conn.py``):
+- a broken connection is retried twice, with the same backoff (every script is safe to
+  run again after one);
+- a store that answers nothing for ``timeout`` seconds while calls wait fails them with
+  ``TimeoutError``, not retried (they may have run), and the connection is dropped;
+- answers and errors are what redis-py returns with ``decode_responses``: its exception
+  classes (``NoScriptError``, ``ResponseError``, ``BusyLoadingError``...), so
+  ``shared/store/calls.py`` maps them the same way.
+
+It speaks RESP2 (no ``HELLO``), which is how scripts answer unless they ask otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import ssl
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import unquote, urlparse
+
+from redis._parsers.base import BaseParser
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import InvalidResponse
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+Arg = str | int | float | bytes
+
+RETRIES = 2
+BACKOFF_BASE = 0.05
+BACKOFF_CAP = 0.5
+CONNECT_TIMEOUT = 2.0
+
+
+class _Incomplete(Exception):
+    """The buffer ends inside an answer: wait for more bytes."""
+
+
+_INCOMPLETE = _Incomplete()
+
+
+class _ErrorReply:
+    __slots__ = ("message",)
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+def error_of(message: str) -> Exception:
+    """The exception redis-py raises for an error answer (by its code: NOSCRIPT, LOADING...)."""
+    error: Exception = BaseParser.parse_error(message)  # type: ignore[no-untyped-call]
+    return error
+
+
+def bulk(value: Arg) -> bytes:
+    """One argument as a RESP bulk string, encoded as redis-py encodes it."""
+    if isinstance(value, bytes):
+        data = value
+    elif isinstance(value, str):
+        data = value.encode()
+    elif isinstance(value, bool):
+        raise TypeError("a bool is not a store argument")
+    elif isinstance(value, int):
+        data = str(value).encode()
+    else:
+        data = repr(value).encode()
+    return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
+def evalsha_frame(sha: str, packed_keys: bytes, key_count: int, args: tuple[Arg, ...]) -> bytes:
+    """``EVALSHA sha key_count keys... args...`` as one RESP command; ``packed_keys`` are
+    the keys already as bulk strings (a room's keys are packed once)."""
+    head = b"*%d\r\n$7\r\nEVALSHA\r\n%s%s" % (
+        3 + key_count + len(args),
+        bulk(sha),
+        bulk(key_count),
+    )
+    return head + packed_keys + b"".join([bulk(arg) for arg in args])
+
+
+def read_reply(buf: bytearray, pos: int) -> tuple[Any, int]:
+    """The answer starting at ``pos`` and the position after it; raises ``_Incomplete``."""
+    end = buf.find(b"\r\n", pos)
+    if end < 0:
+        raise _INCOMPLETE
+    kind = buf[pos]
+    if kind == 0x24:  # $ bulk string
+        size = int(buf[pos + 1 : end])
+        if size < 0:
+            return None, end + 2
+        stop = end + 2 + size
+        if stop + 2 > len(buf):
+            raise _INCOMPLETE
+        return buf[end + 2 : stop].decode(), stop + 2
+    if kind == 0x3A:  # : integer
+        return int(buf[pos + 1 : end]), end + 2
+    if kind == 0x2A:  # * array
+        count = int(buf[pos + 1 : end])
+        pos = end + 2
+        if count < 0:
+            return None, pos
+        items: list[Any] = []
+        for _ in range(count):
+            item, pos = read_reply(buf, pos)
+            items.append(item)
+        return items, pos
+    if kind == 0x2B:  # + status
+        return buf[pos + 1 : end].decode(), end + 2
+    if kind == 0x2D:  # - error
+        return _ErrorReply(buf[pos + 1 : end].decode()), end + 2
+    raise InvalidResponse(f"unexpected answer type {chr(kind)!r} from the store")
+
+
+class _Connection(asyncio.Protocol):
+    """One connection: calls queued in order, written once per turn of the loop."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.transport: asyncio.Transport | None = None
+        self.waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
+        self.out: list[bytes] = []
+        self.buf = bytearray()
+        self.progress_at = 0.0
+        self.closed = False
+        self._loop = asyncio.get_running_loop()
+        self._watch: asyncio.TimerHandle | None = None
+
+    # asyncio.Protocol --------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # (uvloop's is no subclass)
+        self._watch = self._loop.call_later(self.timeout / 4, self._check_progress)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        self.progress_at = self._loop.time()
+        pos = 0
+        waiting = self.waiting
+        try:
+            while pos < len(buf):
+                value, pos = read_reply(buf, pos)
+                future = waiting.popleft()
+                if future.done():  # its caller was cancelled; the answer is dropped
+                    continue
+                if isinstance(value, _ErrorReply):
+                    future.set_exception(error_of(value.message))
+                else:
+                    future.set_result(value)
+        except _Incomplete:
+            pass
+        except (ValueError, IndexError, InvalidResponse) as exc:  # not a store's answer
+            self.abort(RedisConnectionError(f"unreadable answer from the store: {exc!r}"))
+            return
+        del buf[:pos]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.abort(RedisConnectionError(f"store connection lost: {exc!r}"))
+
+    # calls -------------------------------------------------------------------------------
+    def send(self, frame: bytes) -> asyncio.Future[Any]:
+        if self.closed:
+            raise RedisConnectionError("store connection closed")
+        future: asyncio.Future[Any] = self._loop.create_future()
+        if not self.waiting:
+            self.progress_at = self._loop.time()
+        self.waiting.append(future)
+        if not self.out:
+            self._loop.call_soon(self._flush)
+        self.out.append(frame)
+        return future
+
+    def _flush(self) -> None:
+        if self.out and not self.closed and self.transport is not None:
+            self.transport.write(b"".join(self.out))
+        self.out.clear()
+
+    def _check_progress(self) -> None:
+        if self.closed:
+            return
+        if self.waiting and self._loop.time() - self.progress_at > self.timeout:
+            self.abort(RedisTimeoutError(f"no answer from the store in {self.timeout} s"))
+            return
+        self._watch = self._loop.call_later(self.timeout / 4, self._check_progress)
+
+    def abort(self, error: Exception) -> None:
+        """Fail every call waiting with ``error`` and drop the connection."""
+        self.closed = True
+        if self._watch is not None:
+            self._watch.cancel()
+        waiting, self.waiting = self.waiting, collections.deque()
+        for future in waiting:
+            if not future.done():
+                future.set_exception(error)
+        self.out.clear()
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class ScriptLane:
+    """EVALSHA calls over one pipelined connection to ``url`` (``redis://``, ``rediss://``
+    with ``tls_ca``, or ``unix://``; credentials and database as in the URL), opened on the
+    first call and again after it broke. ``opened`` counts the connections it opened."""
+
+    def __init__(self, url: str, *, tls_ca: Path | None = None, timeout: float = 5.0) -> None:
+        self.url = url
+        self.tls_ca = tls_ca
+        self.timeout = timeout
+        self._conn: _Connection | None = None
+        self._connecting = asyncio.Lock()
+        self._closed = False
+        self.opened = 0
+
+    async def evalsha(
+        self, sha: str, packed_keys: bytes, key_count: int, args: tuple[Arg, ...]
+    ) -> Any:
+        """Run a loaded script; raises redis-py's errors (``NoScriptError`` if the server
+        lost it)."""
+        frame = evalsha_frame(sha, packed_keys, key_count, args)
+        failures = 0
+        while True:
+            try:
+                conn = self._conn
+                if conn is None or conn.closed:
+                    conn = await self._connect()
+                return await conn.send(frame)
+            except RedisConnectionError:
+                failures += 1
+                if failures > RETRIES or self._closed:
+                    raise
+                await asyncio.sleep(min(BACKOFF_CAP, BACKOFF_BASE * 2**failures))
+
+    async def aclose(self) -> None:
+        self._closed = True
+        if self._conn is not None:
+            self._conn.abort(RedisConnectionError("store connection closed"))
+            self._conn = None
+
+    async def _connect(self) -> _Connection:
+        async with self._connecting:
+            if self._closed:
+                raise RedisConnectionError("store connection closed")
+            if self._conn is not None and not self._conn.closed:
+                return self._conn
+            conn = await self._open()
+            self.opened += 1
+            self._conn = conn
+            return conn
+
+    async def _open(self) -> _Connection:
+        loop = asyncio.get_running_loop()
+        parsed = urlparse(self.url)
+
+        def made() -> _Connection:
+            return _Connection(self.timeout)
+
+        try:
+            if parsed.scheme == "unix":
+                _, conn = await asyncio.wait_for(
+                    loop.create_unix_connection(made, parsed.path), CONNECT_TIMEOUT
+                )
+            else:
+                context = None
+                if parsed.scheme == "rediss":
+                    cafile = str(self.tls_ca) if self.tls_ca is not None else None
+                    context = ssl.create_default_context(cafile=cafile)
+                host, port = parsed.hostname or "localhost", parsed.port or 6379
+                _, conn = await asyncio.wait_for(
+                    loop.create_connection(
+                        made, host, port, ssl=context, server_hostname=host if context else None
+                    ),
+                    CONNECT_TIMEOUT,
+                )
+        except (TimeoutError, OSError) as exc:
+            raise RedisConnectionError(f"cannot connect to the store: {exc!r}") from exc
+        try:
+            for command in _handshake(parsed):
+                await conn.send(command)
+        except BaseException:
+            conn.abort(RedisConnectionError("store handshake failed"))
+            raise
+        return conn
+
+
+def _handshake(parsed: Any) -> list[bytes]:
+    """AUTH and SELECT for the URL's credentials and database, as RESP commands."""
+    commands: list[bytes] = []
+    password = unquote(parsed.password) if parsed.password else None
+    if password is not None:
+        user = unquote(parsed.username) if parsed.username else None
+        words: list[Arg] = ["AUTH", user, password] if user else ["AUTH", password]
+        commands.append(b"*%d\r\n" % len(words) + b"".join(bulk(w) for w in words))
+    path = parsed.path.lstrip("/") if parsed.scheme != "unix" else ""
+    db = int(path) if path.isdigit() else 0
+    if db:
+        commands.append(b"*2\r\n" + bulk("SELECT") + bulk(db))
+    return commands

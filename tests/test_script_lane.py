@@ -1,0 +1,215 @@
+"""The script lane (shared/store/lane.py): one pipelined connection for a gateway's
+per-request scripts, against a real valkey. Its answers must be the pool's, its calls must
+never get each other's answers, and it must keep the pool's promises when the store
+breaks, hangs, restarts without its scripts or answers in pieces."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from shared.errors import RoomNotFound, StoreUnavailable
+from shared.redis_conn import connect
+from shared.room import RoomUpdate
+from shared.settings import Settings
+from shared.store import RoomStore
+from shared.store.lane import ScriptLane, _Incomplete, read_reply
+from shared.store.rooms import LANE_SCRIPTS
+from tests.helpers.api import fresh_room_id
+from tests.helpers.servers import ValkeyProc
+
+URL = "http://127.0.0.1:9/t"
+
+ECHO = "return ARGV"
+"""Answers its arguments: each call's answer names the call."""
+SHAPES = """
+return {1, -2, 'text', 'ünïcode', false, {ARGV[1], {7}}, redis.status_reply('FINE')}
+"""
+LONG = "return string.rep(ARGV[1], tonumber(ARGV[2]))"
+STALL = """
+local x = 0
+for i = 1, tonumber(ARGV[1]) do x = x + i end
+return ARGV[2]
+"""
+"""Holds the store for ARGV[1] turns of a loop (TIME stands still in a script), then
+answers ARGV[2]: calls queue up behind it."""
+
+
+def room_update(**config: Any) -> RoomUpdate:
+    return RoomUpdate(target_url=URL, max_positions_per_ip=0, release_rate=100.0, **config)
+
+
+async def lane_call(lane: ScriptLane, redis: Redis, source: str, *args: str | int) -> Any:
+    sha: str = await redis.script_load(source)
+    return await lane.evalsha(sha, b"", 0, tuple(args))
+
+
+@pytest.fixture
+async def lane(settings: Settings) -> AsyncIterator[ScriptLane]:
+    opened = ScriptLane(settings.redis_url)
+    yield opened
+    await opened.aclose()
+
+
+async def test_the_lane_answers_what_the_pool_answers(
+    redis: Redis, store: RoomStore, lane: ScriptLane
+) -> None:
+    for source, args in ((ECHO, ("a", "1", "")), (SHAPES, ("x",)), (LONG, ("ab", 3))):
+        script = redis.register_script(source)
+        assert await lane_call(lane, redis, source, *args) == await script(args=list(args))
+    with pytest.raises(ResponseError) as pool_error:
+        await redis.register_script("return redis.error_reply('WR nope')")()
+    with pytest.raises(ResponseError) as lane_error:
+        await lane_call(lane, redis, "return redis.error_reply('WR nope')")
+    assert type(lane_error.value) is type(pool_error.value)
+    assert str(lane_error.value) == str(pool_error.value)
+
+    # the room scripts, each through one store and read back through the other
+    laned = RoomStore(redis, lane=lane)
+    room = fresh_room_id("lane")
+    await store.put_room(room, room_update())
+    for writer, reader in ((laned, store), (store, laned)):
+        joined = await writer.enqueue(room, ip_hash="h", metadata='{"a":1}')
+        read = msgspec.structs.asdict(await reader.status(room, joined.position_id))
+        again = msgspec.structs.asdict(await writer.status(room, joined.position_id))
+        assert {k: v for k, v in read.items() if again[k] != v and k != "now"} == {}
+        left = await writer.leave(room, joined.position_id)
+        assert left.state == (await reader.status(room, joined.position_id)).state
+    with pytest.raises(RoomNotFound):  # a script's domain answer is mapped as the pool's
+        await laned.status(fresh_room_id("none"), "nobody")
+    assert {"enqueue", "status", "leave"} <= LANE_SCRIPTS
+
+
+async def test_calls_made_together_share_one_connection_and_get_their_own_answers(
+    redis: Redis, lane: ScriptLane
+) -> None:
+    sha = await redis.script_load(ECHO)
+    await lane.evalsha(sha, b"", 0, ("warm",))
+    before = int((await redis.info("clients"))["connected_clients"])
+    answers = await asyncio.gather(*(lane.evalsha(sha, b"", 0, (str(i),)) for i in range(500)))
+    assert answers == [[str(i)] for i in range(500)]
+    assert int((await redis.info("clients"))["connected_clients"]) == before
+    assert lane.opened == 1
+
+
+async def test_a_call_cancelled_while_it_waits_shifts_no_answer(
+    redis: Redis, lane: ScriptLane
+) -> None:
+    """The attack on a pipeline: a caller gone before its answer (a client that hung up).
+    Its answer still comes, in its turn, and must go to nobody else."""
+    stall_sha, echo_sha = await redis.script_load(STALL), await redis.script_load(ECHO)
+    await lane.evalsha(echo_sha, b"", 0, ("warm",))
+    stall = asyncio.ensure_future(lane.evalsha(stall_sha, b"", 0, (30_000_000, "stalled")))
+    await asyncio.sleep(0.05)  # the store is busy with the stall now
+    calls = [asyncio.ensure_future(lane.evalsha(echo_sha, b"", 0, (str(i),))) for i in range(40)]
+    await asyncio.sleep(0.05)
+    for call in calls[::3]:
+        call.cancel()
+    assert await stall == "stalled"
+    for i, call in enumerate(calls):
+        if i % 3:
+            assert await call == [str(i)]
+        else:
+            with pytest.raises(asyncio.CancelledError):
+                await call
+    assert await lane_call(lane, redis, ECHO, "after") == ["after"]
+    assert lane.opened == 1  # nothing was answered by running it again on a new connection
+
+
+async def test_an_answer_in_many_pieces_is_read_whole(redis: Redis, lane: ScriptLane) -> None:
+    long = await lane_call(lane, redis, LONG, "0123456789", 400_000)
+    assert long == "0123456789" * 400_000
+    nested = await lane_call(
+        lane, redis, "local t = {} for i = 1, 20000 do t[i] = {i, 'x'} end return t"
+    )
+    assert nested == [[i, "x"] for i in range(1, 20001)]
+
+
+def test_an_answer_cut_anywhere_waits_for_the_rest() -> None:
+    frame = b"*3\r\n:12\r\n$5\r\nhello\r\n*2\r\n$-1\r\n+OK\r\n"
+    assert read_reply(bytearray(frame), 0) == ([12, "hello", [None, "OK"]], len(frame))
+    for cut in range(len(frame)):
+        with pytest.raises(_Incomplete):
+            read_reply(bytearray(frame[:cut]), 0)
+
+
+async def test_a_store_killed_and_started_empty_is_unavailable_then_served_again(
+    own_store: tuple[ValkeyProc, Settings],
+) -> None:
+    """kill -9 mid-life, then the store comes back without the scripts it had loaded (an
+    empty restart): calls meanwhile get StoreUnavailable (503), calls after it are
+    served on a new connection, the scripts loaded again (NOSCRIPT)."""
+    proc, settings = own_store
+    redis = connect(settings.redis_url)
+    lane = ScriptLane(settings.redis_url)
+    try:
+        store = RoomStore(redis, lane=lane)
+        room = fresh_room_id("lane")
+        await store.put_room(room, room_update())
+        joined = await store.enqueue(room)
+        proc.kill()
+        with pytest.raises(StoreUnavailable):
+            await store.status(room, joined.position_id)
+        proc.start()
+        with pytest.raises(RoomNotFound):  # ran: the empty store has no such room
+            await store.status(room, joined.position_id)
+        await store.put_room(room, room_update())
+        assert (await store.enqueue(room)).state == "waiting"
+    finally:
+        await lane.aclose()
+        await redis.aclose()
+
+
+async def test_a_store_that_stops_answering_times_out_and_the_lane_recovers(
+    own_store: tuple[ValkeyProc, Settings],
+) -> None:
+    """A store frozen (SIGSTOP) holds every call behind the first: they fail after the
+    timeout, not retried, and the next call once it answers again is served."""
+    proc, settings = own_store
+    redis = connect(settings.redis_url)
+    lane = ScriptLane(settings.redis_url, timeout=0.6)
+    try:
+        store = RoomStore(redis, lane=lane)
+        room = fresh_room_id("lane")
+        await store.put_room(room, room_update())
+        assert proc.proc is not None
+        os.kill(proc.proc.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            results = await asyncio.gather(
+                *(store.enqueue(room) for _ in range(5)), return_exceptions=True
+            )
+            waited = time.monotonic() - started
+        finally:
+            os.kill(proc.proc.pid, signal.SIGCONT)
+        assert all(isinstance(r, StoreUnavailable) for r in results), results
+        assert 0.5 < waited < 3
+        assert (await store.enqueue(room)).state == "waiting"
+    finally:
+        await lane.aclose()
+        await redis.aclose()
+
+
+async def test_the_lane_uses_the_urls_database(settings: Settings) -> None:
+    url = settings.redis_url.rsplit("/", 1)[0] + "/3"
+    redis = connect(url)
+    lane = ScriptLane(url)
+    try:
+        room = fresh_room_id("lane")
+        await RoomStore(redis).put_room(room, room_update())  # in database 3, by the pool
+        joined = await RoomStore(redis, lane=lane).enqueue(room)  # found there by the lane
+        people = await redis.hgetall(f"wr:{{{room}}}:people")
+        assert joined.position_id in people
+        assert msgspec.json.decode(people[joined.position_id])
+    finally:
+        await lane.aclose()
+        await redis.aclose()
