@@ -22,6 +22,8 @@ from shared.keyring import LoadedKey
 
 ALGORITHM = {"rsa": "RS256", "ec": "ES256"}
 _encode = msgspec.json.Encoder().encode
+_RS256 = (padding.PKCS1v15(), hashes.SHA256())
+_ES256 = ec.ECDSA(hashes.SHA256())
 
 
 def b64url(data: bytes) -> bytes:
@@ -45,9 +47,9 @@ class JwsSigner:
         signing_input = self._head(key) + b"." + b64url(_encode(claims))
         private = key.private
         if isinstance(private, rsa.RSAPrivateKey):
-            signature = private.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
+            signature = private.sign(signing_input, *_RS256)
         else:
             assert isinstance(private, ec.EllipticCurvePrivateKey)
-            r, s = decode_dss_signature(private.sign(signing_input, ec.ECDSA(hashes.SHA256())))
+            r, s = decode_dss_signature(private.sign(signing_input, _ES256))
             signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")  # P-256 (keyring.py)
         return (signing_input + b"." + b64url(signature)).decode("ascii")
