@@ -65,7 +65,11 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     link = NatsLink.from_settings(settings, "gateway")
     link.start()
     limiter = RateLimiter(settings.redis_url, settings.rate_limits, tls_ca=settings.redis_tls_ca)
-    lane = ScriptLane(settings.redis_url, tls_ca=settings.redis_tls_ca)
+    lane = (  # (a URL with settings of its own keeps the pool for every call)
+        ScriptLane(settings.redis_url, tls_ca=settings.redis_tls_ca)
+        if ScriptLane.serves(settings.redis_url)
+        else None
+    )
     store = RoomStore(redis, outbox_max=settings.outbox_max, lane=lane)
     salt = settings.ip_hash_salt or deployment_salt(settings.keys_dir)
     lines = LineBook(store, link) if settings.lines_in_memory else None
@@ -113,7 +117,8 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             await lines.close()
         await limiter.close()
         await link.close()
-        await lane.aclose()
+        if lane is not None:
+            await lane.aclose()
         await redis.aclose()
         tokens.close()
 

@@ -9,20 +9,22 @@ import asyncio
 import os
 import signal
 import time
+import tracemalloc
 from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
 import pytest
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import DataError, ResponseError
 
 from shared.errors import RoomNotFound, StoreUnavailable
 from shared.redis_conn import connect
 from shared.room import RoomUpdate
 from shared.settings import Settings
 from shared.store import RoomStore
-from shared.store.lane import ScriptLane, _Incomplete, read_reply
+from shared.store.lane import INCOMPLETE, ScriptLane, read_reply
 from shared.store.rooms import LANE_SCRIPTS
 from tests.helpers.api import fresh_room_id
 from tests.helpers.servers import ValkeyProc
@@ -138,8 +140,40 @@ def test_an_answer_cut_anywhere_waits_for_the_rest() -> None:
     frame = b"*3\r\n:12\r\n$5\r\nhello\r\n*2\r\n$-1\r\n+OK\r\n"
     assert read_reply(bytearray(frame), 0) == ([12, "hello", [None, "OK"]], len(frame))
     for cut in range(len(frame)):
-        with pytest.raises(_Incomplete):
-            read_reply(bytearray(frame[:cut]), 0)
+        assert read_reply(bytearray(frame[:cut]), 0)[1] == INCOMPLETE
+
+
+async def test_answers_in_pieces_keep_no_memory(redis: Redis, lane: ScriptLane) -> None:
+    """Answers that end mid-read are the rule under load; waiting for the rest of one must
+    keep nothing (a raised exception object once kept every frame and chunk it passed)."""
+    sha = await redis.script_load(LONG)
+    tracemalloc.start()
+    try:
+        used = []
+        for _ in range(5):
+            await asyncio.gather(*(lane.evalsha(sha, b"", 0, ("x", 3000)) for _ in range(2000)))
+            used.append(tracemalloc.get_traced_memory()[0])
+    finally:
+        tracemalloc.stop()
+    assert used[-1] - used[1] < 1_000_000, used
+
+
+async def test_an_answer_that_is_not_text_fails_its_own_call_only(
+    redis: Redis, lane: ScriptLane
+) -> None:
+    bad, echo = await redis.script_load("return string.char(255)"), await redis.script_load(ECHO)
+    results = await asyncio.gather(
+        lane.evalsha(echo, b"", 0, ("before",)),
+        lane.evalsha(bad, b"", 0, ()),
+        lane.evalsha(echo, b"", 0, ("after",)),
+        return_exceptions=True,
+    )
+    assert results[0] == ["before"]
+    assert results[2] == ["after"]
+    assert isinstance(results[1], UnicodeDecodeError)
+    assert lane.opened == 1
+    with pytest.raises(DataError):  # as redis-py: no argument made up from None
+        await lane.evalsha(echo, b"", 0, (None,))  # type: ignore[arg-type]
 
 
 async def test_a_store_killed_and_started_empty_is_unavailable_then_served_again(
@@ -175,8 +209,9 @@ async def test_a_store_that_stops_answering_times_out_and_the_lane_recovers(
     """A store frozen (SIGSTOP) holds every call behind the first: they fail after the
     timeout, not retried, and the next call once it answers again is served."""
     proc, settings = own_store
-    redis = connect(settings.redis_url)
-    lane = ScriptLane(settings.redis_url, timeout=0.6)
+    url = settings.redis_url.rsplit("/", 1)[0] + "/2"  # a handshake (SELECT) on connecting
+    redis = connect(url)
+    lane = ScriptLane(url, timeout=0.6)
     try:
         store = RoomStore(redis, lane=lane)
         room = fresh_room_id("lane")
@@ -189,18 +224,27 @@ async def test_a_store_that_stops_answering_times_out_and_the_lane_recovers(
                 *(store.enqueue(room) for _ in range(5)), return_exceptions=True
             )
             waited = time.monotonic() - started
+            # the connection is gone: callers now wait on one new connection's handshake
+            # together, not each on its own in turn
+            started = time.monotonic()
+            again = await asyncio.gather(
+                *(store.enqueue(room) for _ in range(10)), return_exceptions=True
+            )
+            waited_again = time.monotonic() - started
         finally:
             os.kill(proc.proc.pid, signal.SIGCONT)
-        assert all(isinstance(r, StoreUnavailable) for r in results), results
+        assert all(isinstance(r, StoreUnavailable) for r in results + again), results + again
         assert 0.5 < waited < 3
+        assert waited_again < 3
         assert (await store.enqueue(room)).state == "waiting"
     finally:
         await lane.aclose()
         await redis.aclose()
 
 
-async def test_the_lane_uses_the_urls_database(settings: Settings) -> None:
-    url = settings.redis_url.rsplit("/", 1)[0] + "/3"
+@pytest.mark.parametrize("database", ["/3", "/0?db=3"])
+async def test_the_lane_uses_the_urls_database(settings: Settings, database: str) -> None:
+    url = settings.redis_url.rsplit("/", 1)[0] + database
     redis = connect(url)
     lane = ScriptLane(url)
     try:
@@ -213,3 +257,24 @@ async def test_the_lane_uses_the_urls_database(settings: Settings) -> None:
     finally:
         await lane.aclose()
         await redis.aclose()
+
+
+def test_a_url_with_settings_of_its_own_is_left_to_the_pool() -> None:
+    assert ScriptLane.serves("rediss://user:p%40ss@store:6380/2?db=3")
+    assert not ScriptLane.serves("redis://store:6379/0?socket_timeout=30")
+    assert not ScriptLane.serves("rediss://store:6380/0?ssl_cert_reqs=none")
+
+
+async def test_a_lane_closed_while_it_connects_keeps_no_connection(
+    redis: Redis, settings: Settings
+) -> None:
+    sha = await redis.script_load(ECHO)
+    before = int((await redis.info("clients"))["connected_clients"])
+    lane = ScriptLane(settings.redis_url)
+    call = asyncio.ensure_future(lane.evalsha(sha, b"", 0, ("x",)))
+    await asyncio.sleep(0)  # the connection is being opened
+    await lane.aclose()
+    with pytest.raises(RedisConnectionError):
+        await call
+    await asyncio.sleep(0.2)
+    assert int((await redis.info("clients"))["connected_clients"]) == before

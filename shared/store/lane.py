@@ -27,11 +27,11 @@ import collections
 import ssl
 from pathlib import Path
 from typing import Any, cast
-from urllib.parse import unquote, urlparse
 
 from redis._parsers.base import BaseParser
+from redis.asyncio.connection import SSLConnection, parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import InvalidResponse
+from redis.exceptions import DataError, InvalidResponse
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 Arg = str | int | float | bytes
@@ -42,18 +42,9 @@ BACKOFF_CAP = 0.5
 CONNECT_TIMEOUT = 2.0
 
 
-class _Incomplete(Exception):
-    """The buffer ends inside an answer: wait for more bytes."""
-
-
-_INCOMPLETE = _Incomplete()
-
-
-class _ErrorReply:
-    __slots__ = ("message",)
-
-    def __init__(self, message: str) -> None:
-        self.message = message
+INCOMPLETE = -1
+"""``read_reply``'s position when the buffer ends inside an answer (wait for more bytes).
+A position, not an exception: a raised exception kept every frame it passed through."""
 
 
 def error_of(message: str) -> Exception:
@@ -63,13 +54,14 @@ def error_of(message: str) -> Exception:
 
 
 def bulk(value: Arg) -> bytes:
-    """One argument as a RESP bulk string, encoded as redis-py encodes it."""
+    """One argument as a RESP bulk string, encoded as redis-py encodes it (which refuses
+    what is not bytes, text or a number)."""
     if isinstance(value, bytes):
         data = value
     elif isinstance(value, str):
         data = value.encode()
-    elif isinstance(value, bool):
-        raise TypeError("a bool is not a store argument")
+    elif isinstance(value, bool) or not isinstance(value, int | float):
+        raise DataError(f"invalid store argument of type {type(value).__name__}")
     elif isinstance(value, int):
         data = str(value).encode()
     else:
@@ -89,10 +81,12 @@ def evalsha_frame(sha: str, packed_keys: bytes, key_count: int, args: tuple[Arg,
 
 
 def read_reply(buf: bytearray, pos: int) -> tuple[Any, int]:
-    """The answer starting at ``pos`` and the position after it; raises ``_Incomplete``."""
+    """The answer starting at ``pos`` and the position after it (``INCOMPLETE`` if the
+    buffer ends first). An error answer, or text that is not UTF-8, is an exception
+    object in the answer's place: it fails its own call only, as in redis-py."""
     end = buf.find(b"\r\n", pos)
     if end < 0:
-        raise _INCOMPLETE
+        return None, INCOMPLETE
     kind = buf[pos]
     if kind == 0x24:  # $ bulk string
         size = int(buf[pos + 1 : end])
@@ -100,8 +94,11 @@ def read_reply(buf: bytearray, pos: int) -> tuple[Any, int]:
             return None, end + 2
         stop = end + 2 + size
         if stop + 2 > len(buf):
-            raise _INCOMPLETE
-        return buf[end + 2 : stop].decode(), stop + 2
+            return None, INCOMPLETE
+        try:
+            return buf[end + 2 : stop].decode(), stop + 2
+        except UnicodeDecodeError as exc:
+            return exc, stop + 2
     if kind == 0x3A:  # : integer
         return int(buf[pos + 1 : end]), end + 2
     if kind == 0x2A:  # * array
@@ -110,14 +107,19 @@ def read_reply(buf: bytearray, pos: int) -> tuple[Any, int]:
         if count < 0:
             return None, pos
         items: list[Any] = []
+        failed: UnicodeDecodeError | None = None
         for _ in range(count):
             item, pos = read_reply(buf, pos)
+            if pos == INCOMPLETE:
+                return None, INCOMPLETE
+            if isinstance(item, UnicodeDecodeError):
+                failed = item
             items.append(item)
-        return items, pos
+        return (items if failed is None else failed), pos
     if kind == 0x2B:  # + status
         return buf[pos + 1 : end].decode(), end + 2
-    if kind == 0x2D:  # - error
-        return _ErrorReply(buf[pos + 1 : end].decode()), end + 2
+    if kind == 0x2D:  # - error (its exception; redis-py's answer in a list too)
+        return error_of(buf[pos + 1 : end].decode()), end + 2
     raise InvalidResponse(f"unexpected answer type {chr(kind)!r} from the store")
 
 
@@ -148,16 +150,17 @@ class _Connection(asyncio.Protocol):
         waiting = self.waiting
         try:
             while pos < len(buf):
-                value, pos = read_reply(buf, pos)
+                value, after = read_reply(buf, pos)
+                if after == INCOMPLETE:
+                    break
+                pos = after
                 future = waiting.popleft()
                 if future.done():  # its caller was cancelled; the answer is dropped
                     continue
-                if isinstance(value, _ErrorReply):
-                    future.set_exception(error_of(value.message))
+                if isinstance(value, Exception):
+                    future.set_exception(value)
                 else:
                     future.set_result(value)
-        except _Incomplete:
-            pass
         except (ValueError, IndexError, InvalidResponse) as exc:  # not a store's answer
             self.abort(RedisConnectionError(f"unreadable answer from the store: {exc!r}"))
             return
@@ -206,19 +209,36 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
 
 
+LANE_URL_PARTS = frozenset({"host", "port", "db", "username", "password", "path"})
+"""What the lane takes from a URL (parsed by redis-py's ``parse_url``); a URL setting
+anything else (``?socket_timeout=``, ``?ssl_cert_reqs=``...) is left to the pool."""
+
+
 class ScriptLane:
     """EVALSHA calls over one pipelined connection to ``url`` (``redis://``, ``rediss://``
     with ``tls_ca``, or ``unix://``; credentials and database as in the URL), opened on the
     first call and again after it broke. ``opened`` counts the connections it opened."""
 
     def __init__(self, url: str, *, tls_ca: Path | None = None, timeout: float = 5.0) -> None:
-        self.url = url
+        if not self.serves(url):
+            raise ValueError("the script lane does not take this URL's settings")
+        self.params: dict[str, Any] = dict(parse_url(url))
+        self.tls = self.params.pop("connection_class", None) is SSLConnection
         self.tls_ca = tls_ca
         self.timeout = timeout
         self._conn: _Connection | None = None
-        self._connecting = asyncio.Lock()
+        self._opening: asyncio.Future[_Connection] | None = None
         self._closed = False
         self.opened = 0
+
+    @staticmethod
+    def serves(url: str) -> bool:
+        """Whether the lane can reach the store as the pool would at ``url``."""
+        try:
+            params = parse_url(url)
+        except ValueError:
+            return False
+        return set(params) - {"connection_class"} <= LANE_URL_PARTS
 
     async def evalsha(
         self, sha: str, packed_keys: bytes, key_count: int, args: tuple[Arg, ...]
@@ -246,44 +266,53 @@ class ScriptLane:
             self._conn = None
 
     async def _connect(self) -> _Connection:
-        async with self._connecting:
-            if self._closed:
-                raise RedisConnectionError("store connection closed")
-            if self._conn is not None and not self._conn.closed:
-                return self._conn
-            conn = await self._open()
-            self.opened += 1
-            self._conn = conn
-            return conn
+        """The connection, opened once for every caller waiting on it: they all get it, or
+        all get the same error at once."""
+        if self._closed:
+            raise RedisConnectionError("store connection closed")
+        if self._opening is None:
+            self._opening = asyncio.ensure_future(self._open())
+            self._opening.add_done_callback(self._opened)
+        return await asyncio.shield(self._opening)
+
+    def _opened(self, opening: asyncio.Future[_Connection]) -> None:
+        self._opening = None
+        if opening.cancelled() or opening.exception() is not None:
+            return
+        conn = opening.result()
+        if self._closed:  # closed while it was opening
+            conn.abort(RedisConnectionError("store connection closed"))
+            return
+        self.opened += 1
+        self._conn = conn
 
     async def _open(self) -> _Connection:
         loop = asyncio.get_running_loop()
-        parsed = urlparse(self.url)
+        params = self.params
 
         def made() -> _Connection:
             return _Connection(self.timeout)
 
         try:
-            if parsed.scheme == "unix":
-                _, conn = await asyncio.wait_for(
-                    loop.create_unix_connection(made, parsed.path), CONNECT_TIMEOUT
-                )
+            if "path" in params:
+                connecting = loop.create_unix_connection(made, params["path"])
             else:
+                host, port = params.get("host", "localhost"), params.get("port", 6379)
                 context = None
-                if parsed.scheme == "rediss":
-                    cafile = str(self.tls_ca) if self.tls_ca is not None else None
-                    context = ssl.create_default_context(cafile=cafile)
-                host, port = parsed.hostname or "localhost", parsed.port or 6379
-                _, conn = await asyncio.wait_for(
-                    loop.create_connection(
-                        made, host, port, ssl=context, server_hostname=host if context else None
-                    ),
-                    CONNECT_TIMEOUT,
+                if self.tls:  # as redis-py: the system's CAs, and the given one
+                    context = ssl.create_default_context()
+                    if self.tls_ca is not None:
+                        context.load_verify_locations(cafile=str(self.tls_ca))
+                connecting = loop.create_connection(
+                    made, host, port, ssl=context, server_hostname=host if context else None
                 )
-        except (TimeoutError, OSError) as exc:
+            _, conn = await asyncio.wait_for(connecting, CONNECT_TIMEOUT)
+        except TimeoutError as exc:  # as redis-py: a timeout, not retried
+            raise RedisTimeoutError("timed out connecting to the store") from exc
+        except OSError as exc:
             raise RedisConnectionError(f"cannot connect to the store: {exc!r}") from exc
         try:
-            for command in _handshake(parsed):
+            for command in handshake(params):
                 await conn.send(command)
         except BaseException:
             conn.abort(RedisConnectionError("store handshake failed"))
@@ -291,16 +320,14 @@ class ScriptLane:
         return conn
 
 
-def _handshake(parsed: Any) -> list[bytes]:
+def handshake(params: dict[str, Any]) -> list[bytes]:
     """AUTH and SELECT for the URL's credentials and database, as RESP commands."""
     commands: list[bytes] = []
-    password = unquote(parsed.password) if parsed.password else None
+    password, user = params.get("password"), params.get("username")
     if password is not None:
-        user = unquote(parsed.username) if parsed.username else None
         words: list[Arg] = ["AUTH", user, password] if user else ["AUTH", password]
         commands.append(b"*%d\r\n" % len(words) + b"".join(bulk(w) for w in words))
-    path = parsed.path.lstrip("/") if parsed.scheme != "unix" else ""
-    db = int(path) if path.isdigit() else 0
+    db = int(params.get("db") or 0)
     if db:
         commands.append(b"*2\r\n" + bulk("SELECT") + bulk(db))
     return commands
