@@ -1,10 +1,11 @@
 """Per-client rate limits.
 
-Limits per address (joining, failed admin keys) are shared by every gateway pod (``limits``
-on the shared Redis): an address spreading its calls over pods gains nothing. Limits per
-token (status, heartbeats, the site's session calls) are counted in each gateway process:
-they guard a pod's own work, and a round trip to the store for each would cost more than
-the answer they guard (a token spread over N pods gets N times the calls, and gains
+Limits per address (joining, failed admin keys) are shared by every gateway pod (a moving
+window per address in the data store, shared/store/limits.py): an address spreading its
+calls over pods gains nothing (limits are written in the ``limits`` library's notation).
+Limits per token (status, heartbeats, the site's session calls) are counted in each gateway
+process: they guard a pod's own work, and a round trip to the store for each would cost
+more than the answer they guard (a token spread over N pods gets N times the calls, and gains
 nothing by it: none of them moves it in the line).
 
 If the limit store itself fails, requests are let through (and logged): a rate limiter
@@ -16,17 +17,13 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
-from pathlib import Path
 
 import structlog
 from limits import RateLimitItem, parse
-from limits.aio.storage import RedisStorage
-from limits.aio.strategies import MovingWindowRateLimiter
-from redis.asyncio import BlockingConnectionPool
 
 from shared.errors import RateLimited
-from shared.redis_conn import tls_options
 from shared.settings import RateLimits
+from shared.store.limits import LimitWindows, WindowMode
 
 log = structlog.get_logger("ratelimit")
 
@@ -67,7 +64,11 @@ class LocalWindows:
 
 
 class RateLimiter:
-    def __init__(self, redis_url: str, limits: RateLimits, *, tls_ca: Path | None = None) -> None:
+    """The limits of ``limits`` (``enabled`` off: none). Kinds counted in this process are
+    ``LOCAL_KINDS``; the others are windows in the data store (``windows``), shared by
+    every gateway."""
+
+    def __init__(self, limits: RateLimits, windows: LimitWindows | None) -> None:
         self.enabled = limits.enabled
         self.items: dict[str, RateLimitItem] = {
             "enqueue": parse(limits.enqueue),
@@ -76,69 +77,29 @@ class RateLimiter:
             "session": parse(limits.session),
             "admin_failures": parse(limits.admin_failures),
         }
-        self._pool: BlockingConnectionPool | None = None
-        self._limiter: MovingWindowRateLimiter | None = None
+        self._windows = windows if self.enabled else None
         self._local = LocalWindows()
-        if self.enabled:
-            # our own pool, handed to the limit store, so we can close it
-            self._pool = BlockingConnectionPool.from_url(
-                redis_url,
-                max_connections=64,
-                timeout=2,
-                socket_timeout=2,
-                socket_connect_timeout=2,
-                **tls_options(redis_url, tls_ca),
-            )
-            storage = RedisStorage(
-                "async+" + redis_url,
-                implementation="redispy",
-                key_prefix="wr:limits",
-                connection_pool=self._pool,  # type: ignore[arg-type]
-            )
-            self._limiter = MovingWindowRateLimiter(storage)
-
-    async def close(self) -> None:
-        """Close the limit store's connections (who opens a client closes it)."""
-        if self._pool is not None:
-            await self._pool.aclose()
-            self._pool = None
-            self._limiter = None
 
     def used_up_here(self, kind: str, *identity: str) -> bool:
         """Whether this identity's limit of a kind counted in this process (status,
         heartbeat, session) is used up now (counts nothing)."""
-        if self._limiter is None:
+        if not self.enabled:
             return False
         return self._local.used_up(self.items[kind], (kind, *identity))
 
     async def exhausted(self, kind: str, *identity: str) -> int | None:
         """Seconds until this identity may try again when its limit is used up, else None
         (counts nothing: see ``check`` for that)."""
-        if self._limiter is None:
-            return None
-        item = self.items[kind]
-        try:
-            if await self._limiter.test(item, kind, *identity):
-                return None
-            stats = await self._limiter.get_window_stats(item, kind, *identity)
-        except Exception as exc:
-            log.warning("rate_limit_store_failed", error=repr(exc))
-            return None
-        return max(1, math.ceil(stats.reset_time - time.time()))
+        return await self._ask(kind, identity, "test")
 
     async def hit(self, kind: str, *identity: str) -> None:
-        """Count one against the limit, without refusing anything now."""
-        if self._limiter is None:
-            return
-        try:
-            await self._limiter.hit(self.items[kind], kind, *identity)
-        except Exception as exc:
-            log.warning("rate_limit_store_failed", error=repr(exc))
+        """Count one against the limit (if it has room), without refusing anything now."""
+        await self._ask(kind, identity, "hit")
 
     def count_here(self, kind: str, *identity: str) -> None:
         """``check`` for a kind counted in this process (LOCAL_KINDS): no wait, so an
         answer written before the framework can count itself."""
-        if self._limiter is None:
+        if not self.enabled:
             return
         retry = self._local.hit(self.items[kind], (kind, *identity))
         if retry is not None:
@@ -149,14 +110,21 @@ class RateLimiter:
         if kind in LOCAL_KINDS:
             self.count_here(kind, *identity)
             return
-        if self._limiter is None:
-            return
+        retry = await self._ask(kind, identity, "hit")
+        if retry is not None:
+            raise RateLimited(retry_after=retry)
+
+    async def _ask(self, kind: str, identity: tuple[str, ...], mode: WindowMode) -> int | None:
+        """Seconds to wait when the window is full, else None; None too when the store
+        fails (logged): a blip of the store must not become an outage of the limiter."""
+        if self._windows is None:
+            return None
         item = self.items[kind]
         try:
-            if await self._limiter.hit(item, kind, *identity):
-                return
-            stats = await self._limiter.get_window_stats(item, kind, *identity)
+            wait_ms = await self._windows.ask(
+                kind, identity, mode, item.amount, int(item.get_expiry() * 1000)
+            )
         except Exception as exc:
             log.warning("rate_limit_store_failed", error=repr(exc))
-            return
-        raise RateLimited(retry_after=max(1, math.ceil(stats.reset_time - time.time())))
+            return None
+        return max(1, math.ceil(wait_ms / 1000)) if wait_ms > 0 else None

@@ -25,6 +25,7 @@ from shared.redis_conn import connect
 from shared.settings import Settings
 from shared.store import RoomStore
 from shared.store.lane import ScriptLane
+from shared.store.limits import LimitWindows
 from shared.tokens import TokenService
 
 
@@ -64,13 +65,13 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     redis = connect(settings.redis_url, tls_ca=settings.redis_tls_ca, max_connections=256)
     link = NatsLink.from_settings(settings, "gateway")
     link.start()
-    limiter = RateLimiter(settings.redis_url, settings.rate_limits, tls_ca=settings.redis_tls_ca)
     lane = (  # (a URL with settings of its own keeps the pool for every call)
         ScriptLane(settings.redis_url, tls_ca=settings.redis_tls_ca)
         if ScriptLane.serves(settings.redis_url)
         else None
     )
     store = RoomStore(redis, outbox_max=settings.outbox_max, lane=lane)
+    limiter = RateLimiter(settings.rate_limits, LimitWindows(redis, lane))
     salt = settings.ip_hash_salt or deployment_salt(settings.keys_dir)
     lines = LineBook(store, link) if settings.lines_in_memory else None
     people = People(store, tokens, limiter, salt=salt, lines=lines)
@@ -115,7 +116,6 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         await live.close()
         if lines is not None:
             await lines.close()
-        await limiter.close()
         await link.close()
         if lane is not None:
             await lane.aclose()

@@ -25,6 +25,7 @@ from shared.redis_conn import connect
 from shared.room import RoomUpdate
 from shared.scripts import (
     SCRIPT_NAMES,
+    WINDOW_SCRIPTS,
     ScriptError,
     register_script,
     script_source,
@@ -184,7 +185,7 @@ async def test_a_deletion_lost_in_an_accepted_gap_leaves_nothing_of_the_old_room
 
 
 async def test_every_script_compiles(redis: Redis) -> None:
-    for name in SCRIPT_NAMES:
+    for name in SCRIPT_NAMES + WINDOW_SCRIPTS:
         source, _map = script_source(name)
         assert await redis.script_load(source)
 

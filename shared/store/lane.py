@@ -30,8 +30,9 @@ from typing import Any, cast
 
 from redis._parsers.base import BaseParser
 from redis.asyncio.connection import SSLConnection, parse_url
+from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import DataError, InvalidResponse
+from redis.exceptions import DataError, InvalidResponse, NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 Arg = str | int | float | bytes
@@ -258,6 +259,17 @@ class ScriptLane:
                 if failures > RETRIES or self._closed:
                     raise
                 await asyncio.sleep(min(BACKOFF_CAP, BACKOFF_BASE * 2**failures))
+
+    async def run(
+        self, script: AsyncScript, packed_keys: bytes, key_count: int, args: tuple[Arg, ...]
+    ) -> Any:
+        """``evalsha`` of a script registered with a redis-py client; if the server lost it
+        (it restarted), it is loaded through that client and run again."""
+        try:
+            return await self.evalsha(script.sha, packed_keys, key_count, args)
+        except NoScriptError:
+            await script.registered_client.script_load(script.script)
+            return await self.evalsha(script.sha, packed_keys, key_count, args)
 
     async def aclose(self) -> None:
         self._closed = True

@@ -116,12 +116,7 @@ class RoomStore:
             if len(self._packed_keys) >= PACKED_ROOMS:
                 self._packed_keys.clear()
             packed = self._packed_keys[room] = b"".join(map(bulk, keys.RoomKeys(room).all()))
-        sha = script.script.sha
-        try:
-            return await lane.evalsha(sha, packed, ROOM_KEY_COUNT, (room, *args))
-        except NoScriptError:  # the server lost its scripts (it restarted): load, run again
-            await self.redis.script_load(script.script.script)
-            return await lane.evalsha(sha, packed, ROOM_KEY_COUNT, (room, *args))
+        return await lane.run(script.script, packed, ROOM_KEY_COUNT, (room, *args))
 
     async def _run_many(self, calls: list[ScriptCall]) -> list[Any]:
         """Script calls in one pipeline, each its own atomic call; a failed call's place

@@ -13,10 +13,12 @@ from shared.scripts import (
     HEADER,
     PRELUDE,
     SCRIPT_NAMES,
+    WINDOW_SCRIPTS,
     join_parts,
     lua_file,
     lua_header,
     script_source,
+    window_header,
 )
 
 pytestmark = pytest.mark.unit
@@ -53,11 +55,12 @@ def test_the_header_carries_the_python_constants() -> None:
 
 
 def test_only_the_header_indexes_keys_or_restates_its_constants() -> None:
-    header_names = set(re.findall(r"^local (\w+) =", lua_header(), re.M))
     folder = resources.files("shared") / "lua"
     for f in folder.iterdir():
         if not f.name.endswith(".lua"):
             continue
+        header = window_header() if f.name[:-4] in WINDOW_SCRIPTS else lua_header()
+        header_names = set(re.findall(r"^local (\w+) =", header, re.M))
         text = f.read_text(encoding="utf-8")
         assert "KEYS[" not in text, f.name
         assert not re.search(r"\bfields\.v = \d", text), f.name
@@ -81,12 +84,13 @@ def test_positions_are_put_back_in_their_part() -> None:
     assert source_map.translate("WR lease_lost") == "WR lease_lost"
 
 
-@pytest.mark.parametrize("name", SCRIPT_NAMES)
+@pytest.mark.parametrize("name", SCRIPT_NAMES + WINDOW_SCRIPTS)
 def test_every_line_of_a_script_leads_back_to_its_file(name: str) -> None:
     text, source_map = script_source(name)
     lines = text.split("\n")
+    window = name in WINDOW_SCRIPTS
     files = {
-        HEADER: lua_header().split("\n"),
+        HEADER: (window_header() if window else lua_header()).split("\n"),
         PRELUDE: lua_file(PRELUDE).split("\n"),
         f"{name}.lua": lua_file(f"{name}.lua").split("\n"),
     }
