@@ -5,6 +5,7 @@ limiter that lets calls through when its store is down."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import AsyncIterator
 
@@ -75,12 +76,20 @@ async def test_gateways_racing_on_one_window_admit_exactly_the_limit(
             await lane.aclose()
 
 
-async def test_the_limiter_refuses_with_the_windows_wait(redis: Redis, settings: Settings) -> None:
-    lane = ScriptLane(settings.redis_url)
+@contextlib.asynccontextmanager
+async def joins_limited(url: str, limit: str) -> AsyncIterator[RateLimiter]:
+    """A gateway's limiter (over its own lane) with joins limited to ``limit``."""
+    redis = connect(url)
+    lane = ScriptLane(url)
     try:
-        limiter = RateLimiter(
-            RateLimits(enabled=True, enqueue="2/minute"), LimitWindows(redis, lane)
-        )
+        yield RateLimiter(RateLimits(enabled=True, enqueue=limit), LimitWindows(redis, lane))
+    finally:
+        await lane.aclose()
+        await redis.aclose()
+
+
+async def test_the_limiter_refuses_with_the_windows_wait(settings: Settings) -> None:
+    async with joins_limited(settings.redis_url, "2/minute") as limiter:
         who = identity()[0]
         await limiter.check("enqueue", who)
         await limiter.check("enqueue", who)
@@ -89,20 +98,13 @@ async def test_the_limiter_refuses_with_the_windows_wait(redis: Redis, settings:
         assert refused.value.retry is not None
         assert 55 <= refused.value.retry <= 60
         await limiter.check("enqueue", identity()[0])  # another address has its own window
-    finally:
-        await lane.aclose()
 
 
 async def test_the_limiter_lets_calls_through_while_its_store_is_down(
     own_store: tuple[ValkeyProc, Settings],
 ) -> None:
     proc, settings = own_store
-    redis = connect(settings.redis_url)
-    lane = ScriptLane(settings.redis_url)
-    try:
-        limiter = RateLimiter(
-            RateLimits(enabled=True, enqueue="1/minute"), LimitWindows(redis, lane)
-        )
+    async with joins_limited(settings.redis_url, "1/minute") as limiter:
         who = identity()[0]
         await limiter.check("enqueue", who)
         with pytest.raises(RateLimited):
@@ -110,6 +112,3 @@ async def test_the_limiter_lets_calls_through_while_its_store_is_down(
         proc.kill()
         await limiter.check("enqueue", who)  # let through (and logged), not a 503
         assert await limiter.exhausted("admin_failures", who) is None
-    finally:
-        await lane.aclose()
-        await redis.aclose()
