@@ -28,6 +28,7 @@ from gateway.routes.people import people_router
 from gateway.routes.site import site_router
 from gateway.services import SERVICE_DEPENDENCIES, open_services
 from gateway.slow_clients import body_deadline_middleware
+from shared.heap import freeze_startup_heap
 from shared.metrics_server import metrics_port
 from shared.settings import Settings
 
@@ -43,6 +44,7 @@ def create_app(settings: Settings) -> Litestar:
             async with metrics_port(render, settings.host, settings.metrics_port):
                 # on SIGTERM, event streams are told to reconnect elsewhere at once
                 undo = on_termination(services.live.drain)
+                freeze_startup_heap()
                 log.info("gateway_started", instance=settings.instance)
                 try:
                     yield

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import structlog
 
 from shared import event_loop
+from shared.heap import freeze_startup_heap
 from shared.logs import configure
 from shared.metric_names import Exporter
 from shared.metrics_server import metrics_port
@@ -135,6 +136,7 @@ def worker_main(name: str, part: Part, run: WorkerRun, doc: str, argv: list[str]
             worker_context(settings, name) as ctx,
             metrics_port(ctx.metrics_text, settings.host, settings.metrics_port),
         ):
+            freeze_startup_heap()
             log.info("worker_started", role=name, instance=settings.instance)
             await run(ctx, stop)
         log.info("worker_stopped", role=name)
