@@ -330,8 +330,10 @@ class OutboxRelay:
                 observe = self.metrics.relay_lag.observe
                 for written_at in lags:
                     observe(max(0.0, acked - written_at))
-            if done:
-                await OutboxTrim(self.store, room, self.holder, track.fence, self.lease_ms)(done)
+            if done:  # the batch's first len(done) entries: the outbox's oldest
+                await self.store.outbox_delivered_through(
+                    room, done[-1], holder=self.holder, fence=track.fence, lease_ms=self.lease_ms
+                )
                 log.debug("relay_published", room=room, count=len(done), took=time.time() - written)
                 if self.metrics is not None:
                     self.metrics.relay_published.labels(room).inc(len(done))

@@ -43,6 +43,7 @@ SCRIPT_NAMES = (
     "room_restore",
     "recovery_mark",
     "outbox_trim",
+    "outbox_trim_through",
     "outbox_read",
     "open_line",
     "invite_put",
@@ -190,6 +191,7 @@ class Scripts:
     room_restore: LuaScript
     recovery_mark: LuaScript
     outbox_trim: LuaScript
+    outbox_trim_through: LuaScript
     outbox_read: LuaScript
     open_line: LuaScript
     invite_put: LuaScript

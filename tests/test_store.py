@@ -20,6 +20,7 @@ from shared.errors import (
     InvalidBody,
     LeaseLost,
     StoreUnavailable,
+    WaitroomError,
 )
 from shared.redis_conn import connect
 from shared.room import RoomUpdate
@@ -254,6 +255,39 @@ async def test_replica_marks_and_the_draining_list(store: RoomStore) -> None:
     await store.outbox_delivered(room, ids, holder="r", fence=fence, lease_ms=60_000)
     assert await store.finish_draining(room)
     assert room not in await store.draining_rooms()
+
+
+async def test_a_delivered_batch_is_trimmed_through_its_last_entry_only(
+    store: RoomStore,
+) -> None:
+    """The relay trims a delivered batch by its last entry id: the events written after
+    the batch was read stay (entry ids only grow), and only the fence's holder trims."""
+    room = new_room()
+    await store.put_room(room, RoomUpdate(target_url=URL, max_positions_per_ip=0))
+    for _ in range(5):
+        await store.enqueue(room)
+    batch = await store.outbox_batch(room, 4)  # room_updated and three joins
+    for _ in range(3):  # written while the batch is on its way
+        await store.enqueue(room)
+    last = batch[-1][0]
+    with pytest.raises(LeaseLost):
+        await store.outbox_delivered_through(room, last, holder="r", fence=1, lease_ms=1)
+    [fence] = await store.lease_acquire_many([room], "relay", "r", 60_000)
+    gone = await store.outbox_delivered_through(
+        room, last, holder="r", fence=fence, lease_ms=60_000
+    )
+    assert gone == 4
+    left = await store.outbox_batch(room, 100)
+    assert len(left) == 5  # the batch's ids are gone; the two after it and the three new
+    assert all(entry_id not in {e for e, _ in batch} for entry_id, _ in left)
+    assert [msgspec.json.decode(raw)["seq"] for _, raw in left] == [5, 6, 7, 8, 9]
+    # a second trim of the same batch drops nothing more
+    again = await store.outbox_delivered_through(
+        room, last, holder="r", fence=fence, lease_ms=60_000
+    )
+    assert again == 0
+    with pytest.raises(WaitroomError, match="bad_entry_id"):
+        await store.outbox_delivered_through(room, "x", holder="r", fence=fence, lease_ms=1000)
 
 
 async def test_an_unreachable_store_is_store_unavailable_everywhere() -> None:

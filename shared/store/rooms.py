@@ -410,6 +410,18 @@ class RoomStore:
             await self._run(self.scripts.outbox_trim, room, holder, fence, lease_ms, *entry_ids)
         )
 
+    async def outbox_delivered_through(
+        self, room: str, last_entry_id: str, *, holder: str, fence: int, lease_ms: int
+    ) -> int:
+        """Drop the outbox's oldest entries through ``last_entry_id`` (a delivered batch:
+        the outbox's oldest entries, each acknowledged), under the room's relay lease with
+        this fence (else ``LeaseLost``); answers how many went."""
+        return int(
+            await self._run(
+                self.scripts.outbox_trim_through, room, holder, fence, lease_ms, last_entry_id
+            )
+        )
+
     @store_call
     async def outbox_age(self, room: str) -> float:
         """Seconds the oldest undelivered event of the room has waited (0 when none), by

@@ -1,0 +1,125 @@
+"""The relay's batch publisher against a real nats-server: what it frames itself arrives as
+nats-py's own publish would send it, JetStream acks each message in order, and nothing
+that could break the framing (a space, CR or LF in a subject, reply or header) is sent."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import nats
+import pytest
+from nats import errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js.api import StorageType, StreamConfig
+
+from shared.js_publish import Ack, BatchPublisher, Message
+from tests.helpers.servers import Servers
+
+
+@pytest.fixture
+async def nc(servers: Servers) -> AsyncIterator[Client]:
+    client = await nats.connect(servers.nats_url)
+    yield client
+    await client.close()
+
+
+async def _gather(nc: Client, subject: str, count: int) -> tuple[list[Msg], asyncio.Future[None]]:
+    got: list[Msg] = []
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def keep(msg: Msg) -> None:
+        got.append(msg)
+        if len(got) == count and not done.done():
+            done.set_result(None)
+
+    await nc.subscribe(subject, cb=keep)
+    return got, done
+
+
+async def test_a_batch_arrives_as_nats_py_would_send_it(nc: Client) -> None:
+    prefix = f"jsp-{uuid.uuid4().hex[:8]}"
+    got, done = await _gather(nc, f"{prefix}.>", 6)
+    publisher = await BatchPublisher(nc).start()
+    sent: list[Message] = [
+        (f"{prefix}.a", b"", {"Nats-Msg-Id": "one"}),
+        (f"{prefix}.b", b'{"k": "v \\u00e9"}', {"Nats-Msg-Id": "two", "X-Two": "a:b:3"}),
+        (f"{prefix}.c", "é ünïcode\r\n\x00".encode(), {}),
+    ]
+    # nothing answers these subjects: each outcome is "no answer in time"
+    assert await publisher.publish(sent, 0.2) == [None, None, None]
+    for subject, payload, headers in sent:  # the same three by nats-py's own publish
+        await nc.publish(subject, payload, headers=headers or None)
+    await asyncio.wait_for(done, 5)
+    ours, theirs = got[:3], got[3:]
+    for mine, its, (subject, payload, headers) in zip(ours, theirs, sent, strict=True):
+        assert mine.subject == its.subject == subject
+        assert mine.data == its.data == payload
+        assert (mine.headers or {}) == (its.headers or {}) == headers
+        assert mine.reply.startswith(publisher._prefix)
+    await publisher.close()
+
+
+async def test_jetstream_acks_each_message_of_a_batch_in_order(nc: Client) -> None:
+    js = nc.jetstream()
+    stream = f"JSP{uuid.uuid4().hex[:8].upper()}"
+    subject = f"jsp.{stream.lower()}"
+    await js.add_stream(
+        StreamConfig(name=stream, subjects=[f"{subject}.>"], storage=StorageType.MEMORY)
+    )
+    publisher = await BatchPublisher(nc).start()
+    batch: list[Message] = [
+        (f"{subject}.e", f"event {i}".encode(), {"Nats-Msg-Id": f"id-{i}"}) for i in range(600)
+    ]
+    outcomes = await publisher.publish(batch, 5)
+    assert all(isinstance(o, Ack) for o in outcomes)
+    seqs = [o.seq for o in outcomes if isinstance(o, Ack)]
+    assert seqs == list(range(seqs[0], seqs[0] + 600))
+    again = await publisher.publish(batch[:10], 5)  # the same ids: stored once
+    assert all(isinstance(o, Ack) and o.duplicate for o in again)
+    stored = await js.get_msg(stream, seqs[599])
+    assert stored.data == b"event 599"
+    assert (stored.headers or {}).get("Nats-Msg-Id") == "id-599"
+    await publisher.close()
+    await js.delete_stream(stream)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        ("jsp.evil x", b"p", {}),  # a space would end the subject
+        ("jsp.evil\r\nPUB jsp.injected 1\r\nx", b"p", {}),
+        ("jsp.evil", b"p", {"Nats-Msg-Id": "x\r\nPUB jsp.injected 1\r\nx"}),
+        ("jsp.evil", b"p", {"Bad Key": "v"}),
+        ("", b"p", {}),
+    ],
+)
+async def test_nothing_that_could_break_the_framing_is_sent(nc: Client, message: Message) -> None:
+    """The attack: a subject or a header that smuggles a second protocol command. The
+    whole batch is refused before anything goes out, the good message beside it too."""
+    got, _done = await _gather(nc, "jsp.>", 1)
+    publisher = await BatchPublisher(nc).start()
+    good: Message = ("jsp.good", b"fine", {})
+    with pytest.raises((errors.BadSubjectError, errors.BadHeaderError)):
+        await publisher.publish([good, message], 0.2)
+    await nc.flush()
+    await asyncio.sleep(0.2)
+    assert got == []
+    await publisher.close()
+
+
+async def test_a_closed_connection_refuses_the_batch(servers: Servers) -> None:
+    client = await nats.connect(servers.nats_url)
+    publisher = await BatchPublisher(client).start()
+    await client.close()
+    with pytest.raises(errors.ConnectionClosedError):
+        await publisher.publish([("jsp.x", b"p", {})], 0.2)
+
+
+async def test_a_payload_over_the_server_limit_is_refused(nc: Client) -> None:
+    publisher = await BatchPublisher(nc).start()
+    with pytest.raises(errors.MaxPayloadError):
+        await publisher.publish([("jsp.big", b"x" * (nc.max_payload + 1), {})], 0.2)
+    await publisher.close()
