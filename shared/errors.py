@@ -102,6 +102,9 @@ InviteNotFound = _error("invite_not_found", 404, "No such invite in this room.")
 
 BadRole = _error("bad_role", 500, "A script was asked about a lease role it does not know.")
 BadOp = _error("bad_op", 500, "A script was asked for an operation it does not know.")
+BadEntryId = _error(
+    "bad_entry_id", 500, "The relay asked to trim the outbox through something not an entry id."
+)
 ReplayGap = _error(
     "replay_gap", 500, "The event stream names a place the data store does not know."
 )
@@ -136,6 +139,7 @@ SCRIPT_ERRORS: dict[str, type[WaitroomError]] = {
             PowReused,
             BadRole,
             BadOp,
+            BadEntryId,
             ReplayGap,
             ReplayUnknownType,
             EventsBacklog,

@@ -16,11 +16,11 @@ from redis.asyncio import Redis
 
 from shared import keys
 from shared.errors import (
+    BadEntryId,
     BadRole,
     InvalidBody,
     LeaseLost,
     StoreUnavailable,
-    WaitroomError,
 )
 from shared.redis_conn import connect
 from shared.room import RoomUpdate
@@ -286,7 +286,7 @@ async def test_a_delivered_batch_is_trimmed_through_its_last_entry_only(
         room, last, holder="r", fence=fence, lease_ms=60_000
     )
     assert again == 0
-    with pytest.raises(WaitroomError, match="bad_entry_id"):
+    with pytest.raises(BadEntryId):
         await store.outbox_delivered_through(room, "x", holder="r", fence=fence, lease_ms=1000)
 
 
