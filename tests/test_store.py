@@ -182,6 +182,36 @@ async def test_a_deletion_lost_in_an_accepted_gap_leaves_nothing_of_the_old_room
     assert await store.digest(copy) == await store.digest(room)
 
 
+async def test_a_replay_failing_part_way_leaves_its_counters_at_what_it_applied(
+    store: RoomStore, redis: Redis
+) -> None:
+    """A replay writes the room's event counter and the joins' counters once, after its
+    loop: a store error part way (here a torn key under the sixth join) must still leave
+    them at the five joins applied before it, or running the replay again would apply
+    those five a second time."""
+    room = new_room()
+    await store.put_room(room, RoomUpdate(target_url=URL, status="paused"))
+    for _ in range(5):
+        await store.enqueue(room)
+    await store.enqueue(room, ip_hash="torn")
+    entries: list[tuple[str, dict[str, str]]] = await redis.xrange(  # type: ignore[assignment]
+        keys.RoomKeys(room).outbox
+    )
+    raw = [fields["e"].encode() for _, fields in entries]
+    assert [msgspec.json.decode(e)["type"] for e in raw] == ["room_updated"] + ["enqueued"] * 6
+    fifth_arrival = msgspec.json.decode(raw[5])["arrival"]
+    copy = new_room()
+    await redis.set(keys.RoomKeys(copy).ips, "not a hash")  # the sixth join's HINCRBY fails
+    with pytest.raises(ScriptError, match="WRONGTYPE"):
+        await store.replay({copy: raw})
+    stats = await redis.hmget(keys.RoomKeys(copy).stats, "event_seq", "enqueued_total", "arrival")
+    assert stats == ["6", "5", str(fifth_arrival)]
+    await redis.delete(keys.RoomKeys(copy).ips)
+    again = (await store.replay({copy: raw}))[copy]
+    assert (again.applied, again.skipped) == (1, 6)  # only the sixth; the rest were there
+    assert (await redis.hget(keys.RoomKeys(copy).stats, "enqueued_total")) == "6"
+
+
 # --- Lua errors point at the files ------------------------------------------------------
 
 

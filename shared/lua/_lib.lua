@@ -51,6 +51,30 @@ local function forget_last_arrival()
   known_arrival = nil
 end
 
+-- A join's two counters (the latest arrival, the joins' total), added up in memory while a
+-- replay applies its events and written once per call (write_join_stats): they were two
+-- of a replayed join's eight writes. nil: each join writes them at once. Only join_line
+-- adds to them; last_arrival() already answers from memory; wipe_room writes them before
+-- it deletes every counter, so the room's stats change in the order they always did.
+local pending_joins = nil
+
+local function defer_join_stats()
+  pending_joins = { count = 0, arrival = nil }
+end
+
+local function write_join_stats()
+  if not pending_joins then
+    return
+  end
+  if pending_joins.arrival then
+    redis.call('HSET', K_STATS, 'arrival', pending_joins.arrival)
+  end
+  if pending_joins.count > 0 then
+    redis.call('HINCRBY', K_STATS, 'enqueued_total', pending_joins.count)
+  end
+  pending_joins.count, pending_joins.arrival = 0, nil
+end
+
 local function load_cfg()
   local flat = redis.call('HGETALL', K_CFG)
   if #flat == 0 then
@@ -207,10 +231,18 @@ local function join_line(position_id, p, seen_at, draw)
     redis.call('HINCRBY', K_IPS, p.ip, 1)
   end
   if last_arrival() < p.arrival then
-    redis.call('HSET', K_STATS, 'arrival', p.arrival)
     known_arrival = p.arrival
+    if pending_joins then
+      pending_joins.arrival = p.arrival
+    else
+      redis.call('HSET', K_STATS, 'arrival', p.arrival)
+    end
   end
-  redis.call('HINCRBY', K_STATS, 'enqueued_total', 1)
+  if pending_joins then
+    pending_joins.count = pending_joins.count + 1
+  else
+    redis.call('HINCRBY', K_STATS, 'enqueued_total', 1)
+  end
 end
 
 -- `seat`: the lane the party takes its units from ('' or nil in a room without lanes).
@@ -336,6 +368,7 @@ end
 -- Remove a room's state; the outbox stays (the relay still delivers it) and so do the
 -- event counter and the lease fence, so seq and fences keep rising.
 local function wipe_room(gone_inc)
+  write_join_stats()
   local kept = redis.call('HMGET', K_STATS, 'event_seq', 'fence', 'gone')
   local marked = redis.call('HGET', K_STATS, 'recovering')
   forget_room_incarnation()

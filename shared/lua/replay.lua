@@ -255,40 +255,52 @@ local function apply(e)
 end
 
 -- the room's event counter, read once: only this loop moves it (wipe_room keeps it; emit
--- moves it only in 'reapply', which does not look at it); written after every event, so
--- a run that fails part way leaves the counter at what it applied
+-- moves it only in 'reapply', which does not look at it); written once after the loop, with
+-- the joins' counters, even when the loop fails part way (a store error), so the counters
+-- always say what was applied
 local have = tonumber(redis.call('HGET', K_STATS, 'event_seq') or '0')
-for i = 3, #ARGV do
-  local e = cjson.decode(ARGV[i])
-  local seq = tonumber(e.seq)
-  if mode ~= 'reapply' and seq <= have then
-    result.skipped = result.skipped + 1
-  else
-    if mode ~= 'reapply' and seq > have + 1 then
-      if mode == 'strict' then
-        result.stop = { kind = 'gap', after = have, next = seq, id = e.id }
-        break
-      end
-      result.gaps[#result.gaps + 1] = { after = have, next = seq }
-    end
-    local done, stop = apply(e)
-    if stop then
-      result.stop = stop
-      break
-    end
-    if mode ~= 'reapply' then
-      redis.call('HSET', K_STATS, 'event_seq', seq)
-      have = seq
-    end
-    if done == true then
-      result.applied = result.applied + 1
-    elseif done == 'orphan' then
-      result.skipped = result.skipped + 1
-    elseif mode == 'reapply' then
+local written = have
+defer_join_stats()
+local function apply_all()
+  for i = 3, #ARGV do
+    local e = cjson.decode(ARGV[i])
+    local seq = tonumber(e.seq)
+    if mode ~= 'reapply' and seq <= have then
       result.skipped = result.skipped + 1
     else
-      result.conflicts = result.conflicts + 1
+      if mode ~= 'reapply' and seq > have + 1 then
+        if mode == 'strict' then
+          result.stop = { kind = 'gap', after = have, next = seq, id = e.id }
+          return
+        end
+        result.gaps[#result.gaps + 1] = { after = have, next = seq }
+      end
+      local done, stop = apply(e)
+      if stop then
+        result.stop = stop
+        return
+      end
+      if mode ~= 'reapply' then
+        have = seq
+      end
+      if done == true then
+        result.applied = result.applied + 1
+      elseif done == 'orphan' then
+        result.skipped = result.skipped + 1
+      elseif mode == 'reapply' then
+        result.skipped = result.skipped + 1
+      else
+        result.conflicts = result.conflicts + 1
+      end
     end
   end
+end
+local ok, err = pcall(apply_all)
+write_join_stats()
+if have ~= written then
+  redis.call('HSET', K_STATS, 'event_seq', have)
+end
+if not ok then
+  error(err, 0)
 end
 return cjson.encode(result)
