@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import nats
 import structlog
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
+from shared import nats_client
 from shared.events import stream_subjects
 from shared.js_publish import BatchPublisher
 from shared.settings import Settings
@@ -151,7 +151,7 @@ class NatsLink:
         while not self._closed:
             nc: Client | None = None
             try:
-                nc = await nats.connect(
+                nc = await nats_client.connect(
                     servers=self.servers,
                     name=self.name,
                     **self.options,

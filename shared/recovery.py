@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-import nats
 import structlog
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
+from shared import nats_client
 from shared.events import SUBJECT_PREFIX
 from shared.store import RoomStore
 from shared.store.views import Gap, ReplayStop
@@ -110,7 +110,7 @@ async def recover(
     started = time.perf_counter()
     summary = RecoverySummary()
     servers = [u.strip() for u in nats_url.split(",") if u.strip()]
-    nc = await nats.connect(
+    nc = await nats_client.connect(
         servers=servers, connect_timeout=5, max_reconnect_attempts=3, **(nats_options or {})
     )
     try:

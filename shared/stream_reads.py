@@ -26,6 +26,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from shared.events import SNAPSHOT_PREFIX, room_subjects, snapshot_subject
+from shared.nats_client import WaitroomClient
 
 PART_BYTES = 512 * 1024
 """Below NATS's default max_payload (1 MiB)."""
@@ -180,6 +181,13 @@ async def read_events(
             read.due += PULL_BATCH
             await nc.publish(next_subject, request, reply=inbox)
 
+    async def on_raw(reply: bytes, data: bytes) -> None:
+        read.last = _stream_seq(reply)
+        read.buffer.append((read.last, data))
+        read.due -= 1
+        read.woken.set()
+        await top_up()
+
     async def on_message(msg: Msg) -> None:
         if not msg.reply:  # a status, not a message
             headers = msg.headers or {}
@@ -189,13 +197,11 @@ async def read_events(
                 read.error = ConnectionError(f"stream read ended: {status} {description}")
                 read.woken.set()
             return
-        read.last = _stream_seq(msg.reply)
-        read.buffer.append((read.last, msg.data))
-        read.due -= 1
-        read.woken.set()
-        await top_up()
+        await on_raw(msg.reply.encode(), msg.data)
 
     sub = await nc.subscribe(inbox, cb=on_message)
+    if isinstance(nc, WaitroomClient):
+        nc.deliver_raw(sub, on_raw)  # the messages; statuses still come to on_message
     try:
         await top_up()
         while True:
@@ -211,18 +217,20 @@ async def read_events(
             await handle(chunk)
             await top_up()
     finally:
+        if isinstance(nc, WaitroomClient):
+            nc.stop_raw(sub)
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
         with contextlib.suppress(Exception):
             await js.delete_consumer(stream, consumer)
 
 
-def _stream_seq(reply: str) -> int:
+def _stream_seq(reply: bytes) -> int:
     """A JetStream message's stream sequence, from its reply subject:
     ``$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>...`` (9 tokens) or, with a
     domain and account, ``$JS.ACK.<domain>.<account>.<stream>.<consumer>.<delivered>.
     <stream seq>...``."""
-    tokens = reply.split(".")
+    tokens = reply.split(b".")
     return int(tokens[5] if len(tokens) == 9 else tokens[7])
 
 

@@ -1,0 +1,53 @@
+"""waitroom's NATS client: nats-py's, with messages of chosen subscriptions handed over raw.
+
+A replay reads the event stream at tens of thousands of messages a second, and nats-py
+spends most of its own time per message on what the replay never looks at: every stored
+event carries headers (``Nats-Msg-Id``), which it parses into a dict, then it builds a
+``Msg`` and queues it for the subscription's task. A subscription given to ``deliver_raw``
+gets each message's reply subject and payload as they come off the parser, on the read
+loop itself; a message without a reply subject (a status: heartbeat, timeout, error) still
+takes nats-py's own way, with its headers parsed, to the subscription's callback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from nats.aio.client import Client
+from nats.aio.subscription import Subscription
+
+RawHandler = Callable[[bytes, bytes], Awaitable[None]]
+"""Called with (reply subject, payload) of each message, in the order they arrive."""
+
+
+class WaitroomClient(Client):
+    def __init__(self) -> None:
+        super().__init__()
+        self._raw: dict[int, RawHandler] = {}
+
+    def deliver_raw(self, sub: Subscription, handler: RawHandler) -> None:
+        """Hand ``sub``'s messages with a reply subject to ``handler`` (until
+        ``stop_raw``)."""
+        self._raw[sub._id] = handler
+
+    def stop_raw(self, sub: Subscription) -> None:
+        self._raw.pop(sub._id, None)
+
+    async def _process_msg(
+        self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes
+    ) -> None:
+        handler = self._raw.get(sid) if reply else None
+        if handler is None:
+            await super()._process_msg(sid, subject, reply, data, headers)
+            return
+        self.stats["in_msgs"] += 1
+        self.stats["in_bytes"] += len(data)
+        await handler(reply, data)
+
+
+async def connect(**options: Any) -> WaitroomClient:
+    """``nats.connect`` for a ``WaitroomClient`` (the same options)."""
+    nc = WaitroomClient()
+    await nc.connect(**options)
+    return nc

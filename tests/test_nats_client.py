@@ -1,0 +1,102 @@
+"""waitroom's NATS client against a real nats-server: a subscription given to deliver_raw
+gets its messages raw; statuses and every other subscription keep nats-py's way; a stream
+read through it gives what nats-py's own client gives, and still ends on a status."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import nats
+import pytest
+from nats.aio.msg import Msg
+from nats.js.api import StorageType, StreamConfig
+
+from shared import nats_client
+from shared.stream_reads import Chunk, read_events
+from tests.helpers.servers import Servers
+
+
+async def test_a_raw_subscription_gets_messages_with_a_reply_raw(servers: Servers) -> None:
+    nc = await nats_client.connect(servers=[servers.nats_url])
+    other = await nats.connect(servers.nats_url)
+    subject = f"raw.{uuid.uuid4().hex[:8]}"
+    raw: list[tuple[bytes, bytes]] = []
+    framed: list[Msg] = []
+
+    async def on_raw(reply: bytes, data: bytes) -> None:
+        raw.append((reply, data))
+
+    async def on_msg(msg: Msg) -> None:
+        framed.append(msg)
+
+    sub = await nc.subscribe(subject, cb=on_msg)
+    nc.deliver_raw(sub, on_raw)
+    await nc.flush()  # the subscription is on the server before anything is sent to it
+    await other.publish(subject, b"one", reply="r.1", headers={"Nats-Msg-Id": "x"})
+    await other.publish(subject, b"status-like", headers={"Status": "100"})  # no reply
+    await other.flush()
+    await asyncio.sleep(0.3)
+    assert raw == [(b"r.1", b"one")]
+    assert [(m.data, m.headers) for m in framed] == [(b"status-like", {"Status": "100"})]
+    nc.stop_raw(sub)
+    await other.publish(subject, b"two", reply="r.2")
+    await other.flush()
+    await asyncio.sleep(0.3)
+    assert raw == [(b"r.1", b"one")]
+    assert [m.data for m in framed] == [b"status-like", b"two"]
+    await other.close()
+    await nc.close()
+
+
+async def _stream(servers: Servers, count: int) -> tuple[str, str]:
+    nc = await nats.connect(servers.nats_url)
+    js = nc.jetstream()
+    stream = f"RAW{uuid.uuid4().hex[:8].upper()}"
+    subject = f"rawread.{stream.lower()}"
+    await js.add_stream(
+        StreamConfig(name=stream, subjects=[f"{subject}.>"], storage=StorageType.MEMORY)
+    )
+    for i in range(count):
+        await js.publish(f"{subject}.e", f"event {i}".encode(), headers={"Nats-Msg-Id": f"{i}"})
+    await nc.close()
+    return stream, subject
+
+
+@pytest.mark.parametrize("client", ["waitroom", "nats-py"])
+async def test_a_stream_read_gives_the_same_through_either_client(
+    servers: Servers, client: str
+) -> None:
+    stream, subject = await _stream(servers, 2500)
+    if client == "waitroom":
+        nc = await nats_client.connect(servers=[servers.nats_url])
+    else:
+        nc = await nats.connect(servers.nats_url)
+    got: Chunk = []
+
+    async def keep(chunk: Chunk) -> None:
+        got.extend(chunk)
+
+    await read_events(nc.jetstream(), stream, f"{subject}.>", 101, 2400, keep, least=700)
+    assert [seq for seq, _ in got[:2300]] == list(range(101, 2401))
+    assert all(data == f"event {seq - 1}".encode() for seq, data in got)
+    await nc.close()
+
+
+async def test_a_read_through_the_raw_way_still_ends_on_a_status(servers: Servers) -> None:
+    """The consumer deleted under a read: JetStream says so with a status message (no
+    reply subject), which must still end the read with an error, not hang it."""
+    stream, subject = await _stream(servers, 3000)
+    nc = await nats_client.connect(servers=[servers.nats_url])
+    js = nc.jetstream()
+
+    async def delete_consumers(_chunk: Chunk) -> None:
+        for name in await js.consumers_info(stream):
+            await js.delete_consumer(stream, name.name or "")
+        await asyncio.sleep(0.2)
+
+    with pytest.raises(ConnectionError, match="stream read ended: 409"):
+        await asyncio.wait_for(
+            read_events(js, stream, f"{subject}.>", 1, 3000, delete_consumers, least=1000), 30
+        )
+    await nc.close()
