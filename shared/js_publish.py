@@ -58,9 +58,13 @@ read as protocol)."""
 _HEADER_KEY = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
-def hpub_frame(subject: str, reply: str, headers: dict[str, str], payload: bytes) -> bytes:
+def hpub_frame(
+    subject: str, reply: str, headers: dict[str, str], payload: bytes, max_payload: int
+) -> bytes:
     """One message as the NATS protocol's ``HPUB`` frame; ``BadSubjectError`` or
-    ``BadHeaderError`` for anything that could break the framing."""
+    ``BadHeaderError`` for anything that could break the framing, ``MaxPayloadError`` when
+    its headers and payload together pass the server's limit (the server would close the
+    connection, and every message sent with it would be lost)."""
     if not subject or _UNSAFE.search(subject) or _UNSAFE.search(reply):
         raise errors.BadSubjectError
     lines = ["NATS/1.0\r\n"]
@@ -71,6 +75,8 @@ def hpub_frame(subject: str, reply: str, headers: dict[str, str], payload: bytes
     lines.append("\r\n")
     head = "".join(lines).encode()
     size = len(head)
+    if size + len(payload) > max_payload:
+        raise errors.MaxPayloadError
     return b"".join(
         (
             f"HPUB {subject} {reply} {size} {size + len(payload)}\r\n".encode(),
@@ -129,7 +135,7 @@ class BatchPublisher:
         prefix = f"{self._prefix}.{batch_id}."
         try:
             frames = b"".join(
-                hpub_frame(subject, f"{prefix}{i}", headers, payload)
+                hpub_frame(subject, f"{prefix}{i}", headers, payload, self.nc.max_payload)
                 for i, (subject, payload, headers) in enumerate(messages)
             )
             await self._send(frames, messages)
@@ -140,16 +146,15 @@ class BatchPublisher:
 
     async def _send(self, frames: bytes, messages: list[Message]) -> None:
         """The frames into the client's outgoing buffer, under the checks its ``publish``
-        makes, then a flush (nats-py's private ``_send_command`` and ``_flush_pending``:
-        it has no public call for a prepared frame)."""
+        makes (each frame's size was checked as it was made), then a flush (nats-py's
+        private ``_send_command`` and ``_flush_pending``: it has no public call for a
+        prepared frame)."""
         nc = self.nc
         if nc.is_closed:
             raise errors.ConnectionClosedError
         if nc.is_draining_pubs:
             raise errors.ConnectionDrainingError
         count, size = len(messages), sum(len(payload) for _s, payload, _h in messages)
-        if any(len(payload) > nc.max_payload for _s, payload, _h in messages):
-            raise errors.MaxPayloadError
         if not nc.is_connected:
             limit = nc._max_pending_size
             if limit <= 0 or len(frames) + nc._pending_data_size > limit:

@@ -6,7 +6,9 @@ event carries headers (``Nats-Msg-Id``), which it parses into a dict, then it bu
 ``Msg`` and queues it for the subscription's task. A subscription given to ``deliver_raw``
 gets each message's reply subject and payload as they come off the parser, on the read
 loop itself; a message without a reply subject (a status: heartbeat, timeout, error) still
-takes nats-py's own way, with its headers parsed, to the subscription's callback.
+takes nats-py's own way, with its headers parsed, to the subscription's callback. A handler
+that raises is dropped (its error goes to the client's error callback): on the read loop an
+error would end the connection's reading for every subscription.
 """
 
 from __future__ import annotations
@@ -43,7 +45,13 @@ class WaitroomClient(Client):
             return
         self.stats["in_msgs"] += 1
         self.stats["in_bytes"] += len(data)
-        await handler(reply, data)
+        try:
+            await handler(reply, data)
+        except Exception as exc:
+            # this runs on the connection's read loop, which stops for good on an error
+            # and takes every other subscription with it: the handler is dropped instead
+            self._raw.pop(sid, None)
+            await self._error_cb(exc)
 
 
 async def connect(**options: Any) -> WaitroomClient:

@@ -182,11 +182,15 @@ async def read_events(
             await nc.publish(next_subject, request, reply=inbox)
 
     async def on_raw(reply: bytes, data: bytes) -> None:
-        read.last = _stream_seq(reply)
-        read.buffer.append((read.last, data))
-        read.due -= 1
-        read.woken.set()
-        await top_up()
+        try:
+            read.last = _stream_seq(reply)
+            read.buffer.append((read.last, data))
+            read.due -= 1
+            read.woken.set()
+            await top_up()
+        except Exception as exc:  # (not a JetStream delivery, or the client is closing)
+            read.error = exc
+            read.woken.set()
 
     async def on_message(msg: Msg) -> None:
         if not msg.reply:  # a status, not a message

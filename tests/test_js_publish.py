@@ -118,8 +118,17 @@ async def test_a_closed_connection_refuses_the_batch(servers: Servers) -> None:
         await publisher.publish([("jsp.x", b"p", {})], 0.2)
 
 
-async def test_a_payload_over_the_server_limit_is_refused(nc: Client) -> None:
+async def test_a_message_over_the_server_limit_is_refused_headers_and_all(nc: Client) -> None:
+    """The server's limit is on headers and payload together; a message past it would make
+    the server close the connection, losing every message of the batch with it."""
+    got, done = await _gather(nc, "jspbig.>", 1)
     publisher = await BatchPublisher(nc).start()
     with pytest.raises(errors.MaxPayloadError):
-        await publisher.publish([("jsp.big", b"x" * (nc.max_payload + 1), {})], 0.2)
+        await publisher.publish([("jspbig.a", b"x" * (nc.max_payload + 1), {})], 0.2)
+    fits_alone = b"x" * (nc.max_payload - 10)
+    with pytest.raises(errors.MaxPayloadError):  # fits alone; not with its header
+        await publisher.publish([("jspbig.b", fits_alone, {"Nats-Msg-Id": "m" * 20})], 0.2)
+    await publisher.publish([("jspbig.c", b"small", {"Nats-Msg-Id": "ok"})], 0.2)
+    await asyncio.wait_for(done, 5)  # the connection is still up
+    assert [m.subject for m in got] == ["jspbig.c"]
     await publisher.close()

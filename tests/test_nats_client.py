@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import nats
 import pytest
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import StorageType, StreamConfig
 
@@ -68,10 +70,20 @@ async def test_a_stream_read_gives_the_same_through_either_client(
     servers: Servers, client: str
 ) -> None:
     stream, subject = await _stream(servers, 2500)
-    if client == "waitroom":
-        nc = await nats_client.connect(servers=[servers.nats_url])
-    else:
-        nc = await nats.connect(servers.nats_url)
+    nc: Client = (
+        await nats_client.connect(servers=[servers.nats_url])
+        if client == "waitroom"
+        else await nats.connect(servers.nats_url)
+    )
+    built = 0
+    build = nc._build_message
+
+    def counted(*args: Any) -> Any:
+        nonlocal built
+        built += 1
+        return build(*args)
+
+    nc._build_message = counted  # type: ignore[method-assign,assignment]
     got: Chunk = []
 
     async def keep(chunk: Chunk) -> None:
@@ -80,6 +92,48 @@ async def test_a_stream_read_gives_the_same_through_either_client(
     await read_events(nc.jetstream(), stream, f"{subject}.>", 101, 2400, keep, least=700)
     assert [seq for seq, _ in got[:2300]] == list(range(101, 2401))
     assert all(data == f"event {seq - 1}".encode() for seq, data in got)
+    if client == "waitroom":
+        assert built < 10  # the JetStream API's own answers only: no message built a Msg
+    else:
+        assert built >= 2300
+    await nc.close()
+
+
+async def test_a_raw_handler_that_raises_leaves_the_connection_reading(
+    servers: Servers,
+) -> None:
+    """The raw handler runs on the connection's read loop, which nats-py ends for good on
+    an error: the handler is dropped, the error reported, and everything else goes on."""
+    errors: list[Exception] = []
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(exc)
+
+    nc = await nats_client.connect(servers=[servers.nats_url], error_cb=on_error)
+    other = await nats.connect(servers.nats_url)
+    subject = f"rawfail.{uuid.uuid4().hex[:8]}"
+    framed: list[bytes] = []
+
+    async def broken(_reply: bytes, _data: bytes) -> None:
+        raise ValueError("not a delivery")
+
+    async def on_msg(msg: Msg) -> None:
+        framed.append(msg.data)
+
+    sub = await nc.subscribe(subject, cb=on_msg)
+    nc.deliver_raw(sub, broken)
+    await nc.flush()
+    await other.publish(subject, b"one", reply="r.1")
+    await other.flush()
+    await asyncio.sleep(0.3)
+    assert [type(e) for e in errors] == [ValueError]
+    await other.publish(subject, b"two", reply="r.2")  # the handler is gone: nats-py's way
+    await other.flush()
+    await asyncio.sleep(0.3)
+    assert framed == [b"two"]
+    answer = await nc.request("$JS.API.INFO", b"", timeout=2)  # the connection still reads
+    assert b"account" in answer.data or b"error" in answer.data
+    await other.close()
     await nc.close()
 
 
