@@ -331,9 +331,12 @@ class OutboxRelay:
                 for written_at in lags:
                     observe(max(0.0, acked - written_at))
             if done:  # the batch's first len(done) entries: the outbox's oldest
-                await self.store.outbox_delivered_through(
-                    room, done[-1], holder=self.holder, fence=track.fence, lease_ms=self.lease_ms
+                trimmed = await self.store.outbox_delivered_through(
+                    room, done, holder=self.holder, fence=track.fence, lease_ms=self.lease_ms
                 )
+                if trimmed < 0:  # the outbox is not the one read (a store failed over)
+                    log.warning("relay_outbox_changed", room=room)
+                    raise StoreBehind()
                 log.debug("relay_published", room=room, count=len(done), took=time.time() - written)
                 if self.metrics is not None:
                     self.metrics.relay_published.labels(room).inc(len(done))

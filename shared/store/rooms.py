@@ -411,14 +411,27 @@ class RoomStore:
         )
 
     async def outbox_delivered_through(
-        self, room: str, last_entry_id: str, *, holder: str, fence: int, lease_ms: int
+        self,
+        room: str,
+        batch: list[str],
+        *,
+        holder: str,
+        fence: int,
+        lease_ms: int,
     ) -> int:
-        """Drop the outbox's oldest entries through ``last_entry_id`` (a delivered batch:
-        the outbox's oldest entries, each acknowledged), under the room's relay lease with
-        this fence (else ``LeaseLost``); answers how many went."""
+        """Drop a delivered batch (its entry ids, the outbox's oldest) from the outbox,
+        under the room's relay lease with this fence (else ``LeaseLost``); answers how many
+        went, or -1 (nothing dropped) when the outbox's oldest entries are not the batch."""
         return int(
             await self._run(
-                self.scripts.outbox_trim_through, room, holder, fence, lease_ms, last_entry_id
+                self.scripts.outbox_trim_through,
+                room,
+                holder,
+                fence,
+                lease_ms,
+                batch[0],
+                batch[-1],
+                len(batch),
             )
         )
 
