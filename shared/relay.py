@@ -376,9 +376,10 @@ class OutboxRelay:
 
     async def _people(self, room: str, track: RoomTrack, *, fresh: bool = False) -> int:
         """The room's people (waiting, pre-queued, admitted, active), counted at most
-        every PEOPLE_COUNT_SECONDS, or ``fresh`` (counted in the last 50 ms)."""
+        every PEOPLE_COUNT_SECONDS, or ``fresh`` (counted now: a count from a moment ago
+        may be from before the joins that made the snapshot look due)."""
         now = time.monotonic()
-        if now - track.people_at >= (0.05 if fresh else self.PEOPLE_COUNT_SECONDS):
+        if fresh or now - track.people_at >= self.PEOPLE_COUNT_SECONDS:
             figures = await self.store.figures(room)
             track.people = figures.waiting + figures.prequeue + figures.admitted + figures.active
             track.people_at = now
