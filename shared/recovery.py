@@ -30,7 +30,7 @@ from nats.js.errors import NotFoundError
 from shared import nats_client
 from shared.events import SUBJECT_PREFIX
 from shared.store import RoomStore
-from shared.store.views import Gap, ReplayStop
+from shared.store.views import Gap, ReplayMode, ReplayResult, ReplayStop
 from shared.stream_reads import (
     READ_AHEAD,
     Chunk,
@@ -203,27 +203,98 @@ async def _read_and_apply(
     """Read the stream from ``start`` through ``last`` and apply it; the read goes on
     while a chunk is applied. ``batch``: most events per chunk applied at once."""
     total = last - start + 1
+    applier = _Applier(store, summary, accept_gap)
 
     async def handle(chunk: Chunk) -> None:
         for i in range(0, len(chunk), batch):
-            await _apply(store, chunk[i : i + batch], summary, accept_gap)
+            await applier.feed(chunk[i : i + batch])
         if progress is not None:
             progress(min(summary.events, total), total)
 
-    # chunks of a whole batch: a script call has a cost of its own, so a few events per
-    # call (when the read is slower than the apply) would spend the data store's time
-    await read_events(
-        js, stream, f"{SUBJECT_PREFIX}.>", start, last, handle, least=min(batch, READ_AHEAD)
-    )
+    try:
+        # chunks of a whole batch: a script call has a cost of its own, so a few events per
+        # call (when the read is slower than the apply) would spend the data store's time
+        await read_events(
+            js, stream, f"{SUBJECT_PREFIX}.>", start, last, handle, least=min(batch, READ_AHEAD)
+        )
+        await applier.finish()
+    finally:
+        applier.abandon()
 
 
-async def _apply(
-    store: RoomStore, events: Chunk, summary: RecoverySummary, accept_gap: bool
-) -> None:
-    """One pipeline for a chunk of the stream, one script call per room: rooms are
-    independent, so only the order of each room's own events matters, and that is kept.
-    A room that stopped at a gap gets none of its later events."""
+@dataclass
+class _Part:
+    """A chunk of the stream made ready to apply: one run of events per room."""
+
+    runs: dict[str, list[bytes]]
+    events: int
+    last_kind: dict[str, str]
+    """Per room, the part's last deletion or re-creation (``room_deleted``/``room_updated``)."""
+
+
+class _Applier:
+    """Applies parts of the stream in order; their results are taken in the same order.
+
+    With the store's lane (one connection: a call runs after every call made before it)
+    and in strict mode, the next part is sent while the one before it is still being
+    applied, so the data store does not wait while this process reads the next answer
+    and packs the next call: two calls on their way at most. A room that stops in a part
+    may then be sent events of the next part; in strict mode its call stops again at its
+    first event without changing anything (a later event is past the room's gap), and
+    that second stop is not taken. ``accept_gap`` would apply them (it goes past gaps), so
+    it sends one part at a time, as does a store without a lane. The order holds while
+    the store keeps the replay script (the first call goes alone, and loads it); a store
+    that restarted in the middle of a replay lost what it had applied anyway."""
+
+    def __init__(self, store: RoomStore, summary: RecoverySummary, accept_gap: bool) -> None:
+        self.store = store
+        self.summary = summary
+        self.mode: ReplayMode = "accept_gap" if accept_gap else "strict"
+        self.ahead = 2 if store.lane is not None and not accept_gap else 1
+        self.warm = False
+        """Whether a replay call has run (the script is loaded)."""
+        self.sent: list[tuple[_Part, asyncio.Future[dict[str, ReplayResult]] | None]] = []
+
+    async def feed(self, events: Chunk) -> None:
+        part = _prepare(events, self.summary)
+        call = asyncio.ensure_future(self.store.replay(part.runs, self.mode)) if part.runs else None
+        self.sent.append((part, call))
+        # the first call alone: a store that has not loaded the script answers NOSCRIPT to
+        # it and to any call sent behind it, and each loads it and runs again on its own
+        # (two calls could then run out of order)
+        while len(self.sent) >= (self.ahead if self.warm else 1):
+            await self._take_oldest()
+        self.warm = self.warm or call is not None  # (if not warm, this call has run)
+
+    async def finish(self) -> None:
+        while self.sent:
+            await self._take_oldest()
+
+    def abandon(self) -> None:
+        """Calls still on their way when the read failed: their answers are not taken."""
+        for _part, call in self.sent:
+            if call is not None:
+                call.cancel()
+                call.add_done_callback(_drop_answer)
+        self.sent.clear()
+
+    async def _take_oldest(self) -> None:
+        part, call = self.sent.pop(0)
+        results = await call if call is not None else {}
+        _take(part, results, self.summary)
+
+
+def _drop_answer(call: asyncio.Future[dict[str, ReplayResult]]) -> None:
+    if not call.cancelled():
+        call.exception()  # (retrieved: no "never retrieved" warning)
+
+
+def _prepare(events: Chunk, summary: RecoverySummary) -> _Part:
+    """One run per room, in stream order: rooms are independent, so only the order of each
+    room's own events matters, and that is kept. A room that stopped at a gap gets none
+    of its later events."""
     runs: dict[str, list[bytes]] = {}
+    last_kind: dict[str, str] = {}
     for _seq, data in events:
         head = _head.decode(data)
         report = summary.reports.get(head.room)
@@ -234,21 +305,32 @@ async def _apply(
             report.stream_seq = head.seq
         if report.stop is not None:
             continue
-        if head.type == "room_deleted":
-            summary.deleted.add(head.room)
-        elif head.type == "room_updated":
-            summary.deleted.discard(head.room)
+        if head.type in ("room_deleted", "room_updated"):
+            last_kind[head.room] = head.type
         run = runs.get(head.room)
         if run is None:
             runs[head.room] = [data]
         else:
             run.append(data)
-    summary.events += len(events)
-    if not runs:
-        return
-    results = await store.replay(runs, "accept_gap" if accept_gap else "strict")
+    return _Part(runs, len(events), last_kind)
+
+
+def _take(part: _Part, results: dict[str, ReplayResult], summary: RecoverySummary) -> None:
+    """A part's results, in the order the parts were made ready. Rooms that stopped in an
+    earlier part (after this one was made ready) keep their first stop and nothing of
+    this part counts for them."""
+    summary.events += part.events
+    for room, kind in part.last_kind.items():
+        if summary.reports[room].stop is not None:
+            continue
+        if kind == "room_deleted":
+            summary.deleted.add(room)
+        else:
+            summary.deleted.discard(room)
     for room, result in results.items():
         report = summary.reports[room]
+        if report.stop is not None:
+            continue
         summary.applied += result.applied
         summary.skipped += result.skipped + result.conflicts
         report.gaps += result.gap_list

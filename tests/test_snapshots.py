@@ -9,6 +9,7 @@ import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import msgspec
 import nats
 import pytest
 from nats.js import JetStreamContext
@@ -214,4 +215,70 @@ async def test_a_room_of_more_people_than_the_snapshot_interval_waits_for_half_i
         await relay_everything(store, relay, [big])
         assert await latest_seq(big) == 241
     finally:
+        await link.close()
+
+
+async def test_a_replay_with_two_calls_on_their_way_ends_as_one_call_at_a_time(
+    own_db: tuple[Redis, Settings],
+) -> None:
+    """``waitroom recover`` through the store's lane sends the next part of the stream while
+    the one before is applied. A room whose stream has a gap stops at it: the parts sent
+    after its stop (before the stop was known) must change nothing, and the report must
+    name the first stop, as replaying one part at a time does."""
+    from shared.store.lane import ScriptLane
+    from shared.stream_reads import last_event, room_events
+
+    redis, settings = own_db
+    store = RoomStore(redis)
+    link, relay = await started_relay(store, settings, SnapshotPolicy(every_events=10**9))
+    rooms = [f"ovl-{i}-{secrets.token_hex(3)}" for i in range(2)]
+    lane = ScriptLane(settings.redis_url)
+    try:
+        for room in rooms:
+            await store.put_room(
+                room,
+                RoomUpdate(
+                    target_url=URL,
+                    max_active=40,
+                    release_rate=1000,
+                    max_positions_per_ip=0,
+                    session_ttl=30,
+                ),
+            )
+        await make_history(store, rooms, rounds=6)
+        await relay_everything(store, relay, rooms)
+        js = await link.jetstream()
+        assert js is not None
+        last = await last_event(js, settings.stream_name, rooms[0])
+        assert last is not None
+        gapped = await room_events(js, settings.stream_name, rooms[0], 1, last.stream_seq)
+        [lost] = [s for s, d in gapped if msgspec.json.decode(d)["seq"] == 30]
+        await js.delete_msg(settings.stream_name, lost)  # the first room's event 30
+
+        summaries, after = [], []
+        for through_lane in (False, True):
+            await redis.flushdb()
+            await redis.script_flush()  # as a new store: each call answers NOSCRIPT first
+            summary = await recover(
+                RoomStore(redis, lane=lane if through_lane else None),
+                settings.nats_url,
+                stream=settings.stream_name,
+                batch=7,  # many parts: the stop is known only parts after it was sent
+                use_snapshots=False,
+            )
+            summaries.append(summary)
+            after.append(await digests(store, rooms))
+        one, two = summaries
+        assert lane.opened == 1
+        stop = one.reports[rooms[0]].stop
+        assert stop is not None
+        assert (stop.kind, stop.after, stop.next) == ("gap", 29, 31)
+        assert two.reports[rooms[0]].stop == stop
+        assert two.reports[rooms[1]].stop is None
+        assert (two.events, two.applied, two.skipped) == (one.events, one.applied, one.skipped)
+        assert two.deleted == one.deleted
+        assert after[1] == after[0]
+        assert await RoomStore(redis).event_seq(rooms[0]) == 29
+    finally:
+        await lane.aclose()
         await link.close()

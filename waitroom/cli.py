@@ -17,6 +17,7 @@ from shared.nats_link import connect_options
 from shared.redis_conn import connect
 from shared.settings import ENVIRONMENT_HEADING, Part, Settings, environment_help
 from shared.store import RoomStore
+from shared.store.lane import ScriptLane
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -105,6 +106,13 @@ def _recover(args: argparse.Namespace) -> int:
 
     async def run() -> int:
         redis = connect(redis_url, tls_ca=settings.redis_tls_ca)
+        # the replay's calls over one connection, each sent while the one before runs
+        # (shared/recovery.py); a URL with settings of its own keeps the pool
+        lane = (
+            ScriptLane(redis_url, tls_ca=settings.redis_tls_ca)
+            if ScriptLane.serves(redis_url)
+            else None
+        )
         columns = (
             TextColumn("replaying"),
             BarColumn(),
@@ -119,7 +127,7 @@ def _recover(args: argparse.Namespace) -> int:
                     bar.update(task, completed=done, total=total)
 
                 summary = await recover(
-                    RoomStore(redis),
+                    RoomStore(redis, lane=lane),
                     nats_url,
                     stream=stream,
                     progress=progress,
@@ -128,6 +136,8 @@ def _recover(args: argparse.Namespace) -> int:
                     nats_options=connect_options(settings.nats_tls_ca, settings.nats_creds),
                 )
         finally:
+            if lane is not None:
+                await lane.aclose()
             await redis.aclose()
         sys.stdout.write(
             f"replayed {summary.events} events ({summary.applied} applied, "

@@ -3,6 +3,7 @@ atomic change. Nothing here reads, decides in Python and then writes."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from typing import Any
 
@@ -482,11 +483,22 @@ class RoomStore:
         self, runs: dict[str, list[bytes]], mode: ReplayMode = "strict"
     ) -> dict[str, ReplayResult]:
         """Apply events to rooms, each room's run by one replay.lua call, all in one
-        pipeline (see replay.lua for the modes); answers each room's result."""
+        pipeline (see replay.lua for the modes); answers each room's result. Through the
+        store's lane when it has one: one connection, so a replay called while another is
+        on its way runs after it."""
         rooms = list(runs)
-        answers = await self._run_many(
-            [(self.scripts.replay, room, [mode, *runs[room]]) for room in rooms]
-        )
+        if self.lane is not None:  # (in the order called: calls made meanwhile run after)
+            with mapped(self.scripts.replay):
+                answers = await asyncio.gather(
+                    *(
+                        self._run_in_lane(self.lane, self.scripts.replay, room, (mode, *runs[room]))
+                        for room in rooms
+                    )
+                )
+        else:
+            answers = await self._run_many(
+                [(self.scripts.replay, room, [mode, *runs[room]]) for room in rooms]
+            )
         return {
             room: replay_decoder.decode(answer)
             for room, answer in zip(rooms, self._raise_first(answers), strict=True)
