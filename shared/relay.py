@@ -300,11 +300,12 @@ class OutboxRelay:
             messages.append((subject(room, head.type), raw.encode(), headers))
         written = time.time()
         outcomes = await publisher.publish(messages, self.ACK_TIMEOUT)
-        done: list[str] = []
+        done: list[tuple[str, str]] = []
         lags: list[float] = []
+        outbox_changed = False
         try:
             # the first ack that failed (or is still missing at the timeout) ends the batch
-            for head, (entry_id, _raw), (_subject, payload, _headers), ack in zip(
+            for head, (entry_id, raw), (_subject, payload, _headers), ack in zip(
                 heads, entries, messages, outcomes, strict=True
             ):
                 if ack is None:
@@ -321,7 +322,7 @@ class OutboxRelay:
                         log.error("stream_gap", room=room, after=track.last_seq, next=head.seq)
                     track.stream_last = ack.seq
                 track.last_seq = max(track.last_seq, head.seq)
-                done.append(entry_id)
+                done.append((entry_id, raw))
                 if head.ts:
                     lags.append(head.ts)
         finally:
@@ -336,10 +337,13 @@ class OutboxRelay:
                 )
                 if trimmed < 0:  # the outbox is not the one read (a store failed over)
                     log.warning("relay_outbox_changed", room=room)
-                    raise StoreBehind()
+                    self.tracks.pop(room, None)  # verified again before the next publish
+                    outbox_changed = True
                 log.debug("relay_published", room=room, count=len(done), took=time.time() - written)
                 if self.metrics is not None:
                     self.metrics.relay_published.labels(room).inc(len(done))
+        if outbox_changed:  # (raised here, not in the finally: an ack's error goes first)
+            raise StoreBehind()
         return len(done), len(entries) == self.batch
 
     async def _snapshot_if_due(self, js: JetStreamContext, room: str, track: RoomTrack) -> None:

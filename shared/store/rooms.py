@@ -414,15 +414,17 @@ class RoomStore:
     async def outbox_delivered_through(
         self,
         room: str,
-        batch: list[str],
+        batch: list[tuple[str, str]],
         *,
         holder: str,
         fence: int,
         lease_ms: int,
     ) -> int:
-        """Drop a delivered batch (its entry ids, the outbox's oldest) from the outbox,
-        under the room's relay lease with this fence (else ``LeaseLost``); answers how many
-        went, or -1 (nothing dropped) when the outbox's oldest entries are not the batch."""
+        """Drop a delivered batch ((entry id, event JSON), the outbox's oldest) from the
+        outbox, under the room's relay lease with this fence (else ``LeaseLost``); answers
+        how many went, 0 when it is gone already, or -1 (nothing dropped) when the outbox's
+        oldest entries are not the batch (see outbox_trim_through.lua)."""
+        (first, _), (last, last_event) = batch[0], batch[-1]
         return int(
             await self._run(
                 self.scripts.outbox_trim_through,
@@ -430,9 +432,10 @@ class RoomStore:
                 holder,
                 fence,
                 lease_ms,
-                batch[0],
-                batch[-1],
+                first,
+                last,
                 len(batch),
+                last_event,
             )
         )
 
