@@ -17,6 +17,7 @@ per room, what the store held before, the last seq on the stream, and where they
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from nats.js.errors import NotFoundError
 from shared import nats_client
 from shared.events import SUBJECT_PREFIX
 from shared.store import RoomStore
+from shared.store.lane import CallsLost
 from shared.store.views import Gap, ReplayMode, ReplayResult, ReplayStop
 from shared.stream_reads import (
     READ_AHEAD,
@@ -242,9 +244,9 @@ class _Applier:
     may then be sent events of the next part; in strict mode its call stops again at its
     first event without changing anything (a later event is past the room's gap), and
     that second stop is not taken. ``accept_gap`` would apply them (it goes past gaps), so
-    it sends one part at a time, as does a store without a lane. The order holds while
-    the store keeps the replay script (the first call goes alone, and loads it); a store
-    that restarted in the middle of a replay lost what it had applied anyway."""
+    it sends one part at a time, as does a store without a lane. A call on its way is
+    never retried by itself: when the connection breaks or the store has lost the script,
+    the parts on their way run again in order (``_run_again``)."""
 
     def __init__(self, store: RoomStore, summary: RecoverySummary, accept_gap: bool) -> None:
         self.store = store
@@ -257,11 +259,11 @@ class _Applier:
 
     async def feed(self, events: Chunk) -> None:
         part = _prepare(events, self.summary)
-        call = asyncio.ensure_future(self.store.replay(part.runs, self.mode)) if part.runs else None
+        # the first call alone (a store that has not loaded the script loads it), the rest
+        # ahead of their answers and never retried on their own (see _run_again)
+        replay = self.store.replay_ahead if self.warm and self.ahead > 1 else self.store.replay
+        call = asyncio.ensure_future(replay(part.runs, self.mode)) if part.runs else None
         self.sent.append((part, call))
-        # the first call alone: a store that has not loaded the script answers NOSCRIPT to
-        # it and to any call sent behind it, and each loads it and runs again on its own
-        # (two calls could then run out of order)
         while len(self.sent) >= (self.ahead if self.warm else 1):
             await self._take_oldest()
         self.warm = self.warm or call is not None  # (if not warm, this call has run)
@@ -280,8 +282,28 @@ class _Applier:
 
     async def _take_oldest(self) -> None:
         part, call = self.sent.pop(0)
-        results = await call if call is not None else {}
+        try:
+            results = await call if call is not None else {}
+        except CallsLost:
+            await self._run_again(part)
+            return
         _take(part, results, self.summary)
+
+    async def _run_again(self, part: _Part) -> None:
+        """The connection broke (or the server lost the script) with calls on their way:
+        some may have run, in an order no longer known. Once every call on its way has
+        settled, the part and every part sent behind it run again, one at a time (a
+        replay skips what a room has already, and a room's stop comes out as it would;
+        what such a part had applied is then counted as already there)."""
+        behind, self.sent = self.sent, []
+        for _part, call in behind:
+            if call is not None:
+                with contextlib.suppress(Exception):
+                    await call
+        log.warning("replay_calls_lost", parts=1 + len(behind))
+        for again in (part, *(p for p, _call in behind)):
+            results = await self.store.replay(again.runs, self.mode) if again.runs else {}
+            _take(again, results, self.summary)
 
 
 def _drop_answer(call: asyncio.Future[dict[str, ReplayResult]]) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import msgspec
 import nats
 import pytest
+import structlog.testing
 from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
 from redis.asyncio import Redis
@@ -22,7 +23,9 @@ from shared.relay import OutboxRelay, SnapshotPolicy
 from shared.room import RoomUpdate
 from shared.settings import Settings
 from shared.store import RoomStore
-from shared.stream_reads import latest_snapshot
+from shared.store.lane import ScriptLane
+from shared.store.views import ReplayMode, ReplayResult
+from shared.stream_reads import last_event, latest_snapshot, room_events
 from tests.helpers.servers import NatsProc, Servers
 from tests.helpers.wait import wait_until
 from waitroom.processes import free_port
@@ -218,16 +221,36 @@ async def test_a_room_of_more_people_than_the_snapshot_interval_waits_for_half_i
         await link.close()
 
 
+class FaultyStore(RoomStore):
+    """A store whose ``at``-th call sent ahead meets a fault first: the server loses its
+    scripts (``flush``) or every connection but the test's is killed (``kill``)."""
+
+    def __init__(self, redis: Redis, lane: ScriptLane, fault: str, at: int) -> None:
+        super().__init__(redis, lane=lane)
+        self.fault, self.at, self.calls = fault, at, 0
+
+    async def replay_ahead(
+        self, runs: dict[str, list[bytes]], mode: ReplayMode = "strict"
+    ) -> dict[str, ReplayResult]:
+        self.calls += 1
+        if self.calls == self.at:
+            if self.fault == "flush":
+                await self.redis.script_flush()
+            else:
+                await self.redis.client_kill_filter(_type="normal", skipme=True)
+        return await super().replay_ahead(runs, mode)
+
+
 async def test_a_replay_with_two_calls_on_their_way_ends_as_one_call_at_a_time(
     own_db: tuple[Redis, Settings],
 ) -> None:
     """``waitroom recover`` through the store's lane sends the next part of the stream while
     the one before is applied. A room whose stream has a gap stops at it: the parts sent
     after its stop (before the stop was known) must change nothing, and the report must
-    name the first stop, as replaying one part at a time does."""
-    from shared.store.lane import ScriptLane
-    from shared.stream_reads import last_event, room_events
-
+    name the first stop, as replaying one part at a time does. So too when the server
+    loses its scripts or the connection breaks with calls on their way: they may have run
+    or not, and must not run out of order (a later part first would stop the room at a
+    gap that is not there)."""
     redis, settings = own_db
     store = RoomStore(redis)
     link, relay = await started_relay(store, settings, SnapshotPolicy(every_events=10**9))
@@ -255,29 +278,38 @@ async def test_a_replay_with_two_calls_on_their_way_ends_as_one_call_at_a_time(
         [lost] = [s for s, d in gapped if msgspec.json.decode(d)["seq"] == 30]
         await js.delete_msg(settings.stream_name, lost)  # the first room's event 30
 
-        summaries, after = [], []
-        for through_lane in (False, True):
+        stores: list[tuple[str, RoomStore]] = [
+            ("one part at a time", RoomStore(redis)),
+            ("ahead", RoomStore(redis, lane=lane)),
+            ("ahead, scripts lost", FaultyStore(redis, lane, "flush", at=6)),
+            ("ahead, connections killed", FaultyStore(redis, lane, "kill", at=9)),
+        ]
+        summaries, after, logged = [], [], []
+        for _name, target in stores:
             await redis.flushdb()
-            await redis.script_flush()  # as a new store: each call answers NOSCRIPT first
-            summary = await recover(
-                RoomStore(redis, lane=lane if through_lane else None),
-                settings.nats_url,
-                stream=settings.stream_name,
-                batch=7,  # many parts: the stop is known only parts after it was sent
-                use_snapshots=False,
-            )
+            await redis.script_flush()  # as a new store: the first call answers NOSCRIPT
+            with structlog.testing.capture_logs() as logs:
+                summary = await recover(
+                    target,
+                    settings.nats_url,
+                    stream=settings.stream_name,
+                    batch=7,  # many parts: the stop is known only parts after it was sent
+                    use_snapshots=False,
+                )
             summaries.append(summary)
             after.append(await digests(store, rooms))
-        one, two = summaries
-        assert lane.opened == 1
+            logged.append([e["event"] for e in logs])
+        one = summaries[0]
         stop = one.reports[rooms[0]].stop
         assert stop is not None
         assert (stop.kind, stop.after, stop.next) == ("gap", 29, 31)
-        assert two.reports[rooms[0]].stop == stop
-        assert two.reports[rooms[1]].stop is None
-        assert (two.events, two.applied, two.skipped) == (one.events, one.applied, one.skipped)
-        assert two.deleted == one.deleted
-        assert after[1] == after[0]
+        for (name, _target), summary, digest in zip(stores, summaries, after, strict=True):
+            assert summary.reports[rooms[0]].stop == stop, name
+            assert summary.reports[rooms[1]].stop is None, name
+            assert (summary.events, summary.deleted) == (one.events, one.deleted), name
+            assert digest == after[0], name
+        assert (summaries[1].applied, summaries[1].skipped) == (one.applied, one.skipped)
+        assert "replay_calls_lost" in logged[2]  # the parts on their way ran again
         assert await RoomStore(redis).event_seq(rooms[0]) == 29
     finally:
         await lane.aclose()

@@ -124,6 +124,11 @@ def read_reply(buf: bytearray, pos: int) -> tuple[Any, int]:
     raise InvalidResponse(f"unexpected answer type {chr(kind)!r} from the store")
 
 
+class CallsLost(Exception):
+    """Calls sent ahead of an answer that may or may not have run: the connection broke,
+    or the server had lost the script. Their caller decides what to run again."""
+
+
 class _Connection(asyncio.Protocol):
     """One connection: calls queued in order, written once per turn of the loop."""
 
@@ -242,10 +247,19 @@ class ScriptLane:
         return set(params) - {"connection_class"} <= LANE_URL_PARTS
 
     async def evalsha(
-        self, sha: str, packed_keys: bytes, key_count: int, args: tuple[Arg, ...]
+        self,
+        sha: str,
+        packed_keys: bytes,
+        key_count: int,
+        args: tuple[Arg, ...],
+        *,
+        retries: int = RETRIES,
     ) -> Any:
         """Run a loaded script; raises redis-py's errors (``NoScriptError`` if the server
-        lost it)."""
+        lost it). A broken connection is retried ``retries`` times; a caller that keeps
+        several calls on their way in an order that matters asks for none (each retry is
+        sent when its own backoff ends, so calls retried together may go in another
+        order)."""
         frame = evalsha_frame(sha, packed_keys, key_count, args)
         failures = 0
         while True:
@@ -256,7 +270,7 @@ class ScriptLane:
                 return await conn.send(frame)
             except RedisConnectionError:
                 failures += 1
-                if failures > RETRIES or self._closed:
+                if failures > retries or self._closed:
                     raise
                 await asyncio.sleep(min(BACKOFF_CAP, BACKOFF_BASE * 2**failures))
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 
 from shared import keys, site_latency
@@ -23,7 +24,7 @@ from shared.room import (
 from shared.scripts import LuaScript, Scripts
 from shared.store.calls import mapped, store_call, store_error
 from shared.store.index import ReplicaSet, RoomIndex
-from shared.store.lane import ScriptLane, bulk
+from shared.store.lane import CallsLost, ScriptLane, bulk
 from shared.store.views import (
     AdmitResult,
     InviteRecord,
@@ -112,12 +113,15 @@ class RoomStore:
     async def _run_in_lane(
         self, lane: ScriptLane, script: LuaScript, room: str, args: tuple[Arg, ...]
     ) -> Any:
+        return await lane.run(script.script, self._packed(room), ROOM_KEY_COUNT, (room, *args))
+
+    def _packed(self, room: str) -> bytes:
         packed = self._packed_keys.get(room)
         if packed is None:
             if len(self._packed_keys) >= PACKED_ROOMS:
                 self._packed_keys.clear()
             packed = self._packed_keys[room] = b"".join(map(bulk, keys.RoomKeys(room).all()))
-        return await lane.run(script.script, packed, ROOM_KEY_COUNT, (room, *args))
+        return packed
 
     async def _run_many(self, calls: list[ScriptCall]) -> list[Any]:
         """Script calls in one pipeline, each its own atomic call; a failed call's place
@@ -505,6 +509,38 @@ class RoomStore:
         return {
             room: replay_decoder.decode(answer)
             for room, answer in zip(rooms, self._raise_first(answers), strict=True)
+        }
+
+    async def replay_ahead(
+        self, runs: dict[str, list[bytes]], mode: ReplayMode = "strict"
+    ) -> dict[str, ReplayResult]:
+        """``replay`` for a caller that sends the next one before this one's answer: over
+        the store's lane, in the order called, and nothing retried, so calls cannot pass
+        each other. ``CallsLost`` when the connection broke or the server had lost the
+        script: this call and any sent behind it may or may not have run."""
+        lane = self.lane
+        if lane is None:
+            raise ValueError("replay_ahead needs the store's lane")
+        rooms = list(runs)
+        sha = self.scripts.replay.script.sha
+        with mapped(self.scripts.replay):
+            try:
+                answers = await asyncio.gather(
+                    *(
+                        lane.evalsha(
+                            sha,
+                            self._packed(room),
+                            ROOM_KEY_COUNT,
+                            (room, mode, *runs[room]),
+                            retries=0,
+                        )
+                        for room in rooms
+                    )
+                )
+            except (RedisConnectionError, NoScriptError) as exc:
+                raise CallsLost() from exc
+        return {
+            room: replay_decoder.decode(answer) for room, answer in zip(rooms, answers, strict=True)
         }
 
     async def mark_recovering(
