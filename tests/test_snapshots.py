@@ -58,6 +58,21 @@ async def own_db(settings: Settings, own_nats: str) -> AsyncIterator[tuple[Redis
     await redis.aclose()
 
 
+async def put_rooms(store: RoomStore, rooms: list[str]) -> None:
+    """Rooms for make_history: 40 places, released fast, any number per address."""
+    for room in rooms:
+        await store.put_room(
+            room,
+            RoomUpdate(
+                target_url=URL,
+                max_active=40,
+                release_rate=1000,
+                max_positions_per_ip=0,
+                session_ttl=30,
+            ),
+        )
+
+
 async def make_history(store: RoomStore, rooms: list[str], rounds: int) -> None:
     """Joins, admissions, claims, keep-alives, completions and leaves, by the real scripts."""
     rng = random.Random(7)
@@ -109,17 +124,7 @@ async def test_recovery_from_a_snapshot_and_its_tail_equals_recovery_from_the_wh
     link, relay = await started_relay(store, settings, SnapshotPolicy(every_events=150))
     rooms = [f"snap-{i}-{secrets.token_hex(3)}" for i in range(3)]
     try:
-        for room in rooms:
-            await store.put_room(
-                room,
-                RoomUpdate(
-                    target_url=URL,
-                    max_active=40,
-                    release_rate=1000,
-                    max_positions_per_ip=0,
-                    session_ttl=30,
-                ),
-            )
+        await put_rooms(store, rooms)
         for _ in range(4):  # history, relayed as it goes: snapshots along the way
             await make_history(store, rooms, rounds=8)
             await relay_everything(store, relay, rooms)
@@ -257,17 +262,7 @@ async def test_a_replay_with_two_calls_on_their_way_ends_as_one_call_at_a_time(
     rooms = [f"ovl-{i}-{secrets.token_hex(3)}" for i in range(2)]
     lane = ScriptLane(settings.redis_url)
     try:
-        for room in rooms:
-            await store.put_room(
-                room,
-                RoomUpdate(
-                    target_url=URL,
-                    max_active=40,
-                    release_rate=1000,
-                    max_positions_per_ip=0,
-                    session_ttl=30,
-                ),
-            )
+        await put_rooms(store, rooms)
         await make_history(store, rooms, rounds=6)
         await relay_everything(store, relay, rooms)
         js = await link.jetstream()

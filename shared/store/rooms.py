@@ -491,10 +491,9 @@ class RoomStore:
     ) -> dict[str, ReplayResult]:
         """Apply events to rooms, each room's run by one replay.lua call, all in one
         pipeline (see replay.lua for the modes); answers each room's result. Through the
-        store's lane when it has one: one connection, so a replay called while another is
-        on its way runs after it."""
+        store's lane when it has one (see ``replay_ahead`` for calls kept on their way)."""
         rooms = list(runs)
-        if self.lane is not None:  # (in the order called: calls made meanwhile run after)
+        if self.lane is not None:
             with mapped(self.scripts.replay):
                 answers = await asyncio.gather(
                     *(
