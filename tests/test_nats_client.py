@@ -17,6 +17,7 @@ from nats.js.api import StorageType, StreamConfig
 from shared import nats_client
 from shared.stream_reads import Chunk, read_events
 from tests.helpers.servers import Servers
+from tests.helpers.wait import wait_until
 
 
 async def test_a_raw_subscription_gets_messages_with_a_reply_raw(servers: Servers) -> None:
@@ -32,23 +33,28 @@ async def test_a_raw_subscription_gets_messages_with_a_reply_raw(servers: Server
     async def on_msg(msg: Msg) -> None:
         framed.append(msg)
 
-    sub = await nc.subscribe(subject, cb=on_msg)
-    nc.deliver_raw(sub, on_raw)
-    await nc.flush()  # the subscription is on the server before anything is sent to it
-    await other.publish(subject, b"one", reply="r.1", headers={"Nats-Msg-Id": "x"})
-    await other.publish(subject, b"status-like", headers={"Status": "100"})  # no reply
-    await other.flush()
-    await asyncio.sleep(0.3)
-    assert raw == [(b"r.1", b"one")]
-    assert [(m.data, m.headers) for m in framed] == [(b"status-like", {"Status": "100"})]
-    nc.stop_raw(sub)
-    await other.publish(subject, b"two", reply="r.2")
-    await other.flush()
-    await asyncio.sleep(0.3)
-    assert raw == [(b"r.1", b"one")]
-    assert [m.data for m in framed] == [b"status-like", b"two"]
-    await other.close()
-    await nc.close()
+    async def arrived(count: int) -> bool:
+        return len(raw) + len(framed) >= count
+
+    try:
+        sub = await nc.subscribe(subject, cb=on_msg)
+        nc.deliver_raw(sub, on_raw)
+        await nc.flush()  # the subscription is on the server before anything is sent to it
+        await other.publish(subject, b"one", reply="r.1", headers={"Nats-Msg-Id": "x"})
+        await other.publish(subject, b"status-like", headers={"Status": "100"})  # no reply
+        await other.flush()
+        await wait_until(lambda: arrived(2), seconds=5)
+        assert raw == [(b"r.1", b"one")]
+        assert [(m.data, m.headers) for m in framed] == [(b"status-like", {"Status": "100"})]
+        nc.stop_raw(sub)
+        await other.publish(subject, b"two", reply="r.2")
+        await other.flush()
+        await wait_until(lambda: arrived(3), seconds=5)
+        assert raw == [(b"r.1", b"one")]
+        assert [m.data for m in framed] == [b"status-like", b"two"]
+    finally:
+        await other.close()
+        await nc.close()
 
 
 async def _stream(servers: Servers, count: int) -> tuple[str, str]:
@@ -89,14 +95,16 @@ async def test_a_stream_read_gives_the_same_through_either_client(
     async def keep(chunk: Chunk) -> None:
         got.extend(chunk)
 
-    await read_events(nc.jetstream(), stream, f"{subject}.>", 101, 2400, keep, least=700)
+    try:
+        await read_events(nc.jetstream(), stream, f"{subject}.>", 101, 2400, keep, least=700)
+    finally:
+        await nc.close()
     assert [seq for seq, _ in got[:2300]] == list(range(101, 2401))
     assert all(data == f"event {seq - 1}".encode() for seq, data in got)
     if client == "waitroom":
         assert built < 10  # the JetStream API's own answers only: no message built a Msg
     else:
         assert built >= 2300
-    await nc.close()
 
 
 async def test_a_raw_handler_that_raises_leaves_the_connection_reading(
@@ -120,21 +128,29 @@ async def test_a_raw_handler_that_raises_leaves_the_connection_reading(
     async def on_msg(msg: Msg) -> None:
         framed.append(msg.data)
 
-    sub = await nc.subscribe(subject, cb=on_msg)
-    nc.deliver_raw(sub, broken)
-    await nc.flush()
-    await other.publish(subject, b"one", reply="r.1")
-    await other.flush()
-    await asyncio.sleep(0.3)
-    assert [type(e) for e in errors] == [ValueError]
-    await other.publish(subject, b"two", reply="r.2")  # the handler is gone: nats-py's way
-    await other.flush()
-    await asyncio.sleep(0.3)
-    assert framed == [b"two"]
-    answer = await nc.request("$JS.API.INFO", b"", timeout=2)  # the connection still reads
-    assert b"account" in answer.data or b"error" in answer.data
-    await other.close()
-    await nc.close()
+    async def reported() -> bool:
+        return bool(errors)
+
+    async def framed_one() -> bool:
+        return bool(framed)
+
+    try:
+        sub = await nc.subscribe(subject, cb=on_msg)
+        nc.deliver_raw(sub, broken)
+        await nc.flush()
+        await other.publish(subject, b"one", reply="r.1")
+        await other.flush()
+        await wait_until(reported, seconds=5)
+        assert [type(e) for e in errors] == [ValueError]
+        await other.publish(subject, b"two", reply="r.2")  # the handler is gone: nats-py's way
+        await other.flush()
+        await wait_until(framed_one, seconds=5)
+        assert framed == [b"two"]
+        answer = await nc.request("$JS.API.INFO", b"", timeout=2)  # the connection still reads
+        assert b"account" in answer.data or b"error" in answer.data
+    finally:
+        await other.close()
+        await nc.close()
 
 
 async def test_a_read_through_the_raw_way_still_ends_on_a_status(servers: Servers) -> None:
@@ -149,8 +165,11 @@ async def test_a_read_through_the_raw_way_still_ends_on_a_status(servers: Server
             await js.delete_consumer(stream, name.name or "")
         await asyncio.sleep(0.2)
 
-    with pytest.raises(ConnectionError, match="stream read ended: 409"):
-        await asyncio.wait_for(
-            read_events(js, stream, f"{subject}.>", 1, 3000, delete_consumers, least=1000), 30
-        )
-    await nc.close()
+    try:
+        with pytest.raises(ConnectionError, match="stream read ended: 409"):
+            await asyncio.wait_for(
+                read_events(js, stream, f"{subject}.>", 1, 3000, delete_consumers, least=1000),
+                30,
+            )
+    finally:
+        await nc.close()
