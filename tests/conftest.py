@@ -19,6 +19,7 @@ import pytest
 from playwright.async_api import Browser
 from redis.asyncio import Redis
 
+from gateway.serving import KEEP_ALIVE_SECONDS
 from shared.redis_conn import connect
 from shared.settings import RateLimits, Settings
 from shared.store import RoomStore
@@ -107,7 +108,13 @@ async def gateway(settings: Settings) -> AsyncIterator[GatewayServer]:
 
 @pytest.fixture
 async def client(gateway: GatewayServer) -> AsyncIterator[httpx.AsyncClient]:
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    # an idle connection is dropped before the gateway closes it (see crowd_client): a
+    # request sent on it in the moment the server closes it would fail unanswered
+    limits = httpx.Limits(
+        max_connections=200,
+        max_keepalive_connections=200,
+        keepalive_expiry=KEEP_ALIVE_SECONDS / 2,
+    )
     async with httpx.AsyncClient(base_url=gateway.url, timeout=30, limits=limits) as c:
         yield c
 
