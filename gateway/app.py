@@ -96,7 +96,8 @@ def create_app(settings: Settings) -> Litestar:
     # before the framework: Litestar.__call__ sets scope["app"], then calls these, the
     # last wrapped first: status and heartbeats, the calls made most, pass no other check
     if settings.fast_joins:
-        app.asgi_handler = app.state.fast_joins = FastJoins(app.asgi_handler, settings.access_log)
+        joins = FastJoins(app.asgi_handler, settings.access_log, app)
+        app.asgi_handler = app.state.fast_joins = joins
     app.asgi_handler = event_streams(app.asgi_handler, settings.access_log)
     if settings.lines_in_memory:
         # the connection protocol finds them here (lean_connections.py)

@@ -13,6 +13,11 @@ answered as soon as their head is parsed, written here in one go: no request tas
 messages, no framework. Only when nothing else on the connection is being answered (so
 answers keep their order) and the client reads what it is sent.
 
+Joins (fast_joins.py) are taken the same way, under the same conditions: the parser
+gathers the body (within the size limit, and within the body deadline, else ``408``), and
+one task of their own answers and writes them. Until it has, the connection's next
+requests queue behind it as they would behind any request.
+
 A response also goes out in one write, not two: uvicorn writes the head as soon as the app
 starts the response and the body after. Each write is a system call, and on a connection
 from a proxy on the same host each one also delivers a packet, so a small answer (a
@@ -23,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 from asyncio import Transport
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 import httptools
@@ -32,6 +37,8 @@ from uvicorn.protocols.http.httptools_impl import (
     HttpToolsProtocol,
     RequestResponseCycle,
 )
+
+from shared.errors import BodyTimeout
 
 Header = tuple[bytes, bytes]
 WriteAnswer = Callable[[int, list[Header], bytes], None]
@@ -44,6 +51,30 @@ class AnswersAtOnce(Protocol):
 
     def answer(self, scope: Any, write: WriteAnswer) -> bool:
         """Write the answer with ``write`` and return True, or write nothing: False."""
+        ...
+
+
+class JoinsAtOnce(Protocol):
+    """What answers joins taken as they are parsed (fast_joins.FastJoins), found on the
+    app's state as ``fast_joins``."""
+
+    def room_at_once(self, scope: Any) -> str | None:
+        """The room, if the request is a join it takes now; else None."""
+        ...
+
+    @property
+    def body_limits(self) -> tuple[int, float]:
+        """The largest body a join may have, in bytes, and the seconds it may take."""
+        ...
+
+    def join_at_once(
+        self, scope: Any, room: str, raw: bytes, write: WriteAnswer
+    ) -> Coroutine[Any, Any, None]:
+        """Answer the join whose whole body is ``raw`` with ``write`` (once)."""
+        ...
+
+    def refuse_at_once(self, scope: Any, exc: Any, write: WriteAnswer) -> None:
+        """Refuse, with ``write``, a join whose body took too long."""
         ...
 
 
@@ -73,6 +104,34 @@ class _AnsweredAtOnce:
 
 
 ANSWERED_AT_ONCE = _AnsweredAtOnce()
+
+
+class _JoinAtOnce:
+    """Stands in for the request cycle of a join taken as it was parsed (its body being
+    gathered, then its answer made by a task of its own). uvicorn reads and sets the same
+    few attributes on it as on its own cycle: whether the answer is complete, whether
+    the client went away, whether the connection stays open after it (a shutdown says
+    no), and the event it sets for news (nobody waits on it)."""
+
+    __slots__ = (
+        "body",
+        "deadline",
+        "disconnected",
+        "keep_alive",
+        "response_complete",
+        "room",
+        "scope",
+    )
+    message_event = _NobodyWaits()
+
+    def __init__(self, scope: Any, room: str, keep_alive: bool) -> None:
+        self.scope = scope
+        self.room = room
+        self.keep_alive = keep_alive
+        self.body = b""
+        self.deadline: asyncio.TimerHandle | None = None
+        self.disconnected = False
+        self.response_complete = False
 
 
 class LeanEvent(asyncio.Event):
@@ -187,9 +246,9 @@ class LeanHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.pipeline = LeanPipeline()  # type: ignore[assignment]
-        self._at_once: AnswersAtOnce | None = getattr(
-            getattr(self.app, "state", None), "memory_answers", None
-        )
+        state = getattr(self.app, "state", None)
+        self._at_once: AnswersAtOnce | None = getattr(state, "memory_answers", None)
+        self._joins: JoinsAtOnce | None = getattr(state, "fast_joins", None)
 
     def connection_made(self, transport: Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -202,12 +261,15 @@ class LeanHttpToolsProtocol(HttpToolsProtocol):
         queued = before is not None and not before.response_complete
         if (
             not queued
-            and self._at_once is not None
+            and (self._at_once is not None or self._joins is not None)
             and self._at_once_this_read < MAX_PIPELINED
-            and self._answered_at_once(self._at_once)
+            and self._parsed_at_once()
         ):
-            self._at_once_this_read += 1
-            return
+            if self._at_once is not None and self._answered_at_once(self._at_once):
+                self._at_once_this_read += 1
+                return
+            if self._joins is not None and self._join_taken(self._joins):
+                return
         if queued and len(self.pipeline) >= MAX_PIPELINED:
             raise PipelineTooDeep()  # the parser fails: uvicorn answers 400 and closes
         super().on_headers_complete()
@@ -229,17 +291,17 @@ class LeanHttpToolsProtocol(HttpToolsProtocol):
         self._at_once_this_read = 0
         super().data_received(data)
 
-    def _answered_at_once(self, answers: AnswersAtOnce) -> bool:
-        """Answer the request whose head was just parsed, if ``answers`` can now; the scope
-        gets what uvicorn would put in it. Not while the client leaves answers unread
+    def _parsed_at_once(self) -> bool:
+        """Whether the request whose head was just parsed may be answered here; its scope
+        then has what uvicorn would put in it. Not while the client leaves answers unread
         (uvicorn then waits before writing more, and reads no more requests meanwhile), nor
         for what uvicorn treats specially (upgrades, an escaped path, a root path, too many
-        connections)."""
+        connections, a client waiting for ``100 Continue``)."""
         parser = self.parser
         method = parser.get_method()
         if method not in HOT_METHODS or self.flow.write_paused or self.root_path:
             return False
-        if parser.should_upgrade():
+        if parser.should_upgrade() or self.expect_100_continue:
             return False
         limit = self.limit_concurrency
         if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
@@ -257,9 +319,14 @@ class LeanHttpToolsProtocol(HttpToolsProtocol):
         scope["raw_path"] = raw_path
         scope["query_string"] = url.query or b""
         self._keep_alive_now = http_version != "1.0" and parser.should_keep_alive()
+        return True
+
+    def _answered_at_once(self, answers: AnswersAtOnce) -> bool:
+        """Answer the request whose head was just parsed (``_parsed_at_once``), if
+        ``answers`` can now."""
         self._written = False
         try:
-            if not answers.answer(scope, self._write_at_once):
+            if not answers.answer(self.scope, self._write_at_once):
                 return False
         except Exception:  # as uvicorn does when an app fails: a 500 if nothing went out
             self.logger.exception("Exception in an answer written at once")
@@ -275,16 +342,116 @@ class LeanHttpToolsProtocol(HttpToolsProtocol):
     def _write_at_once(self, status: int, headers: list[Header], body: bytes) -> None:
         """The whole response in one write, with the server's headers, as uvicorn writes
         it (``connection: close`` when the connection ends after it)."""
+        self._write(status, headers, body, keep_alive=self._keep_alive_now)
+        self._written = True
+
+    def _write(self, status: int, headers: list[Header], body: bytes, *, keep_alive: bool) -> None:
         content = [STATUS_LINE[status]]
+        closing = False
         for name, value in (*self.server_state.default_headers, *headers):
             content += (name, b": ", value, b"\r\n")
-        if not self._keep_alive_now:
+            closing = closing or (name == b"connection" and value == b"close")
+        if not keep_alive and not closing:
             content.append(b"connection: close\r\n")
         content += (b"\r\n", body)
         self.transport.write(b"".join(content))
-        self._written = True
+
+    # joins taken as they are parsed ------------------------------------------------
+    def _join_taken(self, joins: JoinsAtOnce) -> bool:
+        """Take the join whose head was just parsed (``_parsed_at_once``), if it is one
+        and its body fits: the parser gathers the body (on_body), and when it is whole
+        (on_message_complete) a task answers it."""
+        scope = self.scope
+        room = joins.room_at_once(scope)
+        if room is None:
+            return False
+        length = 0
+        for name, value in self.headers:
+            if name == b"transfer-encoding":
+                return False  # a body of unknown size: the framework reads it
+            if name == b"content-length":
+                try:
+                    length = int(value)
+                except ValueError:
+                    return False  # (the parser refuses it first)
+        max_bytes, seconds = joins.body_limits
+        if length > max_bytes:
+            return False  # the framework refuses it (413), as it does now
+        cycle = _JoinAtOnce(scope, room, self._keep_alive_now)
+        self.cycle = cycle  # type: ignore[assignment]
+        if length:  # a body that does not come whole in time is refused (408)
+            cycle.deadline = self.loop.call_later(seconds, self._join_too_slow, joins, cycle)
+        return True
+
+    def on_body(self, body: bytes) -> None:
+        cycle: Any = self.cycle
+        if type(cycle) is _JoinAtOnce:
+            if not cycle.response_complete:
+                cycle.body += body  # within its content-length (the parser holds it to it)
+            return
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        cycle: Any = self.cycle
+        if type(cycle) is not _JoinAtOnce:
+            super().on_message_complete()
+            return
+        if cycle.deadline is not None:
+            cycle.deadline.cancel()
+            cycle.deadline = None
+        joins = self._joins
+        if cycle.response_complete or joins is None:
+            return  # refused (too slow) already
+        task = self.loop.create_task(self._answer_join(joins, cycle))
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)  # counted in the concurrency limit; a shutdown waits for it
+
+    async def _answer_join(self, joins: JoinsAtOnce, cycle: _JoinAtOnce) -> None:
+        written = False
+
+        def write(status: int, headers: list[Header], body: bytes) -> None:
+            nonlocal written
+            if not written and not cycle.disconnected and not self.transport.is_closing():
+                self._write(status, headers, body, keep_alive=cycle.keep_alive)
+            written = True
+
+        try:
+            await joins.join_at_once(cycle.scope, cycle.room, cycle.body, write)
+        except Exception:  # as uvicorn does when an app fails: a 500 if nothing went out
+            self.logger.exception("Exception in a join answered at once")
+            cycle.keep_alive = False
+            write(500, INTERNAL_ERROR_HEADERS, INTERNAL_ERROR)
+        finally:
+            self._join_answered(cycle)
+
+    def _join_too_slow(self, joins: JoinsAtOnce, cycle: _JoinAtOnce) -> None:
+        cycle.deadline = None
+        if cycle.response_complete or cycle.disconnected:
+            return
+        cycle.keep_alive = False  # the client may still be sending
+        if not self.transport.is_closing():
+            joins.refuse_at_once(
+                cycle.scope,
+                BodyTimeout(),
+                lambda status, headers, body: self._write(status, headers, body, keep_alive=False),
+            )
+        self._join_answered(cycle)
+
+    def _join_answered(self, cycle: _JoinAtOnce) -> None:
+        """As uvicorn ends a request cycle: complete; the connection closed unless it
+        stays open; the next queued request started, or the keep-alive wait."""
+        if cycle.response_complete:
+            return
+        cycle.response_complete = True
+        if not cycle.keep_alive and not self.transport.is_closing():
+            self.transport.close()
+        self.on_response_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        cycle: Any = self.cycle
+        if type(cycle) is _JoinAtOnce and cycle.deadline is not None:
+            cycle.deadline.cancel()
+            cycle.deadline = None
         super().connection_lost(exc)
         for cycle in self._unfinished or ():
             if not cycle.response_complete:

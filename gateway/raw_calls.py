@@ -38,10 +38,12 @@ def first_headers(scope: Scope, *names: bytes) -> dict[bytes, str]:
     return found
 
 
-async def send_json(
-    send: Send, status: int, answer: Any, rid: str, extra: dict[str, str] | None = None
-) -> None:
-    """A JSON answer with its request id (and ``extra`` headers), in one body."""
+Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
+"""A whole HTTP answer: status, headers, body."""
+
+
+def json_answer(status: int, answer: Any, rid: str, extra: dict[str, str] | None = None) -> Answer:
+    """A JSON answer with its request id (and ``extra`` headers)."""
     body = encode_json(answer)
     headers = [
         (b"content-type", b"application/json"),
@@ -49,11 +51,22 @@ async def send_json(
         *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (extra or {}).items()),
         (b"x-request-id", rid.encode("ascii")),
     ]
+    return status, headers, body
+
+
+def error_json(exc: WaitroomError, rid: str) -> Answer:
+    """A domain error as the framework's exception handler answers it."""
+    answer, extra = error_answer(exc)
+    return json_answer(exc.status, answer, rid, extra)
+
+
+async def send_answer(send: Send, answer: Answer) -> None:
+    """``answer`` through ASGI, its body in one message."""
+    status, headers, body = answer
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 async def send_error(send: Send, exc: WaitroomError, rid: str) -> None:
     """A domain error as the framework's exception handler answers it."""
-    answer, extra = error_answer(exc)
-    await send_json(send, exc.status, answer, rid, extra)
+    await send_answer(send, error_json(exc, rid))

@@ -165,24 +165,30 @@ async def _read_body(receive: Callable[[], Awaitable[Any]], max_bytes: int) -> b
             return b"".join(chunks)
 
 
+def refusal(
+    exc: WaitroomError, headers: tuple[tuple[bytes, bytes], ...] = ()
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """The answer to a body that came too slowly or is too large: status, headers (the
+    connection closes after it: the client may still be sending), body."""
+    body = json.dumps({"error": {"code": exc.code, "message": exc.detail}}).encode()
+    return (
+        exc.status,
+        [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+            *headers,
+        ],
+        body,
+    )
+
+
 async def refuse(
     send: Callable[[Any], Awaitable[None]],
     exc: WaitroomError,
     headers: tuple[tuple[bytes, bytes], ...] = (),
 ) -> None:
-    """Answer a body that came too slowly or is too large, and close the connection (the
-    client may still be sending)."""
-    body = json.dumps({"error": {"code": exc.code, "message": exc.detail}}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": exc.status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-                *headers,
-            ],
-        }
-    )
+    """Answer a body that came too slowly or is too large, and close the connection."""
+    status, head, body = refusal(exc, headers)
+    await send({"type": "http.response.start", "status": status, "headers": head})
     await send({"type": "http.response.body", "body": body})

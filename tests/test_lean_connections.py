@@ -19,7 +19,7 @@ from gateway.fast_answers import MemoryAnswers
 from gateway.lean_connections import MAX_PIPELINED
 from gateway.live import LiveHub
 from shared.settings import Settings
-from tests.helpers.api import RoomFactory, bearer
+from tests.helpers.api import RoomFactory, bearer, create_room, figures, fresh_room_id
 from tests.helpers.servers import GatewayServer, ModuleProc, settings_env
 from tests.helpers.wait import wait_until
 from waitroom.processes import free_port, wait_for_port
@@ -353,3 +353,93 @@ async def test_an_answer_at_once_that_fails_is_a_500_and_the_connection_ends(
     monkeypatch.undo()
     async with httpx.AsyncClient(base_url=gateway.url) as client:
         assert (await client.get("/healthz")).status_code == 200
+
+
+def _join(room: str, rid: str, body: bytes = b"") -> bytes:
+    length = f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n" if body else ""
+    head = f"POST /v1/rooms/{room}/enqueue HTTP/1.1\r\nHost: x\r\nX-Request-ID: {rid}\r\n"
+    return (head + length + "\r\n").encode() + body
+
+
+async def test_joins_taken_as_parsed_keep_the_order_of_their_connection(
+    gateway: GatewayServer, make_room: RoomFactory
+) -> None:
+    """A join is answered by a task of its own, not through the framework; what is
+    pipelined behind it waits its turn (a second join then goes through ASGI), and every
+    answer comes in the order asked, a body gathered whole."""
+    room = await make_room(status="paused")
+    joins = gateway.app.state.fast_joins
+    at_once, answered = joins.answered_at_once, joins.answered
+    party, none = json.dumps({"size": 2}).encode(), json.dumps({"size": 0}).encode()
+    reader, writer = await _connect(gateway)
+    try:
+        writer.write(
+            _join(room, "j-1", none)
+            + _join(room, "j-2")
+            + b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Request-ID: h-3\r\n\r\n"
+            + _join(room, "j-4", party)
+        )
+        answers = [await asyncio.wait_for(_response(reader), 10) for _ in range(4)]
+    finally:
+        writer.close()
+    assert [(a[0], a[1]["x-request-id"]) for a in answers] == [
+        (400, "j-1"),  # its body was read: a party of none
+        (201, "j-2"),
+        (200, "h-3"),
+        (201, "j-4"),
+    ]
+    assert json.loads(answers[0][2])["error"]["code"] == "invalid_body"
+    places = [json.loads(answers[i][2]) for i in (1, 3)]
+    assert [(p["position"], p["total"]) for p in places] == [(1, 1), (2, 2)]
+    assert joins.answered_at_once - at_once == 1  # the first; the rest were queued
+    assert joins.answered - answered == 3
+
+
+async def test_a_join_whose_client_left_before_its_answer_is_one_place(
+    gateway: GatewayServer, client: httpx.AsyncClient, make_room: RoomFactory, redis: Any
+) -> None:
+    """The client goes while its join waits on the store: the join still ends whole (one
+    place, nothing half-written, nothing written to the closed connection), and the
+    gateway goes on answering."""
+    room = await make_room(status="paused")
+    await redis.execute_command("CLIENT", "PAUSE", "800", "WRITE")  # the join's script waits
+    _, writer = await _connect(gateway)
+    writer.write(_join(room, "gone"))
+    await writer.drain()
+    await asyncio.sleep(0.2)
+    writer.close()
+    await wait_until(lambda: _waiting_count(client, room, 1), seconds=10)
+    assert (await client.get("/healthz")).status_code == 200
+    await asyncio.sleep(0.3)
+    assert await _waiting_count(client, room, 1)  # one place, not two
+
+
+async def _waiting_count(client: httpx.AsyncClient, room: str, count: int) -> bool:
+    return bool((await figures(client, room))["waiting"] == count)
+
+
+async def test_a_join_on_its_way_is_answered_before_the_gateway_stops(
+    settings: Settings, make_room: RoomFactory, redis: Any
+) -> None:
+    """A graceful stop waits for a join a task is answering, and the answer says the
+    connection closes (uvicorn's shutdown asks each request being answered so)."""
+    server = GatewayServer(settings)
+    await server.__aenter__()
+    stopping: asyncio.Task[None] | None = None
+    try:
+        async with httpx.AsyncClient(base_url=server.url) as c:
+            room = fresh_room_id()
+            await create_room(c, room, status="paused")
+        await redis.execute_command("CLIENT", "PAUSE", "800", "WRITE")
+        reader, writer = await _connect(server)
+        writer.write(_join(room, "last"))
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        stopping = asyncio.create_task(server.__aexit__(None, None, None))
+        code, headers, body = await asyncio.wait_for(_response(reader), 10)
+        assert (code, headers["x-request-id"]) == (201, "last"), body
+        assert headers["connection"] == "close"
+        assert await asyncio.wait_for(reader.read(), 10) == b""  # and it closed
+        writer.close()
+    finally:
+        await (stopping or server.__aexit__(None, None, None))
