@@ -403,7 +403,7 @@ class LiveHub:
         if token != w.token:
             w.token = token
             w.push("token", {"token": token})
-        answer = await self.people.answer(w.room, view, base_url=w.base_url, go_token=w.token)
+        answer = await self.people.answer(w.room, view, linked=w, go_token=w.token)
         w.event_seq = max(w.event_seq, view.event_seq)
         for event, data in events_for(answer, w.last):
             w.push(event, data)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import msgspec
 
 from gateway.answers import access_expiry, go_url, place_answer, target_location
-from gateway.caller import Caller
+from gateway.caller import Caller, Linked
 from gateway.invites import InviteSigner
 from gateway.line_book import LineBook
 from gateway.proof_of_work import Challenge, ProofOfWork
@@ -150,12 +150,13 @@ class People:
         room: str,
         view: PersonView,
         *,
-        base_url: str,
+        linked: Linked,
         go_token: str,
         queue_token: str | None = None,
     ) -> PlaceResponse:
         """The answer about a place; ``go_token`` is the queue token the redirect URL
-        carries, ``queue_token`` a new or refreshed token handed back. The access token is
+        carries (on ``linked``'s base, asked for only then), ``queue_token`` a new or
+        refreshed token handed back. The access token is
         handed out only while the admission waits to be claimed: once ``/go`` has claimed
         it, the queue token is no way in any more."""
         if view.state != "admitted":
@@ -167,7 +168,7 @@ class People:
             view,
             queue_token=queue_token,
             access_token=access,
-            redirect_url=go_url(base_url, room, go_token),
+            redirect_url=go_url(linked.base_url, room, go_token),
         )
 
     # the calls -----------------------------------------------------------------------
@@ -212,9 +213,7 @@ class People:
             # no token of it
             return Joined(place_answer(view), created=False)
         token = await self.new_token(room, view)
-        answer = await self.answer(
-            room, view, base_url=caller.base_url, go_token=token, queue_token=token
-        )
+        answer = await self.answer(room, view, linked=caller, go_token=token, queue_token=token)
         return Joined(answer, created=view.created)
 
     def _wrote(self, room: str, view: PersonView) -> None:
@@ -238,15 +237,13 @@ class People:
         if view.state not in LIVE_STATES:
             return None  # that place has ended: a new one
         token, _ = await self.kept_token(room, bearer, claims, view)
-        return await self.answer(
-            room, view, base_url=caller.base_url, go_token=token, queue_token=token
-        )
+        return await self.answer(room, view, linked=caller, go_token=token, queue_token=token)
 
     async def status(self, room: str, caller: Caller, token: str) -> PlaceResponse:
         claims = self.claims(room, token, caller)
         await self.limiter.check("status", room, claims.sub)
         view = await self.place_of(room, claims, caller, touch=False)
-        return await self.answer(room, view, base_url=caller.base_url, go_token=token)
+        return await self.answer(room, view, linked=caller, go_token=token)
 
     def remembered(
         self, room: str, caller: Caller, token: str, *, heartbeat: bool
@@ -285,9 +282,7 @@ class People:
         view = await self.place_of(room, claims, caller, touch=True)
         token, _ = await self.kept_token(room, token, claims, view)
         self.heartbeats[room] += 1
-        return await self.answer(
-            room, view, base_url=caller.base_url, go_token=token, queue_token=token
-        )
+        return await self.answer(room, view, linked=caller, go_token=token, queue_token=token)
 
     async def leave(self, room: str, caller: Caller, token: str) -> LeaveResponse:
         claims = self.claims(room, token, caller)
@@ -320,7 +315,7 @@ class People:
         try:
             claims = self.claims(room, token, caller)
             view = await self.place_of(room, claims, caller, touch=True)
-            answer = await self.answer(room, view, base_url=caller.base_url, go_token=token)
+            answer = await self.answer(room, view, linked=caller, go_token=token)
         except WaitroomError as exc:
             if exc.status in (401, 403):
                 return {"state": "expired", "reason": exc.code}
