@@ -138,7 +138,10 @@ def print_table(run: Run, out: TextIO) -> None:
             f"{_num(r.p99_ms, 1):>7}\n"
         )
         if r.extra:
-            bits = ", ".join(f"{k} {v:,.1f}" for k, v in r.extra.items())
+            bits = ", ".join(
+                f"{k} {v:.2f}" if k.startswith("x ") else f"{k} {v:,.1f}"
+                for k, v in r.extra.items()
+            )
             out.write(f"{'':10} {'':38} ({bits})\n")
     if run.floors:
         out.write("\nfloors (what each ratio is against):\n")

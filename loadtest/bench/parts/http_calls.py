@@ -125,6 +125,11 @@ def _row(part: str, name: str, real: Measured, floor: Measured) -> Row:
     extra = {f"{k} us": v for k, v in real.parts_us.items() if k not in ("valkey", "nats")}
     extra["store+nats us"] = real.parts_us.get("valkey", 0) + real.parts_us.get("nats", 0)
     extra["floor store+nats us"] = floor.parts_us.get("valkey", 0) + floor.parts_us.get("nats", 0)
+    servers, floor_servers = extra["store+nats us"], extra["floor store+nats us"]
+    if floor.cpu_us > floor_servers:
+        # the issue's own reading (gateway + relay against the floor app): valkey's and
+        # nats' CPU set apart on both sides
+        extra["x floor, servers apart"] = (real.cpu_us - servers) / (floor.cpu_us - floor_servers)
     failed = real.peak.failed + real.at_80.failed
     if failed:
         extra["failed calls"] = failed
