@@ -121,6 +121,7 @@ class _JoinAtOnce:
         "response_complete",
         "room",
         "scope",
+        "started",
     )
     message_event = _NobodyWaits()
 
@@ -132,6 +133,9 @@ class _JoinAtOnce:
         self.deadline: asyncio.TimerHandle | None = None
         self.disconnected = False
         self.response_complete = False
+        self.started = False
+        """Whether its body is whole and its task began (what the parser reports after
+        that is another request's: one uvicorn upgrades to a WebSocket makes no cycle)."""
 
 
 class LeanEvent(asyncio.Event):
@@ -257,6 +261,10 @@ class LeanHttpToolsProtocol(HttpToolsProtocol):
         self.flow._is_writable_event = writable
 
     def on_headers_complete(self) -> None:
+        # an answer written at once earlier in this read armed the keep-alive wait; a
+        # request has begun, so it must not cut this one (uvicorn stops it only when
+        # bytes come, and they came before that answer)
+        self._unset_keepalive_if_required()
         before = self.cycle
         queued = before is not None and not before.response_complete
         if (
@@ -386,7 +394,7 @@ class LeanHttpToolsProtocol(HttpToolsProtocol):
     def on_body(self, body: bytes) -> None:
         cycle: Any = self.cycle
         if type(cycle) is _JoinAtOnce:
-            if not cycle.response_complete:
+            if not cycle.started and not cycle.response_complete:
                 cycle.body += body  # within its content-length (the parser holds it to it)
             return
         super().on_body(body)
@@ -396,6 +404,9 @@ class LeanHttpToolsProtocol(HttpToolsProtocol):
         if type(cycle) is not _JoinAtOnce:
             super().on_message_complete()
             return
+        if cycle.started:
+            return  # a request uvicorn upgrades, pipelined behind the join
+        cycle.started = True
         if cycle.deadline is not None:
             cycle.deadline.cancel()
             cycle.deadline = None
@@ -417,7 +428,8 @@ class LeanHttpToolsProtocol(HttpToolsProtocol):
 
         try:
             await joins.join_at_once(cycle.scope, cycle.room, cycle.body, write)
-        except Exception:  # as uvicorn does when an app fails: a 500 if nothing went out
+        except BaseException:  # as uvicorn does when an app fails or a stop cancels it past
+            # its grace: a 500 if nothing went out, and the connection closed
             self.logger.exception("Exception in a join answered at once")
             cycle.keep_alive = False
             write(500, INTERNAL_ERROR_HEADERS, INTERNAL_ERROR)
@@ -429,13 +441,17 @@ class LeanHttpToolsProtocol(HttpToolsProtocol):
         if cycle.response_complete or cycle.disconnected:
             return
         cycle.keep_alive = False  # the client may still be sending
-        if not self.transport.is_closing():
-            joins.refuse_at_once(
-                cycle.scope,
-                BodyTimeout(),
-                lambda status, headers, body: self._write(status, headers, body, keep_alive=False),
-            )
-        self._join_answered(cycle)
+        try:
+            if not self.transport.is_closing():
+                joins.refuse_at_once(
+                    cycle.scope,
+                    BodyTimeout(),
+                    lambda status, headers, body: self._write(
+                        status, headers, body, keep_alive=False
+                    ),
+                )
+        finally:
+            self._join_answered(cycle)  # and closed, whatever happened
 
     def _join_answered(self, cycle: _JoinAtOnce) -> None:
         """As uvicorn ends a request cycle: complete; the connection closed unless it

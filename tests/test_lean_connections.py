@@ -5,6 +5,7 @@ parts is read whole (the request-message event it waits on is the lean one)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import time
@@ -441,5 +442,89 @@ async def test_a_join_on_its_way_is_answered_before_the_gateway_stops(
         assert headers["connection"] == "close"
         assert await asyncio.wait_for(reader.read(), 10) == b""  # and it closed
         writer.close()
+    finally:
+        await (stopping or server.__aexit__(None, None, None))
+
+
+UPGRADE = (
+    b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+    b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+)
+
+
+async def test_an_upgrade_pipelined_behind_a_join_does_not_join_again(
+    gateway: GatewayServer, client: httpx.AsyncClient, make_room: RoomFactory
+) -> None:
+    """uvicorn makes no request cycle for a request it upgrades to a WebSocket, so the
+    parser reports its end while the join is still the one being answered: that is not
+    the join's end a second time (it made two places before)."""
+    room = await make_room(status="paused")
+    joins = gateway.app.state.fast_joins
+    at_once = joins.answered_at_once
+    reader, writer = await _connect(gateway)
+    try:
+        writer.write(_join(room, "once") + UPGRADE)
+        await writer.drain()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(reader.read(), 2)
+    finally:
+        writer.close()
+    await asyncio.sleep(0.5)
+    assert joins.answered_at_once - at_once == 1
+    assert await _waiting_count(client, room, 1)
+
+
+async def test_an_answer_from_memory_does_not_cut_the_join_after_it_in_the_same_read(
+    settings: Settings, make_room: RoomFactory
+) -> None:
+    """An answer written at once arms the keep-alive wait; a join parsed from the same
+    bytes after it, whose body is still coming, is not cut when that wait ends."""
+    server = GatewayServer(settings)
+    server.server.config.timeout_keep_alive = 1  # (read as each connection is made)
+    async with server:
+        async with httpx.AsyncClient(base_url=server.url) as c:
+            room = fresh_room_id()
+            await create_room(c, room, status="paused")
+        _, status = await _waiting(server, room)
+        body = json.dumps({"size": 2}).encode()
+        head = (
+            f"POST /v1/rooms/{room}/enqueue HTTP/1.1\r\nHost: x\r\nX-Request-ID: j\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        reader, writer = await _connect(server)
+        try:
+            writer.write(status + b"X-Request-ID: s\r\n\r\n" + head + body[:3])
+            await writer.drain()
+            await asyncio.sleep(1.5)  # past the keep-alive wait, within the body deadline
+            writer.write(body[3:])
+            answers = [await asyncio.wait_for(_response(reader), 10) for _ in range(2)]
+        finally:
+            writer.close()
+    assert [(a[0], a[1]["x-request-id"]) for a in answers] == [(200, "s"), (201, "j")]
+
+
+async def test_a_join_cut_off_by_a_stop_past_its_grace_is_answered_500(
+    settings: Settings, redis: Any
+) -> None:
+    """A stop that cancels a join still waiting for the store past the grace period: 500
+    and the connection closed, as uvicorn answers a request it cancels."""
+    server = GatewayServer(settings)
+    server.server.config.timeout_graceful_shutdown = 0.5
+    await server.__aenter__()
+    stopping: asyncio.Task[None] | None = None
+    try:
+        async with httpx.AsyncClient(base_url=server.url) as c:
+            room = fresh_room_id()
+            await create_room(c, room, status="paused")
+        await redis.execute_command("CLIENT", "PAUSE", "2000", "WRITE")
+        reader, writer = await _connect(server)
+        writer.write(_join(room, "cut"))
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        stopping = asyncio.create_task(server.__aexit__(None, None, None))
+        answer = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 500"), answer
+        assert b"connection: close" in answer
     finally:
         await (stopping or server.__aexit__(None, None, None))
