@@ -95,17 +95,26 @@ def header(request: AnyConnection, name: bytes) -> str:
     return first_headers(request.scope, name).get(name, "")
 
 
+def all_of(request: AnyConnection, name: bytes) -> list[str]:
+    """Every value of a header (``name`` in lower case), in the order they came: lines of
+    one header are one list (RFC 9110 5.3), and a proxy may add its own line rather than
+    extend the client's."""
+    return [value.decode("latin-1") for key, value in request.scope["headers"] if key == name]
+
+
 def client_ip(request: AnyConnection, trusted_proxies: Sequence[Network]) -> str:
     """The client's address: the peer, unless the peer is a trusted proxy; then the
     ``X-Forwarded-For`` chain is walked from the right (the entries our proxies appended)
     and the first hop that is not a trusted proxy is the client. Entries left of it were
     written by the client and are never read. A hop that is not an address where the walk
     needs one is refused (400), not passed on. If every hop is a trusted proxy, the client
-    is the hop the nearest proxy saw (its own entry cannot be forged from outside)."""
+    is the hop the nearest proxy saw (its own entry cannot be forged from outside). Every
+    ``X-Forwarded-For`` line counts, in order: a proxy that adds a line of its own (HAProxy's
+    ``option forwardfor``) leaves the client's own line first."""
     peer = request.client.host if request.client else ""
     if not trusted_proxies or not peer or not _trusted_peer(peer, tuple(trusted_proxies)):
         return peer
-    forwarded = [h.strip() for h in header(request, b"x-forwarded-for").split(",")]
+    forwarded = [h.strip() for line in all_of(request, b"x-forwarded-for") for h in line.split(",")]
     hops = [h for h in forwarded if h]
     if not hops:
         return peer

@@ -188,6 +188,29 @@ async def test_made_up_forwarded_chains_do_not_make_new_clients(
         assert r.status_code == 409, (fake, r.text)
 
 
+async def test_a_forwarded_line_of_the_clients_own_is_not_believed(
+    behind_proxy: httpx.AsyncClient,
+) -> None:
+    """A proxy that adds an X-Forwarded-For line of its own (HAProxy's ``option
+    forwardfor``) leaves the client's line first: the lines are one list, read from the
+    right, so a client that makes up a new first line each time is still one client (the
+    first line alone was believed before)."""
+    c = behind_proxy
+    room = "t-xff2-" + str(id(c))[-6:]
+    await create_room(c, room, max_positions_per_ip=1)
+
+    def through_proxy(made_up: str) -> list[tuple[str, str]]:
+        return [("X-Forwarded-For", made_up), ("X-Forwarded-For", "203.0.113.5")]
+
+    first = await c.post(f"/v1/rooms/{room}/enqueue", headers=through_proxy("198.51.100.1"))
+    assert first.status_code == 201
+    for made_up in ("198.51.100.2", "198.51.100.3, 198.51.100.4"):
+        r = await c.post(f"/v1/rooms/{room}/enqueue", headers=through_proxy(made_up))
+        assert_error(r, 409, "too_many_positions")
+    other = await c.post(f"/v1/rooms/{room}/enqueue", headers={"X-Forwarded-For": "203.0.113.6"})
+    assert other.status_code == 201
+
+
 # --- places that ended, rooms made again, places put back --------------------------------
 
 

@@ -12,6 +12,8 @@ import pytest
 
 from loadtest.bench import results
 from loadtest.bench.cli import PARTS, chosen_parts
+from loadtest.bench.parts.http_calls import Measured, _row
+from loadtest.bench.wrk import WrkResult
 from loadtest.run import Sample, admission_inversions, admission_rates
 
 pytestmark = pytest.mark.unit
@@ -99,6 +101,32 @@ def test_the_change_is_the_ratio_now_against_then(tmp_path: Path) -> None:
     assert "(new)" in next(line for line in lines if line.startswith("relay"))
     no_floor = next(line for line in lines if line.startswith("scale"))
     assert "%" not in no_floor
+
+
+def _measured(parts: dict[str, float], counted: tuple[str, ...]) -> Measured:
+    run = WrkResult(1000, 1.0, 0, 1.0, 2.0)
+    cpu = sum(us for name, us in parts.items() if name in counted)
+    return Measured(cpu, parts, run, run, counted)
+
+
+def test_servers_apart_sets_valkey_and_nats_aside_only_where_they_were_counted() -> None:
+    """The issue's own reading: the gateway and workers against the floor app, valkey's
+    and nats' CPU taken out of both sides; a row that counts no server has none."""
+    real = _measured(
+        {"app": 300.0, "workers": 50.0, "valkey": 90.0, "nats": 60.0},
+        ("app", "workers", "valkey", "nats"),
+    )
+    floor = _measured({"floor": 700.0, "valkey": 60.0, "nats": 40.0}, ("floor", "valkey", "nats"))
+    row = _row("enqueue", "join", real, floor)
+    assert row.ratio == pytest.approx(500 / 800)
+    assert row.extra["x floor, servers apart"] == pytest.approx(350 / 700)
+    bare = _row(
+        "bare",
+        "GET /healthz",
+        _measured({"app": 116.0, "valkey": 6.0, "nats": 0.0}, ("app",)),
+        _measured({"floor": 70.0, "valkey": 9.5, "nats": 0.0}, ("floor",)),
+    )
+    assert "x floor, servers apart" not in bare.extra
 
 
 def test_parts_are_checked_by_name() -> None:

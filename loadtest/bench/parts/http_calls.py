@@ -49,6 +49,19 @@ class Measured:
     parts_us: dict[str, float]
     peak: WrkResult
     at_80: WrkResult
+    counted: tuple[str, ...] = ()
+    """The processes ``cpu_us`` counts."""
+
+    @property
+    def counts_servers(self) -> bool:
+        return any(name in self.counted for name in SERVERS)
+
+    @property
+    def own_us(self) -> float:
+        """The counted CPU without valkey's and nats'."""
+        return sum(
+            us for name, us in self.parts_us.items() if name in self.counted and name not in SERVERS
+        )
 
 
 SLICES = 3
@@ -117,7 +130,7 @@ async def measure(b: Bench, *sides: Target) -> list[Measured]:
         )
         if side.settle is not None:
             await side.settle()
-        measured.append(Measured(cpu, parts, peak, at_80))
+        measured.append(Measured(cpu, parts, peak, at_80, side.counted))
     return measured
 
 
@@ -125,11 +138,10 @@ def _row(part: str, name: str, real: Measured, floor: Measured) -> Row:
     extra = {f"{k} us": v for k, v in real.parts_us.items() if k not in ("valkey", "nats")}
     extra["store+nats us"] = real.parts_us.get("valkey", 0) + real.parts_us.get("nats", 0)
     extra["floor store+nats us"] = floor.parts_us.get("valkey", 0) + floor.parts_us.get("nats", 0)
-    servers, floor_servers = extra["store+nats us"], extra["floor store+nats us"]
-    if floor.cpu_us > floor_servers:
+    if real.counts_servers and floor.counts_servers and floor.own_us > 0:
         # the issue's own reading (gateway + relay against the floor app): valkey's and
         # nats' CPU set apart on both sides
-        extra["x floor, servers apart"] = (real.cpu_us - servers) / (floor.cpu_us - floor_servers)
+        extra["x floor, servers apart"] = real.own_us / floor.own_us
     failed = real.peak.failed + real.at_80.failed
     if failed:
         extra["failed calls"] = failed
