@@ -71,6 +71,8 @@ class ProofOfWork:
 
     def check(self, room: str, client: str, challenge: str, nonce: str) -> Solved:
         """The solution, or ``pow_invalid`` for a forged, stale, foreign or wrong one."""
+        if not challenge.isascii():  # ours are base64url; compare_digest takes no other
+            raise PowInvalid("The challenge was not issued here.")
         body, _, signature = challenge.partition(".")
         if not hmac.compare_digest(signature, self._sign(body)):
             raise PowInvalid("The challenge was not issued here.")
@@ -91,7 +93,9 @@ class ProofOfWork:
 
 
 def solution_hash(challenge: str, nonce: str) -> bytes:
-    return hashlib.sha256(f"{challenge}:{nonce}".encode()).digest()
+    """SHA-256 of ``challenge:nonce`` in UTF-8 (a lone surrogate, which a str may hold and
+    UTF-8 may not, is hashed as its code unit rather than raising)."""
+    return hashlib.sha256(f"{challenge}:{nonce}".encode("utf-8", "surrogatepass")).digest()
 
 
 def leading_zero_bits(digest: bytes) -> int:

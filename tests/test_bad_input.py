@@ -132,6 +132,20 @@ async def test_enqueue_invalid_bodies_are_400_and_change_nothing(
     assert (await join(client, room, size=2, metadata={"k": "v"}))["position"] == 2
 
 
+async def test_made_up_proof_of_work_text_is_400_and_changes_nothing(
+    client: httpx.AsyncClient, make_room: RoomFactory, redis: Redis
+) -> None:
+    """A solution whose challenge holds what ours never do (the fuzzer's find: a non-ASCII
+    signature made the check raise, and the join answered 500)."""
+    room = await make_room(status="paused", pow_difficulty=8)
+    before = await room_state(client, redis, room)
+    for challenge in (".\u00c3cG", "a.b\u00e9", "\u00e9.\u00e9"):
+        body = {"pow": {"challenge": challenge, "nonce": "1"}}
+        r = await client.post(f"/v1/rooms/{room}/enqueue", content=dumps(body), headers=JSON)
+        assert_error(r, 400, "pow_invalid")
+        assert await room_state(client, redis, room) == before, challenge
+
+
 async def test_enqueue_unknown_room_is_404_and_creates_nothing(
     client: httpx.AsyncClient, redis: Redis
 ) -> None:

@@ -55,3 +55,17 @@ def test_wrong_forged_foreign_and_stale_are_refused(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(time, "time", lambda: c.expires_at + 1.0)
     with pytest.raises(PowInvalid):
         pow_.check(ROOM, CLIENT, c.challenge, right)
+
+
+def test_made_up_text_in_a_solution_is_refused_not_a_failure() -> None:
+    """What a challenge of ours never holds (non-ASCII, lone surrogates) is pow_invalid,
+    not an error of ours (a 500 the fuzzer found: comparing a non-ASCII signature raised
+    TypeError)."""
+    pow_ = ProofOfWork("secret")
+    c = pow_.challenge(ROOM, CLIENT, 24)  # (a made-up nonce solves it once in 16 million)
+    body, _, sig = c.challenge.partition(".")
+    for challenge in (".\u00c3cG", f"{body}.{sig[:-1]}\u00e9", f"{body}\ud800.{sig}"):
+        with pytest.raises(PowInvalid):
+            pow_.check(ROOM, CLIENT, challenge, "1")
+    with pytest.raises(PowInvalid):  # a lone surrogate in the nonce: hashed, and wrong
+        pow_.check(ROOM, CLIENT, c.challenge, "\ud9e2" * 40)
