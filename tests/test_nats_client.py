@@ -36,6 +36,15 @@ async def test_a_raw_subscription_gets_messages_with_a_reply_raw(servers: Server
     async def arrived(count: int) -> bool:
         return len(raw) + len(framed) >= count
 
+    async def wait_for(count: int) -> None:
+        """Until ``count`` messages came either way; on failure, says what came which way
+        (this failed twice in some fifteen full runs, never alone: not yet explained)."""
+        try:
+            await wait_until(lambda: arrived(count), seconds=5)
+        except AssertionError as exc:
+            came = [(m.subject, m.reply, m.data, m.headers) for m in framed]
+            raise AssertionError(f"{exc}; raw {raw!r}; framed {came!r}") from None
+
     try:
         sub = await nc.subscribe(subject, cb=on_msg)
         nc.deliver_raw(sub, on_raw)
@@ -43,13 +52,13 @@ async def test_a_raw_subscription_gets_messages_with_a_reply_raw(servers: Server
         await other.publish(subject, b"one", reply="r.1", headers={"Nats-Msg-Id": "x"})
         await other.publish(subject, b"status-like", headers={"Status": "100"})  # no reply
         await other.flush()
-        await wait_until(lambda: arrived(2), seconds=5)
+        await wait_for(2)
         assert raw == [(b"r.1", b"one")]
         assert [(m.data, m.headers) for m in framed] == [(b"status-like", {"Status": "100"})]
         nc.stop_raw(sub)
         await other.publish(subject, b"two", reply="r.2")
         await other.flush()
-        await wait_until(lambda: arrived(3), seconds=5)
+        await wait_for(3)
         assert raw == [(b"r.1", b"one")]
         assert [m.data for m in framed] == [b"status-like", b"two"]
     finally:
