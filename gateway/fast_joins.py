@@ -111,15 +111,18 @@ class FastJoins:
             request_done(scope, ROUTE, status, time.perf_counter() - started, self.access_log)
             structlog.contextvars.reset_contextvars(**bound)
 
-    def refuse_at_once(self, scope: Scope, exc: WaitroomError, write: WriteAnswer) -> None:
-        """Refuse a join whose body came too slowly, as ``_join`` does."""
+    def refuse_at_once(
+        self, scope: Scope, exc: WaitroomError, write: WriteAnswer, waited: float
+    ) -> None:
+        """Refuse a join whose body came too slowly (after ``waited`` seconds), as
+        ``_join`` does."""
         scope["app"] = self._litestar
         rid = request_id(scope)
         bound = structlog.contextvars.bind_contextvars(request_id=rid)
         try:
             write(*refusal(exc, ((b"x-request-id", rid.encode("ascii")),)))
         finally:
-            request_done(scope, ROUTE, exc.status, 0.0, self.access_log)
+            request_done(scope, ROUTE, exc.status, waited, self.access_log)
             structlog.contextvars.reset_contextvars(**bound)
 
 

@@ -73,8 +73,8 @@ class JoinsAtOnce(Protocol):
         """Answer the join whose whole body is ``raw`` with ``write`` (once)."""
         ...
 
-    def refuse_at_once(self, scope: Any, exc: Any, write: WriteAnswer) -> None:
-        """Refuse, with ``write``, a join whose body took too long."""
+    def refuse_at_once(self, scope: Any, exc: Any, write: WriteAnswer, waited: float) -> None:
+        """Refuse, with ``write``, a join whose body took too long (``waited`` seconds)."""
         ...
 
 
@@ -388,7 +388,9 @@ class LeanHttpToolsProtocol(HttpToolsProtocol):
         cycle = _JoinAtOnce(scope, room, self._keep_alive_now)
         self.cycle = cycle  # type: ignore[assignment]
         if length:  # a body that does not come whole in time is refused (408)
-            cycle.deadline = self.loop.call_later(seconds, self._join_too_slow, joins, cycle)
+            cycle.deadline = self.loop.call_later(
+                seconds, self._join_too_slow, joins, cycle, seconds
+            )
         return True
 
     def on_body(self, body: bytes) -> None:
@@ -436,7 +438,7 @@ class LeanHttpToolsProtocol(HttpToolsProtocol):
         finally:
             self._join_answered(cycle)
 
-    def _join_too_slow(self, joins: JoinsAtOnce, cycle: _JoinAtOnce) -> None:
+    def _join_too_slow(self, joins: JoinsAtOnce, cycle: _JoinAtOnce, waited: float) -> None:
         cycle.deadline = None
         if cycle.response_complete or cycle.disconnected:
             return
@@ -449,6 +451,7 @@ class LeanHttpToolsProtocol(HttpToolsProtocol):
                     lambda status, headers, body: self._write(
                         status, headers, body, keep_alive=False
                     ),
+                    waited,
                 )
         finally:
             self._join_answered(cycle)  # and closed, whatever happened

@@ -23,6 +23,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gateway.lean_connections import LeanHttpToolsProtocol
+from gateway.raw_calls import Answer, send_answer
 from shared.errors import BodyTimeout, BodyTooLarge, WaitroomError
 
 TIMED_OUT_HEAD = (
@@ -165,9 +166,7 @@ async def _read_body(receive: Callable[[], Awaitable[Any]], max_bytes: int) -> b
             return b"".join(chunks)
 
 
-def refusal(
-    exc: WaitroomError, headers: tuple[tuple[bytes, bytes], ...] = ()
-) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+def refusal(exc: WaitroomError, headers: tuple[tuple[bytes, bytes], ...] = ()) -> Answer:
     """The answer to a body that came too slowly or is too large: status, headers (the
     connection closes after it: the client may still be sending), body."""
     body = json.dumps({"error": {"code": exc.code, "message": exc.detail}}).encode()
@@ -189,6 +188,4 @@ async def refuse(
     headers: tuple[tuple[bytes, bytes], ...] = (),
 ) -> None:
     """Answer a body that came too slowly or is too large, and close the connection."""
-    status, head, body = refusal(exc, headers)
-    await send({"type": "http.response.start", "status": status, "headers": head})
-    await send({"type": "http.response.body", "body": body})
+    await send_answer(send, refusal(exc, headers))
