@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from shared.errors import WaitroomError
 from shared.metric_names import BY_NAME
+from shared.nats_client import subscriptions_on_server
 from shared.nats_link import NatsLink
 from shared.store import RoomStore
 from shared.tokens import TokenService
@@ -68,6 +69,9 @@ class SiteBus:
             registry=self.registry,
         )
         self._subscriptions: list[Any] = []
+        self.listening = asyncio.Event()
+        """Set once the subscriptions are on the server: a report sent from then on is
+        heard."""
 
     def count(self, kind: str, outcome: str) -> None:
         self.messages.labels(kind=kind, outcome=outcome).inc()
@@ -87,11 +91,16 @@ class SiteBus:
         while not stop.is_set() and not self._subscriptions:
             nc = self.link.nc
             if nc is not None and nc.is_connected:
-                for kind in KINDS:
-                    sub = await nc.subscribe(
+                self._subscriptions = [
+                    await nc.subscribe(
                         subject("*", kind), queue=QUEUE_GROUP, cb=self._handler(kind)
                     )
-                    self._subscriptions.append(sub)
+                    for kind in KINDS
+                ]
+                # NATS gone meanwhile: nats-py makes them again when it is back
+                with contextlib.suppress(Exception):
+                    await subscriptions_on_server(nc)
+                self.listening.set()
                 log.info("site_bus_listening", subjects=f"{SUBJECT_PREFIX}.*.{{completed,failed}}")
                 break
             with contextlib.suppress(TimeoutError):

@@ -91,11 +91,8 @@ class Listening:
             asyncio.create_task(self.bus.run(self.stop)),
             asyncio.create_task(loop.run(self.stop)),
         ]
-        await wait_until(self._subscribed, seconds=10)
+        await asyncio.wait_for(self.bus.listening.wait(), timeout=10)
         return self.bus
-
-    async def _subscribed(self) -> bool:
-        return bool(self.bus._subscriptions)
 
     async def __aexit__(self, *exc: object) -> None:
         self.stop.set()
