@@ -21,6 +21,7 @@ from gateway.lean_connections import MAX_PIPELINED
 from gateway.live import LiveHub
 from shared.settings import Settings
 from tests.helpers.api import RoomFactory, bearer, create_room, figures, fresh_room_id
+from tests.helpers.lines import settled
 from tests.helpers.servers import GatewayServer, ModuleProc, settings_env
 from tests.helpers.wait import wait_until
 from waitroom.processes import free_port, wait_for_port
@@ -224,7 +225,9 @@ async def _waiting(gateway: GatewayServer, room: str) -> tuple[str, bytes]:
     async with httpx.AsyncClient(base_url=gateway.url) as client:
         token = (await client.post(f"/v1/rooms/{room}/enqueue")).json()["token"]
         first = await client.get(f"/v1/rooms/{room}/status", headers=bearer(token))
-        assert first.status_code == 200  # verifies the token, loads the line
+        assert first.status_code == 200  # verifies the token, starts loading the line
+    # (the line loads in the background: a call asked before it is in answers the full way)
+    await wait_until(lambda: settled(gateway.app.state.services.store, gateway, room))
     status = f"GET /v1/rooms/{room}/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
     return token, status.encode()
 
