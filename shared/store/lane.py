@@ -70,6 +70,22 @@ def bulk(value: Arg) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(data), data)
 
 
+def bulks(values: tuple[Arg, ...]) -> bytes:
+    """``bulk`` of each value, joined: text and whole numbers (a join's arguments) without
+    a call each (a join has 17 of them: the calls were 4 % of its gateway time)."""
+    parts = []
+    for value in values:
+        if type(value) is str:
+            data = value.encode()
+        elif type(value) is int:
+            data = b"%d" % value
+        else:
+            parts.append(bulk(value))
+            continue
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
 def evalsha_frame(sha: str, packed_keys: bytes, key_count: int, args: tuple[Arg, ...]) -> bytes:
     """``EVALSHA sha key_count keys... args...`` as one RESP command; ``packed_keys`` are
     the keys already as bulk strings (a room's keys are packed once)."""
@@ -78,7 +94,7 @@ def evalsha_frame(sha: str, packed_keys: bytes, key_count: int, args: tuple[Arg,
         bulk(sha),
         bulk(key_count),
     )
-    return head + packed_keys + b"".join([bulk(arg) for arg in args])
+    return head + packed_keys + bulks(args)
 
 
 def read_reply(buf: bytearray, pos: int) -> tuple[Any, int]:
