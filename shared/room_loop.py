@@ -1,12 +1,17 @@
 """The loop every worker replica runs: per room, hold a lease, do one tick of work.
 
 A replica takes a room's lease for its role (SET NX PX with a fencing token, in Lua),
-renews it every quarter of the lease (and tries for rooms on every tick while it holds
-fewer than its share), and does the room's work only under it; the work scripts check the
-fence themselves, so a replica that stalled past its lease cannot write. A replica
-takes no more than its fair share of rooms (rooms / live replicas, rounded up), so
-rooms spread over replicas; a killed replica's rooms are taken by another once its
+renews it every quarter of the lease, and does the room's work only under it; the work
+scripts check the fence themselves, so a replica that stalled past its lease cannot write.
+A replica takes no more than its fair share of rooms (rooms / live replicas, rounded up),
+so rooms spread over replicas; a killed replica's rooms are taken by another once its
 leases run out.
+
+While it holds fewer than its share, a replica asks for a room another replica holds when
+that lease runs out (the refusal says when), not on every tick: an idle replica's asking
+was most of its CPU. When the count of live replicas changes (one joined, left or died)
+it asks on every tick for a while (``eager_for``), so rooms handed over or released on a
+graceful stop move at once, however long the lease.
 
 Shutdown is two-phase: ``stop`` is set, the current tick finishes, the leases are released
 so another replica can take over at once.
@@ -67,6 +72,13 @@ class RoomLoop:
         """Seconds between renewals of the leases held: a quarter of the lease, so three
         renewals may fail before one runs out."""
         self._renewed_at = -self.renew_every
+        self._busy_until: dict[str, float] = {}
+        """Rooms another replica holds: when (monotonic) their lease runs out."""
+        self._replicas_seen = 0
+        self._eager_until = 0.0
+        self.eager_for = max(self.renew_every, 1.0)
+        """Seconds to ask for every free room on every tick after the count of live
+        replicas changed: more than the others take to hand rooms over or release them."""
 
     async def _room_list(self) -> list[str]:
         now = time.monotonic()
@@ -95,17 +107,26 @@ class RoomLoop:
             await self.store.lease_release(room, self.role, self.holder, fence)
             log.info("lease_handed_over", role=self.role, room=room)
         # renew what we hold and, below our share, try for the rest: one round trip
-        candidates = [r for r in rooms if r in self.held or len(self.held) < share]
         now = time.monotonic()
+        if replicas != self._replicas_seen:  # one joined, left or died: rooms may move
+            self._replicas_seen = replicas
+            self._eager_until = now + self.eager_for
+        eager = now < self._eager_until
+        candidates = [
+            r
+            for r in rooms
+            if r in self.held
+            or (len(self.held) < share and (eager or now >= self._busy_until.get(r, 0.0)))
+        ]
         if all(r in self.held for r in candidates) and now - self._renewed_at < self.renew_every:
             await self._work_held()
             return
-        fences = await self.store.lease_acquire_many(
-            candidates, self.role, self.holder, self.lease_ms
-        )
+        fences = await self.store.lease_attempts(candidates, self.role, self.holder, self.lease_ms)
         self._renewed_at = now
+        self._busy_until = {r: t for r, t in self._busy_until.items() if r in rooms}
         for room, fence in zip(candidates, fences, strict=True):
-            if not fence:
+            if fence <= 0:  # another replica holds it: ask again when its lease runs out
+                self._busy_until[room] = now + -fence / 1000
                 self._drop(room)
             elif room in self.held:
                 self.held[room] = fence

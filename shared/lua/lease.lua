@@ -1,6 +1,7 @@
 -- Room leases with fencing tokens. ARGV: room, op, role, holder, lease_ms, fence
 -- acquire: take the lease if free (a new fence from the room's counter) or renew it if
--- this holder has it; answers the fence, or 0 when another replica holds it.
+-- this holder has it; answers the fence, or, when another replica holds it, minus the
+-- milliseconds its lease has left (at least 1), so the caller knows when to ask again.
 -- release: drop it only if this holder still has it with this fence.
 local op, role, holder = ARGV[2], ARGV[3], ARGV[4]
 local key = K_LEASE[role]
@@ -19,7 +20,7 @@ if op == 'acquire' then
     redis.call('PEXPIRE', key, tonumber(ARGV[5]))
     return tonumber(string.sub(current, #prefix + 1))
   end
-  return 0
+  return -math.max(redis.call('PTTL', key), 1)
 elseif op == 'release' then
   if current == holder .. ':' .. ARGV[6] then
     redis.call('DEL', key)

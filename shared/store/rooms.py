@@ -387,6 +387,15 @@ class RoomStore:
     ) -> list[int]:
         """For each room, the fence if this holder now has (or renewed) the room's lease for
         ``role``, else 0: one pipeline, each room its own script call."""
+        return [
+            max(0, answer) for answer in await self.lease_attempts(rooms, role, holder, lease_ms)
+        ]
+
+    async def lease_attempts(
+        self, rooms: list[str], role: str, holder: str, lease_ms: int
+    ) -> list[int]:
+        """``lease_acquire_many``, but a lease another replica holds answers minus the
+        milliseconds it has left (a negative number) instead of 0."""
         answers = await self._run_many(
             [(self.scripts.lease, room, ["acquire", role, holder, lease_ms, 0]) for room in rooms]
         )
