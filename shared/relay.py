@@ -154,7 +154,9 @@ class OutboxRelay:
         delivered = 0
         try:
             await self._forget_if_changed()
-            owner = await self.store.recovery_owner(room)
+            read = await self.store.outbox_read(room, self.batch)  # one round trip for both
+            owner = read.recovering
+            first: list[tuple[str, str]] | None = read.entries
             if owner not in (None, "relay"):
                 raise RoomRecovering()  # `waitroom recover` owns it, or a gap stopped it
             track = self.tracks.get(room)
@@ -163,9 +165,14 @@ class OutboxRelay:
                 track = self.tracks[room] = await self._verify(
                     js, room, fence, redo=owner == "relay"
                 )
+                first = None  # (a catch-up changes the outbox: read it again)
             until = time.monotonic() + self.DRAIN_SECONDS
             while True:
-                sent, full = await self._publish_batch(js, publisher, room, track)
+                if first is None:
+                    entries = await self.store.outbox_batch(room, self.batch)
+                else:
+                    entries, first = first, None
+                sent, full = await self._publish_batch(js, publisher, room, track, entries)
                 delivered += sent
                 if not full or time.monotonic() > until:
                     break
@@ -281,11 +288,16 @@ class OutboxRelay:
 
     # publishing -----------------------------------------------------------------------
     async def _publish_batch(
-        self, js: JetStreamContext, publisher: BatchPublisher, room: str, track: RoomTrack
+        self,
+        js: JetStreamContext,
+        publisher: BatchPublisher,
+        room: str,
+        track: RoomTrack,
+        entries: list[tuple[str, str]],
     ) -> tuple[int, bool]:
-        """One batch, pipelined (every event published, then the acks awaited at once and
-        taken in order); answers (delivered, whether the batch was full)."""
-        entries = await self.store.outbox_batch(room, self.batch)
+        """One batch, the outbox's oldest ``entries``, pipelined (every event published,
+        then the acks awaited at once and taken in order); answers (delivered, whether the
+        batch was full)."""
         if not entries:
             return 0, False
         heads = [_head.decode(raw) for _entry_id, raw in entries]

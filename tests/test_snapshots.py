@@ -309,3 +309,31 @@ async def test_a_replay_with_two_calls_on_their_way_ends_as_one_call_at_a_time(
     finally:
         await lane.aclose()
         await link.close()
+
+
+async def test_the_relay_leaves_a_room_alone_while_recover_rebuilds_it(
+    own_db: tuple[Redis, Settings],
+) -> None:
+    """The recovering mark is read with the outbox, in the same call: while `waitroom
+    recover` (or a gap) holds it, the relay publishes nothing and trims nothing; once it
+    is lifted, everything goes out."""
+    redis, settings = own_db
+    store = RoomStore(redis)
+    link, relay = await started_relay(store, settings, SnapshotPolicy())
+    room = f"mark-{secrets.token_hex(3)}"
+    try:
+        await put_rooms(store, [room])
+        for _ in range(5):
+            await store.enqueue(room)
+        waiting = await store.outbox_length(room)
+        assert waiting >= 6
+        [fence] = await store.lease_acquire_many([room], "relay", relay.holder, 600_000)
+        for owner in ("recover", "stuck"):
+            assert await store.mark_recovering([room], owner=owner, take=True) == {}
+            assert await relay.drain(room, fence) == 0
+            assert await store.outbox_length(room) == waiting
+        await store.mark_recovering([room], on=False, owner="stuck")
+        assert await relay.drain(room, fence) == waiting
+        assert await store.outbox_length(room) == 0
+    finally:
+        await link.close()

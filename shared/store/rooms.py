@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 from redis.asyncio import Redis
@@ -76,6 +76,14 @@ OPENING_BATCH = 1000
 """People an opening places per script call (a few milliseconds of the data store's time)."""
 OPENING_BATCHES = 50
 """Batches an admission tick places at most, before it lets another room's tick run."""
+
+
+class OutboxRead(NamedTuple):
+    entries: list[tuple[str, str]]
+    """The oldest events: (entry id, event JSON)."""
+    recovering: str | None
+    """Who holds the room's recovering mark ('recover', 'relay', 'stuck' after a gap), or
+    None when it is not being rebuilt."""
 
 
 def new_seed() -> str:
@@ -410,10 +418,14 @@ class RoomStore:
         """The oldest ``count`` events of the room's outbox: (entry id, event JSON). Read
         by outbox_read.lua as two newline-joined strings: parsing XRANGE's reply (several
         parts per entry) cost the relay more than publishing."""
-        ids, events = await self._run(self.scripts.outbox_read, room, count)
-        if not ids:
-            return []
-        return list(zip(ids.split("\n"), events.split("\n"), strict=True))
+        return (await self.outbox_read(room, count)).entries
+
+    async def outbox_read(self, room: str, count: int) -> OutboxRead:
+        """``outbox_batch``, and who holds the room's recovering mark, read at once: what
+        the relay asks on every turn, in one round trip."""
+        ids, events, owner = await self._run(self.scripts.outbox_read, room, count)
+        entries = list(zip(ids.split("\n"), events.split("\n"), strict=True)) if ids else []
+        return OutboxRead(entries, str(owner) or None)
 
     async def outbox_delivered(
         self, room: str, entry_ids: list[str], *, holder: str, fence: int, lease_ms: int
@@ -576,13 +588,6 @@ class RoomStore:
         """Start rebuilding a room: its state goes and it is marked recovering; with a
         snapshot, the state comes back as it was then. Answers the event counter now."""
         return int(await self._run(self.scripts.room_restore, room, snapshot or b""))
-
-    @store_call
-    async def recovery_owner(self, room: str) -> str | None:
-        """Who holds the room's recovering mark ('recover', 'relay', 'stuck' after a gap),
-        or None when it is not being rebuilt."""
-        owner = await self.redis.hget(keys.RoomKeys(room).stats, "recovering")
-        return None if owner is None else str(owner)
 
     @store_call
     async def server_id(self) -> str:
