@@ -97,9 +97,10 @@ class SiteBus:
                     )
                     for kind in KINDS
                 ]
-                # NATS gone meanwhile: nats-py makes them again when it is back
-                with contextlib.suppress(Exception):
+                try:
                     await subscriptions_on_server(nc)
+                except Exception as exc:  # NATS gone meanwhile: nats-py subscribes again
+                    log.warning("site_bus_unconfirmed", error=repr(exc))
                 self.listening.set()
                 log.info("site_bus_listening", subjects=f"{SUBJECT_PREFIX}.*.{{completed,failed}}")
                 break

@@ -47,6 +47,12 @@ def replicas_key(role: str) -> str:
     return f"{PREFIX}:replicas:{role}"
 
 
+def releases_key(role: str) -> str:
+    """Counter of the room leases of a worker role given up early (handed over, released
+    on a stop): the others ask for free rooms at once when it moves."""
+    return f"{PREFIX}:releases:{role}"
+
+
 @dataclass(frozen=True)
 class RoomKeys:
     room: str

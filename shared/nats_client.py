@@ -64,7 +64,7 @@ async def connect(**options: Any) -> WaitroomClient:
     return nc
 
 
-async def subscriptions_on_server(nc: Client) -> None:
+async def subscriptions_on_server(nc: Client, flush_timeout: int = 2) -> None:
     """Return once every subscription ``nc`` has made is on the server, so that a message
     another connection publishes from now on reaches it.
 
@@ -73,6 +73,7 @@ async def subscriptions_on_server(nc: Client) -> None:
     (a message published meanwhile through another connection goes to nobody: under CPU
     load some 7 % of them did). The client's flusher writes that buffer just behind the
     first PING, so the second PING goes behind the SUB, and the server answers one
-    connection's commands in order."""
-    await nc.flush()
-    await nc.flush()
+    connection's commands in order. Each flush waits ``flush_timeout`` seconds at most (then
+    nats-py's ``FlushTimeoutError``)."""
+    await nc.flush(flush_timeout)
+    await nc.flush(flush_timeout)

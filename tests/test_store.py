@@ -259,7 +259,7 @@ async def test_a_deliberate_error_in_new_lua_points_at_its_line(redis: Redis) ->
 async def test_replica_marks_and_the_draining_list(store: RoomStore) -> None:
     replicas = store.replicas("admission")
     holder = "st-" + secrets.token_hex(3)
-    assert await replicas.mark_alive(holder, 60_000) >= 1
+    assert (await replicas.mark_alive(holder, 60_000)).alive >= 1
     until = await replicas.alive_until(holder)
     assert until is not None
     assert 0 < until - await replicas.server_ms() <= 60_000

@@ -7,6 +7,7 @@ before it is listed; the workers' room lists are refreshed every tick and catch 
 from __future__ import annotations
 
 import time
+from typing import NamedTuple
 
 from redis.asyncio import Redis
 
@@ -57,6 +58,13 @@ class RoomIndex:
             await pipe.execute()
 
 
+class Liveness(NamedTuple):
+    alive: int
+    """The live replicas of the role, this one included."""
+    releases: int
+    """How many leases of the role were given up early so far (``ReplicaSet.released``)."""
+
+
 class ReplicaSet:
     """The live replicas of one worker role: a sorted set scored by when each mark runs out.
     A replica marks itself on every tick; ``waitroom probe`` reads the mark."""
@@ -65,6 +73,7 @@ class ReplicaSet:
         self.redis = redis
         self.role = role
         self.key = keys.replicas_key(role)
+        self.releases_key = keys.releases_key(role)
         self._clock: tuple[int, float] | None = None
         """The store's clock (ms) as last read, and this process's monotonic clock then."""
 
@@ -76,9 +85,10 @@ class ReplicaSet:
         return int(seconds) * 1000 + int(micros) // 1000
 
     @store_call
-    async def mark_alive(self, holder: str, lease_ms: int) -> int:
+    async def mark_alive(self, holder: str, lease_ms: int) -> Liveness:
         """Mark ``holder`` alive for ``lease_ms`` by the store's clock, drop marks run out,
-        and answer how many replicas are alive (this one included). One round trip: "now"
+        and answer how many replicas are alive (this one included) and the count of leases
+        given up early. One round trip: "now"
         is the store's clock as read with the last mark plus the time since by this
         process's clock, and the store's clock is read again with this one."""
         if self._clock is None:
@@ -90,9 +100,15 @@ class ReplicaSet:
             pipe.zadd(self.key, {holder: now_ms + lease_ms})
             pipe.zremrangebyscore(self.key, "-inf", now_ms)
             pipe.zcard(self.key)
-            (seconds, micros), _, _, alive = await pipe.execute()
+            pipe.get(self.releases_key)
+            (seconds, micros), _, _, alive, releases = await pipe.execute()
         self._clock = (int(seconds) * 1000 + int(micros) // 1000, time.monotonic())
-        return max(1, int(alive))
+        return Liveness(max(1, int(alive)), int(releases or 0))
+
+    @store_call
+    async def released(self) -> None:
+        """Count a lease of the role given up before it ran out."""
+        await self.redis.incr(self.releases_key)
 
     async def alive(self, holder: str) -> bool:
         """Whether ``holder``'s mark is still good by the store's clock."""

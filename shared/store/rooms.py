@@ -410,8 +410,14 @@ class RoomStore:
         return [int(n) for n in self._raise_first(answers)]
 
     async def lease_release(self, room: str, role: str, holder: str, fence: int) -> bool:
-        res = await self._run(self.scripts.lease, room, "release", role, holder, 0, fence)
-        return bool(res)
+        """Give the room's lease up (only if this holder still has it with this fence), and
+        count it, so the role's other replicas ask for the room at once."""
+        released = bool(
+            await self._run(self.scripts.lease, room, "release", role, holder, 0, fence)
+        )
+        if released:
+            await self.replicas(role).released()
+        return released
 
     # the outbox (the relay) -----------------------------------------------------------
     async def outbox_batch(self, room: str, count: int) -> list[tuple[str, str]]:
