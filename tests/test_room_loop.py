@@ -1,12 +1,15 @@
 """The workers' room loop (shared/room_loop.py) against a real data store: a replica below
 its share asks for a room another replica holds when that lease runs out, not on every
-tick, and still takes the room at once when it runs out."""
+tick, and still takes the room at once when it runs out or is given up early."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 
+import pytest
 from redis.asyncio import Redis
 
 from shared.redis_conn import connect
@@ -21,60 +24,80 @@ URL = "http://127.0.0.1:9/t"
 ROOM = "loop-room"
 
 
-async def test_a_refused_lease_says_how_long_it_has_left(
-    own_store: tuple[ValkeyProc, Settings],
-) -> None:
+@pytest.fixture
+async def lone_store(own_store: tuple[ValkeyProc, Settings]) -> AsyncIterator[RoomStore]:
+    """A store of the test's own (the loop takes every room in it) holding ``ROOM``."""
     _, settings = own_store
     redis = connect(settings.redis_url)
     try:
-        store = RoomStore(redis)
-        await store.put_room(ROOM, RoomUpdate(target_url=URL))
-        [fence] = await store.lease_attempts([ROOM], "admission", "a", 60_000)
-        assert fence > 0
-        assert await store.lease_attempts([ROOM], "admission", "a", 60_000) == [fence]
-        [refused] = await store.lease_attempts([ROOM], "admission", "b", 60_000)
-        assert -60_000 <= refused <= -55_000
-        assert await store.lease_acquire_many([ROOM], "admission", "b", 60_000) == [0]
+        room_store = RoomStore(redis)
+        await room_store.put_room(ROOM, RoomUpdate(target_url=URL))
+        yield room_store
     finally:
         await redis.aclose()
 
 
+async def test_a_refused_lease_says_how_long_it_has_left(lone_store: RoomStore) -> None:
+    [fence] = await lone_store.lease_attempts([ROOM], "admission", "a", 60_000)
+    assert fence > 0
+    assert await lone_store.lease_attempts([ROOM], "admission", "a", 60_000) == [fence]
+    [refused] = await lone_store.lease_attempts([ROOM], "admission", "b", 60_000)
+    assert -60_000 <= refused <= -55_000
+    assert await lone_store.lease_acquire_many([ROOM], "admission", "b", 60_000) == [0]
+
+
 async def test_an_idle_replica_asks_when_the_lease_it_waits_for_runs_out(
-    own_store: tuple[ValkeyProc, Settings],
+    lone_store: RoomStore,
 ) -> None:
     """Replica "a" takes the room's lease for 2 s and dies (it never renews). Replica "b",
     alone in the live count, ticks every 20 ms: it asks twice (once on its first tick, then
     when the lease has run out), not some hundred times, and takes the room then."""
-    _, settings = own_store
-    redis = connect(settings.redis_url)
     lease_ms = 2000
+    assert await lone_store.lease_acquire_many([ROOM], "admission", "a", lease_ms) != [0]
+    taken_at = time.monotonic()
+    before = await _script_calls(lone_store.redis)
+    async with _replica_b(lone_store, lease_ms, eager_for=0.0) as loop:
+        # (eager_for 0: the live count changes once, on the first tick)
+        await wait_until(lambda: _holds(loop), seconds=10, every=0.01)
+        took = time.monotonic() - taken_at
+        asked = await _script_calls(lone_store.redis) - before  # (only lease calls run)
+    assert asked <= 3, f"asked {asked} times"
+    assert lease_ms / 1000 - 0.1 <= took <= lease_ms / 1000 + 1.5
+
+
+async def test_a_lease_given_up_early_is_taken_at_once(lone_store: RoomStore) -> None:
+    """Replica "a" holds the room's lease for a minute; "b", below its share, was told so
+    and waits. When "a" hands the room over (or releases it on a stop), "b" takes it on
+    its next tick, not when the minute is up: the store counts leases given up early."""
+    [fence] = await lone_store.lease_acquire_many([ROOM], "admission", "a", 60_000)
+    async with _replica_b(lone_store, 3000, eager_for=0.2) as loop:
+        await asyncio.sleep(1.0)  # past its first eager spell: it was refused, it waits
+        assert loop.held == {}
+        assert await lone_store.lease_release(ROOM, "admission", "a", fence)
+        released_at = time.monotonic()
+        await wait_until(lambda: _holds(loop), seconds=10, every=0.01)
+        took = time.monotonic() - released_at
+    assert took < 5, f"taken {took:.2f} s after the release"
+
+
+@contextlib.asynccontextmanager
+async def _replica_b(
+    store: RoomStore, lease_ms: int, *, eager_for: float
+) -> AsyncIterator[RoomLoop]:
+    """Replica "b"'s loop, ticking every 20 ms with no work, until the block ends."""
+
+    async def idle(_room: str, _fence: int) -> None:
+        pass
+
+    loop = RoomLoop(store, role="admission", holder="b", tick_ms=20, lease_ms=lease_ms, work=idle)
+    loop.eager_for = eager_for
+    stop = asyncio.Event()
+    running = asyncio.create_task(loop.run(stop))
     try:
-        store = RoomStore(redis)
-        await store.put_room(ROOM, RoomUpdate(target_url=URL))
-        assert await store.lease_acquire_many([ROOM], "admission", "a", lease_ms) != [0]
-        taken_at = time.monotonic()
-        before = await _script_calls(redis)
-
-        async def idle(_room: str, _fence: int) -> None:
-            pass
-
-        loop = RoomLoop(
-            store, role="admission", holder="b", tick_ms=20, lease_ms=lease_ms, work=idle
-        )
-        loop.eager_for = 0.0  # (the live count changes once, on the first tick)
-        stop = asyncio.Event()
-        running = asyncio.create_task(loop.run(stop))
-        try:
-            await wait_until(lambda: _holds(loop), seconds=10, every=0.01)
-            took = time.monotonic() - taken_at
-            asked = await _script_calls(redis) - before  # (only lease calls: nothing else runs)
-        finally:
-            stop.set()
-            await running
-        assert asked <= 3, f"asked {asked} times"
-        assert lease_ms / 1000 - 0.1 <= took <= lease_ms / 1000 + 1.5
+        yield loop
     finally:
-        await redis.aclose()
+        stop.set()
+        await running
 
 
 async def _holds(loop: RoomLoop) -> bool:
@@ -84,38 +107,3 @@ async def _holds(loop: RoomLoop) -> bool:
 async def _script_calls(redis: Redis) -> int:
     stats = await redis.info("commandstats")
     return int(stats.get("cmdstat_evalsha", {"calls": 0})["calls"])
-
-
-async def test_a_lease_given_up_early_is_taken_at_once(
-    own_store: tuple[ValkeyProc, Settings],
-) -> None:
-    """Replica "a" holds the room's lease for a minute; "b", below its share, was told so
-    and waits. When "a" hands the room over (or releases it on a stop), "b" takes it on
-    its next tick, not when the minute is up: the store counts leases given up early."""
-    _, settings = own_store
-    redis = connect(settings.redis_url)
-    try:
-        store = RoomStore(redis)
-        await store.put_room(ROOM, RoomUpdate(target_url=URL))
-        [fence] = await store.lease_acquire_many([ROOM], "admission", "a", 60_000)
-
-        async def idle(_room: str, _fence: int) -> None:
-            pass
-
-        loop = RoomLoop(store, role="admission", holder="b", tick_ms=20, lease_ms=3000, work=idle)
-        loop.eager_for = 0.2
-        stop = asyncio.Event()
-        running = asyncio.create_task(loop.run(stop))
-        try:
-            await asyncio.sleep(1.0)  # past its first eager spell: it was refused, it waits
-            assert loop.held == {}
-            assert await store.lease_release(ROOM, "admission", "a", fence)
-            released_at = time.monotonic()
-            await wait_until(lambda: _holds(loop), seconds=10, every=0.01)
-            took = time.monotonic() - released_at
-        finally:
-            stop.set()
-            await running
-        assert took < 5, f"taken {took:.2f} s after the release"
-    finally:
-        await redis.aclose()
