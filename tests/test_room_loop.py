@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -53,16 +52,15 @@ async def test_an_idle_replica_asks_when_the_lease_it_waits_for_runs_out(
     alone in the live count, ticks every 20 ms: it asks twice (once on its first tick, then
     when the lease has run out), not some hundred times, and takes the room then."""
     lease_ms = 2000
-    assert await lone_store.lease_acquire_many([ROOM], "admission", "a", lease_ms) != [0]
-    taken_at = time.monotonic()
+    [fence_a] = await lone_store.lease_acquire_many([ROOM], "admission", "a", lease_ms)
+    assert fence_a
     before = await _script_calls(lone_store.redis)
     async with _replica_b(lone_store, lease_ms, eager_for=0.0) as loop:
         # (eager_for 0: the live count changes once, on the first tick)
         await wait_until(lambda: _holds(loop), seconds=10, every=0.01)
-        took = time.monotonic() - taken_at
         asked = await _script_calls(lone_store.redis) - before  # (only lease calls run)
+        assert loop.held[ROOM] > fence_a  # a lease of its own, once "a"'s ran out
     assert asked <= 3, f"asked {asked} times"
-    assert lease_ms / 1000 - 0.1 <= took <= lease_ms / 1000 + 1.5
 
 
 async def test_a_lease_given_up_early_is_taken_at_once(lone_store: RoomStore) -> None:
@@ -74,10 +72,10 @@ async def test_a_lease_given_up_early_is_taken_at_once(lone_store: RoomStore) ->
         await asyncio.sleep(1.0)  # past its first eager spell: it was refused, it waits
         assert loop.held == {}
         assert await lone_store.lease_release(ROOM, "admission", "a", fence)
-        released_at = time.monotonic()
+        before = await _script_calls(lone_store.redis)
         await wait_until(lambda: _holds(loop), seconds=10, every=0.01)
-        took = time.monotonic() - released_at
-    assert took < 5, f"taken {took:.2f} s after the release"
+        asked = await _script_calls(lone_store.redis) - before
+    assert asked <= 2, f"asked {asked} times after the release"  # at once: it was told
 
 
 @contextlib.asynccontextmanager

@@ -9,4 +9,5 @@ for i, entry in ipairs(entries) do
   ids[i] = entry[1]
   events[i] = entry[2][2] -- the entry's one field: e = event JSON
 end
-return { table.concat(ids, '\n'), table.concat(events, '\n'), redis.call('HGET', K_STATS, 'recovering') or '' }
+local recovering = redis.call('HGET', K_STATS, 'recovering') or ''
+return { table.concat(ids, '\n'), table.concat(events, '\n'), recovering }

@@ -88,9 +88,9 @@ class ReplicaSet:
     async def mark_alive(self, holder: str, lease_ms: int) -> Liveness:
         """Mark ``holder`` alive for ``lease_ms`` by the store's clock, drop marks run out,
         and answer how many replicas are alive (this one included) and the count of leases
-        given up early. One round trip: "now"
-        is the store's clock as read with the last mark plus the time since by this
-        process's clock, and the store's clock is read again with this one."""
+        given up early. One round trip: "now" is the store's clock as read with the last
+        mark plus the time since by this process's clock, and the store's clock is read
+        again with this one."""
         if self._clock is None:
             self._clock = (await self.server_ms(), time.monotonic())
         then_ms, then = self._clock
