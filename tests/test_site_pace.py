@@ -144,9 +144,12 @@ async def test_auto_release_slows_admissions_while_the_site_is_slow_and_recovers
     assert lowest.site_p95_ms > TARGET_MS  # the cut answered a slow site
     after = changes[changes.index(lowest) :]
     assert after[-1].pace == RELEASE_RATE  # and the pace came back with it
-    rises = [e for e in after[1:] if e.site_p95_ms is not None]
+    rises = after[1:]
     assert rises
-    assert all(e.site_p95_ms is not None and e.site_p95_ms < TARGET_MS for e in rises[-3:])
+    # a rise answers a fast site, or a site with nobody on it to report (no p95: the
+    # visitors may all have gone by then on a slow machine)
+    measured = [e for e in rises if e.site_p95_ms is not None]
+    assert all(e.site_p95_ms is not None and e.site_p95_ms < TARGET_MS for e in measured[-3:])
     # the pace is the bucket's rate: admissions while it was lowest went slower than 5/s
     low_from = lowest.ts
     low_until = next((e.ts for e in after if e.pace > lowest.pace), low_from + 5)
