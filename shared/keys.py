@@ -42,15 +42,30 @@ ROOM_KEY_NAMES = (
 LEASE_ROLES = ("admission", "heartbeat", "relay")
 
 
-def replicas_key(role: str) -> str:
-    """Sorted set of a worker role's live replicas, scored by the time they expire."""
-    return f"{PREFIX}:replicas:{role}"
+ROLE_KEY_NAMES = ("replicas", "releases")
+"""The keys of one worker role, in the order its scripts receive them (``RoleKeys.all``)."""
 
 
-def releases_key(role: str) -> str:
-    """Counter of the room leases of a worker role given up early (handed over, released
-    on a stop): the others ask for free rooms at once when it moves."""
-    return f"{PREFIX}:releases:{role}"
+@dataclass(frozen=True)
+class RoleKeys:
+    """The keys of one worker role, under the hash tag ``{role:<role>}`` (one slot)."""
+
+    role: str
+
+    @property
+    def replicas(self) -> str:
+        """Sorted set of the role's live replicas, scored by when their marks run out."""
+        return f"{PREFIX}:{{role:{self.role}}}:replicas"
+
+    @property
+    def releases(self) -> str:
+        """Counter of the role's room leases given up early (handed over, released on a
+        stop): the others ask for free rooms at once when it moves."""
+        return f"{PREFIX}:{{role:{self.role}}}:releases"
+
+    def all(self) -> list[str]:
+        """The KEYS list every role script receives: ``ROLE_KEY_NAMES``."""
+        return [getattr(self, name) for name in ROLE_KEY_NAMES]
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,8 @@ from shared.relay import OutboxRelay, SnapshotPolicy
 from shared.room_loop import RoomLoop
 from shared.settings import Part, Settings, help_page
 from shared.store import RoomStore
+from shared.store.lane import ScriptLane
+from shared.store.rooms import WORKER_LANE_SCRIPTS
 from shared.worker_metrics import WorkerMetrics
 
 log = structlog.get_logger("worker")
@@ -53,12 +55,21 @@ async def worker_context(settings: Settings, name: str) -> AsyncIterator[WorkerC
     redis = connect(settings.redis_url, tls_ca=settings.redis_tls_ca, max_connections=32)
     link = NatsLink.from_settings(settings, name)
     link.start()
+    lane = (  # (a URL with settings of its own keeps the pool for every call)
+        ScriptLane(settings.redis_url, tls_ca=settings.redis_tls_ca)
+        if ScriptLane.serves(settings.redis_url)
+        else None
+    )
     try:
-        store = RoomStore(redis, outbox_max=settings.outbox_max)
+        store = RoomStore(
+            redis, outbox_max=settings.outbox_max, lane=lane, lane_scripts=WORKER_LANE_SCRIPTS
+        )
         metrics = WorkerMetrics(EXPORTERS[name], settings.outbox_max)
         yield WorkerContext(settings, store, link, metrics)
     finally:
         await link.close()
+        if lane is not None:
+            await lane.aclose()
         await redis.aclose()
 
 

@@ -25,7 +25,7 @@ from shared.room import RoomUpdate
 from shared.settings import Settings
 from shared.store import RoomStore
 from shared.store.lane import INCOMPLETE, ScriptLane, read_reply
-from shared.store.rooms import LANE_SCRIPTS
+from shared.store.rooms import LANE_SCRIPTS, WORKER_LANE_SCRIPTS
 from tests.helpers.api import fresh_room_id
 from tests.helpers.servers import ValkeyProc
 
@@ -89,6 +89,45 @@ async def test_the_lane_answers_what_the_pool_answers(
     with pytest.raises(RoomNotFound):  # a script's domain answer is mapped as the pool's
         await laned.status(fresh_room_id("none"), "nobody")
     assert {"enqueue", "status", "leave"} <= LANE_SCRIPTS
+
+
+async def test_a_workers_store_answers_through_its_lane_what_the_pool_answers(
+    redis: Redis, store: RoomStore, lane: ScriptLane
+) -> None:
+    """A worker's store sends every script, its liveness marks and its per-tick reads
+    (the room lists, the server's run id) through the lane."""
+    worker = RoomStore(redis, lane=lane, lane_scripts=WORKER_LANE_SCRIPTS)
+    room = fresh_room_id("wlane")
+    await worker.put_room(room, room_update())  # room_put.lua, through the lane
+    assert lane.opened == 1
+    joined = [await worker.enqueue(room, ip_hash=f"h{i}") for i in range(3)]
+    assert await worker.rooms() == await store.rooms()
+    assert room in await worker.rooms()
+    assert await worker.draining_rooms() == await store.draining_rooms()
+    assert await worker.server_id() == await store.server_id() != ""
+
+    # many calls at once: a script's error answer stays in its place
+    asked = [joined[0].position_id, "nobody-here", joined[2].position_id]
+    through_lane = await worker.statuses(room, asked)
+    assert sorted(through_lane) == sorted([joined[0].position_id, joined[2].position_id])
+    assert through_lane.keys() == (await store.statuses(room, asked)).keys()
+    fences = await worker.lease_attempts([room, room], "relay", "w1", 60_000)
+    assert fences[0] > 0
+    assert fences[1] == fences[0]
+    assert (await worker.lease_attempts([room], "relay", "w2", 60_000))[0] < 0
+
+    # the liveness mark: the same figures whichever way it goes
+    role = fresh_room_id("role")
+    laned, pooled = worker.replicas(role), store.replicas(role)
+    assert (await laned.mark_alive("a", 60_000)).alive == 1
+    assert await pooled.mark_alive("b", 60_000) == (2, 0)
+    assert await pooled.alive("a")
+    await worker.replicas(role).released()
+    assert await laned.mark_alive("a", 60_000) == (2, 1)
+    assert await laned.mark_alive("c", 1) == (3, 1)
+    await asyncio.sleep(0.01)
+    assert await laned.mark_alive("a", 60_000) == (2, 1)  # c's mark ran out: dropped
+    assert not await pooled.alive("c")
 
 
 async def test_calls_made_together_share_one_connection_and_get_their_own_answers(

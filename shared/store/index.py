@@ -6,30 +6,38 @@ before it is listed; the workers' room lists are refreshed every tick and catch 
 
 from __future__ import annotations
 
-import time
 from typing import NamedTuple
 
 from redis.asyncio import Redis
 
 from shared import keys
-from shared.store.calls import store_call
+from shared.scripts import LuaScript
+from shared.store.calls import mapped, store_call
+from shared.store.lane import ScriptLane, bulk
 
 
 class RoomIndex:
-    """The live rooms, and the deleted rooms whose outbox the relay still has to deliver."""
+    """The live rooms, and the deleted rooms whose outbox the relay still has to deliver.
+    The lists are read through the store's lane when it has one (every worker loop reads
+    them four times a second)."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, lane: ScriptLane | None = None) -> None:
         self.redis = redis
+        self.lane = lane
 
-    @store_call
     async def rooms(self) -> list[str]:
-        members: set[str] = await self.redis.smembers(keys.ROOMS_SET)  # type: ignore[assignment]
-        return sorted(members)
+        return await self._members(keys.ROOMS_SET)
+
+    async def draining(self) -> list[str]:
+        return await self._members(keys.DRAINING_SET)
 
     @store_call
-    async def draining(self) -> list[str]:
-        members: set[str] = await self.redis.smembers(keys.DRAINING_SET)  # type: ignore[assignment]
-        return sorted(members)
+    async def _members(self, key: str) -> list[str]:
+        if self.lane is None:
+            members: set[str] = await self.redis.smembers(key)  # type: ignore[assignment]
+            return sorted(members)
+        listed: list[str] = await self.lane.command("SMEMBERS", key)
+        return sorted(listed)
 
     @store_call
     async def add(self, room: str) -> None:
@@ -67,15 +75,22 @@ class Liveness(NamedTuple):
 
 class ReplicaSet:
     """The live replicas of one worker role: a sorted set scored by when each mark runs out.
-    A replica marks itself on every tick; ``waitroom probe`` reads the mark."""
+    A replica marks itself on every tick (replica_mark.lua, through the store's lane when
+    it has one: a worker ticks several loops 20 times a second); ``waitroom probe`` reads
+    the mark."""
 
-    def __init__(self, redis: Redis, role: str) -> None:
+    def __init__(
+        self, redis: Redis, role: str, mark: LuaScript, lane: ScriptLane | None = None
+    ) -> None:
         self.redis = redis
         self.role = role
-        self.key = keys.replicas_key(role)
-        self.releases_key = keys.releases_key(role)
-        self._clock: tuple[int, float] | None = None
-        """The store's clock (ms) as last read, and this process's monotonic clock then."""
+        self.mark = mark
+        self.lane = lane
+        role_keys = keys.RoleKeys(role)
+        self.key = role_keys.replicas
+        self.releases_key = role_keys.releases
+        self._keys = role_keys.all()
+        self._packed_keys = b"".join(map(bulk, self._keys))
 
     @store_call
     async def server_ms(self) -> int:
@@ -84,26 +99,18 @@ class ReplicaSet:
         seconds, micros = await self.redis.time()
         return int(seconds) * 1000 + int(micros) // 1000
 
-    @store_call
     async def mark_alive(self, holder: str, lease_ms: int) -> Liveness:
         """Mark ``holder`` alive for ``lease_ms`` by the store's clock, drop marks run out,
         and answer how many replicas are alive (this one included) and the count of leases
-        given up early. One round trip: "now" is the store's clock as read with the last
-        mark plus the time since by this process's clock, and the store's clock is read
-        again with this one."""
-        if self._clock is None:
-            self._clock = (await self.server_ms(), time.monotonic())
-        then_ms, then = self._clock
-        now_ms = then_ms + int((time.monotonic() - then) * 1000)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.time()
-            pipe.zadd(self.key, {holder: now_ms + lease_ms})
-            pipe.zremrangebyscore(self.key, "-inf", now_ms)
-            pipe.zcard(self.key)
-            pipe.get(self.releases_key)
-            (seconds, micros), _, _, alive, releases = await pipe.execute()
-        self._clock = (int(seconds) * 1000 + int(micros) // 1000, time.monotonic())
-        return Liveness(max(1, int(alive)), int(releases or 0))
+        given up early: one script call."""
+        with mapped(self.mark):
+            if self.lane is None:
+                alive, releases = await self.mark(keys=self._keys, args=[holder, lease_ms])
+            else:
+                alive, releases = await self.lane.run(
+                    self.mark.script, self._packed_keys, len(self._keys), (holder, lease_ms)
+                )
+        return Liveness(max(1, int(alive)), int(releases))
 
     @store_call
     async def released(self) -> None:

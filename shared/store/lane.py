@@ -237,9 +237,10 @@ anything else (``?socket_timeout=``, ``?ssl_cert_reqs=``...) is left to the pool
 
 
 class ScriptLane:
-    """EVALSHA calls over one pipelined connection to ``url`` (``redis://``, ``rediss://``
-    with ``tls_ca``, or ``unix://``; credentials and database as in the URL), opened on the
-    first call and again after it broke. ``opened`` counts the connections it opened."""
+    """EVALSHA calls (and a few plain commands) over one pipelined connection to ``url``
+    (``redis://``, ``rediss://`` with ``tls_ca``, or ``unix://``; credentials and database
+    as in the URL), opened on the first call and again after it broke. ``opened`` counts
+    the connections it opened."""
 
     def __init__(self, url: str, *, tls_ca: Path | None = None, timeout: float = 5.0) -> None:
         if not self.serves(url):
@@ -276,7 +277,14 @@ class ScriptLane:
         several calls on their way in an order that matters asks for none (each retry is
         sent when its own backoff ends, so calls retried together may go in another
         order)."""
-        frame = evalsha_frame(sha, packed_keys, key_count, args)
+        return await self._send(evalsha_frame(sha, packed_keys, key_count, args), retries)
+
+    async def command(self, *words: Arg) -> Any:
+        """Any other command, for a read a process makes on every tick (``INFO``,
+        ``SMEMBERS``); retried as ``evalsha``."""
+        return await self._send(b"*%d\r\n%s" % (len(words), bulks(words)), RETRIES)
+
+    async def _send(self, frame: bytes, retries: int) -> Any:
         failures = 0
         while True:
             try:

@@ -12,13 +12,14 @@ from shared import events, keys, line
 from shared.scripts import (
     HEADER,
     PRELUDE,
+    ROLE_SCRIPTS,
     SCRIPT_NAMES,
     WINDOW_SCRIPTS,
     join_parts,
     lua_file,
     lua_header,
+    script_header,
     script_source,
-    window_header,
 )
 
 pytestmark = pytest.mark.unit
@@ -59,7 +60,7 @@ def test_only_the_header_indexes_keys_or_restates_its_constants() -> None:
     for f in folder.iterdir():
         if not f.name.endswith(".lua"):
             continue
-        header = window_header() if f.name[:-4] in WINDOW_SCRIPTS else lua_header()
+        header = script_header(f.name[:-4])
         header_names = set(re.findall(r"^local (\w+) =", header, re.M))
         text = f.read_text(encoding="utf-8")
         assert "KEYS[" not in text, f.name
@@ -84,13 +85,12 @@ def test_positions_are_put_back_in_their_part() -> None:
     assert source_map.translate("WR lease_lost") == "WR lease_lost"
 
 
-@pytest.mark.parametrize("name", SCRIPT_NAMES + WINDOW_SCRIPTS)
+@pytest.mark.parametrize("name", SCRIPT_NAMES + WINDOW_SCRIPTS + ROLE_SCRIPTS)
 def test_every_line_of_a_script_leads_back_to_its_file(name: str) -> None:
     text, source_map = script_source(name)
     lines = text.split("\n")
-    window = name in WINDOW_SCRIPTS
     files = {
-        HEADER: (window_header() if window else lua_header()).split("\n"),
+        HEADER: script_header(name).split("\n"),
         PRELUDE: lua_file(PRELUDE).split("\n"),
         f"{name}.lua": lua_file(f"{name}.lua").split("\n"),
     }
