@@ -2,10 +2,12 @@
 connection instead of failing; short timeouts, so a dead server is noticed quickly; and a
 retry on a broken connection, so the first call after the server restarts succeeds.
 
-A gateway's per-request scripts go over one pipelined connection of their own instead
-(shared/store/lane.py), which keeps the same promises.
+A gateway's per-request scripts, and a worker's short scripts and per-tick reads, go over
+one pipelined connection of their own instead (shared/store/lane.py), which keeps the same
+promises.
 
 Only connection errors are retried, not timeouts: a script that timed out may have run.
+(redis-py's ``Retry`` retries timeouts too unless told which errors it retries.)
 Every state-changing script is safe to repeat after a broken connection (the place id,
 fence or state it checks makes a second run a no-op or a clean error).
 """
@@ -33,7 +35,11 @@ def connect(
         decode_responses=True,
         socket_timeout=5,
         socket_connect_timeout=2,
-        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
+        retry=Retry(
+            ExponentialBackoff(cap=0.5, base=0.05),
+            retries=2,
+            supported_errors=(RedisConnectionError,),
+        ),
         retry_on_error=[RedisConnectionError],
         **tls_options(url, tls_ca),
     )

@@ -18,6 +18,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.errors import RoomNotFound, StoreUnavailable
 from shared.redis_conn import connect
@@ -98,7 +99,12 @@ async def test_a_workers_store_answers_through_its_lane_what_the_pool_answers(
     (the room lists, the server's run id) through the lane."""
     worker = RoomStore(redis, lane=lane, lane_scripts=WORKER_LANE_SCRIPTS)
     room = fresh_room_id("wlane")
-    await worker.put_room(room, room_update())  # room_put.lua, through the lane
+    await store.put_room(room, room_update())
+    # the scripts over a whole room, and long outbox reads, keep off the lane
+    assert b'"people"' in await worker.snapshot(room)
+    assert len(await worker.outbox_batch(room, 100_000)) == 1
+    assert lane.opened == 0
+    await worker.put_room(room, room_update(max_queue_size=500))  # room_put.lua: the lane
     assert lane.opened == 1
     joined = [await worker.enqueue(room, ip_hash=f"h{i}") for i in range(3)]
     assert await worker.rooms() == await store.rooms()
@@ -317,3 +323,58 @@ async def test_a_lane_closed_while_it_connects_keeps_no_connection(
         await call
     await asyncio.sleep(0.2)
     assert int((await redis.info("clients"))["connected_clients"]) == before
+
+
+async def test_scripts_the_store_lost_are_loaded_once_for_all_the_calls_that_found_them_lost(
+    own_store: tuple[ValkeyProc, Settings],
+) -> None:
+    """A worker's lease asks over a thousand rooms meet a store that restarted without its
+    scripts: one SCRIPT LOAD (on the lane), not one per call, and every call answers."""
+    _, settings = own_store
+    redis = connect(settings.redis_url)
+    lane = ScriptLane(settings.redis_url)
+    try:
+        store = RoomStore(redis, lane=lane, lane_scripts=WORKER_LANE_SCRIPTS)
+        rooms = [fresh_room_id("lost") for _ in range(300)]
+        for room in rooms:
+            await store.put_room(room, room_update())
+        await redis.script_flush()
+        loads = await _script_loads(redis)
+        fences = await store.lease_attempts(rooms, "relay", "w1", 60_000)
+        assert all(fence > 0 for fence in fences)
+        assert await _script_loads(redis) - loads == 1
+        assert (await store.replicas("relay").mark_alive("w1", 60_000)).alive == 1
+    finally:
+        await lane.aclose()
+        await redis.aclose()
+
+
+async def _script_loads(redis: Redis) -> int:
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_script|load", {"calls": 0})["calls"])
+
+
+async def test_a_script_that_timed_out_through_the_pool_is_not_sent_again(
+    own_store: tuple[ValkeyProc, Settings],
+) -> None:
+    """The pool retries a broken connection, never a timeout: the script may have run
+    (redis-py's retry takes timeouts too unless told otherwise). A script that counts its
+    runs and holds the store longer than the client waits runs once."""
+    _, settings = own_store
+    redis = connect(settings.redis_url)
+    slow = connect(settings.redis_url + "?socket_timeout=0.3")
+    count_and_hold = "redis.call('INCR', KEYS[1])\n" + STALL
+    try:
+        script = redis.register_script(count_and_hold)
+        turns = 1_000_000
+        started = time.monotonic()
+        await script(keys=["wr:test:runs"], args=[turns, "x"])
+        turns = int(turns * 1.2 / max(time.monotonic() - started, 1e-3))  # about 1.2 s
+        await redis.delete("wr:test:runs")
+        with pytest.raises(RedisTimeoutError):
+            await slow.register_script(count_and_hold)(keys=["wr:test:runs"], args=[turns, "x"])
+        await asyncio.sleep(2.0)  # the held store answers again; a retry would have run
+        assert await redis.get("wr:test:runs") == "1"
+    finally:
+        await slow.aclose()
+        await redis.aclose()

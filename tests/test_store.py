@@ -25,6 +25,7 @@ from shared.errors import (
 from shared.redis_conn import connect
 from shared.room import RoomUpdate
 from shared.scripts import (
+    ROLE_SCRIPTS,
     SCRIPT_NAMES,
     WINDOW_SCRIPTS,
     ScriptError,
@@ -216,7 +217,7 @@ async def test_a_replay_failing_part_way_leaves_its_counters_at_what_it_applied(
 
 
 async def test_every_script_compiles(redis: Redis) -> None:
-    for name in SCRIPT_NAMES + WINDOW_SCRIPTS:
+    for name in SCRIPT_NAMES + WINDOW_SCRIPTS + ROLE_SCRIPTS:
         source, _map = script_source(name)
         assert await redis.script_load(source)
 

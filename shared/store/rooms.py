@@ -65,13 +65,25 @@ def new_position_id() -> str:
     return secrets.token_urlsafe(12)
 
 
-LANE_SCRIPTS = frozenset({"enqueue", "status", "leave", "claim", "complete", "touch_seen"})
-"""The scripts a gateway runs per request, each about one place with a short answer: these
-go through a gateway's ``lane``."""
-WORKER_LANE_SCRIPTS = frozenset(SCRIPT_NAMES)
-"""A worker's scripts all go through its lane: it ticks each of its loops 20 times a second,
-one call or a few each, and a call through redis-py's pool cost it about 150 us of CPU on
-this 2-core machine against 55 us through the lane (serial calls to a local valkey)."""
+LANE_SCRIPTS = frozenset(
+    {"enqueue", "status", "leave", "claim", "complete", "touch_seen", "replay"}
+)
+"""The scripts a gateway runs per request, each about one place with a short answer, and
+the replay (``waitroom recover`` keeps its calls in order on one connection): these go
+through the store's ``lane`` unless told otherwise."""
+LONG_SCRIPTS = frozenset(
+    {"room_snapshot", "room_restore", "replay", "room_digest", "room_figures", "line_snapshot"}
+)
+"""Scripts over a whole room or a run of events: they may hold the store a second or
+more. A worker sends them through the pool, so the calls on its lane (its loops' ticks,
+its lease renewals) do not wait behind them on one connection, nor time out with them."""
+WORKER_LANE_SCRIPTS = frozenset(SCRIPT_NAMES) - LONG_SCRIPTS
+"""A worker's other scripts go through its lane: it ticks each of its loops 20 times a
+second, one call or a few each, and a call through redis-py's pool cost it about 150 us of
+CPU on this 2-core machine against 55 us through the lane (serial calls to a local valkey)."""
+LANE_OUTBOX_MAX = 2048
+"""Outbox reads of more entries (a verify's, a catch-up's) go through the pool: their
+answer is as long as the read."""
 ROOM_KEY_COUNT = len(keys.RoomKeys("-").all())
 PACKED_ROOMS = 10_000
 """Rooms whose keys are kept packed for the lane (all forgotten when it fills)."""
@@ -109,9 +121,9 @@ class RoomStore:
         lane: ScriptLane | None = None,
         lane_scripts: frozenset[str] = LANE_SCRIPTS,
     ) -> None:
-        """``lane``: the scripts named in ``lane_scripts`` (a gateway's per-request ones
-        unless told) and the replicas' liveness marks go through it instead of ``redis``'s
-        pool (shared/store/lane.py); the caller opens and closes it."""
+        """``lane``: the scripts named in ``lane_scripts`` (``LANE_SCRIPTS`` unless told),
+        the replicas' liveness marks, the room lists and the server's run id go through it
+        instead of ``redis``'s pool (shared/store/lane.py); the caller opens and closes it."""
         self.redis = redis
         self.outbox_max = outbox_max
         self.lane = lane
@@ -124,9 +136,10 @@ class RoomStore:
     def replicas(self, role: str) -> ReplicaSet:
         return ReplicaSet(self.redis, role, self.replica_mark, self.lane)
 
-    async def _run(self, script: LuaScript, room: str, *args: Arg) -> Any:
+    async def _run(self, script: LuaScript, room: str, *args: Arg, short: bool = True) -> Any:
+        """One script call; ``short`` False keeps it off the lane (a long answer)."""
         with mapped(script):
-            if self.lane is not None and script.name in self.lane_scripts:
+            if self.lane is not None and short and script.name in self.lane_scripts:
                 return await self._run_in_lane(self.lane, script, room, args)
             return await script(keys=keys.RoomKeys(room).all(), args=[room, *args])
 
@@ -461,7 +474,9 @@ class RoomStore:
     async def outbox_read(self, room: str, count: int) -> OutboxRead:
         """``outbox_batch``, and who holds the room's recovering mark, read at once: what
         the relay asks on every turn, in one round trip."""
-        ids, events, owner = await self._run(self.scripts.outbox_read, room, count)
+        ids, events, owner = await self._run(
+            self.scripts.outbox_read, room, count, short=count <= LANE_OUTBOX_MAX
+        )
         entries = list(zip(ids.split("\n"), events.split("\n"), strict=True)) if ids else []
         return OutboxRead(entries, str(owner) or None)
 
@@ -550,9 +565,10 @@ class RoomStore:
     ) -> dict[str, ReplayResult]:
         """Apply events to rooms, each room's run by one replay.lua call, all in one
         pipeline (see replay.lua for the modes); answers each room's result. Through the
-        store's lane when it has one (see ``replay_ahead`` for calls kept on their way)."""
+        store's lane when it has one for replays (see ``replay_ahead`` for calls kept on
+        their way; a worker's catch-up keeps them off its lane)."""
         rooms = list(runs)
-        if self.lane is not None:
+        if self.lane is not None and "replay" in self.lane_scripts:
             with mapped(self.scripts.replay):
                 answers = await asyncio.gather(
                     *(
