@@ -31,6 +31,8 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.errors import APIError, NoStreamResponseError
 
+from shared.nats_client import WaitroomClient
+
 NO_RESPONDERS = "503"
 
 
@@ -94,11 +96,12 @@ class _Batch:
     answered: asyncio.Future[None]
 
 
-def _outcome(msg: Msg) -> Ack | BaseException:
-    if msg.headers and msg.headers.get("Status") == NO_RESPONDERS:
+def _outcome(status: str | None, data: bytes) -> Ack | BaseException:
+    """One answer as its outcome: ``status`` is the answer's status code, if any."""
+    if status == NO_RESPONDERS:
         return NoStreamResponseError()
     try:
-        ack = _ack.decode(msg.data)
+        ack = _ack.decode(data)
     except msgspec.DecodeError as exc:
         return exc
     if ack.error is not None:
@@ -120,8 +123,15 @@ class BatchPublisher:
         self._ids = itertools.count(1)
 
     async def start(self) -> BatchPublisher:
+        """Subscribe to the acks: taken raw from the read loop when the client can
+        (shared/nats_client.py), else through nats-py's messages."""
         self._prefix = self.nc.new_inbox()
-        self._sub = await self.nc.subscribe(f"{self._prefix}.*.*", cb=self._on_ack)
+        acks = f"{self._prefix}.*.*"
+        if isinstance(self.nc, WaitroomClient):
+            self._sub = await self.nc.subscribe(acks)
+            self.nc.take_raw(self._sub, self._on_raw_ack)
+        else:
+            self._sub = await self.nc.subscribe(acks, cb=self._on_ack)
         return self
 
     async def publish(self, messages: list[Message], ack_wait: float) -> list[Outcome]:
@@ -166,19 +176,34 @@ class BatchPublisher:
             await nc._flush_pending()
 
     async def _on_ack(self, msg: Msg) -> None:
-        _prefix, batch_id, index = msg.subject.rsplit(".", 2)
-        batch = self._batches.get(int(batch_id))
-        if batch is None:
-            return  # a batch given up on (timeout): its late acks are dropped
-        i = int(index)
-        if batch.outcomes[i] is not None:
+        status = msg.headers.get("Status") if msg.headers else None
+        self._answered(msg.subject.encode(), status, msg.data)
+
+    def _on_raw_ack(self, subject: bytes, headers: bytes, data: bytes) -> None:
+        status = None
+        if headers:  # "NATS/1.0 503 ..." on its first line: a status
+            words = headers.split(b"\r\n", 1)[0].split(None, 2)
+            status = words[1].decode("ascii", "replace") if len(words) > 1 else None
+        self._answered(subject, status, data)
+
+    def _answered(self, subject: bytes, status: str | None, data: bytes) -> None:
+        """An answer into its batch's place (by its subject, ``<inbox>.<batch>.<index>``);
+        one no batch waits for (given up on at its timeout, or not ours) is dropped."""
+        try:
+            _prefix, batch_id, index = subject.rsplit(b".", 2)
+            batch, i = self._batches.get(int(batch_id)), int(index)
+        except ValueError:
             return
-        batch.outcomes[i] = _outcome(msg)
+        if batch is None or not 0 <= i < len(batch.outcomes) or batch.outcomes[i] is not None:
+            return
+        batch.outcomes[i] = _outcome(status, data)
         batch.left -= 1
         if batch.left == 0 and not batch.answered.done():
             batch.answered.set_result(None)
 
     async def close(self) -> None:
         if self._sub is not None:
+            if isinstance(self.nc, WaitroomClient):
+                self.nc.stop_raw(self._sub)
             await self._sub.unsubscribe()
             self._sub = None

@@ -10,6 +10,11 @@ takes nats-py's own way, with its headers parsed, to the subscription's callback
 that raises is dropped (its error goes to the client's error callback): on the read loop an
 error would end the connection's reading for every subscription.
 
+A subscription given to ``take_raw`` (the relay's acks: one per event published) gets
+every message's subject, raw header block and payload, called on the read loop without a
+task switch; nats-py's own way (a ``Msg`` built, queued, then taken by the subscription's
+task) cost the relay about a fifth of its CPU.
+
 ``subscriptions_on_server`` waits until the subscriptions made so far are on the server:
 nats-py's ``flush`` alone does not promise that.
 """
@@ -24,24 +29,42 @@ from nats.aio.subscription import Subscription
 
 RawHandler = Callable[[bytes, bytes], Awaitable[None]]
 """Called with (reply subject, payload) of each message, in the order they arrive."""
+TakenHandler = Callable[[bytes, bytes, bytes], None]
+"""Called with (subject, header block or b"", payload) of each message, in order."""
 
 
 class WaitroomClient(Client):
     def __init__(self) -> None:
         super().__init__()
         self._raw: dict[int, RawHandler] = {}
+        self._taken: dict[int, TakenHandler] = {}
 
     def deliver_raw(self, sub: Subscription, handler: RawHandler) -> None:
         """Hand ``sub``'s messages with a reply subject to ``handler`` (until
         ``stop_raw``)."""
         self._raw[sub._id] = handler
 
+    def take_raw(self, sub: Subscription, handler: TakenHandler) -> None:
+        """Hand every message of ``sub`` to ``handler`` (until ``stop_raw``)."""
+        self._taken[sub._id] = handler
+
     def stop_raw(self, sub: Subscription) -> None:
         self._raw.pop(sub._id, None)
+        self._taken.pop(sub._id, None)
 
     async def _process_msg(
         self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes
     ) -> None:
+        taken = self._taken.get(sid)
+        if taken is not None:
+            self.stats["in_msgs"] += 1
+            self.stats["in_bytes"] += len(data)
+            try:
+                taken(subject, headers or b"", data)
+            except Exception as exc:  # (as below)
+                self._taken.pop(sid, None)
+                await self._error_cb(exc)
+            return
         handler = self._raw.get(sid) if reply else None
         if handler is None:
             await super()._process_msg(sid, subject, reply, data, headers)

@@ -14,14 +14,21 @@ from nats import errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import StorageType, StreamConfig
+from nats.js.errors import APIError, NoStreamResponseError
 
+from shared import nats_client
 from shared.js_publish import Ack, BatchPublisher, Message
 from tests.helpers.servers import Servers
 
 
-@pytest.fixture
-async def nc(servers: Servers) -> AsyncIterator[Client]:
-    client = await nats.connect(servers.nats_url)
+@pytest.fixture(params=["nats-py", "waitroom"])
+async def nc(servers: Servers, request: pytest.FixtureRequest) -> AsyncIterator[Client]:
+    """nats-py's client (acks as its messages) or waitroom's (acks taken raw, as the
+    relay's): the publisher must answer the same through both."""
+    if request.param == "waitroom":
+        client: Client = await nats_client.connect(servers=[servers.nats_url])
+    else:
+        client = await nats.connect(servers.nats_url)
     yield client
     await client.close()
 
@@ -132,3 +139,43 @@ async def test_a_message_over_the_server_limit_is_refused_headers_and_all(nc: Cl
     await asyncio.wait_for(done, 5)  # the connection is still up
     assert [m.subject for m in got] == ["jspbig.c"]
     await publisher.close()
+
+
+async def test_each_answer_takes_its_own_place_errors_and_strays_too(nc: Client) -> None:
+    """A batch whose messages get an ack, a duplicate, JetStream's refusal (a wrong
+    expected sequence) and no responder at all: each outcome in its own message's place.
+    Messages sent to the acks' inbox that no batch waits for (or that are no answer's
+    subject at all) change nothing, and the next batch is answered."""
+    js = nc.jetstream()
+    stream = f"JSP{uuid.uuid4().hex[:8].upper()}"
+    subject = f"jsp.{stream.lower()}"
+    await js.add_stream(
+        StreamConfig(name=stream, subjects=[f"{subject}.>"], storage=StorageType.MEMORY)
+    )
+    publisher = await BatchPublisher(nc).start()
+    wrong = {"Nats-Msg-Id": "w", "Nats-Expected-Last-Subject-Sequence": "99"}
+    batch: list[Message] = [
+        (f"{subject}.a", b"one", {"Nats-Msg-Id": "one"}),
+        (f"{subject}.a", b"one", {"Nats-Msg-Id": "one"}),
+        (f"{subject}.b", b"refused", wrong),
+        (f"jspnobody.{stream.lower()}", b"lost", {}),
+        (f"{subject}.c", b"two", {"Nats-Msg-Id": "two"}),
+    ]
+    for stray in (f"{publisher._prefix}.x.y", f"{publisher._prefix}.999999.0", "z"):
+        await nc.publish(stray if stray != "z" else f"{publisher._prefix}.1.-1", b"{}")
+    first, again, refused, lost, second = await publisher.publish(batch, 5)
+    assert isinstance(first, Ack)
+    assert not first.duplicate
+    assert isinstance(again, Ack)
+    assert again.duplicate
+    assert again.seq == first.seq
+    assert isinstance(refused, APIError)
+    assert refused.err_code == 10071
+    assert isinstance(lost, NoStreamResponseError)
+    assert isinstance(second, Ack)
+    assert second.seq == first.seq + 1
+    [later] = await publisher.publish([(f"{subject}.d", b"three", {"Nats-Msg-Id": "3"})], 5)
+    assert isinstance(later, Ack)
+    assert later.seq == second.seq + 1
+    await publisher.close()
+    await js.delete_stream(stream)
