@@ -13,6 +13,7 @@ import pytest
 from nats import errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import APIError, NoStreamResponseError
 
@@ -46,6 +47,16 @@ async def _gather(nc: Client, subject: str, count: int) -> tuple[list[Msg], asyn
     return got, done
 
 
+async def _memory_stream(js: JetStreamContext) -> tuple[str, str]:
+    """A stream of the test's own, in memory: its name and its subjects' prefix."""
+    stream = f"JSP{uuid.uuid4().hex[:8].upper()}"
+    subject = f"jsp.{stream.lower()}"
+    await js.add_stream(
+        StreamConfig(name=stream, subjects=[f"{subject}.>"], storage=StorageType.MEMORY)
+    )
+    return stream, subject
+
+
 async def test_a_batch_arrives_as_nats_py_would_send_it(nc: Client) -> None:
     prefix = f"jsp-{uuid.uuid4().hex[:8]}"
     got, done = await _gather(nc, f"{prefix}.>", 6)
@@ -71,11 +82,7 @@ async def test_a_batch_arrives_as_nats_py_would_send_it(nc: Client) -> None:
 
 async def test_jetstream_acks_each_message_of_a_batch_in_order(nc: Client) -> None:
     js = nc.jetstream()
-    stream = f"JSP{uuid.uuid4().hex[:8].upper()}"
-    subject = f"jsp.{stream.lower()}"
-    await js.add_stream(
-        StreamConfig(name=stream, subjects=[f"{subject}.>"], storage=StorageType.MEMORY)
-    )
+    stream, subject = await _memory_stream(js)
     publisher = await BatchPublisher(nc).start()
     batch: list[Message] = [
         (f"{subject}.e", f"event {i}".encode(), {"Nats-Msg-Id": f"id-{i}"}) for i in range(600)
@@ -147,11 +154,7 @@ async def test_each_answer_takes_its_own_place_errors_and_strays_too(nc: Client)
     Messages sent to the acks' inbox that no batch waits for (or that are no answer's
     subject at all) change nothing, and the next batch is answered."""
     js = nc.jetstream()
-    stream = f"JSP{uuid.uuid4().hex[:8].upper()}"
-    subject = f"jsp.{stream.lower()}"
-    await js.add_stream(
-        StreamConfig(name=stream, subjects=[f"{subject}.>"], storage=StorageType.MEMORY)
-    )
+    stream, subject = await _memory_stream(js)
     publisher = await BatchPublisher(nc).start()
     wrong = {"Nats-Msg-Id": "w", "Nats-Expected-Last-Subject-Sequence": "99"}
     batch: list[Message] = [
