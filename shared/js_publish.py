@@ -109,6 +109,8 @@ def _outcome(status: str | None, data: bytes) -> Ack | BaseException:
             APIError.from_error(ack.error)  # raises the error's own class
         except APIError as exc:
             return exc
+        except Exception:  # an error nats-py cannot read (no code, fields it lacks)
+            return APIError(description=f"unreadable error from JetStream: {ack.error!r}")
     return ack
 
 
@@ -203,7 +205,5 @@ class BatchPublisher:
 
     async def close(self) -> None:
         if self._sub is not None:
-            if isinstance(self.nc, WaitroomClient):
-                self.nc.stop_raw(self._sub)
-            await self._sub.unsubscribe()
+            await self._sub.unsubscribe()  # (its raw handler goes with it)
             self._sub = None

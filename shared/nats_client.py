@@ -13,7 +13,10 @@ error would end the connection's reading for every subscription.
 A subscription given to ``take_raw`` (the relay's acks: one per event published) gets
 every message's subject, raw header block and payload, called on the read loop without a
 task switch; nats-py's own way (a ``Msg`` built, queued, then taken by the subscription's
-task) cost the relay about a fifth of its CPU.
+task) cost the relay about a fifth of its CPU. Its handler is a plain function that keeps
+its subscription when it raises (the error goes to the error callback): the relay's
+batches would otherwise wait out their timeout, every one, while the connection is up.
+A subscription removed (unsubscribed, drained) takes its handlers with it.
 
 ``subscriptions_on_server`` waits until the subscriptions made so far are on the server:
 nats-py's ``flush`` alone does not promise that.
@@ -45,12 +48,18 @@ class WaitroomClient(Client):
         self._raw[sub._id] = handler
 
     def take_raw(self, sub: Subscription, handler: TakenHandler) -> None:
-        """Hand every message of ``sub`` to ``handler`` (until ``stop_raw``)."""
+        """Hand every message of ``sub`` to ``handler`` (until ``stop_raw`` or the
+        subscription is removed), even after it raised."""
         self._taken[sub._id] = handler
 
     def stop_raw(self, sub: Subscription) -> None:
         self._raw.pop(sub._id, None)
         self._taken.pop(sub._id, None)
+
+    def _remove_sub(self, sid: int, max_msgs: int = 0) -> None:
+        self._raw.pop(sid, None)
+        self._taken.pop(sid, None)
+        super()._remove_sub(sid, max_msgs)
 
     async def _process_msg(
         self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes
@@ -61,8 +70,7 @@ class WaitroomClient(Client):
             self.stats["in_bytes"] += len(data)
             try:
                 taken(subject, headers or b"", data)
-            except Exception as exc:  # (as below)
-                self._taken.pop(sid, None)
+            except Exception as exc:  # the handler stays: its next message may be fine
                 await self._error_cb(exc)
             return
         handler = self._raw.get(sid) if reply else None

@@ -195,6 +195,59 @@ async def test_a_raw_handler_that_raises_leaves_the_connection_reading(
         await nc.close()
 
 
+async def test_a_taken_subscription_keeps_its_handler_when_it_raises_until_removed(
+    servers: Servers,
+) -> None:
+    """``take_raw``: every message (with or without a reply, with headers) to the plain
+    handler, which keeps the subscription after it raised (the error reported); once the
+    subscription is removed, nothing more reaches it."""
+    errors: list[Exception] = []
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(exc)
+
+    nc = await nats_client.connect(servers=[servers.nats_url], error_cb=on_error)
+    other = await nats.connect(servers.nats_url)
+    subject = f"taken.{uuid.uuid4().hex[:8]}"
+    taken: list[tuple[bytes, bytes, bytes]] = []
+
+    def handler(subject: bytes, headers: bytes, data: bytes) -> None:
+        if data == b"bad":
+            raise ValueError("not an answer")
+        taken.append((subject, headers, data))
+
+    async def came(count: int) -> bool:
+        return len(taken) >= count
+
+    try:
+        sub = await nc.subscribe(f"{subject}.*")
+        nc.take_raw(sub, handler)
+        await nats_client.subscriptions_on_server(nc)
+        await other.publish(f"{subject}.a", b"one", reply="r.1")
+        await other.publish(f"{subject}.b", b"bad")
+        await other.publish(f"{subject}.c", b"three", headers={"X-K": "v"})
+        await other.flush()
+        await wait_until(lambda: came(2), seconds=5)
+        assert [type(e) for e in errors] == [ValueError]
+        assert [(s, d) for s, _h, d in taken] == [
+            (f"{subject}.a".encode(), b"one"),
+            (f"{subject}.c".encode(), b"three"),
+        ]
+        assert taken[0][1] == b""
+        assert taken[1][1].startswith(b"NATS/1.0\r\n")
+        assert b"X-K: v" in taken[1][1]
+        await sub.unsubscribe()
+        assert not nc._taken
+        await other.publish(f"{subject}.d", b"four")
+        await other.flush()
+        await nc.flush()
+        await asyncio.sleep(0.2)
+        assert len(taken) == 2
+    finally:
+        await other.close()
+        await nc.close()
+
+
 async def test_a_read_through_the_raw_way_still_ends_on_a_status(servers: Servers) -> None:
     """The consumer deleted under a read: JetStream says so with a status message (no
     reply subject), which must still end the read with an error, not hang it."""
