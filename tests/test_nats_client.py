@@ -149,17 +149,24 @@ async def test_a_stream_read_gives_the_same_through_either_client(
         assert built >= 2300
 
 
-async def test_a_raw_handler_that_raises_leaves_the_connection_reading(
+async def _reporting_client(
     servers: Servers,
-) -> None:
-    """The raw handler runs on the connection's read loop, which nats-py ends for good on
-    an error: the handler is dropped, the error reported, and everything else goes on."""
+) -> tuple[nats_client.WaitroomClient, list[Exception]]:
+    """waitroom's client, and the errors its error callback is given."""
     errors: list[Exception] = []
 
     async def on_error(exc: Exception) -> None:
         errors.append(exc)
 
-    nc = await nats_client.connect(servers=[servers.nats_url], error_cb=on_error)
+    return await nats_client.connect(servers=[servers.nats_url], error_cb=on_error), errors
+
+
+async def test_a_raw_handler_that_raises_leaves_the_connection_reading(
+    servers: Servers,
+) -> None:
+    """The raw handler runs on the connection's read loop, which nats-py ends for good on
+    an error: the handler is dropped, the error reported, and everything else goes on."""
+    nc, errors = await _reporting_client(servers)
     other = await nats.connect(servers.nats_url)
     subject = f"rawfail.{uuid.uuid4().hex[:8]}"
     framed: list[bytes] = []
@@ -201,12 +208,7 @@ async def test_a_taken_subscription_keeps_its_handler_when_it_raises_until_remov
     """``take_raw``: every message (with or without a reply, with headers) to the plain
     handler, which keeps the subscription after it raised (the error reported); once the
     subscription is removed, nothing more reaches it."""
-    errors: list[Exception] = []
-
-    async def on_error(exc: Exception) -> None:
-        errors.append(exc)
-
-    nc = await nats_client.connect(servers=[servers.nats_url], error_cb=on_error)
+    nc, errors = await _reporting_client(servers)
     other = await nats.connect(servers.nats_url)
     subject = f"taken.{uuid.uuid4().hex[:8]}"
     taken: list[tuple[bytes, bytes, bytes]] = []
