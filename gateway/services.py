@@ -65,11 +65,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     redis = connect(settings.redis_url, tls_ca=settings.redis_tls_ca, max_connections=256)
     link = NatsLink.from_settings(settings, "gateway")
     link.start()
-    lane = (  # (a URL with settings of its own keeps the pool for every call)
-        ScriptLane(settings.redis_url, tls_ca=settings.redis_tls_ca)
-        if ScriptLane.serves(settings.redis_url)
-        else None
-    )
+    lane = ScriptLane.for_url(settings.redis_url, tls_ca=settings.redis_tls_ca)
     store = RoomStore(redis, outbox_max=settings.outbox_max, lane=lane)
     limiter = RateLimiter(settings.rate_limits, LimitWindows(redis, lane))
     salt = settings.ip_hash_salt or deployment_salt(settings.keys_dir)

@@ -55,11 +55,7 @@ async def worker_context(settings: Settings, name: str) -> AsyncIterator[WorkerC
     redis = connect(settings.redis_url, tls_ca=settings.redis_tls_ca, max_connections=32)
     link = NatsLink.from_settings(settings, name)
     link.start()
-    lane = (  # (a URL with settings of its own keeps the pool for every call)
-        ScriptLane(settings.redis_url, tls_ca=settings.redis_tls_ca)
-        if ScriptLane.serves(settings.redis_url)
-        else None
-    )
+    lane = ScriptLane.for_url(settings.redis_url, tls_ca=settings.redis_tls_ca)
     try:
         store = RoomStore(
             redis, outbox_max=settings.outbox_max, lane=lane, lane_scripts=WORKER_LANE_SCRIPTS

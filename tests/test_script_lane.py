@@ -308,6 +308,8 @@ def test_a_url_with_settings_of_its_own_is_left_to_the_pool() -> None:
     assert ScriptLane.serves("rediss://user:p%40ss@store:6380/2?db=3")
     assert not ScriptLane.serves("redis://store:6379/0?socket_timeout=30")
     assert not ScriptLane.serves("rediss://store:6380/0?ssl_cert_reqs=none")
+    assert ScriptLane.for_url("redis://store:6379/0?socket_timeout=30") is None
+    assert isinstance(ScriptLane.for_url("redis://store:6379/1"), ScriptLane)
 
 
 async def test_a_lane_closed_while_it_connects_keeps_no_connection(

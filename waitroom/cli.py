@@ -108,11 +108,7 @@ def _recover(args: argparse.Namespace) -> int:
         redis = connect(redis_url, tls_ca=settings.redis_tls_ca)
         # the replay's calls over one connection, each sent while the one before runs
         # (shared/recovery.py); a URL with settings of its own keeps the pool
-        lane = (
-            ScriptLane(redis_url, tls_ca=settings.redis_tls_ca)
-            if ScriptLane.serves(redis_url)
-            else None
-        )
+        lane = ScriptLane.for_url(redis_url, tls_ca=settings.redis_tls_ca)
         columns = (
             TextColumn("replaying"),
             BarColumn(),

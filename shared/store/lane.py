@@ -258,6 +258,12 @@ class ScriptLane:
         self._closed = False
         self.opened = 0
 
+    @classmethod
+    def for_url(cls, url: str, *, tls_ca: Path | None = None) -> ScriptLane | None:
+        """A lane to ``url``, or None for a URL with settings of its own (the pool then
+        takes every call)."""
+        return cls(url, tls_ca=tls_ca) if cls.serves(url) else None
+
     @staticmethod
     def serves(url: str) -> bool:
         """Whether the lane can reach the store as the pool would at ``url``."""
