@@ -29,6 +29,7 @@ from shared.store.lane import INCOMPLETE, ScriptLane, read_reply
 from shared.store.rooms import LANE_SCRIPTS, WORKER_LANE_SCRIPTS
 from tests.helpers.api import fresh_room_id
 from tests.helpers.servers import ValkeyProc
+from tests.helpers.wait import wait_until
 
 URL = "http://127.0.0.1:9/t"
 
@@ -282,6 +283,46 @@ async def test_a_store_that_stops_answering_times_out_and_the_lane_recovers(
         assert 0.5 < waited < 3
         assert waited_again < 3
         assert (await store.enqueue(room)).state == "waiting"
+    finally:
+        await lane.aclose()
+        await redis.aclose()
+
+
+async def test_a_whole_answer_comes_on_its_own_connection_or_times_out(
+    own_store: tuple[ValkeyProc, Settings],
+) -> None:
+    """``answer_whole`` (a room's snapshot) reads on a connection of its own, after the
+    URL's handshake; a frozen store fails it after its time with a timeout, and it leaves
+    no connection behind."""
+    proc, settings = own_store
+    url = settings.redis_url.rsplit("/", 1)[0] + "/2"
+    redis = connect(url)
+    lane = ScriptLane(url)
+    try:
+        store = RoomStore(redis, lane=lane)
+        room = fresh_room_id("whole")
+        await store.put_room(room, room_update())
+        await store.enqueue(room)
+        opened = lane.opened
+        assert b'"people"' in await store.snapshot(room)
+        assert lane.opened == opened  # the lane's own connection took no part
+        end = b"$3\r\nend\r\n"
+        frame = b"*2\r\n$4\r\nECHO\r\n$2\r\nhi\r\n*2\r\n$4\r\nECHO\r\n$3\r\nend\r\n"
+        assert await lane.answer_whole(frame, end, within=5) == b"+OK\r\n$2\r\nhi\r\n" + end
+        clients = int((await redis.info("clients"))["connected_clients"])
+        assert proc.proc is not None
+        os.kill(proc.proc.pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(RedisTimeoutError):
+                await lane.answer_whole(frame, end, within=0.5)
+        finally:
+            os.kill(proc.proc.pid, signal.SIGCONT)
+        assert b'"people"' in await store.snapshot(room)
+
+        async def closed() -> bool:
+            return int((await redis.info("clients"))["connected_clients"]) == clients
+
+        await wait_until(closed, seconds=5)
     finally:
         await lane.aclose()
         await redis.aclose()

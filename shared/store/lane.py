@@ -28,8 +28,9 @@ import asyncio
 import collections
 import functools
 import ssl
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from redis._parsers.base import BaseParser
 from redis.asyncio.connection import SSLConnection, parse_url
@@ -39,6 +40,7 @@ from redis.exceptions import DataError, InvalidResponse, NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 Arg = str | int | float | bytes
+P = TypeVar("P", bound=asyncio.BaseProtocol)
 
 RETRIES = 2
 BACKOFF_BASE = 0.05
@@ -100,7 +102,7 @@ def evalsha_frame(sha: str, packed_keys: bytes, key_count: int, args: tuple[Arg,
     return head + packed_keys + bulks(args)
 
 
-def read_reply(buf: bytearray, pos: int) -> tuple[Any, int]:
+def read_reply(buf: bytes | bytearray, pos: int) -> tuple[Any, int]:
     """The answer starting at ``pos`` and the position after it (``INCOMPLETE`` if the
     buffer ends first). An error answer, or text that is not UTF-8, is an exception
     object in the answer's place: it fails its own call only, as in redis-py."""
@@ -234,6 +236,29 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
 
 
+class _WholeAnswer(asyncio.Protocol):
+    """A connection that keeps every byte it is sent, unread, until they end with ``end``
+    (``answer_whole``): a large answer costs the loop no parsing as it comes."""
+
+    def __init__(self, end: bytes) -> None:
+        self.end = end
+        self.buf = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.done: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        if not self.done.done() and self.buf.endswith(self.end):
+            self.done.set_result(bytes(self.buf))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_exception(RedisConnectionError(f"store connection lost: {exc!r}"))
+
+
 LANE_URL_PARTS = frozenset({"host", "port", "db", "username", "password", "path"})
 """What the lane takes from a URL (parsed by redis-py's ``parse_url``); a URL setting
 anything else (``?socket_timeout=``, ``?ssl_cert_reqs=``...) is left to the pool."""
@@ -364,13 +389,44 @@ class ScriptLane:
         self.opened += 1
         self._conn = conn
 
+    def handshake_commands(self) -> list[bytes]:
+        """What a connection of this lane sends first (their answers come first)."""
+        return handshake(self.params)
+
+    async def answer_whole(self, frame: bytes, end: bytes, *, within: float) -> bytes:
+        """The raw answers to ``frame``, after those to the URL's AUTH and SELECT
+        (``handshake``), read on a connection of its own until they end with ``end``: the
+        answer to the frame's last command, which the caller makes unmistakable. For an
+        answer too large to parse on the loop (a room's snapshot); the lane's calls do not
+        wait behind it. ``RedisTimeoutError`` if it is not whole in ``within`` seconds."""
+        if self._closed:
+            raise RedisConnectionError("store connection closed")
+        whole = await self._dial(lambda: _WholeAnswer(end))
+        try:
+            assert whole.transport is not None
+            whole.transport.write(b"".join(self.handshake_commands()) + frame)
+            try:
+                return await asyncio.wait_for(whole.done, within)
+            except TimeoutError as exc:
+                raise RedisTimeoutError(f"no whole answer from the store in {within} s") from exc
+        finally:
+            if whole.transport is not None:
+                whole.transport.abort()
+
     async def _open(self) -> _Connection:
+        conn = await self._dial(lambda: _Connection(self.timeout))
+        try:
+            for command in handshake(self.params):
+                await conn.send(command)
+        except BaseException:
+            conn.abort(RedisConnectionError("store handshake failed"))
+            raise
+        return conn
+
+    async def _dial(self, made: Callable[[], P]) -> P:
+        """A connection to the store speaking ``made()``'s protocol (no handshake yet)."""
         loop = asyncio.get_running_loop()
         params = self.params
-
-        def made() -> _Connection:
-            return _Connection(self.timeout)
-
         try:
             if "path" in params:
                 connecting = loop.create_unix_connection(made, params["path"])
@@ -389,12 +445,6 @@ class ScriptLane:
             raise RedisTimeoutError("timed out connecting to the store") from exc
         except OSError as exc:
             raise RedisConnectionError(f"cannot connect to the store: {exc!r}") from exc
-        try:
-            for command in handshake(params):
-                await conn.send(command)
-        except BaseException:
-            conn.abort(RedisConnectionError("store handshake failed"))
-            raise
         return conn
 
 
