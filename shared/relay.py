@@ -34,6 +34,7 @@ from shared.events import SUBJECT_PREFIX, room_subjects, subject
 from shared.js_publish import BatchPublisher, Message
 from shared.nats_link import NatsLink
 from shared.store import RoomStore
+from shared.store.snapshot_read import snapshot_seq
 from shared.stream_reads import (
     LastEvent,
     Manifest,
@@ -384,7 +385,7 @@ class OutboxRelay:
                 return
         stream_from = (await js.stream_info(self.stream)).state.last_seq + 1
         state = await self.store.snapshot(room)
-        seq = msgspec.json.decode(state, type=_SnapSeq).seq
+        seq = snapshot_seq(state)
         snap_id = f"{room}:snap:{seq}:{uuid.uuid4().hex[:8]}"
         first, parts = await publish_snapshot_parts(js, room, state, snap_id)
         track.pending = Manifest(room, seq, stream_from, first, parts, snap_id, time.time())
@@ -434,10 +435,6 @@ class _Head(msgspec.Struct):
     id: str
     seq: int
     ts: float = 0.0
-
-
-class _SnapSeq(msgspec.Struct):
-    seq: int
 
 
 _head = msgspec.json.Decoder(_Head)

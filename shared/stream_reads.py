@@ -1,6 +1,7 @@
 """Reading the event stream back: one room's events, its last event, and its snapshots.
 
-A snapshot (room_snapshot.lua's answer, zlib-compressed) goes on the stream in parts on
+A snapshot (``RoomStore.snapshot``: the store's raw answers, or room_snapshot.lua's JSON;
+zlib-compressed) goes on the stream in parts on
 ``waitroom-snapshot.<room>.part``, then a small manifest on ``waitroom-snapshot.<room>.done``
 once every part is stored and the relay has delivered the snapshot's own seq: a manifest
 names a complete snapshot of a history that is on the stream. ``stream_from`` is the

@@ -18,6 +18,7 @@ import structlog.testing
 from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
 from redis.asyncio import Redis
+from redis.exceptions import InvalidResponse
 
 from shared.errors import RoomNotFound, RoomRecovering
 from shared.nats_link import NatsLink, StreamLimits, ensure_stream
@@ -27,6 +28,7 @@ from shared.room import RoomUpdate, epoch_ms
 from shared.settings import Settings
 from shared.store import RoomStore
 from shared.store.lane import ScriptLane
+from shared.store.snapshot_read import is_raw, snapshot_json, snapshot_seq
 from shared.store.views import ReplayMode, ReplayResult
 from shared.stream_reads import last_event, latest_snapshot, room_events
 from tests.helpers.servers import NatsProc, Servers
@@ -388,7 +390,7 @@ async def every_kind_of_state(store: RoomStore) -> list[str]:
 
 
 def _but_time(snapshot: bytes) -> dict[str, object]:
-    state: dict[str, object] = msgspec.json.decode(snapshot)
+    state: dict[str, object] = msgspec.json.decode(snapshot_json(snapshot))
     assert isinstance(state.pop("ts"), float | int)
     return state
 
@@ -408,11 +410,22 @@ async def test_a_snapshot_read_in_one_transaction_is_the_scripts_snapshot(
         rooms = await every_kind_of_state(store)
         for room in rooms:
             by_script, read = await store.snapshot(room), await laned.snapshot(room)
+            assert is_raw(read)
+            assert not is_raw(by_script)
+            assert snapshot_seq(read) == snapshot_seq(by_script)
             assert _but_time(read) == _but_time(by_script)
         taken = [_but_time(await laned.snapshot(room)) for room in rooms]
         assert all(taken[0][name] for name in ("line", "admitted", "active", "ended"))
         assert all(taken[1][name] for name in ("ips", "pow"))
         assert all(taken[2][name] for name in ("prequeue", "invites"))
+        # a raw snapshot cut short is refused whole: nothing of it is restored
+        cut = (await laned.snapshot(rooms[0]))[:-9]
+        with pytest.raises(InvalidResponse):
+            snapshot_json(cut)
+        before = await store.digest(rooms[0])
+        with pytest.raises(InvalidResponse):
+            await store.restore(rooms[0], cut)
+        assert await store.digest(rooms[0]) == before
         with pytest.raises(RoomNotFound):
             await laned.snapshot(f"none-{secrets.token_hex(3)}")
         await store.mark_recovering([rooms[0]])
@@ -435,7 +448,7 @@ async def test_a_snapshot_read_among_racing_joins_holds_one_moment(
     laned = RoomStore(redis, lane=lane)
     room = f"race-{secrets.token_hex(3)}"
     await put_rooms(store, [room])
-    base = msgspec.json.decode(await laned.snapshot(room))["seq"]
+    base = snapshot_seq(await laned.snapshot(room))
     stop = False
 
     async def join() -> None:
@@ -446,7 +459,7 @@ async def test_a_snapshot_read_among_racing_joins_holds_one_moment(
     try:
         seen = []
         for _ in range(20):
-            state = msgspec.json.decode(await laned.snapshot(room))
+            state = msgspec.json.decode(snapshot_json(await laned.snapshot(room)))
             people = len(state["people"]) // 2 if state["people"] else 0
             line = len(state["line"]) // 2 if state["line"] else 0
             assert people == line == state["seq"] - base

@@ -25,7 +25,7 @@ from shared.scripts import SCRIPT_NAMES, LuaScript, Scripts, register_named
 from shared.store.calls import mapped, store_call, store_error
 from shared.store.index import ReplicaSet, RoomIndex
 from shared.store.lane import CallsLost, ScriptLane, bulk
-from shared.store.snapshot_read import read_snapshot
+from shared.store.snapshot_read import is_raw, read_snapshot, snapshot_json
 from shared.store.views import (
     AdmitResult,
     InviteRecord,
@@ -635,9 +635,10 @@ class RoomStore:
         await self.index.restore([r for r in rooms if r not in deleted], sorted(deleted))
 
     async def snapshot(self, room: str) -> bytes:
-        """The room's whole state at its event counter, as JSON: read with plain commands
-        in one transaction when there is a lane (snapshot_read.py: the store is held a
-        fraction as long), else by room_snapshot.lua."""
+        """The room's whole state at its event counter: read with plain commands in one
+        transaction and kept raw when there is a lane (snapshot_read.py: the store is held
+        a fraction as long), else room_snapshot.lua's JSON. ``snapshot_seq`` reads its
+        counter; ``restore`` takes either."""
         if self.lane is not None:
             with mapped():
                 return await read_snapshot(self.lane, room)
@@ -646,7 +647,10 @@ class RoomStore:
 
     async def restore(self, room: str, snapshot: bytes | None) -> int:
         """Start rebuilding a room: its state goes and it is marked recovering; with a
-        snapshot, the state comes back as it was then. Answers the event counter now."""
+        snapshot (either kind ``snapshot`` takes), the state comes back as it was then.
+        Answers the event counter now."""
+        if snapshot is not None and is_raw(snapshot):
+            snapshot = await asyncio.to_thread(snapshot_json, snapshot)
         return int(await self._run(self.scripts.room_restore, room, snapshot or b""))
 
     @store_call

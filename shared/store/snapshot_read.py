@@ -1,18 +1,22 @@
 """A room's snapshot read with plain commands in one MULTI/EXEC, not with room_snapshot.lua.
 
-Both are atomic and give the same JSON. But the script builds a Lua table of every record
-and encodes them all with cjson while the store serves no one else: 355-950 ms at 100,000
-to 200,000 people on this machine (tools: snapprobe), where the same reads as plain
-commands held it 45-110 ms. A snapshot every ``max(10,000, people / 2)`` events held
-every gateway's calls (every room's) that long, which was most of a join's p99 at 80 % of
-the peak rate. The relay now reads the answer raw on a connection of its own and builds
-the JSON off its event loop; the script stays for a store the lane cannot reach (a URL
-with settings of its own) and as the reference the tests hold this to.
+Both are atomic. But the script builds a Lua table of every record and encodes them all
+with cjson while the store serves no one else: 250-950 ms at 100,000 to 200,000 people on
+this machine, where the same reads as plain commands held it 35-110 ms. A snapshot every
+``max(10,000, people / 2)`` events held every gateway's calls (every room's) that long:
+most of a join's p99 at 80 % of the peak rate (130-250 ms; 30 ms after).
+
+The answer is kept as the store sent it (``RAW_PREFIX`` and the transaction's answers):
+the relay reads only its head (the config, for the refusals; the counters, for the seq)
+and puts it on the stream as it is; parsing every record on the relay's loop would have
+cost it ~0.5 us per record per snapshot. A restore turns it into room_snapshot.lua's JSON
+(``snapshot_json``), which room_restore.lua takes, as it takes the script's snapshots
+still on the stream. The script stays for a store the lane cannot reach (a URL with
+settings of its own).
 """
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 
 import msgspec
@@ -32,6 +36,10 @@ LEFT_OUT = frozenset(
 keeps these."""
 ORDER = ("people", "line", "admitted", "active", "ended", "pow", "ips", "prequeue", "invites")
 """The JSON's fields after v, seq, ts, cfg and stats, as room_snapshot.lua writes them."""
+RAW_PREFIX = b"waitroom-raw-snapshot/1\n"
+"""What a snapshot kept as the store's answers starts with (JSON ones start with ``{``)."""
+INSIDE = 3 + len(HASHES) + len(ZSETS)
+"""The commands inside the transaction: the config, the counters, TIME, then the rest."""
 READ_TIMEOUT = 120.0
 """Seconds a snapshot's answer may take to come whole (a million people is ~100 MB)."""
 
@@ -52,7 +60,8 @@ def snapshot_frame(room: str, marker: str) -> tuple[bytes, int]:
         *(_command("ZRANGE", named[name], 0, -1, "WITHSCORES") for name in ZSETS),
     ]
     frame = b"".join([_command("MULTI"), *inside, _command("EXEC"), _command("ECHO", marker)])
-    return frame, len(inside)
+    assert len(inside) == INSIDE
+    return frame, INSIDE
 
 
 def echo_answer(marker: str) -> bytes:
@@ -60,20 +69,77 @@ def echo_answer(marker: str) -> bytes:
 
 
 async def read_snapshot(lane: ScriptLane, room: str) -> bytes:
-    """The room's whole state at its event counter, as room_snapshot.lua answers it.
-    ``RoomNotFound`` / ``RoomRecovering`` as the script's answers."""
+    """The room's whole state at its event counter, as ``RAW_PREFIX`` and the store's
+    answers. ``RoomNotFound`` / ``RoomRecovering`` as room_snapshot.lua's answers."""
     marker = secrets.token_hex(16)
     frame, inside = snapshot_frame(room, marker)
-    raw = await lane.answer_whole(frame, echo_answer(marker), within=READ_TIMEOUT)
-    skip = len(lane.handshake_commands())
-    return await asyncio.to_thread(snapshot_json, raw, skip, inside, marker)
-
-
-def snapshot_json(raw: bytes, skip: int, inside: int, marker: str) -> bytes:
-    """The snapshot's JSON from the raw answers: ``skip`` handshake answers, MULTI's,
-    ``inside`` QUEUED, EXEC's array, the ECHO of ``marker``."""
+    echo = echo_answer(marker)
+    raw = await lane.answer_whole(frame, echo, within=READ_TIMEOUT)
     pos = 0
-    for _ in range(skip + 1 + inside):
+    for _ in lane.handshake_commands():  # (their errors end the read: SELECT, AUTH)
+        value, pos = read_reply(raw, pos)
+        if isinstance(value, Exception):
+            raise value
+    _head(raw, pos, inside)
+    return RAW_PREFIX + raw[pos : len(raw) - len(echo)]
+
+
+def is_raw(state: bytes) -> bool:
+    return state.startswith(RAW_PREFIX)
+
+
+def snapshot_seq(state: bytes) -> int:
+    """The room's event counter a snapshot (raw or JSON) holds the state at."""
+    if is_raw(state):
+        _, stats, _ = _head(state, len(RAW_PREFIX), INSIDE)
+        return int(_counters(stats)["event_seq"])
+    return msgspec.json.decode(state, type=_Seq).seq
+
+
+def snapshot_json(state: bytes) -> bytes:
+    """room_snapshot.lua's JSON of a snapshot (a raw one converted, a JSON one as it is).
+    ``InvalidResponse`` for a raw one that is not whole."""
+    if not is_raw(state):
+        return state
+    try:
+        return _converted(state)
+    except (IndexError, ValueError) as exc:  # (cut short: an answer's length past its end)
+        raise InvalidResponse(f"unreadable raw snapshot: {exc!r}") from exc
+
+
+def _converted(state: bytes) -> bytes:
+    cfg_flat, stats_flat, pos = _head(state, len(RAW_PREFIX), INSIDE)
+    answers: list[list[str]] = []
+    for _ in range(INSIDE - 2):
+        strings, pos = _strings(state, pos)
+        answers.append(strings)
+    if pos != len(state):
+        raise InvalidResponse("a raw snapshot does not end where its answers do")
+    (seconds, micros), *rest = answers
+    kept = _counters(stats_flat)
+    now_ms = int(seconds) * 1000 + int(micros) // 1000
+    read = dict(zip((*HASHES, *ZSETS), rest, strict=True))
+    json_state: dict[str, object] = {
+        "v": SCHEMA_VERSION,
+        "seq": int(kept["event_seq"]),
+        "ts": now_ms / 1000,
+        "cfg": dict(zip(cfg_flat[::2], cfg_flat[1::2], strict=True)),
+        "stats": kept,
+        # (cjson writes an empty table as an object: so does this)
+        **{name: read[name] or {} for name in ORDER},
+    }
+    return msgspec.json.encode(json_state)
+
+
+class _Seq(msgspec.Struct):
+    seq: int
+
+
+def _head(raw: bytes, pos: int, inside: int) -> tuple[list[str], list[str], int]:
+    """The config and the counters of the transaction's answers at ``pos`` (MULTI's,
+    ``inside`` QUEUED, EXEC's array), and the position after them; the refusals
+    room_snapshot.lua answers are raised."""
+    for _ in range(1 + inside):
         value, pos = read_reply(raw, pos)
         if isinstance(value, Exception):
             raise value
@@ -83,31 +149,20 @@ def snapshot_json(raw: bytes, skip: int, inside: int, marker: str) -> bytes:
     end = raw.index(b"\r\n", pos)
     if int(raw[pos + 1 : end]) != inside:
         raise InvalidResponse("the store's transaction answered another number of commands")
-    pos = end + 2
-    answers: list[list[str]] = []
-    for _ in range(inside):
-        strings, pos = _strings(raw, pos)
-        answers.append(strings)
-    if raw[pos:] != echo_answer(marker):
-        raise InvalidResponse("the snapshot's answer does not end where it should")
-    cfg_flat, stats_flat, (seconds, micros), *rest = answers
-    stats = dict(zip(stats_flat[::2], stats_flat[1::2], strict=True))
-    if not cfg_flat or "recovering" in stats:
-        raise RoomRecovering() if "recovering" in stats else RoomNotFound()
+    cfg, pos = _strings(raw, end + 2)
+    stats, pos = _strings(raw, pos)
+    if not cfg or "recovering" in stats[::2]:
+        raise RoomRecovering() if "recovering" in stats[::2] else RoomNotFound()
+    return cfg, stats, pos
+
+
+def _counters(stats_flat: list[str]) -> dict[str, str]:
+    """The counters a snapshot keeps, as room_snapshot.lua keeps them."""
     kept = {"event_seq": "0", "gone": "0"}
-    kept.update((name, value) for name, value in stats.items() if name not in LEFT_OUT)
-    now_ms = int(seconds) * 1000 + int(micros) // 1000
-    read = dict(zip((*HASHES, *ZSETS), rest, strict=True))
-    state: dict[str, object] = {
-        "v": SCHEMA_VERSION,
-        "seq": int(kept["event_seq"]),
-        "ts": now_ms / 1000,
-        "cfg": dict(zip(cfg_flat[::2], cfg_flat[1::2], strict=True)),
-        "stats": kept,
-        # (cjson writes an empty table as an object: so does this)
-        **{name: read[name] or {} for name in ORDER},
-    }
-    return msgspec.json.encode(state)
+    for name, value in zip(stats_flat[::2], stats_flat[1::2], strict=True):
+        if name not in LEFT_OUT:
+            kept[name] = value
+    return kept
 
 
 def _strings(buf: bytes, pos: int) -> tuple[list[str], int]:
