@@ -293,12 +293,12 @@ async def test_a_whole_answer_comes_on_its_own_connection_or_times_out(
     own_store: tuple[ValkeyProc, Settings],
 ) -> None:
     """``answer_whole`` (a room's snapshot) reads on a connection of its own, after the
-    URL's handshake; a frozen store fails it after its time with a timeout, and it leaves
-    no connection behind."""
+    URL's handshake; a frozen store fails it with a timeout after its time, or sooner when
+    nothing came for the lane's timeout, and it leaves no connection behind."""
     proc, settings = own_store
     url = settings.redis_url.rsplit("/", 1)[0] + "/2"
     redis = connect(url)
-    lane = ScriptLane(url)
+    lane = ScriptLane(url, timeout=0.6)
     try:
         store = RoomStore(redis, lane=lane)
         room = fresh_room_id("whole")
@@ -316,8 +316,23 @@ async def test_a_whole_answer_comes_on_its_own_connection_or_times_out(
         try:
             with pytest.raises(RedisTimeoutError):
                 await lane.answer_whole(frame, end, within=0.5)
+            # nothing coming for the lane's timeout ends it long before its own time
+            with pytest.raises(RedisTimeoutError):
+                await asyncio.wait_for(lane.answer_whole(frame, end, within=600), 30)
         finally:
             os.kill(proc.proc.pid, signal.SIGCONT)
+        # an error in place of the last answer (here a script holding the store: BUSY)
+        # ends it by the same watch, not after its whole time
+        await redis.config_set("busy-reply-threshold", 100)
+        now = "tonumber(redis.call('TIME')[1])"
+        hold = f"local t = {now} + 2 while {now} < t do end"  # (2 s by the store's clock)
+        busy = asyncio.ensure_future(redis.eval(hold, 0))
+        await asyncio.sleep(0.3)
+        try:
+            with pytest.raises(RedisTimeoutError):
+                await asyncio.wait_for(lane.answer_whole(frame, end, within=600), 30)
+        finally:
+            await busy
         assert b'"people"' in snapshot_json(await store.snapshot(room))
 
         async def closed() -> bool:

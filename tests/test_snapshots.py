@@ -25,10 +25,11 @@ from shared.nats_link import NatsLink, StreamLimits, ensure_stream
 from shared.recovery import recover
 from shared.relay import OutboxRelay, SnapshotPolicy
 from shared.room import RoomUpdate, epoch_ms
+from shared.scripts import ScriptError
 from shared.settings import Settings
 from shared.store import RoomStore
 from shared.store.lane import ScriptLane
-from shared.store.snapshot_read import is_raw, snapshot_json, snapshot_seq
+from shared.store.snapshot_read import RAW_PREFIX, is_raw, snapshot_json, snapshot_seq
 from shared.store.views import ReplayMode, ReplayResult
 from shared.stream_reads import last_event, latest_snapshot, room_events
 from tests.helpers.servers import NatsProc, Servers
@@ -366,7 +367,7 @@ async def every_kind_of_state(store: RoomStore) -> list[str]:
     inst = secrets.token_hex(3)
     history, guarded, later = f"hist-{inst}", f"ips-{inst}", f"later-{inst}"
     await put_rooms(store, [history])
-    await make_history(store, [history], rounds=3)
+    await make_history(store, [history], rounds=8)
     for _ in range(5):
         await store.enqueue(history)  # and some still waiting
     await store.put_room(
@@ -425,6 +426,18 @@ async def test_a_snapshot_read_in_one_transaction_is_the_scripts_snapshot(
         before = await store.digest(rooms[0])
         with pytest.raises(InvalidResponse):
             await store.restore(rooms[0], cut)
+        assert await store.digest(rooms[0]) == before
+        # a raw snapshot of answers this version does not know is refused, not guessed at
+        raw = await laned.snapshot(rooms[0])
+        header_end = raw.index(b"\n")
+        header = msgspec.json.decode(raw[len(RAW_PREFIX) : header_end])
+        header["answers"].append("later")
+        other = RAW_PREFIX + msgspec.json.encode(header) + raw[header_end:]
+        with pytest.raises(InvalidResponse, match="other answers"):
+            snapshot_json(other)
+        # a snapshot room_restore.lua cannot read changes nothing (it emptied the room)
+        with pytest.raises(ScriptError):
+            await store.restore(rooms[0], b'{"v": 1, "seq": ')
         assert await store.digest(rooms[0]) == before
         with pytest.raises(RoomNotFound):
             await laned.snapshot(f"none-{secrets.token_hex(3)}")

@@ -2,16 +2,20 @@
 -- incarnations stay), the room is marked recovering, and, given a snapshot
 -- (room_snapshot.lua's answer), the state is put back as it was at the snapshot's seq.
 -- ARGV: room, snapshot_json ('' for none: the room starts from nothing, event counter 0)
+-- read before anything goes: a snapshot this cannot read changes nothing
+local snap = nil
+if ARGV[2] ~= '' then
+  snap = cjson.decode(ARGV[2])
+end
 local kept = redis.call('HMGET', K_STATS, 'fence', 'gone', 'recovering')
 redis.call('DEL', K_CFG, K_STATS, K_LINE, K_SEEN, K_PEOPLE, K_ADMITTED, K_ACTIVE, K_IPS,
            K_ENDED, K_POW, K_INVITES, K_PREQUEUE)
 forget_room_incarnation()
 redis.call('HSET', K_STATS, 'recovering', kept[3] or '1', 'event_seq', '0',
            'fence', kept[1] or '0', 'gone', kept[2] or '')
-if ARGV[2] == '' then
+if snap == nil then
   return 0
 end
-local snap = cjson.decode(ARGV[2])
 local now = now_ms()
 
 -- a flat list (name, value, ...) written in slices: Lua's unpack has a limit

@@ -244,15 +244,18 @@ class _WholeAnswer(asyncio.Protocol):
         self.end = end
         self.buf = bytearray()
         self.transport: asyncio.Transport | None = None
-        self.done: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._loop = asyncio.get_running_loop()
+        self.done: asyncio.Future[bytearray] = self._loop.create_future()
+        self.progress_at = self._loop.time()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
+        self.progress_at = self._loop.time()
         if not self.done.done() and self.buf.endswith(self.end):
-            self.done.set_result(bytes(self.buf))
+            self.done.set_result(self.buf)  # (not copied: a snapshot's may be 100 MB)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.done.done():
@@ -393,22 +396,33 @@ class ScriptLane:
         """What a connection of this lane sends first (their answers come first)."""
         return handshake(self.params)
 
-    async def answer_whole(self, frame: bytes, end: bytes, *, within: float) -> bytes:
+    async def answer_whole(self, frame: bytes, end: bytes, *, within: float) -> bytearray:
         """The raw answers to ``frame``, after those to the URL's AUTH and SELECT
         (``handshake``), read on a connection of its own until they end with ``end``: the
         answer to the frame's last command, which the caller makes unmistakable. For an
         answer too large to parse on the loop (a room's snapshot); the lane's calls do not
-        wait behind it. ``RedisTimeoutError`` if it is not whole in ``within`` seconds."""
+        wait behind it. ``RedisTimeoutError`` if it is not whole in ``within`` seconds, or
+        once the store sent nothing for the lane's ``timeout`` (an error answer in place of
+        ``end``'s, say: a BUSY store, a refused AUTH)."""
         if self._closed:
             raise RedisConnectionError("store connection closed")
         whole = await self._dial(lambda: _WholeAnswer(end))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
         try:
             assert whole.transport is not None
             whole.transport.write(b"".join(self.handshake_commands()) + frame)
-            try:
-                return await asyncio.wait_for(whole.done, within)
-            except TimeoutError as exc:
-                raise RedisTimeoutError(f"no whole answer from the store in {within} s") from exc
+            whole.progress_at = loop.time()
+            while True:
+                wait = min(self.timeout, deadline - loop.time())
+                try:
+                    return await asyncio.wait_for(asyncio.shield(whole.done), max(wait, 0))
+                except TimeoutError as exc:
+                    now = loop.time()
+                    if now >= deadline or now - whole.progress_at >= self.timeout:
+                        raise RedisTimeoutError(
+                            f"no whole answer from the store ({len(whole.buf)} bytes came)"
+                        ) from exc
         finally:
             if whole.transport is not None:
                 whole.transport.abort()

@@ -6,13 +6,15 @@ this machine, where the same reads as plain commands held it 35-110 ms. A snapsh
 ``max(10,000, people / 2)`` events held every gateway's calls (every room's) that long:
 most of a join's p99 at 80 % of the peak rate (130-250 ms; 30 ms after).
 
-The answer is kept as the store sent it (``RAW_PREFIX`` and the transaction's answers):
-the relay reads only its head (the config, for the refusals; the counters, for the seq)
-and puts it on the stream as it is; parsing every record on the relay's loop would have
-cost it ~0.5 us per record per snapshot. A restore turns it into room_snapshot.lua's JSON
-(``snapshot_json``), which room_restore.lua takes, as it takes the script's snapshots
-still on the stream. The script stays for a store the lane cannot reach (a URL with
-settings of its own).
+The answer is kept as the store sent it (``RAW_PREFIX``, a header naming the answers, then
+the transaction's answers): the relay reads only its head (the config, for the refusals;
+the counters, for the seq) and puts it on the stream as it is; parsing every record on the
+relay's loop would have cost it ~0.5 us per record per snapshot. A restore turns it into
+room_snapshot.lua's JSON (``snapshot_json``), which room_restore.lua takes, as it takes
+the script's snapshots still on the stream (and refuses one it cannot read before it
+changes anything; the version before this one emptied the room first: README, on rolling
+back). The script stays for a store the lane cannot reach (a URL with settings of its
+own).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from shared.store.lane import ScriptLane, bulks, read_reply
 
 HASHES = ("people", "ips", "invites")
 ZSETS = ("line", "admitted", "active", "ended", "pow", "prequeue")
+ANSWERS = ("cfg", "stats", "time", *HASHES, *ZSETS)
+"""What the transaction reads, in its order (the raw snapshot's header names them)."""
 LEFT_OUT = frozenset(
     {"tokens", "tokens_ts", "tokens_short", "rate", "rate_ts", "rate_since", "fence", "recovering"}
 )
@@ -36,32 +40,44 @@ LEFT_OUT = frozenset(
 keeps these."""
 ORDER = ("people", "line", "admitted", "active", "ended", "pow", "ips", "prequeue", "invites")
 """The JSON's fields after v, seq, ts, cfg and stats, as room_snapshot.lua writes them."""
-RAW_PREFIX = b"waitroom-raw-snapshot/1\n"
-"""What a snapshot kept as the store's answers starts with (JSON ones start with ``{``)."""
-INSIDE = 3 + len(HASHES) + len(ZSETS)
-"""The commands inside the transaction: the config, the counters, TIME, then the rest."""
+RAW_PREFIX = b"waitroom-raw-snapshot/1 "
+"""What a snapshot kept as the store's answers starts with (JSON ones start with ``{``);
+a header line follows (``RawHeader`` as JSON), then the answers."""
 READ_TIMEOUT = 120.0
-"""Seconds a snapshot's answer may take to come whole (a million people is ~100 MB)."""
+"""Seconds a snapshot's answer may take to come whole (a million people is ~100 MB);
+it fails sooner when the store sends nothing for the lane's timeout."""
+
+
+class RawHeader(msgspec.Struct, frozen=True):
+    """What a raw snapshot holds, written when it is read: a restore maps the answers by
+    these names, never by its own idea of their order, and refuses names it does not
+    know (a snapshot from a later version)."""
+
+    v: int
+    """``SCHEMA_VERSION`` when the snapshot was read."""
+    answers: tuple[str, ...]
+
+
+_header = msgspec.json.Decoder(RawHeader)
 
 
 def _command(*words: str | int) -> bytes:
     return b"*%d\r\n%s" % (len(words), bulks(words))
 
 
-def snapshot_frame(room: str, marker: str) -> tuple[bytes, int]:
-    """The commands reading the room in one transaction, then ``ECHO marker`` (the end
-    of the answer); with the number of commands inside the transaction."""
+def snapshot_frame(room: str, marker: str) -> bytes:
+    """The commands reading the room in one transaction (``ANSWERS``), then
+    ``ECHO marker`` (the end of the answer)."""
     named = dict(zip(keys.ROOM_KEY_NAMES, keys.RoomKeys(room).all(), strict=False))
-    inside = [
-        _command("HGETALL", named["cfg"]),
-        _command("HGETALL", named["stats"]),
-        _command("TIME"),
-        *(_command("HGETALL", named[name]) for name in HASHES),
-        *(_command("ZRANGE", named[name], 0, -1, "WITHSCORES") for name in ZSETS),
-    ]
-    frame = b"".join([_command("MULTI"), *inside, _command("EXEC"), _command("ECHO", marker)])
-    assert len(inside) == INSIDE
-    return frame, INSIDE
+    reads = {
+        "cfg": _command("HGETALL", named["cfg"]),
+        "stats": _command("HGETALL", named["stats"]),
+        "time": _command("TIME"),
+        **{name: _command("HGETALL", named[name]) for name in HASHES},
+        **{name: _command("ZRANGE", named[name], 0, -1, "WITHSCORES") for name in ZSETS},
+    }
+    inside = [reads[name] for name in ANSWERS]
+    return b"".join([_command("MULTI"), *inside, _command("EXEC"), _command("ECHO", marker)])
 
 
 def echo_answer(marker: str) -> bytes:
@@ -69,19 +85,32 @@ def echo_answer(marker: str) -> bytes:
 
 
 async def read_snapshot(lane: ScriptLane, room: str) -> bytes:
-    """The room's whole state at its event counter, as ``RAW_PREFIX`` and the store's
-    answers. ``RoomNotFound`` / ``RoomRecovering`` as room_snapshot.lua's answers."""
+    """The room's whole state at its event counter, as ``RAW_PREFIX``, its header and the
+    store's answers. ``RoomNotFound`` / ``RoomRecovering`` as room_snapshot.lua's
+    answers; ``InvalidResponse`` for an answer that is not UTF-8 text (as the script's
+    JSON would have been refused)."""
     marker = secrets.token_hex(16)
-    frame, inside = snapshot_frame(room, marker)
     echo = echo_answer(marker)
-    raw = await lane.answer_whole(frame, echo, within=READ_TIMEOUT)
+    raw = await lane.answer_whole(snapshot_frame(room, marker), echo, within=READ_TIMEOUT)
     pos = 0
     for _ in lane.handshake_commands():  # (their errors end the read: SELECT, AUTH)
         value, pos = read_reply(raw, pos)
         if isinstance(value, Exception):
             raise value
-    _head(raw, pos, inside)
-    return RAW_PREFIX + raw[pos : len(raw) - len(echo)]
+    _head(raw, pos, len(ANSWERS))
+    body = memoryview(raw)[pos : len(raw) - len(echo)]
+    if not _utf8(body):
+        raise InvalidResponse("a snapshot's answer is not UTF-8 text")
+    header = msgspec.json.encode(RawHeader(SCHEMA_VERSION, ANSWERS))
+    return b"".join((RAW_PREFIX, header, b"\n", body))  # (one copy of the answer)
+
+
+def _utf8(body: memoryview) -> bool:
+    try:
+        str(body, "utf-8")  # (ids, scores and JSON: ASCII almost always, decoded fast)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def is_raw(state: bytes) -> bool:
@@ -91,36 +120,46 @@ def is_raw(state: bytes) -> bool:
 def snapshot_seq(state: bytes) -> int:
     """The room's event counter a snapshot (raw or JSON) holds the state at."""
     if is_raw(state):
-        _, stats, _ = _head(state, len(RAW_PREFIX), INSIDE)
+        header, pos = _raw_header(state)
+        _, stats, _ = _head(state, pos, len(header.answers))
         return int(_counters(stats)["event_seq"])
     return msgspec.json.decode(state, type=_Seq).seq
 
 
 def snapshot_json(state: bytes) -> bytes:
     """room_snapshot.lua's JSON of a snapshot (a raw one converted, a JSON one as it is).
-    ``InvalidResponse`` for a raw one that is not whole."""
+    ``InvalidResponse`` for a raw one that is not whole, or holds what this version
+    does not know."""
     if not is_raw(state):
         return state
     try:
         return _converted(state)
-    except (IndexError, ValueError) as exc:  # (cut short: an answer's length past its end)
+    except (IndexError, ValueError, msgspec.DecodeError) as exc:  # (cut short...)
         raise InvalidResponse(f"unreadable raw snapshot: {exc!r}") from exc
 
 
+def _raw_header(state: bytes) -> tuple[RawHeader, int]:
+    end = state.index(b"\n", len(RAW_PREFIX))
+    header = _header.decode(state[len(RAW_PREFIX) : end])
+    names = header.answers
+    if names[:2] != ("cfg", "stats") or sorted(names) != sorted(ANSWERS):
+        raise InvalidResponse(f"a raw snapshot of other answers: {names}")
+    return header, end + 1
+
+
 def _converted(state: bytes) -> bytes:
-    cfg_flat, stats_flat, pos = _head(state, len(RAW_PREFIX), INSIDE)
-    answers: list[list[str]] = []
-    for _ in range(INSIDE - 2):
-        strings, pos = _strings(state, pos)
-        answers.append(strings)
+    header, pos = _raw_header(state)
+    cfg_flat, stats_flat, pos = _head(state, pos, len(header.answers))
+    read: dict[str, list[str]] = {}
+    for name in header.answers[2:]:
+        read[name], pos = _strings(state, pos)
     if pos != len(state):
         raise InvalidResponse("a raw snapshot does not end where its answers do")
-    (seconds, micros), *rest = answers
+    seconds, micros = read["time"]
     kept = _counters(stats_flat)
     now_ms = int(seconds) * 1000 + int(micros) // 1000
-    read = dict(zip((*HASHES, *ZSETS), rest, strict=True))
     json_state: dict[str, object] = {
-        "v": SCHEMA_VERSION,
+        "v": header.v,
         "seq": int(kept["event_seq"]),
         "ts": now_ms / 1000,
         "cfg": dict(zip(cfg_flat[::2], cfg_flat[1::2], strict=True)),
@@ -135,7 +174,7 @@ class _Seq(msgspec.Struct):
     seq: int
 
 
-def _head(raw: bytes, pos: int, inside: int) -> tuple[list[str], list[str], int]:
+def _head(raw: bytes | bytearray, pos: int, inside: int) -> tuple[list[str], list[str], int]:
     """The config and the counters of the transaction's answers at ``pos`` (MULTI's,
     ``inside`` QUEUED, EXEC's array), and the position after them; the refusals
     room_snapshot.lua answers are raised."""
@@ -165,7 +204,7 @@ def _counters(stats_flat: list[str]) -> dict[str, str]:
     return kept
 
 
-def _strings(buf: bytes, pos: int) -> tuple[list[str], int]:
+def _strings(buf: bytes | bytearray, pos: int) -> tuple[list[str], int]:
     """An array of bulk strings (HGETALL, ZRANGE, TIME) at ``pos``, and the position after
     it: one pass with no call per item, ~3 x faster than ``read_reply`` on a room's
     people. An error answer (WRONGTYPE...) is raised."""
