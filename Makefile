@@ -12,6 +12,7 @@ lint:   ## ruff and mypy only
 bench:  ## CPU per operation as ratios to a floor measured in the same run (ARGS="--quick")
 	./scripts/bench $(ARGS)
 	.venv/bin/python -m loadtest.bench_policies
+	.venv/bin/python -m loadtest.bench_snapshots
 
 loadtest:  ## locust scenarios headless against a private stack; report in bench-results/loadtest-*/
 	./scripts/loadtest $(ARGS)

@@ -38,14 +38,16 @@ def on_termination(callback: Callable[[], Any]) -> Callable[[], None]:
 
     def handle(sig: int, frame: FrameType | None) -> None:
         chained[signal.Signals(sig)](sig, frame)
-        # a signal is handled between any two steps of the main thread, maybe in the
-        # middle of a request's task: its context (the request id bound to its log lines)
-        # is not this step's, so the line and the callback get a context of their own
-        contextvars.Context().run(stopping, signal.Signals(sig))
+        # A signal is handled between any two steps of the main thread: maybe while it
+        # writes a log line, holding the log file's lock (structlog's, not reentrant), so
+        # a line written here would wait on it for ever; maybe in the middle of a
+        # request's task, whose context (its request id) is not this step's. So nothing
+        # is done here but handing the step to the loop, in a context of its own.
+        loop.call_soon_threadsafe(stopping, signal.Signals(sig), context=contextvars.Context())
 
     def stopping(sig: signal.Signals) -> None:
         log.info("stopping", signal=sig.name)
-        loop.call_soon_threadsafe(callback)  # in a copy of this (empty) context
+        callback()
 
     for sig in chained:
         signal.signal(sig, handle)

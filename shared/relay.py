@@ -78,7 +78,7 @@ class SnapshotPolicy:
     after the last snapshot if it changed meanwhile (so every room that changes has a
     snapshot on the stream younger than that; the stream's retention relies on it). A
     snapshot reads the whole room in one transaction, holding the store for a time that
-    grows with the room (35-110 ms at 100,000-200,000 people; snapshot_read.py), so by
+    grows with the room (32-110 ms at 100,000-200,000 people; snapshot_read.py), so by
     events a room of more than
     twice ``every_events`` people waits longer: for half as many events as it holds
     people (a room that only grew: as many as it held at its last snapshot). The store

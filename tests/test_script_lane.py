@@ -6,6 +6,7 @@ breaks, hangs, restarts without its scripts or answers in pieces."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -250,19 +251,32 @@ async def test_a_store_killed_and_started_empty_is_unavailable_then_served_again
         await redis.aclose()
 
 
-async def test_a_store_that_stops_answering_times_out_and_the_lane_recovers(
+@contextlib.asynccontextmanager
+async def lane_to_own_store(
     own_store: tuple[ValkeyProc, Settings],
-) -> None:
-    """A store frozen (SIGSTOP) holds every call behind the first: they fail after the
-    timeout, not retried, and the next call once it answers again is served."""
+) -> AsyncIterator[tuple[ValkeyProc, Redis, ScriptLane, RoomStore, str]]:
+    """A lane (timeout 0.6 s) to the test's own valkey, database 2 (a SELECT in its
+    handshake), a store over it, and a room."""
     proc, settings = own_store
-    url = settings.redis_url.rsplit("/", 1)[0] + "/2"  # a handshake (SELECT) on connecting
+    url = settings.redis_url.rsplit("/", 1)[0] + "/2"
     redis = connect(url)
     lane = ScriptLane(url, timeout=0.6)
     try:
         store = RoomStore(redis, lane=lane)
         room = fresh_room_id("lane")
         await store.put_room(room, room_update())
+        yield proc, redis, lane, store, room
+    finally:
+        await lane.aclose()
+        await redis.aclose()
+
+
+async def test_a_store_that_stops_answering_times_out_and_the_lane_recovers(
+    own_store: tuple[ValkeyProc, Settings],
+) -> None:
+    """A store frozen (SIGSTOP) holds every call behind the first: they fail after the
+    timeout, not retried, and the next call once it answers again is served."""
+    async with lane_to_own_store(own_store) as (proc, _redis, _lane, store, room):
         assert proc.proc is not None
         os.kill(proc.proc.pid, signal.SIGSTOP)
         try:
@@ -284,9 +298,6 @@ async def test_a_store_that_stops_answering_times_out_and_the_lane_recovers(
         assert 0.5 < waited < 3
         assert waited_again < 3
         assert (await store.enqueue(room)).state == "waiting"
-    finally:
-        await lane.aclose()
-        await redis.aclose()
 
 
 async def test_a_whole_answer_comes_on_its_own_connection_or_times_out(
@@ -295,14 +306,7 @@ async def test_a_whole_answer_comes_on_its_own_connection_or_times_out(
     """``answer_whole`` (a room's snapshot) reads on a connection of its own, after the
     URL's handshake; a frozen store fails it with a timeout after its time, or sooner when
     nothing came for the lane's timeout, and it leaves no connection behind."""
-    proc, settings = own_store
-    url = settings.redis_url.rsplit("/", 1)[0] + "/2"
-    redis = connect(url)
-    lane = ScriptLane(url, timeout=0.6)
-    try:
-        store = RoomStore(redis, lane=lane)
-        room = fresh_room_id("whole")
-        await store.put_room(room, room_update())
+    async with lane_to_own_store(own_store) as (proc, redis, lane, store, room):
         await store.enqueue(room)
         opened = lane.opened
         assert b'"people"' in snapshot_json(await store.snapshot(room))
@@ -339,9 +343,6 @@ async def test_a_whole_answer_comes_on_its_own_connection_or_times_out(
             return int((await redis.info("clients"))["connected_clients"]) == clients
 
         await wait_until(closed, seconds=5)
-    finally:
-        await lane.aclose()
-        await redis.aclose()
 
 
 @pytest.mark.parametrize("database", ["/3", "/0?db=3"])

@@ -1,10 +1,11 @@
 """A room's snapshot read with plain commands in one MULTI/EXEC, not with room_snapshot.lua.
 
 Both are atomic. But the script builds a Lua table of every record and encodes them all
-with cjson while the store serves no one else: 250-950 ms at 100,000 to 200,000 people on
-this machine, where the same reads as plain commands held it 35-110 ms. A snapshot every
+with cjson while the store serves no one else: 243-948 ms at 100,000 to 200,000 people on
+this machine, where the same reads as plain commands held it 32-110 ms (3.8-4.9 s against
+0.4 s at 1,000,000: ``python -m loadtest.bench_snapshots``). A snapshot every
 ``max(10,000, people / 2)`` events held every gateway's calls (every room's) that long:
-most of a join's p99 at 80 % of the peak rate (130-250 ms; 30 ms after).
+most of a join's p99 at 80 % of the peak rate (148-191 ms; 23-27 ms after).
 
 The answer is kept as the store sent it (``RAW_PREFIX``, a header naming the answers, then
 the transaction's answers): the relay reads only its head (the config, for the refusals;

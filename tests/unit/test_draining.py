@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import signal
+import threading
+import time
 from typing import Any
 
+import pytest
 import structlog
 from structlog.testing import capture_logs
 
+from gateway import draining
 from gateway.draining import on_termination
 
 
@@ -43,3 +48,42 @@ async def test_a_signal_in_the_middle_of_a_request_does_not_carry_its_request_id
     [line] = [entry for entry in logs if entry["event"] == "stopping"]
     assert "request_id" not in line
     assert seen == [{}]
+
+
+async def test_a_signal_while_a_log_line_is_written_does_not_wait_on_its_lock(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The signal may land while the main thread writes a log line, holding the log
+    file's lock (structlog's, not reentrant): a handler that wrote a line itself would
+    wait on that lock for ever, and the gateway would never stop (nor log again)."""
+    out = io.StringIO()
+    writer = structlog.WriteLogger(out)
+    monkeypatch.setattr(
+        draining,
+        "log",
+        structlog.wrap_logger(writer, processors=[structlog.processors.JSONRenderer()]),
+    )
+    lock: threading.Lock = writer._lock
+    waited: list[bool] = []
+
+    def watch() -> None:  # frees the lock if the handler is still waiting on it
+        time.sleep(2)
+        if lock.locked():
+            waited.append(True)
+            lock.release()
+
+    previous = signal.signal(signal.SIGTERM, lambda _sig, _frame: None)
+    called = asyncio.Event()
+    undo = on_termination(called.set)
+    try:
+        threading.Thread(target=watch, daemon=True).start()
+        lock.acquire()  # as a line being written holds it
+        os.kill(os.getpid(), signal.SIGTERM)  # handled before the next line runs
+        if not waited:
+            lock.release()
+        await asyncio.wait_for(called.wait(), 5)
+    finally:
+        undo()
+        signal.signal(signal.SIGTERM, previous)
+    assert waited == []
+    assert '"stopping"' in out.getvalue()  # the line is written, from the loop
