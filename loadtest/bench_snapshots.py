@@ -38,9 +38,9 @@ ROOM = "snapshots"
 
 
 async def server_ms(redis: Redis, command: str) -> float:
-    """The server's total time on ``command`` so far (INFO commandstats), in ms."""
-    stats = (await redis.info("commandstats")).get(f"cmdstat_{command}", {})
-    return int(stats.get("usec", 0)) / 1000
+    """The server's total time on ``command`` so far, in ms."""
+    _calls, usec = await internals.command_server_usec(redis, command)
+    return usec / 1000
 
 
 def _state(snapshot: bytes) -> dict[str, object]:

@@ -93,8 +93,14 @@ async def reset_server_stats(redis: Redis) -> None:
 
 async def script_server_usec(redis: Redis) -> tuple[int, int]:
     """(calls, microseconds) the server spent in script calls (EVALSHA) since the reset."""
+    return await command_server_usec(redis, "evalsha")
+
+
+async def command_server_usec(redis: Redis, command: str) -> tuple[int, int]:
+    """(calls, microseconds) the server spent in ``command`` (INFO commandstats) since
+    the reset."""
     stats = await redis.info("commandstats")
-    entry = stats.get("cmdstat_evalsha") or {}
+    entry = stats.get(f"cmdstat_{command}") or {}
     return int(entry.get("calls", 0)), int(entry.get("usec", 0))
 
 
