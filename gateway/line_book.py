@@ -2,8 +2,9 @@
 person who asks where they stand (status, heartbeat, an event stream's refresh) is
 answered without a data-store round trip.
 
-Each room's line is loaded once from the store in one consistent read (line_snapshot.lua:
-the scores in order and the event counter they match) and then kept current by the room's
+Each room's line is loaded once from the store in one consistent read (the scores in order
+and the event counter they match: plain reads in one MULTI/EXEC, shared/store/line_read.py,
+parsed and built into the line off the loop) and then kept current by the room's
 events on NATS (``waitroom.<room>.>``, the events the relay publishes): a join adds a
 score, an admission or an end removes one, a room update changes the status and pace, an
 admission moves the observed pace as the admit script does. Events arrive in the order of
@@ -82,6 +83,28 @@ def plain_order(config: dict[str, Any]) -> bool:
     return all(str(config.get(name, plain)) == plain for name, plain in PLAIN_ORDER.items())
 
 
+BuiltLine = tuple[dict[str, float], "SortedList[float]"]
+"""A line's places (position id to score) and its scores in order."""
+
+
+BUILD_CHUNK = 20_000
+"""Places added to the dict in one call while a line is built. Run in a thread, a single
+call over a million (C code all through) would hold the interpreter's lock, and so the
+event loop, for as long as it takes; between calls the loop gets its turns."""
+
+
+def build_line(snapshot: LineSnapshot) -> BuiltLine:
+    """The places and the sorted scores of a snapshot's line. For a large line, run it off
+    the loop (``asyncio.to_thread``): a million people take a good part of a second."""
+    flat = snapshot.line if isinstance(snapshot.line, list) else []  # cjson: empty is {}
+    places: dict[str, float] = {}
+    step = 2 * BUILD_CHUNK
+    for start in range(0, len(flat), step):
+        part = flat[start : start + step]
+        places.update(zip(part[::2], map(float, part[1::2]), strict=True))
+    return places, SortedList(places.values())  # (in order already: sorting is one pass)
+
+
 def _decayed_count(value: float, ts: int, at: int) -> tuple[float, int]:
     """One more in an exponentially decaying count (tau 30 s), as the Lua scripts keep it."""
     return value * math.exp(-max(0, at - ts) / RATE_TAU_MS) + 1000 / RATE_TAU_MS, at
@@ -116,11 +139,11 @@ class RoomLine:
         self._early: list[_Event] = []
         self._early_writes: list[PersonView] = []
 
-    def load(self, snapshot: LineSnapshot) -> None:
-        """Start from a snapshot, then apply what arrived while it was read."""
+    def load(self, snapshot: LineSnapshot, built: BuiltLine | None = None) -> None:
+        """Start from a snapshot (``built`` from it, or built here), then apply what
+        arrived while it was read."""
         self.loads += 1
-        self.places = dict(snapshot.places())
-        self.scores = SortedList(self.places.values())
+        self.places, self.scores = built or build_line(snapshot)
         self.event_seq = snapshot.event_seq
         self.incarnation = snapshot.incarnation
         self.status = snapshot.status
@@ -394,7 +417,8 @@ class LineBook:
         try:
             snapshot = await self.store.line_snapshot(room)
             config_plain = await self._plain(room)
-            line.load(snapshot)
+            built = await asyncio.to_thread(build_line, snapshot)
+            line.load(snapshot, built)
             line.plain = config_plain
             log.info("line_loaded", room=room, waiting=len(line.places), seq=line.event_seq)
         except Exception as exc:  # unknown room, store away: the store answers meanwhile

@@ -1,4 +1,4 @@
-"""How long a room's snapshot holds the data store, on this machine.
+"""How long a room's snapshot, and a gateway's load of its line, hold the data store.
 
 Starts its own valkey-server in a temporary folder, fills one room with the real join
 script to each size given, and takes the room's snapshot both ways, in turns, on the same
@@ -9,6 +9,13 @@ waits that long) and the caller's wall time; then the CPU a restore spends turni
 answer into the script's JSON, and whether the two snapshots hold the same state. A script
 that outlasts the client's 5 s timeout still holds the store to its end: its server time
 is read once it has finished.
+
+Then a gateway's load of the room's line, both ways likewise: line_snapshot.lua (the JSON
+decoded off the loop) against the transaction (shared/store/line_read.py, parsed off the
+loop); for each, the store's time, the wall time to a line in memory (the places and
+the sorted scores, as gateway/line_book.py builds them), the CPU that took, and the
+longest the caller's event loop went without a turn meanwhile (a task asking for one
+every millisecond: the gateway's other callers wait that long).
 
 python -m loadtest.bench_snapshots [--people 100000 200000] [--turns 2]
 """
@@ -32,6 +39,7 @@ from shared.room import RoomUpdate
 from shared.store import RoomStore
 from shared.store.lane import ScriptLane
 from shared.store.snapshot_read import snapshot_json
+from shared.store.views import LineSnapshot
 from waitroom.processes import Supervisor, start_backends
 
 ROOM = "snapshots"
@@ -80,6 +88,52 @@ async def one_turn(redis: Redis, by_script: RoomStore, by_read: RoomStore) -> st
     )
 
 
+async def line_turn(redis: Redis, by_script: RoomStore, by_read: RoomStore) -> str:
+    """A gateway's load of the room's line, both ways: a line of figures."""
+    from gateway.line_book import build_line
+
+    figures: list[float] = []
+    loaded: list[LineSnapshot] = []
+    for store, command in ((by_script, "evalsha"), (by_read, "exec")):
+        before = await server_ms(redis, command)
+        stalls = LoopStalls().start()
+        started, cpu = time.perf_counter(), time.process_time()
+        snapshot = await store.line_snapshot(ROOM)
+        await asyncio.to_thread(build_line, snapshot)
+        wall, used = time.perf_counter() - started, time.process_time() - cpu
+        longest = await stalls.stop()
+        figures += [await server_ms(redis, command) - before, wall * 1e3, used * 1e3, longest]
+        loaded.append(snapshot)
+    same = loaded[0].places() == loaded[1].places()
+    return " ".join(f"{f:9.1f}" for f in figures) + f"  {same}"
+
+
+class LoopStalls:
+    """The longest the event loop went without a turn while this ran, in ms."""
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> LoopStalls:
+        self._task = asyncio.create_task(self._watch())
+        return self
+
+    async def _watch(self) -> None:
+        last = time.perf_counter()
+        while True:
+            await asyncio.sleep(0.001)
+            now = time.perf_counter()
+            self.longest = max(self.longest, (now - last) * 1e3)
+            last = now
+
+    async def stop(self) -> float:
+        assert self._task is not None
+        await asyncio.sleep(0.005)  # (a stall at the very end is counted)
+        self._task.cancel()
+        return self.longest
+
+
 async def bench(sizes: list[int], turns: int, folder: Path) -> None:
     sup = Supervisor()
     try:
@@ -101,6 +155,7 @@ async def bench(sizes: list[int], turns: int, folder: Path) -> None:
             f"{'ms':>8} {'CPU ms':>10}\n"
         )
         filled = 0
+        lines: list[tuple[int, list[str]]] = []
         for size in sizes:
             await internals.bulk_enqueue(by_script, ROOM, size - filled)
             await internals.empty_outbox(by_script, ROOM)
@@ -109,6 +164,15 @@ async def bench(sizes: list[int], turns: int, folder: Path) -> None:
                 line = await one_turn(redis, by_script, by_read)
                 sys.stdout.write(f"{size:>10,} {line}\n")
                 sys.stdout.flush()
+            lines.append((size, [await line_turn(redis, by_script, by_read) for _ in range(turns)]))
+        sys.stdout.write(
+            "\na gateway loading the line: line_snapshot.lua, then one MULTI\n"
+            f"{'people':>10} {'server ms':>9} {'wall ms':>9} {'CPU ms':>9} {'stall ms':>9}"
+            f" {'server ms':>9} {'wall ms':>9} {'CPU ms':>9} {'stall ms':>9}  same\n"
+        )
+        for size, turns_done in lines:
+            for line in turns_done:
+                sys.stdout.write(f"{size:>10,} {line}\n")
         await lane.aclose()
         await redis.aclose()
     finally:

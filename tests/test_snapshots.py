@@ -8,7 +8,6 @@ import asyncio
 import random
 import secrets
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
@@ -24,7 +23,7 @@ from shared.errors import RoomNotFound, RoomRecovering
 from shared.nats_link import NatsLink, StreamLimits, ensure_stream
 from shared.recovery import recover
 from shared.relay import OutboxRelay, SnapshotPolicy
-from shared.room import RoomUpdate, epoch_ms
+from shared.room import RoomUpdate
 from shared.scripts import ScriptError
 from shared.settings import Settings
 from shared.store import RoomStore
@@ -32,11 +31,10 @@ from shared.store.lane import ScriptLane
 from shared.store.snapshot_read import RAW_PREFIX, is_raw, snapshot_json, snapshot_seq
 from shared.store.views import ReplayMode, ReplayResult
 from shared.stream_reads import last_event, latest_snapshot, room_events
+from tests.helpers.histories import URL, every_kind_of_state, make_history, put_rooms
 from tests.helpers.servers import NatsProc, Servers
 from tests.helpers.wait import wait_until
 from waitroom.processes import free_port
-
-URL = "http://127.0.0.1:9/t"
 
 
 @pytest.fixture
@@ -62,43 +60,6 @@ async def own_db(settings: Settings, own_nats: str) -> AsyncIterator[tuple[Redis
     yield redis, settings.with_changes(redis_url=url, nats_url=own_nats)
     await redis.flushdb()
     await redis.aclose()
-
-
-async def put_rooms(store: RoomStore, rooms: list[str]) -> None:
-    """Rooms for make_history: 40 places, released fast, any number per address."""
-    for room in rooms:
-        await store.put_room(
-            room,
-            RoomUpdate(
-                target_url=URL,
-                max_active=40,
-                release_rate=1000,
-                max_positions_per_ip=0,
-                session_ttl=30,
-            ),
-        )
-
-
-async def make_history(store: RoomStore, rooms: list[str], rounds: int) -> None:
-    """Joins, admissions, claims, keep-alives, completions and leaves, by the real scripts."""
-    rng = random.Random(7)
-    fences = dict(
-        zip(rooms, await store.lease_acquire_many(rooms, "admission", "t", 600_000), strict=True)
-    )
-    for _ in range(rounds):
-        for room in rooms:
-            for _ in range(6):
-                await store.enqueue(room)
-            admitted = await store.admit(room, "t", fences[room], 600_000)
-            for position_id in admitted.position_ids:
-                roll = rng.random()
-                if roll < 0.5:
-                    await store.claim(room, position_id)
-                    await store.claim(room, position_id, touch=True)
-                    if roll < 0.25:
-                        await store.complete(room, position_id)
-                elif roll < 0.7:
-                    await store.leave(room, position_id)
 
 
 async def started_relay(
@@ -358,36 +319,6 @@ async def test_the_relay_leaves_a_room_alone_while_recover_rebuilds_it(
         assert await store.outbox_length(room) == 0
     finally:
         await link.close()
-
-
-async def every_kind_of_state(store: RoomStore) -> list[str]:
-    """Rooms holding everything a snapshot takes: waiting, admitted, active and ended
-    people and the counters (make_history), addresses, proofs of work used, a pre-queue
-    and invites."""
-    inst = secrets.token_hex(3)
-    history, guarded, later = f"hist-{inst}", f"ips-{inst}", f"later-{inst}"
-    await put_rooms(store, [history])
-    await make_history(store, [history], rounds=8)
-    for _ in range(5):
-        await store.enqueue(history)  # and some still waiting
-    await store.put_room(
-        guarded, RoomUpdate(target_url=URL, max_positions_per_ip=3, pow_difficulty=8)
-    )
-    expires = epoch_ms(datetime.now(UTC) + timedelta(minutes=5))
-    for n in range(4):
-        await store.enqueue(
-            guarded,
-            ip_hash=f"ip{n % 2}",
-            pow_id=f"pow{n}",
-            pow_difficulty=8,
-            pow_expires_ms=expires,
-        )
-    opens = datetime.now(UTC) + timedelta(days=1)
-    await store.put_room(later, RoomUpdate(target_url=URL, max_positions_per_ip=0, opens_at=opens))
-    await store.create_invite(later, "inv-12chars1", priority=3, uses=5, expires_at_ms=0)
-    for n in range(3):
-        await store.enqueue(later, invite_id="inv-12chars1" if n % 2 else "")
-    return [history, guarded, later]
 
 
 def _but_time(snapshot: bytes) -> dict[str, object]:

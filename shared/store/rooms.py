@@ -25,6 +25,7 @@ from shared.scripts import SCRIPT_NAMES, LuaScript, Scripts, register_named
 from shared.store.calls import mapped, store_call, store_error
 from shared.store.index import ReplicaSet, RoomIndex
 from shared.store.lane import CallsLost, ScriptLane, bulk
+from shared.store.line_read import read_line
 from shared.store.snapshot_read import is_raw, read_snapshot, snapshot_json
 from shared.store.views import (
     AdmitResult,
@@ -291,8 +292,14 @@ class RoomStore:
         return {room: int(answer or 0) for room, answer in zip(rooms, answers, strict=True)}
 
     async def line_snapshot(self, room: str) -> LineSnapshot:
-        """The whole line, read in one consistent step (see line_snapshot.lua)."""
-        return line_snapshot_decoder.decode(await self._run(self.scripts.line_snapshot, room))
+        """The whole line, read in one consistent step: with plain commands in one
+        transaction when there is a lane (line_read.py: the store is held a fraction as
+        long), else by line_snapshot.lua; decoded off the loop either way."""
+        if self.lane is not None:
+            with mapped():
+                return await read_line(self.lane, room)
+        raw = await self._run(self.scripts.line_snapshot, room)
+        return await asyncio.to_thread(line_snapshot_decoder.decode, raw)
 
     async def touch_seen(self, room: str, position_ids: list[str]) -> None:
         """Mark these places seen now, in one call (heartbeats gathered by a gateway)."""

@@ -247,7 +247,7 @@ class LineSnapshot(msgspec.Struct, frozen=True):
     rate_ts: int
     rate_since: int
     now: int
-    line: list[str | float] | dict[str, Any]
+    line: list[str] | dict[str, Any]
     gone_rate: float = 0.0
     gone_rate_ts: int = 0
     auto_release: bool = False
@@ -256,7 +256,7 @@ class LineSnapshot(msgspec.Struct, frozen=True):
 
     def places(self) -> list[tuple[str, float]]:
         flat = self.line if isinstance(self.line, list) else []  # cjson: empty is {}
-        return [(str(flat[i]), float(flat[i + 1])) for i in range(0, len(flat), 2)]
+        return list(zip(flat[::2], map(float, flat[1::2]), strict=True))
 
 
 line_snapshot_decoder = msgspec.json.Decoder(LineSnapshot)
