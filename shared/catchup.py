@@ -11,6 +11,10 @@ after it, and the events the older store made meanwhile (a fork: same seqs, anot
 history) are put on top as new events where they still apply — someone who joined keeps a
 place at their arrival, an admission still due is made, a pause is applied again. Events
 of the outbox that the stream holds already, identical, are simply dropped.
+
+A snapshot that cannot be read (its state corrupt, cut short, or of a later version) is
+passed over for the room's whole stream (``restored``), here and in `waitroom recover`: the
+room is rebuilt from its first event, or stops at the gap retention left, reported.
 """
 
 from __future__ import annotations
@@ -19,15 +23,40 @@ from dataclasses import dataclass
 
 import structlog
 from nats.js import JetStreamContext
+from redis.exceptions import InvalidResponse
 
 from shared.errors import RoomRecovering
+from shared.scripts import ScriptError
 from shared.store import RoomStore
 from shared.store.views import ReplayResult, ReplayStop
-from shared.stream_reads import LastEvent, event_seq_of, latest_snapshot, room_events
+from shared.stream_reads import LastEvent, Snapshot, event_seq_of, latest_snapshot, room_events
 
 log = structlog.get_logger("catchup")
 
 REPLAY_CHUNK = 500
+UNREADABLE = (InvalidResponse, ScriptError)
+"""What a restore raises for a snapshot it cannot read: a raw one not whole or naming
+answers this version does not know; JSON room_restore.lua cannot decode or apply."""
+
+
+async def restored(store: RoomStore, room: str, snapshot: Snapshot) -> bool:
+    """Restore ``room`` from ``snapshot``; False (logged) when the snapshot cannot be read,
+    for the caller to rebuild the room from its whole stream instead. (Its state may then
+    be half restored: room_restore.lua decodes before it changes anything, but a decoded
+    snapshot lacking a part fails on the way.)"""
+    try:
+        await store.restore(room, snapshot.state)
+    except UNREADABLE as exc:
+        log.error(
+            "snapshot_unreadable",
+            room=room,
+            seq=snapshot.manifest.seq,
+            snapshot=snapshot.manifest.snap_id,
+            error=repr(exc),
+            hint="the room is rebuilt from its whole stream instead",
+        )
+        return False
+    return True
 
 
 @dataclass
@@ -81,7 +110,9 @@ async def catch_up(
     snapshot = await latest_snapshot(js, stream, room)
     if snapshot is not None and snapshot.manifest.seq > last.seq:
         snapshot = None  # not of this history
-    await store.restore(room, snapshot.state if snapshot else None)
+    if snapshot is None or not await restored(store, room, snapshot):
+        snapshot = None
+        await store.restore(room, None)
     start = snapshot.manifest.stream_from if snapshot else 1
     on_stream = await room_events(js, stream, room, start, last.stream_seq)
     report.replayed, report.stop = await replay_chunks(

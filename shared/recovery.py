@@ -3,9 +3,10 @@
 Every room the stream knows is marked ``recovering`` first: every other change to it is
 refused (503 room_recovering) until it is rebuilt, while gateways keep serving the other
 rooms. A room whose latest snapshot (shared/stream_reads.py) is ahead of what the store
-holds starts from it. Then the stream is read once, in order, from the earliest point any
-room needs; replay.lua applies each event and skips what a room has already (by its event
-counter), so running recovery twice gives the same state.
+holds starts from it (one that cannot be read is passed over for the whole stream). Then
+the stream is read once, in order, from the earliest point any room needs; replay.lua
+applies each event and skips what a room has already (by its event counter), so running
+recovery twice gives the same state.
 
 A gap (the stream lacks seqs of a room, or names a place it never made) stops that room
 there: it stays marked and is reported (room, the last seq it has, the next the stream
@@ -29,6 +30,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from shared import nats_client
+from shared.catchup import restored
 from shared.events import SUBJECT_PREFIX
 from shared.store import RoomStore
 from shared.store.lane import CallsLost
@@ -183,11 +185,13 @@ async def _from_snapshots(
         report = summary.reports[room] = RoomReport(room, store_seq=await store.event_seq(room))
         snapshot = await latest_snapshot(js, stream, room)
         if snapshot is not None and snapshot.manifest.seq > report.store_seq:
-            await store.restore(room, snapshot.state)
-            report.snapshot_seq = snapshot.manifest.seq
-            start = min(start, snapshot.manifest.stream_from)
-        else:
-            start = first  # this room needs the stream from the start
+            if await restored(store, room, snapshot):
+                report.snapshot_seq = snapshot.manifest.seq
+                start = min(start, snapshot.manifest.stream_from)
+                continue
+            if await store.event_seq(room) != report.store_seq:  # restored in part
+                await store.restore(room, None)
+        start = first  # this room needs the stream from the start
     return max(first, start)
 
 

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import msgspec
+import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -28,6 +29,8 @@ from nats.js.errors import NotFoundError
 
 from shared.events import SNAPSHOT_PREFIX, room_subjects, snapshot_subject
 from shared.nats_client import WaitroomClient
+
+log = structlog.get_logger("stream_reads")
 
 PART_BYTES = 512 * 1024
 """Below NATS's default max_payload (1 MiB)."""
@@ -249,7 +252,8 @@ async def last_manifest(js: JetStreamContext, stream: str, room: str) -> Manifes
 
 
 async def latest_snapshot(js: JetStreamContext, stream: str, room: str) -> Snapshot | None:
-    """The room's latest complete snapshot on the stream, or None."""
+    """The room's latest complete snapshot on the stream, or None (also for one whose
+    parts do not decompress)."""
     manifest = await last_manifest(js, stream, room)
     if manifest is None:
         return None
@@ -265,7 +269,19 @@ async def latest_snapshot(js: JetStreamContext, stream: str, room: str) -> Snaps
         if (msg.headers or {}).get("Waitroom-Snapshot") == manifest.snap_id:
             parts.append(msg.data or b"")
         seq = int(msg.seq or seq) + 1
-    return Snapshot(manifest, zlib.decompress(b"".join(parts)))
+    try:
+        state = zlib.decompress(b"".join(parts))
+    except zlib.error as exc:  # (corrupt on the way or on disk): as good as gone
+        log.error(
+            "snapshot_unreadable",
+            room=room,
+            seq=manifest.seq,
+            snapshot=manifest.snap_id,
+            error=repr(exc),
+            hint="the room is rebuilt from its whole stream instead",
+        )
+        return None
+    return Snapshot(manifest, state)
 
 
 async def snapshot_rooms(js: JetStreamContext, stream: str) -> set[str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import random
 import secrets
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,7 +20,10 @@ from nats.js.api import StreamConfig
 from redis.asyncio import Redis
 from redis.exceptions import InvalidResponse
 
+from shared import keys
+from shared.catchup import OutboxTrim, catch_up
 from shared.errors import RoomNotFound, RoomRecovering
+from shared.events import snapshot_subject
 from shared.nats_link import NatsLink, StreamLimits, ensure_stream
 from shared.recovery import recover
 from shared.relay import OutboxRelay, SnapshotPolicy
@@ -30,7 +34,14 @@ from shared.store import RoomStore
 from shared.store.lane import ScriptLane
 from shared.store.snapshot_read import RAW_PREFIX, is_raw, snapshot_json, snapshot_seq
 from shared.store.views import ReplayMode, ReplayResult
-from shared.stream_reads import last_event, latest_snapshot, room_events
+from shared.stream_reads import (
+    Manifest,
+    last_event,
+    latest_snapshot,
+    publish_manifest,
+    publish_snapshot_parts,
+    room_events,
+)
 from tests.helpers.histories import URL, every_kind_of_state, make_history, put_rooms
 from tests.helpers.servers import NatsProc, Servers
 from tests.helpers.wait import wait_until
@@ -413,3 +424,117 @@ async def test_a_snapshot_read_among_racing_joins_holds_one_moment(
         stop = True
         await asyncio.gather(*joiners)
         await lane.aclose()
+
+
+async def unreadable_snapshot(
+    js: JetStreamContext, stream: str, room: str, seq: int, state: bytes, *, packed: bool = True
+) -> None:
+    """A snapshot of ``room`` at ``seq`` on the stream holding ``state`` (zlib-packed as
+    the relay packs one, unless ``packed`` is off: parts that do not decompress)."""
+    snap_id = "bad-" + secrets.token_hex(4)
+    if packed:
+        first, parts = await publish_snapshot_parts(js, room, state, snap_id)
+    else:
+        ack = await js.publish(
+            f"{snapshot_subject(room)}.part", state, headers={"Waitroom-Snapshot": snap_id}
+        )
+        first, parts = ack.seq, 1
+    stream_from = (await js.stream_info(stream)).state.last_seq + 1
+    await publish_manifest(
+        js, Manifest(room, seq, stream_from, first, parts, snap_id, ts=time.time())
+    )
+
+
+async def test_a_snapshot_that_cannot_be_read_is_passed_over_for_the_whole_stream(
+    own_db: tuple[Redis, Settings],
+) -> None:
+    """The latest snapshot of each room is one a restore cannot read: not JSON, JSON
+    lacking a part (room_restore.lua fails half way, the room half restored), parts that
+    do not decompress, a raw snapshot cut short. `waitroom recover` passes each over and
+    rebuilds the room from its whole stream, the same as it was; before, the first such
+    snapshot ended the whole recovery (every room left recovering)."""
+    redis, settings = own_db
+    store = RoomStore(redis)
+    lane = ScriptLane(settings.redis_url)
+    laned = RoomStore(redis, lane=lane)
+    link, relay = await started_relay(store, settings, SnapshotPolicy(every_events=150))
+    rooms = [f"bad-{i}-{secrets.token_hex(3)}" for i in range(4)]
+    try:
+        await put_rooms(store, rooms)
+        for _ in range(3):
+            await make_history(store, rooms, rounds=8)
+            await relay_everything(store, relay, rooms)
+        js = await link.jetstream()
+        assert js is not None
+        stream = settings.stream_name
+        seqs = [await store.event_seq(room) for room in rooms]
+        lacking = msgspec.json.decode(await store.snapshot(rooms[1]))
+        del lacking["line"]
+        kinds = [
+            (b'{"v": 1, "seq": ', True),
+            (msgspec.json.encode(lacking), True),
+            (b"not zlib at all", False),
+            ((await laned.snapshot(rooms[3]))[:-9], True),
+        ]
+        for room, seq, (state, packed) in zip(rooms, seqs, kinds, strict=True):
+            await unreadable_snapshot(js, stream, room, seq, state, packed=packed)
+        before = await digests(store, rooms)
+
+        await redis.flushdb()
+        with structlog.testing.capture_logs() as logs:
+            summary = await recover(store, settings.nats_url, stream=stream)
+        assert not summary.stopped
+        assert all(summary.reports[room].snapshot_seq == 0 for room in rooms)
+        assert await digests(store, rooms) == before
+        passed_over = {e["room"] for e in logs if e["event"] == "snapshot_unreadable"}
+        assert passed_over == set(rooms)
+    finally:
+        await lane.aclose()
+        await link.close()
+
+
+async def test_a_relay_catching_up_passes_an_unreadable_snapshot_over(
+    own_db: tuple[Redis, Settings],
+) -> None:
+    """A store that comes back older than the stream, whose room's latest snapshot cannot
+    be read: the relay's catch-up rebuilds the room from its whole stream, as it was
+    before the store went back; before, the catch-up failed on the snapshot at every tick
+    and the room stayed recovering."""
+    redis, settings = own_db
+    store = RoomStore(redis)
+    lane = ScriptLane(settings.redis_url)
+    laned = RoomStore(redis, lane=lane)
+    link, relay = await started_relay(store, settings, SnapshotPolicy(every_events=150))
+    room = f"older-{secrets.token_hex(3)}"
+    names = keys.RoomKeys(room).all()
+    try:
+        await put_rooms(store, [room])
+        await make_history(store, [room], rounds=8)
+        await relay_everything(store, relay, [room])
+        older = {name: await redis.dump(name) for name in names}  # the store's disk, then
+        await make_history(store, [room], rounds=8)
+        await relay_everything(store, relay, [room])
+        js = await link.jetstream()
+        assert js is not None
+        cut = (await laned.snapshot(room))[:-9]
+        await unreadable_snapshot(js, settings.stream_name, room, await store.event_seq(room), cut)
+        ahead = await store.digest(room)
+
+        for name, dumped in older.items():  # the store comes back with the older data
+            await redis.delete(name)
+            if dumped is not None:
+                await redis.restore(name, 0, dumped)
+        assert await store.digest(room) != ahead
+        last = await last_event(js, settings.stream_name, room)
+        assert last is not None
+        [fence] = await store.lease_acquire_many([room], "relay", relay.holder, 600_000)
+        trim = OutboxTrim(store, room, relay.holder, fence, 600_000)
+        with structlog.testing.capture_logs() as logs:
+            report = await catch_up(store, js, settings.stream_name, room, last, trim=trim)
+        assert report.stop is None
+        assert any(e["event"] == "snapshot_unreadable" for e in logs)
+        assert await store.digest(room) == ahead
+        await store.enqueue(room)  # no longer recovering: changes are taken again
+    finally:
+        await lane.aclose()
+        await link.close()
