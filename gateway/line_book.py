@@ -3,13 +3,15 @@ person who asks where they stand (status, heartbeat, an event stream's refresh) 
 answered without a data-store round trip.
 
 Each room's line is loaded once from the store in one consistent read (the scores in order
-and the event counter they match: plain reads in one MULTI/EXEC, shared/store/line_read.py,
-parsed and built into the line off the loop) and then kept current by the room's
-events on NATS (``waitroom.<room>.>``, the events the relay publishes): a join adds a
-score, an admission or an end removes one, a room update changes the status and pace, an
-admission moves the observed pace as the admit script does. Events arrive in the order of
-their ``seq``; one out of turn (a gap, or NATS reconnected and missed some) makes the line
-load itself again. While a line is loading, stale or NATS is away, callers go to the store
+and the event counter they match: plain reads in one MULTI/EXEC over the lane,
+shared/store/line_read.py, parsed and built into the line off the loop, one line at a
+time) and then kept current by the room's events on NATS (``waitroom.<room>.>``, the
+events the relay publishes): a join adds a score, an admission or an end removes one, a
+room update changes the status and pace, an admission moves the observed pace as the admit
+script does. Events arrive in the order of their ``seq``; one out of turn (a gap, or NATS
+reconnected and missed some) makes the line load itself again, as does one heard while it
+loaded that asks for a fresh start (the room made again, a pre-queue placed). While a line
+is loading, stale or NATS is away, callers go to the store
 as before, so the answer may lag the store by the relay's delay (tens of milliseconds) but
 never by more than that, and never passes a person someone who joined before them.
 
@@ -49,6 +51,8 @@ MAX_LAG_SECONDS = 1.0
 """A line behind the store's event counter for longer than this (the relay slow or down,
 events lost on the way) is not used: people are answered from the store meanwhile."""
 RELOAD_AFTER_SECONDS = 5.0
+LOAD_TRIES = 3
+"""Loads of a line in a row whose events heard meanwhile asked for a fresh start."""
 PLAIN_ORDER = {"queueing_method": "fifo", "admission_policy": "strict"}
 """Room settings (and their values) under which a place's position is its rank by score."""
 
@@ -139,9 +143,10 @@ class RoomLine:
         self._early: list[_Event] = []
         self._early_writes: list[PersonView] = []
 
-    def load(self, snapshot: LineSnapshot, built: BuiltLine | None = None) -> None:
+    def load(self, snapshot: LineSnapshot, built: BuiltLine | None = None) -> bool:
         """Start from a snapshot (``built`` from it, or built here), then apply what
-        arrived while it was read."""
+        arrived while it was read. False when one of those asks for a fresh start (a gap,
+        the room made again or deleted, a pre-queue placed): load again."""
         self.loads += 1
         self.places, self.scores = built or build_line(snapshot)
         self.event_seq = snapshot.event_seq
@@ -162,9 +167,10 @@ class RoomLine:
         self.synced = True
         for event in early:
             if not self.apply(event):
-                return
+                return False
         for view in writes:  # a snapshot read after them holds them already: no change
             self.wrote(view)
+        return True
 
     def hear(self, raw: bytes) -> bool:
         """Take one event off the wire; False when the line must load again."""
@@ -316,6 +322,8 @@ class LineBook:
         """People answered from memory (a figure for tests and metrics)."""
         self._subscriptions: dict[str, Any] = {}
         self._loading: set[str] = set()
+        self._one_load = asyncio.Semaphore(1)
+        """Lines are read and built one at a time: each may be a million places."""
         self._seen: dict[str, set[str]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._ticker: asyncio.Task[None] | None = None
@@ -408,24 +416,36 @@ class LineBook:
             self._spawn(self._load(room))
 
     async def _load(self, room: str) -> None:
-        """(Re)load a line from the store; events heard meanwhile are applied after."""
+        """(Re)load a line from the store; events heard meanwhile are applied after. One
+        of them asking for a fresh start loads it again (up to ``LOAD_TRIES`` times, then
+        the line goes and the store answers; the next caller starts it again)."""
         line = self.lines.get(room)
         if line is None or room in self._loading:
             return
         self._loading.add(room)
         line.synced = False
         try:
-            snapshot = await self.store.line_snapshot(room)
-            config_plain = await self._plain(room)
-            built = await asyncio.to_thread(build_line, snapshot)
-            line.load(snapshot, built)
-            line.plain = config_plain
-            log.info("line_loaded", room=room, waiting=len(line.places), seq=line.event_seq)
+            for _ in range(LOAD_TRIES):
+                async with self._one_load:  # (a large line's answer and build are big)
+                    snapshot = await self.store.line_snapshot(room)
+                    config_plain = await self._plain(room)
+                    built = await asyncio.to_thread(build_line, snapshot)
+                if self.lines.get(room) is not line:
+                    return  # dropped meanwhile (the one after it is loaded in turn)
+                line.plain = config_plain  # (a room update heard meanwhile then applies)
+                if line.load(snapshot, built):
+                    log.info("line_loaded", room=room, waiting=len(line.places), seq=line.event_seq)
+                    return
+            log.info("line_not_loaded", room=room, error="asked to load again each time")
+            await self._drop(room, line)
         except Exception as exc:  # unknown room, store away: the store answers meanwhile
             log.info("line_not_loaded", room=room, error=repr(exc))
-            await self._drop(room)
+            await self._drop(room, line)
         finally:
             self._loading.discard(room)
+            after = self.lines.get(room)
+            if after is not None and after is not line and not after.synced:
+                self._spawn(self._load(room))  # started while this one was loading
 
     async def _plain(self, room: str) -> bool:
         found = await self.store.get_config(room)
@@ -477,7 +497,10 @@ class LineBook:
             except Exception as exc:
                 log.warning("seen_flush_failed", room=room, error=repr(exc))
 
-    async def _drop(self, room: str) -> None:
+    async def _drop(self, room: str, line: RoomLine | None = None) -> None:
+        """Forget the room's line (only if it is still ``line``, when given)."""
+        if line is not None and self.lines.get(room) is not line:
+            return
         self.lines.pop(room, None)
         subscription = self._subscriptions.pop(room, None)
         if subscription is not None:

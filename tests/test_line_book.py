@@ -13,7 +13,10 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
+from gateway.line_book import LineBook, RoomLine
 from shared.keyring import KeyRing
+from shared.nats_link import NatsLink
+from shared.room import RoomUpdate
 from shared.settings import Settings
 from shared.store import RoomStore
 from shared.tokens import TokenService
@@ -21,6 +24,8 @@ from tests.helpers.api import bearer, create_room, fresh_room_id, place
 from tests.helpers.lines import book, settled
 from tests.helpers.servers import GatewayServer, in_process_workers
 from tests.helpers.wait import wait_until
+
+URL = "http://127.0.0.1:9/t"
 
 
 async def positions(c: httpx.AsyncClient, room: str, people: list[dict[str, str]]) -> list[int]:
@@ -193,3 +198,51 @@ async def test_a_visit_shown_for_a_place_in_line_is_answered_at_once_as_admitted
         assert r.json()["state"] == "active"
         assert (await place(c, room, me["token"]))["state"] == "active"
         assert me["position_id"] not in book(gw).lines[room].places
+
+
+async def loading_book(settings: Settings, store: RoomStore, room: str) -> LineBook:
+    """A LineBook on the test store whose line of ``room`` is waiting for its load (its
+    NATS link is never started: a load reads the store alone)."""
+    link = NatsLink(settings.nats_url, stream=settings.stream_name, duplicate_window=600, name="t")
+    lines = LineBook(store, link)
+    lines.lines[room] = RoomLine(room)
+    return lines
+
+
+async def test_an_event_heard_while_loading_that_asks_for_a_fresh_start_loads_again(
+    settings: Settings, store: RoomStore
+) -> None:
+    """A pre-queue placed (or the room made again) while the line was being read: the
+    load applies it after the snapshot, starts over, and the line ends loaded; it was left
+    unloaded before, the store answering everyone until the line went idle (300 s)."""
+    room = fresh_room_id()
+    await store.put_room(room, RoomUpdate(target_url=URL, max_positions_per_ip=0))
+    for _ in range(3):
+        await store.enqueue(room)
+    seq = await store.event_seq(room)
+    lines = await loading_book(settings, store, room)
+    line = lines.lines[room]
+    assert line.hear(json.dumps({"type": "prequeue_placed", "seq": seq + 1}).encode())
+    await lines._load(room)
+    assert line.synced
+    assert line.loads == 2
+    assert len(line.places) == 3
+
+
+async def test_a_room_update_heard_while_loading_outlasts_the_config_read_before_it(
+    settings: Settings, store: RoomStore
+) -> None:
+    """The room became a lottery while its line was being read: the update, heard then and
+    applied after the snapshot, is what the line follows; the config read before it used
+    to be written over it (people then told a rank in a room where rank is no place)."""
+    room = fresh_room_id()
+    await store.put_room(room, RoomUpdate(target_url=URL, max_positions_per_ip=0))
+    await store.enqueue(room)
+    seq = await store.event_seq(room)
+    lines = await loading_book(settings, store, room)
+    line = lines.lines[room]
+    update = {"type": "room_updated", "seq": seq + 1, "config": {"queueing_method": "random"}}
+    assert line.hear(json.dumps(update).encode())
+    await lines._load(room)
+    assert line.synced
+    assert not line.plain
