@@ -12,9 +12,11 @@ history) are put on top as new events where they still apply — someone who joi
 place at their arrival, an admission still due is made, a pause is applied again. Events
 of the outbox that the stream holds already, identical, are simply dropped.
 
-A snapshot that cannot be read (its state corrupt, cut short, or of a later version) is
-passed over for the room's whole stream (``restored``), here and in `waitroom recover`: the
-room is rebuilt from its first event, or stops at the gap retention left, reported.
+A snapshot that cannot be read (its state corrupt or cut short) is passed over for the one
+before it, here and in `waitroom recover` (``restore_newest``); with none left, the room is
+rebuilt from its whole stream, if the stream still holds its first event. If not, the
+store's state is kept and the room stops there, reported, for `waitroom recover
+--accept-gap`.
 """
 
 from __future__ import annotations
@@ -23,40 +25,83 @@ from dataclasses import dataclass
 
 import structlog
 from nats.js import JetStreamContext
-from redis.exceptions import InvalidResponse
 
-from shared.errors import RoomRecovering
-from shared.scripts import ScriptError
+from shared.errors import RoomRecovering, SnapshotUnreadable
 from shared.store import RoomStore
 from shared.store.views import ReplayResult, ReplayStop
-from shared.stream_reads import LastEvent, Snapshot, event_seq_of, latest_snapshot, room_events
+from shared.stream_reads import (
+    LastEvent,
+    Snapshot,
+    event_seq_of,
+    first_event_seq,
+    last_manifest,
+    room_events,
+    room_manifests,
+    snapshot_of,
+)
 
 log = structlog.get_logger("catchup")
 
 REPLAY_CHUNK = 500
-UNREADABLE = (InvalidResponse, ScriptError)
-"""What a restore raises for a snapshot it cannot read: a raw one not whole or naming
-answers this version does not know; JSON room_restore.lua cannot decode or apply."""
 
 
-async def restored(store: RoomStore, room: str, snapshot: Snapshot) -> bool:
-    """Restore ``room`` from ``snapshot``; False (logged) when the snapshot cannot be read,
-    for the caller to rebuild the room from its whole stream instead. (Its state may then
-    be half restored: room_restore.lua decodes before it changes anything, but a decoded
-    snapshot lacking a part fails on the way.)"""
-    try:
-        await store.restore(room, snapshot.state)
-    except UNREADABLE as exc:
-        log.error(
-            "snapshot_unreadable",
-            room=room,
-            seq=snapshot.manifest.seq,
-            snapshot=snapshot.manifest.snap_id,
-            error=repr(exc),
-            hint="the room is rebuilt from its whole stream instead",
-        )
-        return False
-    return True
+@dataclass
+class Restored:
+    """What ``restore_newest`` did."""
+
+    snapshot: Snapshot | None = None
+    """The snapshot the room now holds; None when none was restored (the room as it was)."""
+    passed_over: int = 0
+    """Snapshots that could not be read, newest first."""
+
+
+async def restore_newest(
+    store: RoomStore,
+    js: JetStreamContext,
+    stream: str,
+    room: str,
+    *,
+    above: int = 0,
+    upto: int | None = None,
+) -> Restored:
+    """Restore ``room`` from its latest snapshot on the stream, when its seq is above
+    ``above`` (what the store holds already) and at most ``upto`` (the stream's last
+    event of the room: one past it is of another history). A snapshot that cannot be read
+    (corrupt, cut short: ``SnapshotUnreadable``) is logged and passed over for the one
+    before it, and so on; the room is left as it was until one is restored. One of a later
+    version (``SnapshotTooNew``) is raised: this version must not guess at it."""
+    result = Restored()
+    latest = await last_manifest(js, stream, room)
+    if latest is None or latest.seq <= above or (upto is not None and latest.seq > upto):
+        return result
+    candidates = [latest]
+    while candidates:
+        manifest = candidates.pop(0)
+        try:
+            snapshot = await snapshot_of(js, stream, manifest)
+            if snapshot is None:
+                return result  # its parts are gone (retention): those before it too
+            await store.restore(room, snapshot.state)
+        except SnapshotUnreadable as exc:
+            result.passed_over += 1
+            log.error(
+                "snapshot_unreadable",
+                room=room,
+                seq=manifest.seq,
+                snapshot=manifest.snap_id,
+                error=str(exc),
+                hint="passed over for the snapshot before it, or the room's whole stream",
+            )
+            if result.passed_over == 1:
+                candidates = [
+                    m
+                    for m in await room_manifests(js, stream, room)
+                    if above < m.seq <= manifest.seq and m.snap_id != manifest.snap_id
+                ]
+            continue
+        result.snapshot = snapshot
+        return result
+    return result
 
 
 @dataclass
@@ -72,6 +117,8 @@ class CatchUpReport:
     reapplied: int = 0
     dropped: int = 0
     """Outbox events the stream held already (identical)."""
+    passed_over: int = 0
+    """The room's snapshots that could not be read (``restore_newest``)."""
     stop: ReplayStop | None = None
 
 
@@ -107,17 +154,24 @@ async def catch_up(
         raise RoomRecovering()  # `waitroom recover` is rebuilding it
     report = CatchUpReport(room, await store.event_seq(room), last.seq)
     outbox = await store.outbox_batch(room, 10_000_000)
-    snapshot = await latest_snapshot(js, stream, room)
-    if snapshot is not None and snapshot.manifest.seq > last.seq:
-        snapshot = None  # not of this history
-    if snapshot is None or not await restored(store, room, snapshot):
-        snapshot = None
-        await store.restore(room, None)
-    start = snapshot.manifest.stream_from if snapshot else 1
-    on_stream = await room_events(js, stream, room, start, last.stream_seq)
-    report.replayed, report.stop = await replay_chunks(
-        store, room, [data for _seq, data in on_stream], "strict"
-    )
+    restored = await restore_newest(store, js, stream, room, upto=last.seq)
+    report.passed_over = restored.passed_over
+    on_stream: list[tuple[int, bytes]] = []
+    if restored.snapshot is not None:
+        on_stream = await room_events(
+            js, stream, room, restored.snapshot.manifest.stream_from, last.stream_seq
+        )
+    elif (first := await first_event_seq(js, stream, room)) not in (None, 1):
+        # no snapshot to start from, and the stream no longer holds the room's first
+        # events: the store's state (older, perhaps a fork) is kept for an operator
+        report.stop = ReplayStop("gap", after=0, next=first or 0)
+    else:
+        await store.restore(room, None)  # from nothing: the whole stream
+        on_stream = await room_events(js, stream, room, 1, last.stream_seq)
+    if report.stop is None:
+        report.replayed, report.stop = await replay_chunks(
+            store, room, [data for _seq, data in on_stream], "strict"
+        )
     if report.stop is not None:
         await store.mark_recovering([room], owner="stuck", take=True)  # recover may take it
         log.error(

@@ -111,6 +111,12 @@ ReplayGap = _error(
 ReplayUnknownType = _error(
     "replay_unknown_type", 500, "The event stream holds an event type this version cannot replay."
 )
+SnapshotUnreadable = _error(
+    "snapshot_unreadable", 500, "A room's snapshot on the event stream cannot be read."
+)
+SnapshotTooNew = _error(
+    "snapshot_too_new", 500, "A room's snapshot on the event stream is of a later version."
+)
 ReplayDiverged = _error(
     "replay_diverged", 500, "Replaying an event did not give the result the stream recorded."
 )
@@ -144,6 +150,8 @@ SCRIPT_ERRORS: dict[str, type[WaitroomError]] = {
             ReplayUnknownType,
             EventsBacklog,
             ReplayDiverged,
+            SnapshotUnreadable,
+            SnapshotTooNew,
             UnknownLane,
             RoomClosed,
             RoomFull,

@@ -3,7 +3,8 @@
 Every room the stream knows is marked ``recovering`` first: every other change to it is
 refused (503 room_recovering) until it is rebuilt, while gateways keep serving the other
 rooms. A room whose latest snapshot (shared/stream_reads.py) is ahead of what the store
-holds starts from it (one that cannot be read is passed over for the whole stream). Then
+holds starts from it (one that cannot be read is passed over for the one before it, or
+the whole stream: shared/catchup.py ``restore_newest``). Then
 the stream is read once, in order, from the earliest point any room needs; replay.lua
 applies each event and skips what a room has already (by its event counter), so running
 recovery twice gives the same state.
@@ -30,7 +31,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from shared import nats_client
-from shared.catchup import restored
+from shared.catchup import restore_newest
 from shared.events import SUBJECT_PREFIX
 from shared.store import RoomStore
 from shared.store.lane import CallsLost
@@ -39,7 +40,6 @@ from shared.stream_reads import (
     READ_AHEAD,
     Chunk,
     event_rooms,
-    latest_snapshot,
     read_events,
     snapshot_rooms,
 )
@@ -68,6 +68,8 @@ class RoomReport:
     room: str
     store_seq: int = 0
     snapshot_seq: int = 0
+    passed_over: int = 0
+    """Snapshots of the room that could not be read (the one before each was tried)."""
     stream_seq: int = 0
     seq: int = 0
     gaps: list[Gap] = field(default_factory=list)
@@ -183,15 +185,13 @@ async def _from_snapshots(
     start = last + 1
     for room in rooms:
         report = summary.reports[room] = RoomReport(room, store_seq=await store.event_seq(room))
-        snapshot = await latest_snapshot(js, stream, room)
-        if snapshot is not None and snapshot.manifest.seq > report.store_seq:
-            if await restored(store, room, snapshot):
-                report.snapshot_seq = snapshot.manifest.seq
-                start = min(start, snapshot.manifest.stream_from)
-                continue
-            if await store.event_seq(room) != report.store_seq:  # restored in part
-                await store.restore(room, None)
-        start = first  # this room needs the stream from the start
+        restored = await restore_newest(store, js, stream, room, above=report.store_seq)
+        report.passed_over = restored.passed_over
+        if restored.snapshot is not None:
+            report.snapshot_seq = restored.snapshot.manifest.seq
+            start = min(start, restored.snapshot.manifest.stream_from)
+        else:
+            start = first  # this room needs the stream from the start
     return max(first, start)
 
 
@@ -389,6 +389,8 @@ def _log_summary(summary: RecoverySummary) -> None:
 def describe(report: RoomReport) -> str:
     """One line for an operator about a room's recovery."""
     parts = [f"{report.room}: store had seq {report.store_seq}, stream has {report.stream_seq}"]
+    if report.passed_over:
+        parts.append(f"{report.passed_over} unreadable snapshot(s) passed over")
     if report.snapshot_seq:
         parts.append(f"from snapshot at {report.snapshot_seq}")
     if report.ahead:

@@ -250,18 +250,18 @@ class OutboxRelay:
         head_seq = _seq_of(head[0][1]) if head else store_seq + 1
         trim = OutboxTrim(self.store, room, self.holder, fence, self.lease_ms)
         if redo:
-            await self._catch_up(js, room, last, trim)
+            await self._catch_up(js, room, last, trim, track)
         elif head and head_seq <= last.seq and last.seq <= store_seq:
             entries = await self.store.outbox_batch(room, last.seq - head_seq + 1)
             same = [
                 e for e, raw in entries if _seq_of(raw) == last.seq and raw.encode() == last.data
             ]
             if not same:
-                await self._catch_up(js, room, last, trim)
+                await self._catch_up(js, room, last, trim, track)
             # else delivered before a restart, not trimmed: the same history
             await trim([e for e, raw in entries if _seq_of(raw) <= last.seq])
         elif store_seq < last.seq:
-            await self._catch_up(js, room, last, trim)
+            await self._catch_up(js, room, last, trim, track)
         elif head_seq > last.seq + 1:
             log.error(
                 "stream_gap",
@@ -282,11 +282,14 @@ class OutboxRelay:
         return track
 
     async def _catch_up(
-        self, js: JetStreamContext, room: str, last: LastEvent, trim: OutboxTrim
+        self, js: JetStreamContext, room: str, last: LastEvent, trim: OutboxTrim, track: RoomTrack
     ) -> None:
         report = await catch_up(self.store, js, self.stream, room, last, trim=trim)
         if report.stop is not None:
             raise RoomRecovering()  # stays marked until an operator recovers it
+        if report.passed_over:  # the latest snapshot cannot be read: a new one is due now
+            track.snapshot_seq = 0
+            track.snapshot_at = time.monotonic() - self.snapshots.every_seconds
 
     # publishing -----------------------------------------------------------------------
     async def _publish_batch(

@@ -20,17 +20,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import msgspec
-import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
+from shared.errors import SnapshotUnreadable
 from shared.events import SNAPSHOT_PREFIX, room_subjects, snapshot_subject
 from shared.nats_client import WaitroomClient
-
-log = structlog.get_logger("stream_reads")
 
 PART_BYTES = 512 * 1024
 """Below NATS's default max_payload (1 MiB)."""
@@ -252,17 +250,23 @@ async def last_manifest(js: JetStreamContext, stream: str, room: str) -> Manifes
 
 
 async def latest_snapshot(js: JetStreamContext, stream: str, room: str) -> Snapshot | None:
-    """The room's latest complete snapshot on the stream, or None (also for one whose
-    parts do not decompress)."""
+    """The room's latest complete snapshot on the stream, or None (``SnapshotUnreadable``
+    for one whose parts do not decompress)."""
     manifest = await last_manifest(js, stream, room)
     if manifest is None:
         return None
+    return await snapshot_of(js, stream, manifest)
+
+
+async def snapshot_of(js: JetStreamContext, stream: str, manifest: Manifest) -> Snapshot | None:
+    """The snapshot a manifest names, or None when its parts are gone (retention);
+    ``SnapshotUnreadable`` when they do not decompress."""
     parts: list[bytes] = []
     seq = manifest.first_part
     while len(parts) < manifest.parts:
         try:
             msg = await js.get_msg(
-                stream, seq=seq, subject=f"{snapshot_subject(room)}.part", next=True
+                stream, seq=seq, subject=f"{snapshot_subject(manifest.room)}.part", next=True
             )
         except NotFoundError:
             return None  # parts gone (retention): no usable snapshot
@@ -270,18 +274,39 @@ async def latest_snapshot(js: JetStreamContext, stream: str, room: str) -> Snaps
             parts.append(msg.data or b"")
         seq = int(msg.seq or seq) + 1
     try:
-        state = zlib.decompress(b"".join(parts))
-    except zlib.error as exc:  # (corrupt on the way or on disk): as good as gone
-        log.error(
-            "snapshot_unreadable",
-            room=room,
-            seq=manifest.seq,
-            snapshot=manifest.snap_id,
-            error=repr(exc),
-            hint="the room is rebuilt from its whole stream instead",
-        )
+        return Snapshot(manifest, zlib.decompress(b"".join(parts)))
+    except zlib.error as exc:  # (corrupt on the way or on disk)
+        raise SnapshotUnreadable(f"snapshot {manifest.snap_id}: {exc!r}") from exc
+
+
+async def room_manifests(js: JetStreamContext, stream: str, room: str) -> list[Manifest]:
+    """Every manifest of the room's snapshots still on the stream, newest first (one that
+    cannot be decoded is left out): the ones to fall back on when the latest cannot be
+    read. One round trip each."""
+    found: list[Manifest] = []
+    seq = (await js.stream_info(stream)).state.first_seq
+    while True:
+        try:
+            msg = await js.get_msg(
+                stream, seq=seq, subject=f"{snapshot_subject(room)}.done", next=True
+            )
+        except NotFoundError:
+            break
+        with contextlib.suppress(msgspec.DecodeError):
+            found.append(msgspec.json.decode(msg.data or b"", type=Manifest))
+        seq = int(msg.seq or seq) + 1
+    return found[::-1]
+
+
+async def first_event_seq(js: JetStreamContext, stream: str, room: str) -> int | None:
+    """The room's seq of its first event still on the stream (1 when the stream holds its
+    whole history), or None when it holds none."""
+    first = (await js.stream_info(stream)).state.first_seq
+    try:
+        msg = await js.get_msg(stream, seq=max(1, first), subject=room_subjects(room), next=True)
+    except NotFoundError:
         return None
-    return Snapshot(manifest, state)
+    return event_seq_of(msg.data or b"")
 
 
 async def snapshot_rooms(js: JetStreamContext, stream: str) -> set[str]:

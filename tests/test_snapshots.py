@@ -8,7 +8,7 @@ import asyncio
 import random
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import msgspec
@@ -18,17 +18,15 @@ import structlog.testing
 from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
 from redis.asyncio import Redis
-from redis.exceptions import InvalidResponse
 
 from shared import keys
-from shared.catchup import OutboxTrim, catch_up
-from shared.errors import RoomNotFound, RoomRecovering
-from shared.events import snapshot_subject
+from shared.catchup import CatchUpReport, OutboxTrim, catch_up
+from shared.errors import RoomNotFound, RoomRecovering, SnapshotTooNew, SnapshotUnreadable
+from shared.events import SCHEMA_VERSION, snapshot_subject
 from shared.nats_link import NatsLink, StreamLimits, ensure_stream
 from shared.recovery import recover
 from shared.relay import OutboxRelay, SnapshotPolicy
 from shared.room import RoomUpdate
-from shared.scripts import ScriptError
 from shared.settings import Settings
 from shared.store import RoomStore
 from shared.store.lane import ScriptLane
@@ -41,6 +39,7 @@ from shared.stream_reads import (
     publish_manifest,
     publish_snapshot_parts,
     room_events,
+    room_manifests,
 )
 from tests.helpers.histories import URL, every_kind_of_state, make_history, put_rooms
 from tests.helpers.servers import NatsProc, Servers
@@ -363,10 +362,10 @@ async def test_a_snapshot_read_in_one_transaction_is_the_scripts_snapshot(
         assert all(taken[2][name] for name in ("prequeue", "invites"))
         # a raw snapshot cut short is refused whole: nothing of it is restored
         cut = (await laned.snapshot(rooms[0]))[:-9]
-        with pytest.raises(InvalidResponse):
+        with pytest.raises(SnapshotUnreadable):
             snapshot_json(cut)
         before = await store.digest(rooms[0])
-        with pytest.raises(InvalidResponse):
+        with pytest.raises(SnapshotUnreadable):
             await store.restore(rooms[0], cut)
         assert await store.digest(rooms[0]) == before
         # a raw snapshot of answers this version does not know is refused, not guessed at
@@ -375,12 +374,21 @@ async def test_a_snapshot_read_in_one_transaction_is_the_scripts_snapshot(
         header = msgspec.json.decode(raw[len(RAW_PREFIX) : header_end])
         header["answers"].append("later")
         other = RAW_PREFIX + msgspec.json.encode(header) + raw[header_end:]
-        with pytest.raises(InvalidResponse, match="other answers"):
+        with pytest.raises(SnapshotTooNew):
             snapshot_json(other)
-        # a snapshot room_restore.lua cannot read changes nothing (it emptied the room)
-        with pytest.raises(ScriptError):
-            await store.restore(rooms[0], b'{"v": 1, "seq": ')
-        assert await store.digest(rooms[0]) == before
+        # JSON room_restore.lua cannot read, or of a later version, changes nothing (it
+        # once emptied the room first; then it failed half way for one lacking a part)
+        lacking = msgspec.json.decode(await store.snapshot(rooms[0]))
+        del lacking["line"]
+        later = {**lacking, "line": [], "v": SCHEMA_VERSION + 1}
+        for state, refusal in (
+            (b'{"v": 1, "seq": ', SnapshotUnreadable),
+            (msgspec.json.encode(lacking), SnapshotUnreadable),
+            (msgspec.json.encode(later), SnapshotTooNew),
+        ):
+            with pytest.raises(refusal):
+                await store.restore(rooms[0], state)
+            assert await store.digest(rooms[0]) == before
         with pytest.raises(RoomNotFound):
             await laned.snapshot(f"none-{secrets.token_hex(3)}")
         await store.mark_recovering([rooms[0]])
@@ -445,19 +453,20 @@ async def unreadable_snapshot(
     )
 
 
-async def test_a_snapshot_that_cannot_be_read_is_passed_over_for_the_whole_stream(
+async def test_a_snapshot_that_cannot_be_read_is_passed_over_for_the_one_before(
     own_db: tuple[Redis, Settings],
 ) -> None:
     """The latest snapshot of each room is one a restore cannot read: not JSON, JSON
-    lacking a part (room_restore.lua fails half way, the room half restored), parts that
-    do not decompress, a raw snapshot cut short. `waitroom recover` passes each over and
-    rebuilds the room from its whole stream, the same as it was; before, the first such
-    snapshot ended the whole recovery (every room left recovering)."""
+    lacking a part, parts that do not decompress, a raw snapshot cut short. `waitroom
+    recover` passes each over for the snapshot before it and rebuilds the room the same
+    as it was; with every snapshot of a room unreadable, from its whole stream. Before,
+    the first such snapshot ended the whole recovery (every room left recovering). One
+    of a later version is refused, loudly: this version must not guess at it."""
     redis, settings = own_db
     store = RoomStore(redis)
     lane = ScriptLane(settings.redis_url)
     laned = RoomStore(redis, lane=lane)
-    link, relay = await started_relay(store, settings, SnapshotPolicy(every_events=150))
+    link, relay = await started_relay(store, settings, SnapshotPolicy(every_events=60))
     rooms = [f"bad-{i}-{secrets.token_hex(3)}" for i in range(4)]
     try:
         await put_rooms(store, rooms)
@@ -467,7 +476,7 @@ async def test_a_snapshot_that_cannot_be_read_is_passed_over_for_the_whole_strea
         js = await link.jetstream()
         assert js is not None
         stream = settings.stream_name
-        seqs = [await store.event_seq(room) for room in rooms]
+        good = [await latest_snapshot(js, stream, room) for room in rooms]
         lacking = msgspec.json.decode(await store.snapshot(rooms[1]))
         del lacking["line"]
         kinds = [
@@ -476,7 +485,8 @@ async def test_a_snapshot_that_cannot_be_read_is_passed_over_for_the_whole_strea
             (b"not zlib at all", False),
             ((await laned.snapshot(rooms[3]))[:-9], True),
         ]
-        for room, seq, (state, packed) in zip(rooms, seqs, kinds, strict=True):
+        for room, (state, packed) in zip(rooms, kinds, strict=True):
+            seq = await store.event_seq(room)
             await unreadable_snapshot(js, stream, room, seq, state, packed=packed)
         before = await digests(store, rooms)
 
@@ -484,34 +494,83 @@ async def test_a_snapshot_that_cannot_be_read_is_passed_over_for_the_whole_strea
         with structlog.testing.capture_logs() as logs:
             summary = await recover(store, settings.nats_url, stream=stream)
         assert not summary.stopped
-        assert all(summary.reports[room].snapshot_seq == 0 for room in rooms)
         assert await digests(store, rooms) == before
+        for room, kept in zip(rooms, good, strict=True):
+            assert kept is not None
+            assert summary.reports[room].snapshot_seq == kept.manifest.seq
+            assert summary.reports[room].passed_over == 1
         passed_over = {e["room"] for e in logs if e["event"] == "snapshot_unreadable"}
         assert passed_over == set(rooms)
+
+        # every snapshot of a room unreadable: its whole stream (which holds it all)
+        assert len(await room_manifests(js, stream, rooms[0])) >= 3
+        await js.purge_stream(stream, subject=f"{snapshot_subject(rooms[0])}.done")
+        seq = await store.event_seq(rooms[0])
+        for at in (seq - 20, seq - 10, seq):
+            await unreadable_snapshot(js, stream, rooms[0], at, b"x", packed=False)
+        await redis.flushdb()
+        summary = await recover(store, settings.nats_url, stream=stream)
+        assert not summary.stopped
+        assert summary.reports[rooms[0]].snapshot_seq == 0
+        assert summary.reports[rooms[0]].passed_over == 3
+        assert await digests(store, rooms) == before
+
+        # a later version's snapshot: refused, not passed over
+        later = {**lacking, "line": [], "v": SCHEMA_VERSION + 1}
+        seq = await store.event_seq(rooms[2])
+        await unreadable_snapshot(js, stream, rooms[2], seq, msgspec.json.encode(later))
+        await redis.flushdb()
+        with pytest.raises(SnapshotTooNew):
+            await recover(store, settings.nats_url, stream=stream)
     finally:
         await lane.aclose()
         await link.close()
 
 
+async def older_store(redis: Redis, room: str) -> Callable[[], Awaitable[None]]:
+    """The room's keys as they are now: calling the answer puts them back, as a store
+    that comes back from an older disk."""
+    names = keys.RoomKeys(room).all()
+    older = {name: await redis.dump(name) for name in names}
+
+    async def put_back() -> None:
+        for name, dumped in older.items():
+            await redis.delete(name)
+            if dumped is not None:
+                await redis.restore(name, 0, dumped)
+
+    return put_back
+
+
+async def relay_catch_up(
+    store: RoomStore, js: JetStreamContext, settings: Settings, relay: OutboxRelay, room: str
+) -> CatchUpReport:
+    last = await last_event(js, settings.stream_name, room)
+    assert last is not None
+    [fence] = await store.lease_acquire_many([room], "relay", relay.holder, 600_000)
+    trim = OutboxTrim(store, room, relay.holder, fence, 600_000)
+    return await catch_up(store, js, settings.stream_name, room, last, trim=trim)
+
+
 async def test_a_relay_catching_up_passes_an_unreadable_snapshot_over(
     own_db: tuple[Redis, Settings],
 ) -> None:
-    """A store that comes back older than the stream, whose room's latest snapshot cannot
-    be read: the relay's catch-up rebuilds the room from its whole stream, as it was
-    before the store went back; before, the catch-up failed on the snapshot at every tick
-    and the room stayed recovering."""
+    """A store comes back older than the stream, and the room's latest snapshot cannot be
+    read: the relay's catch-up rebuilds the room from the snapshot before it (or from its
+    whole stream), as it was before the store went back. Before, the catch-up failed on
+    the snapshot at every tick and the room stayed recovering. A readable snapshot is
+    taken at once."""
     redis, settings = own_db
     store = RoomStore(redis)
     lane = ScriptLane(settings.redis_url)
     laned = RoomStore(redis, lane=lane)
-    link, relay = await started_relay(store, settings, SnapshotPolicy(every_events=150))
+    link, relay = await started_relay(store, settings, SnapshotPolicy(every_events=60))
     room = f"older-{secrets.token_hex(3)}"
-    names = keys.RoomKeys(room).all()
     try:
         await put_rooms(store, [room])
         await make_history(store, [room], rounds=8)
         await relay_everything(store, relay, [room])
-        older = {name: await redis.dump(name) for name in names}  # the store's disk, then
+        put_back = await older_store(redis, room)
         await make_history(store, [room], rounds=8)
         await relay_everything(store, relay, [room])
         js = await link.jetstream()
@@ -520,21 +579,60 @@ async def test_a_relay_catching_up_passes_an_unreadable_snapshot_over(
         await unreadable_snapshot(js, settings.stream_name, room, await store.event_seq(room), cut)
         ahead = await store.digest(room)
 
-        for name, dumped in older.items():  # the store comes back with the older data
-            await redis.delete(name)
-            if dumped is not None:
-                await redis.restore(name, 0, dumped)
+        await put_back()
         assert await store.digest(room) != ahead
-        last = await last_event(js, settings.stream_name, room)
-        assert last is not None
-        [fence] = await store.lease_acquire_many([room], "relay", relay.holder, 600_000)
-        trim = OutboxTrim(store, room, relay.holder, fence, 600_000)
+        restarted = OutboxRelay(  # (a relay that has not seen the room yet checks it first)
+            store, link, holder="t", lease_ms=600_000, snapshots=SnapshotPolicy(every_events=60)
+        )
         with structlog.testing.capture_logs() as logs:
-            report = await catch_up(store, js, settings.stream_name, room, last, trim=trim)
-        assert report.stop is None
+            await relay_everything(store, restarted, [room])
+        assert any(e["event"] == "store_behind_stream" and e["room"] == room for e in logs)
         assert any(e["event"] == "snapshot_unreadable" for e in logs)
         assert await store.digest(room) == ahead
+        # and a readable snapshot is taken at once, not after the next 60 events
+        fresh = await latest_snapshot(js, settings.stream_name, room)
+        assert fresh is not None
+        assert not fresh.manifest.snap_id.startswith("bad-")
         await store.enqueue(room)  # no longer recovering: changes are taken again
     finally:
         await lane.aclose()
+        await link.close()
+
+
+async def test_a_catch_up_with_nothing_to_rebuild_from_keeps_the_store_as_it_is(
+    own_db: tuple[Redis, Settings],
+) -> None:
+    """A store comes back older than the stream; the room has no snapshot that can be read
+    and retention has dropped its first events: the catch-up stops (reported, the room
+    stays recovering for `waitroom recover --accept-gap`) and keeps the store's state.
+    Before, it emptied the room first, and the replay then stopped at the gap: everyone
+    the store still held was gone."""
+    redis, settings = own_db
+    store = RoomStore(redis)
+    link, relay = await started_relay(store, settings, SnapshotPolicy(every_events=10**6))
+    room = f"kept-{secrets.token_hex(3)}"
+    try:
+        await put_rooms(store, [room])
+        await make_history(store, [room], rounds=6)
+        await relay_everything(store, relay, [room])
+        js = await link.jetstream()
+        assert js is not None
+        stream = settings.stream_name
+        put_back = await older_store(redis, room)
+        await make_history(store, [room], rounds=6)
+        await relay_everything(store, relay, [room])
+        seq = await store.event_seq(room)
+        await unreadable_snapshot(js, stream, room, seq, b"not zlib", packed=False)
+        await js.purge_stream(stream, seq=(await js.stream_info(stream)).state.first_seq + 5)
+
+        await put_back()
+        older = await store.digest(room)
+        report = await relay_catch_up(store, js, settings, relay, room)
+        assert report.stop is not None
+        assert report.stop.kind == "gap"
+        assert report.stop.next > 1
+        assert await store.digest(room) == older
+        with pytest.raises(RoomRecovering):
+            await store.enqueue(room)
+    finally:
         await link.close()

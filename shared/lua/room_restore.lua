@@ -2,10 +2,31 @@
 -- incarnations stay), the room is marked recovering, and, given a snapshot
 -- (room_snapshot.lua's answer), the state is put back as it was at the snapshot's seq.
 -- ARGV: room, snapshot_json ('' for none: the room starts from nothing, event counter 0)
--- read before anything goes: a snapshot this cannot read changes nothing
+-- read and checked before anything goes: a snapshot this cannot read, or of a later
+-- version, changes nothing (snapshot_unreadable, snapshot_too_new)
 local snap = nil
 if ARGV[2] ~= '' then
-  snap = cjson.decode(ARGV[2])
+  local read, decoded = pcall(cjson.decode, ARGV[2])
+  if not read or type(decoded) ~= 'table' then
+    return fail('snapshot_unreadable')
+  end
+  if (tonumber(decoded.v) or 0) > SCHEMA_VERSION then
+    return fail('snapshot_too_new')
+  end
+  if type(decoded.cfg) ~= 'table' or type(decoded.stats) ~= 'table' then
+    return fail('snapshot_unreadable')
+  end
+  for _, name in ipairs({'people', 'line', 'admitted', 'active', 'ended', 'pow', 'ips',
+                         'prequeue', 'invites'}) do
+    local flat = decoded[name]
+    if flat == nil and (name == 'prequeue' or name == 'invites') then
+      flat = {}  -- (snapshots from before pre-queues and invites)
+    end
+    if type(flat) ~= 'table' or #flat % 2 ~= 0 then
+      return fail('snapshot_unreadable')
+    end
+  end
+  snap = decoded
 end
 local kept = redis.call('HMGET', K_STATS, 'fence', 'gone', 'recovering')
 redis.call('DEL', K_CFG, K_STATS, K_LINE, K_SEEN, K_PEOPLE, K_ADMITTED, K_ACTIVE, K_IPS,

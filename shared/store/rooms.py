@@ -655,7 +655,9 @@ class RoomStore:
     async def restore(self, room: str, snapshot: bytes | None) -> int:
         """Start rebuilding a room: its state goes and it is marked recovering; with a
         snapshot (either kind ``snapshot`` takes), the state comes back as it was then.
-        Answers the event counter now."""
+        Answers the event counter now. A snapshot that cannot be read
+        (``SnapshotUnreadable``) or is of a later version (``SnapshotTooNew``) changes
+        nothing."""
         if snapshot is not None and is_raw(snapshot):
             snapshot = await asyncio.to_thread(snapshot_json, snapshot)
         return int(await self._run(self.scripts.room_restore, room, snapshot or b""))

@@ -21,10 +21,16 @@ own).
 from __future__ import annotations
 
 import msgspec
-from redis.exceptions import InvalidResponse
+from redis.exceptions import InvalidResponse, RedisError
 
 from shared import keys
-from shared.errors import RoomNotFound, RoomRecovering
+from shared.errors import (
+    RoomNotFound,
+    RoomRecovering,
+    SnapshotTooNew,
+    SnapshotUnreadable,
+    WaitroomError,
+)
 from shared.events import SCHEMA_VERSION
 from shared.store.lane import ScriptLane
 from shared.store.raw_reads import command, exec_answers, read_transaction, strings
@@ -111,20 +117,25 @@ def snapshot_seq(state: bytes) -> int:
 
 def snapshot_json(state: bytes) -> bytes:
     """room_snapshot.lua's JSON of a snapshot (a raw one converted, a JSON one as it is).
-    ``InvalidResponse`` for a raw one that is not whole, or holds what this version
-    does not know."""
+    ``SnapshotUnreadable`` for a raw one that is not whole, or not the store's answers;
+    ``SnapshotTooNew`` for one of a later version (naming answers this one does not
+    know)."""
     if not is_raw(state):
         return state
     try:
         return _converted(state)
-    except (IndexError, ValueError, msgspec.DecodeError) as exc:  # (cut short...)
-        raise InvalidResponse(f"unreadable raw snapshot: {exc!r}") from exc
+    except SnapshotTooNew:
+        raise
+    except (IndexError, ValueError, msgspec.DecodeError, RedisError, WaitroomError) as exc:
+        raise SnapshotUnreadable(f"unreadable raw snapshot: {exc!r}") from exc
 
 
 def _raw_header(state: bytes) -> tuple[RawHeader, int]:
     end = state.index(b"\n", len(RAW_PREFIX))
     header = _header.decode(state[len(RAW_PREFIX) : end])
     names = header.answers
+    if header.v > SCHEMA_VERSION or set(names) - set(ANSWERS):
+        raise SnapshotTooNew(f"a raw snapshot of version {header.v}, of answers {names}")
     if names[:2] != ("cfg", "stats") or sorted(names) != sorted(ANSWERS):
         raise InvalidResponse(f"a raw snapshot of other answers: {names}")
     return header, end + 1
