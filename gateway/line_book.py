@@ -427,6 +427,8 @@ class LineBook:
         try:
             for _ in range(LOAD_TRIES):
                 async with self._one_load:  # (a large line's answer and build are big)
+                    if self.lines.get(room) is not line:
+                        return  # dropped while it waited its turn
                     snapshot = await self.store.line_snapshot(room)
                     config_plain = await self._plain(room)
                     built = await asyncio.to_thread(build_line, snapshot)
@@ -444,7 +446,12 @@ class LineBook:
         finally:
             self._loading.discard(room)
             after = self.lines.get(room)
-            if after is not None and after is not line and not after.synced:
+            if (
+                after is not None
+                and after is not line
+                and not after.synced
+                and room in self._subscriptions  # (else its subscribing loads it)
+            ):
                 self._spawn(self._load(room))  # started while this one was loading
 
     async def _plain(self, room: str) -> bool:

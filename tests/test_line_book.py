@@ -246,3 +246,27 @@ async def test_a_room_update_heard_while_loading_outlasts_the_config_read_before
     await lines._load(room)
     assert line.synced
     assert not line.plain
+
+
+async def test_a_line_dropped_while_waiting_its_turn_to_load_is_not_read(
+    settings: Settings, store: RoomStore, redis: Redis
+) -> None:
+    """Lines load one at a time (each may hold a million places); one dropped while it
+    waited (gone idle, its room deleted) is not read from the store when its turn comes."""
+    room = fresh_room_id()
+    await store.put_room(room, RoomUpdate(target_url=URL, max_positions_per_ip=0))
+    lines = await loading_book(settings, store, room)
+    line = lines.lines[room]
+
+    async def reads() -> int:
+        stats = await redis.info("commandstats")
+        return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+    before = await reads()
+    async with lines._one_load:  # another line's load holds the turn
+        waiting = asyncio.create_task(lines._load(room))
+        await asyncio.sleep(0.05)
+        await lines._drop(room)
+    await waiting
+    assert await reads() == before
+    assert line.loads == 0
