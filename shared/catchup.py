@@ -26,11 +26,12 @@ from dataclasses import dataclass
 import structlog
 from nats.js import JetStreamContext
 
-from shared.errors import RoomRecovering, SnapshotUnreadable
+from shared.errors import RoomRecovering, SnapshotTooNew, SnapshotUnreadable
 from shared.store import RoomStore
 from shared.store.views import ReplayResult, ReplayStop
 from shared.stream_reads import (
     LastEvent,
+    Manifest,
     Snapshot,
     event_seq_of,
     first_event_seq,
@@ -43,6 +44,22 @@ from shared.stream_reads import (
 log = structlog.get_logger("catchup")
 
 REPLAY_CHUNK = 500
+MOST_PASSED_OVER = 5
+"""Snapshots tried after an unreadable one, before the room's whole stream is."""
+
+
+TOO_NEW = "snapshot_too_new"
+"""A stop's kind: the room's latest snapshot was written by a later version."""
+
+
+def stop_hint(stop: ReplayStop) -> str:
+    """What an operator does about a room stopped so."""
+    if stop.kind == TOO_NEW:
+        return (
+            "run the version that wrote the room's snapshot, or `waitroom recover "
+            "--no-snapshots` (the whole stream)"
+        )
+    return "run `waitroom recover --accept-gap` to go on past it"
 
 
 @dataclass
@@ -93,15 +110,27 @@ async def restore_newest(
                 hint="passed over for the snapshot before it, or the room's whole stream",
             )
             if result.passed_over == 1:
-                candidates = [
-                    m
-                    for m in await room_manifests(js, stream, room)
-                    if above < m.seq <= manifest.seq and m.snap_id != manifest.snap_id
-                ]
+                candidates = _earlier(await room_manifests(js, stream, room), manifest, above)
             continue
         result.snapshot = snapshot
         return result
     return result
+
+
+def _earlier(manifests: list[Manifest], failed: Manifest, above: int) -> list[Manifest]:
+    """The manifests (newest first) to try after ``failed``: those before it on the
+    stream whose seqs keep going down (one whose seq rises again is of an earlier history:
+    a store that started the room over), above ``above``, at most ``MOST_PASSED_OVER``."""
+    earlier: list[Manifest] = []
+    floor = failed.seq
+    for manifest in manifests:
+        if manifest.snap_id == failed.snap_id:
+            continue
+        if manifest.seq > floor or manifest.seq <= above:
+            break
+        earlier.append(manifest)
+        floor = manifest.seq
+    return earlier[:MOST_PASSED_OVER]
 
 
 @dataclass
@@ -154,14 +183,19 @@ async def catch_up(
         raise RoomRecovering()  # `waitroom recover` is rebuilding it
     report = CatchUpReport(room, await store.event_seq(room), last.seq)
     outbox = await store.outbox_batch(room, 10_000_000)
-    restored = await restore_newest(store, js, stream, room, upto=last.seq)
+    try:
+        restored = await restore_newest(store, js, stream, room, upto=last.seq)
+    except SnapshotTooNew:  # (a version rolled back): nothing changed; an operator decides
+        restored, report.stop = Restored(), ReplayStop(TOO_NEW)
     report.passed_over = restored.passed_over
     on_stream: list[tuple[int, bytes]] = []
-    if restored.snapshot is not None:
+    if report.stop is not None:
+        pass
+    elif restored.snapshot is not None:
         on_stream = await room_events(
             js, stream, room, restored.snapshot.manifest.stream_from, last.stream_seq
         )
-    elif (first := await first_event_seq(js, stream, room)) not in (None, 1):
+    elif (first := await first_event_seq(js, stream, room)) != 1:
         # no snapshot to start from, and the stream no longer holds the room's first
         # events: the store's state (older, perhaps a fork) is kept for an operator
         report.stop = ReplayStop("gap", after=0, next=first or 0)
@@ -181,7 +215,7 @@ async def catch_up(
             after=report.stop.after,
             next=report.stop.next,
             event_id=report.stop.id,
-            hint="run `waitroom recover --accept-gap` to go on past it",
+            hint=stop_hint(report.stop),
         )
         return report
     stream_by_seq = {event_seq_of(data): data for _seq, data in on_stream}

@@ -31,7 +31,8 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from shared import nats_client
-from shared.catchup import restore_newest
+from shared.catchup import TOO_NEW, restore_newest, stop_hint
+from shared.errors import SnapshotTooNew
 from shared.events import SUBJECT_PREFIX
 from shared.store import RoomStore
 from shared.store.lane import CallsLost
@@ -185,7 +186,12 @@ async def _from_snapshots(
     start = last + 1
     for room in rooms:
         report = summary.reports[room] = RoomReport(room, store_seq=await store.event_seq(room))
-        restored = await restore_newest(store, js, stream, room, above=report.store_seq)
+        try:
+            restored = await restore_newest(store, js, stream, room, above=report.store_seq)
+        except SnapshotTooNew as exc:  # this room stops here (its events are not applied)
+            report.stop = ReplayStop(TOO_NEW)
+            log.error("snapshot_too_new", room=room, error=str(exc), hint=stop_hint(report.stop))
+            continue
         report.passed_over = restored.passed_over
         if restored.snapshot is not None:
             report.snapshot_seq = restored.snapshot.manifest.seq
@@ -410,6 +416,11 @@ def describe(report: RoomReport) -> str:
                 f"STOPPED: seqs {stop.after + 1}..{stop.next - 1} are missing on the stream "
                 f"(the room has {stop.after}); it stays recovering (503) until "
                 "`waitroom recover --accept-gap`"
+            )
+        elif stop.kind == TOO_NEW:
+            parts.append(
+                "STOPPED: its latest snapshot is of a later version; it stays recovering "
+                "(503): run that version, or `waitroom recover --no-snapshots`"
             )
         else:
             parts.append(

@@ -261,6 +261,8 @@ async def latest_snapshot(js: JetStreamContext, stream: str, room: str) -> Snaps
 async def snapshot_of(js: JetStreamContext, stream: str, manifest: Manifest) -> Snapshot | None:
     """The snapshot a manifest names, or None when its parts are gone (retention);
     ``SnapshotUnreadable`` when they do not decompress."""
+    if manifest.first_part < (await js.stream_info(stream)).state.first_seq:
+        return None  # its first part is gone (retention)
     parts: list[bytes] = []
     seq = manifest.first_part
     while len(parts) < manifest.parts:
@@ -282,19 +284,21 @@ async def snapshot_of(js: JetStreamContext, stream: str, manifest: Manifest) -> 
 async def room_manifests(js: JetStreamContext, stream: str, room: str) -> list[Manifest]:
     """Every manifest of the room's snapshots still on the stream, newest first (one that
     cannot be decoded is left out): the ones to fall back on when the latest cannot be
-    read. One round trip each."""
+    read. Read with one consumer on their subject, a few round trips for thousands."""
+    subject = f"{snapshot_subject(room)}.done"
+    try:
+        last = await js.get_last_msg(stream, subject)
+    except NotFoundError:
+        return []
     found: list[Manifest] = []
-    seq = (await js.stream_info(stream)).state.first_seq
-    while True:
-        try:
-            msg = await js.get_msg(
-                stream, seq=seq, subject=f"{snapshot_subject(room)}.done", next=True
-            )
-        except NotFoundError:
-            break
-        with contextlib.suppress(msgspec.DecodeError):
-            found.append(msgspec.json.decode(msg.data or b"", type=Manifest))
-        seq = int(msg.seq or seq) + 1
+
+    async def take(chunk: Chunk) -> None:
+        for _seq, data in chunk:
+            with contextlib.suppress(msgspec.DecodeError):
+                found.append(msgspec.json.decode(data, type=Manifest))
+
+    first = (await js.stream_info(stream)).state.first_seq
+    await read_events(js, stream, subject, max(1, first), int(last.seq or 0), take)
     return found[::-1]
 
 

@@ -460,8 +460,9 @@ async def test_a_snapshot_that_cannot_be_read_is_passed_over_for_the_one_before(
     lacking a part, parts that do not decompress, a raw snapshot cut short. `waitroom
     recover` passes each over for the snapshot before it and rebuilds the room the same
     as it was; with every snapshot of a room unreadable, from its whole stream. Before,
-    the first such snapshot ended the whole recovery (every room left recovering). One
-    of a later version is refused, loudly: this version must not guess at it."""
+    the first such snapshot ended the whole recovery (every room left recovering). A room
+    whose snapshot is of a later version stops, refused: this version must not guess at
+    it, and the other rooms are rebuilt."""
     redis, settings = own_db
     store = RoomStore(redis)
     lane = ScriptLane(settings.redis_url)
@@ -515,13 +516,22 @@ async def test_a_snapshot_that_cannot_be_read_is_passed_over_for_the_one_before(
         assert summary.reports[rooms[0]].passed_over == 3
         assert await digests(store, rooms) == before
 
-        # a later version's snapshot: refused, not passed over
+        # a later version's snapshot: that room stops, refused (not passed over, not
+        # guessed at); every other room is rebuilt and released
         later = {**lacking, "line": [], "v": SCHEMA_VERSION + 1}
         seq = await store.event_seq(rooms[2])
         await unreadable_snapshot(js, stream, rooms[2], seq, msgspec.json.encode(later))
         await redis.flushdb()
-        with pytest.raises(SnapshotTooNew):
-            await recover(store, settings.nats_url, stream=stream)
+        summary = await recover(store, settings.nats_url, stream=stream)
+        assert [report.room for report in summary.stopped] == [rooms[2]]
+        stop = summary.reports[rooms[2]].stop
+        assert stop is not None
+        assert stop.kind == "snapshot_too_new"
+        others = [room for room in rooms if room != rooms[2]]
+        assert await digests(store, others) == {room: before[room] for room in others}
+        await store.enqueue(rooms[0])  # released
+        with pytest.raises(RoomRecovering):
+            await store.enqueue(rooms[2])  # kept recovering, for an operator
     finally:
         await lane.aclose()
         await link.close()
@@ -632,6 +642,43 @@ async def test_a_catch_up_with_nothing_to_rebuild_from_keeps_the_store_as_it_is(
         assert report.stop.kind == "gap"
         assert report.stop.next > 1
         assert await store.digest(room) == older
+        with pytest.raises(RoomRecovering):
+            await store.enqueue(room)
+    finally:
+        await link.close()
+
+
+async def test_a_catch_up_refuses_a_snapshot_of_a_later_version(
+    own_db: tuple[Redis, Settings],
+) -> None:
+    """A store comes back older than the stream, and the room's latest snapshot was
+    written by a later version (one rolled back since): the catch-up stops, reported,
+    the store's state as it was; it does not guess at the snapshot, nor pass it over."""
+    redis, settings = own_db
+    store = RoomStore(redis)
+    link, relay = await started_relay(store, settings, SnapshotPolicy(every_events=60))
+    room = f"later-{secrets.token_hex(3)}"
+    try:
+        await put_rooms(store, [room])
+        await make_history(store, [room], rounds=6)
+        await relay_everything(store, relay, [room])
+        put_back = await older_store(redis, room)
+        await make_history(store, [room], rounds=6)
+        await relay_everything(store, relay, [room])
+        js = await link.jetstream()
+        assert js is not None
+        state = msgspec.json.decode(await store.snapshot(room))
+        later = msgspec.json.encode({**state, "v": SCHEMA_VERSION + 1})
+        await unreadable_snapshot(js, settings.stream_name, room, state["seq"], later)
+
+        await put_back()
+        older = await store.digest(room)
+        with structlog.testing.capture_logs() as logs:
+            report = await relay_catch_up(store, js, settings, relay, room)
+        assert report.stop is not None
+        assert report.stop.kind == "snapshot_too_new"
+        assert await store.digest(room) == older
+        assert not any(e["event"] == "snapshot_unreadable" for e in logs)
         with pytest.raises(RoomRecovering):
             await store.enqueue(room)
     finally:

@@ -13,7 +13,8 @@ if ARGV[2] ~= '' then
   if (tonumber(decoded.v) or 0) > SCHEMA_VERSION then
     return fail('snapshot_too_new')
   end
-  if type(decoded.cfg) ~= 'table' or type(decoded.stats) ~= 'table' then
+  if type(decoded.cfg) ~= 'table' or type(decoded.stats) ~= 'table'
+      or tonumber(decoded.seq) == nil then
     return fail('snapshot_unreadable')
   end
   for _, name in ipairs({'people', 'line', 'admitted', 'active', 'ended', 'pow', 'ips',
@@ -24,6 +25,12 @@ if ARGV[2] ~= '' then
     end
     if type(flat) ~= 'table' or #flat % 2 ~= 0 then
       return fail('snapshot_unreadable')
+    end
+    for i = 1, #flat do  -- (a null or a table would fail half way through the writes)
+      local kind = type(flat[i])
+      if kind ~= 'string' and kind ~= 'number' then
+        return fail('snapshot_unreadable')
+      end
     end
   end
   snap = decoded
