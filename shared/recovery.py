@@ -4,10 +4,10 @@ Every room the stream knows is marked ``recovering`` first: every other change t
 refused (503 room_recovering) until it is rebuilt, while gateways keep serving the other
 rooms. A room whose latest snapshot (shared/stream_reads.py) is ahead of what the store
 holds starts from it (one that cannot be read is passed over for the one before it, or
-the whole stream: shared/catchup.py ``restore_newest``). Then
-the stream is read once, in order, from the earliest point any room needs; replay.lua
-applies each event and skips what a room has already (by its event counter), so running
-recovery twice gives the same state.
+the whole stream: shared/catchup.py ``restore_newest``; a room whose snapshot is of a
+later version stops). Then the stream is read once, in order, from the earliest point any
+room needs; replay.lua applies each event and skips what a room has already (by its event
+counter), so running recovery twice gives the same state.
 
 A gap (the stream lacks seqs of a room, or names a place it never made) stops that room
 there: it stays marked and is reported (room, the last seq it has, the next the stream

@@ -4,7 +4,6 @@ the room while joins race in."""
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
@@ -22,7 +21,7 @@ from shared.store.lane import ScriptLane
 from shared.store.line_read import line_reads, parse_line
 from shared.store.raw_reads import read_transaction
 from shared.store.views import LineSnapshot
-from tests.helpers.histories import URL, every_kind_of_state, put_rooms
+from tests.helpers.histories import URL, every_kind_of_state, put_rooms, racing_joins
 
 DB = 3
 """A database of the test valkey other than the default: the lane's SELECT answer comes
@@ -132,20 +131,10 @@ async def test_a_line_read_among_racing_joins_holds_one_moment(
     room = f"race-{secrets.token_hex(3)}"
     await put_rooms(store, [room])
     base = (await laned.line_snapshot(room)).event_seq
-    stop = False
-
-    async def join() -> None:
-        while not stop:
-            await store.enqueue(room)
-
-    joiners = [asyncio.create_task(join()) for _ in range(8)]
-    try:
+    async with racing_joins(store, room):
         seen = []
         for _ in range(20):
             line = await laned.line_snapshot(room)
             assert len(line.places()) == line.event_seq - base
             seen.append(line.event_seq)
         assert len(set(seen)) > 10  # the joins went on between the reads
-    finally:
-        stop = True
-        await asyncio.gather(*joiners)

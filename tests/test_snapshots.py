@@ -4,7 +4,6 @@ dropped the events before the snapshot; stream limits an operator sets are kept.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import secrets
 import time
@@ -41,7 +40,13 @@ from shared.stream_reads import (
     room_events,
     room_manifests,
 )
-from tests.helpers.histories import URL, every_kind_of_state, make_history, put_rooms
+from tests.helpers.histories import (
+    URL,
+    every_kind_of_state,
+    make_history,
+    put_rooms,
+    racing_joins,
+)
 from tests.helpers.servers import NatsProc, Servers
 from tests.helpers.wait import wait_until
 from waitroom.processes import free_port
@@ -412,25 +417,17 @@ async def test_a_snapshot_read_among_racing_joins_holds_one_moment(
     room = f"race-{secrets.token_hex(3)}"
     await put_rooms(store, [room])
     base = snapshot_seq(await laned.snapshot(room))
-    stop = False
-
-    async def join() -> None:
-        while not stop:
-            await store.enqueue(room)
-
-    joiners = [asyncio.create_task(join()) for _ in range(8)]
     try:
-        seen = []
-        for _ in range(20):
-            state = msgspec.json.decode(snapshot_json(await laned.snapshot(room)))
-            people = len(state["people"]) // 2 if state["people"] else 0
-            line = len(state["line"]) // 2 if state["line"] else 0
-            assert people == line == state["seq"] - base
-            seen.append(line)
-        assert len(set(seen)) > 10  # the joins went on between the snapshots
+        async with racing_joins(store, room):
+            seen = []
+            for _ in range(20):
+                state = msgspec.json.decode(snapshot_json(await laned.snapshot(room)))
+                people = len(state["people"]) // 2 if state["people"] else 0
+                line = len(state["line"]) // 2 if state["line"] else 0
+                assert people == line == state["seq"] - base
+                seen.append(line)
+            assert len(set(seen)) > 10  # the joins went on between the snapshots
     finally:
-        stop = True
-        await asyncio.gather(*joiners)
         await lane.aclose()
 
 
@@ -537,11 +534,19 @@ async def test_a_snapshot_that_cannot_be_read_is_passed_over_for_the_one_before(
         await link.close()
 
 
-async def older_store(redis: Redis, room: str) -> Callable[[], Awaitable[None]]:
-    """The room's keys as they are now: calling the answer puts them back, as a store
-    that comes back from an older disk."""
+async def gone_ahead(
+    store: RoomStore, redis: Redis, relay: OutboxRelay, room: str, rounds: int
+) -> Callable[[], Awaitable[None]]:
+    """A room with a history, relayed; its keys kept; more history, relayed. Calling the
+    answer puts the kept keys back: a store that comes back from an older disk, behind
+    the stream."""
+    await put_rooms(store, [room])
+    await make_history(store, [room], rounds=rounds)
+    await relay_everything(store, relay, [room])
     names = keys.RoomKeys(room).all()
     older = {name: await redis.dump(name) for name in names}
+    await make_history(store, [room], rounds=rounds)
+    await relay_everything(store, relay, [room])
 
     async def put_back() -> None:
         for name, dumped in older.items():
@@ -577,12 +582,7 @@ async def test_a_relay_catching_up_passes_an_unreadable_snapshot_over(
     link, relay = await started_relay(store, settings, SnapshotPolicy(every_events=60))
     room = f"older-{secrets.token_hex(3)}"
     try:
-        await put_rooms(store, [room])
-        await make_history(store, [room], rounds=8)
-        await relay_everything(store, relay, [room])
-        put_back = await older_store(redis, room)
-        await make_history(store, [room], rounds=8)
-        await relay_everything(store, relay, [room])
+        put_back = await gone_ahead(store, redis, relay, room, rounds=8)
         js = await link.jetstream()
         assert js is not None
         cut = (await laned.snapshot(room))[:-9]
@@ -622,15 +622,10 @@ async def test_a_catch_up_with_nothing_to_rebuild_from_keeps_the_store_as_it_is(
     link, relay = await started_relay(store, settings, SnapshotPolicy(every_events=10**6))
     room = f"kept-{secrets.token_hex(3)}"
     try:
-        await put_rooms(store, [room])
-        await make_history(store, [room], rounds=6)
-        await relay_everything(store, relay, [room])
+        put_back = await gone_ahead(store, redis, relay, room, rounds=6)
         js = await link.jetstream()
         assert js is not None
         stream = settings.stream_name
-        put_back = await older_store(redis, room)
-        await make_history(store, [room], rounds=6)
-        await relay_everything(store, relay, [room])
         seq = await store.event_seq(room)
         await unreadable_snapshot(js, stream, room, seq, b"not zlib", packed=False)
         await js.purge_stream(stream, seq=(await js.stream_info(stream)).state.first_seq + 5)
@@ -659,12 +654,7 @@ async def test_a_catch_up_refuses_a_snapshot_of_a_later_version(
     link, relay = await started_relay(store, settings, SnapshotPolicy(every_events=60))
     room = f"later-{secrets.token_hex(3)}"
     try:
-        await put_rooms(store, [room])
-        await make_history(store, [room], rounds=6)
-        await relay_everything(store, relay, [room])
-        put_back = await older_store(redis, room)
-        await make_history(store, [room], rounds=6)
-        await relay_everything(store, relay, [room])
+        put_back = await gone_ahead(store, redis, relay, room, rounds=6)
         js = await link.jetstream()
         assert js is not None
         state = msgspec.json.decode(await store.snapshot(room))

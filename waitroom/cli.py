@@ -144,8 +144,9 @@ def _recover(args: argparse.Namespace) -> int:
             sys.stdout.write(describe(summary.reports[room]) + "\n")
         if summary.stopped:
             sys.stdout.write(
-                f"{len(summary.stopped)} rooms stopped at a gap and stay recovering; run "
-                "`waitroom recover --accept-gap` to rebuild them from what the stream holds\n"
+                f"{len(summary.stopped)} rooms stopped and stay recovering (each line above "
+                "says why); for a gap, run `waitroom recover --accept-gap` to rebuild them "
+                "from what the stream holds\n"
             )
             return 3
         return 0
@@ -342,8 +343,10 @@ def add_recover(sub: Commands[argparse.ArgumentParser]) -> None:
             "already has are skipped, so running it twice gives the same state. Rooms "
             "being rebuilt answer 503 room_recovering (gateways keep serving the others). "
             "Prints one line per room: the seq the store had, the last seq on the stream, "
-            "gaps. A room whose events have a gap on the stream stops there and stays "
-            "recovering (exit status 3) until you run it again with --accept-gap. Compare "
+            "gaps. A snapshot that cannot be read is passed over for the one before it. A "
+            "room whose events have a gap on the stream stops there and stays recovering "
+            "(exit status 3) until you run it again with --accept-gap; so does a room whose "
+            "snapshot is of a later version (run that version, or --no-snapshots). Compare "
             "`waitroom digest` before and after."
         ),
     )

@@ -25,7 +25,7 @@ from shared.store.raw_reads import command, exec_answers, read_transaction, stri
 from shared.store.views import LineSnapshot
 
 READ_TIMEOUT = 60.0
-"""Seconds the whole line may take to come (a million people is ~40 MB); it fails sooner
+"""Seconds the whole line may take to come (a million people is ~45 MB); it fails sooner
 when the store sends nothing for the lane's timeout."""
 
 

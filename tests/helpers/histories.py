@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
 import secrets
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 from shared.room import RoomUpdate, epoch_ms
@@ -78,3 +81,20 @@ async def every_kind_of_state(store: RoomStore) -> list[str]:
     for n in range(3):
         await store.enqueue(later, invite_id="inv-12chars1" if n % 2 else "")
     return [history, guarded, later]
+
+
+@contextlib.asynccontextmanager
+async def racing_joins(store: RoomStore, room: str, joiners: int = 8) -> AsyncIterator[None]:
+    """People joining ``room`` without pause, ``joiners`` at a time, while the body runs."""
+    stop = False
+
+    async def join() -> None:
+        while not stop:
+            await store.enqueue(room)
+
+    tasks = [asyncio.create_task(join()) for _ in range(joiners)]
+    try:
+        yield
+    finally:
+        stop = True
+        await asyncio.gather(*tasks)
