@@ -88,10 +88,15 @@ async def restore_newest(
     before it, and so on; the room is left as it was until one is restored. One of a later
     version (``SnapshotTooNew``) is raised: this version must not guess at it."""
     result = Restored()
-    latest = await last_manifest(js, stream, room)
-    if latest is None or latest.seq <= above or (upto is not None and latest.seq > upto):
-        return result
-    candidates = [latest]
+    try:
+        latest = await last_manifest(js, stream, room)
+    except SnapshotUnreadable as exc:  # the manifest itself: those before it, below upto
+        _passed_over(result, room, exc)
+        candidates = _earlier(await room_manifests(js, stream, room), None, upto, above)
+    else:
+        if latest is None or latest.seq <= above or (upto is not None and latest.seq > upto):
+            return result
+        candidates = [latest]
     while candidates:
         manifest = candidates.pop(0)
         try:
@@ -100,32 +105,45 @@ async def restore_newest(
                 return result  # its parts are gone (retention): those before it too
             await store.restore(room, snapshot.state)
         except SnapshotUnreadable as exc:
-            result.passed_over += 1
-            log.error(
-                "snapshot_unreadable",
-                room=room,
-                seq=manifest.seq,
-                snapshot=manifest.snap_id,
-                error=str(exc),
-                hint="passed over for the snapshot before it, or the room's whole stream",
-            )
+            _passed_over(result, room, exc, manifest)
             if result.passed_over == 1:
-                candidates = _earlier(await room_manifests(js, stream, room), manifest, above)
+                candidates = _earlier(
+                    await room_manifests(js, stream, room), manifest, manifest.seq, above
+                )
             continue
         result.snapshot = snapshot
         return result
     return result
 
 
-def _earlier(manifests: list[Manifest], failed: Manifest, above: int) -> list[Manifest]:
-    """The manifests (newest first) to try after ``failed``: those before it on the
-    stream whose seqs keep going down (one whose seq rises again is of an earlier history:
-    a store that started the room over), above ``above``, at most ``MOST_PASSED_OVER``."""
+def _passed_over(
+    result: Restored, room: str, exc: Exception, manifest: Manifest | None = None
+) -> None:
+    result.passed_over += 1
+    log.error(
+        "snapshot_unreadable",
+        room=room,
+        seq=manifest.seq if manifest else None,
+        snapshot=manifest.snap_id if manifest else None,
+        error=str(exc),
+        hint="passed over for the snapshot before it, or the room's whole stream",
+    )
+
+
+def _earlier(
+    manifests: list[Manifest], failed: Manifest | None, upto: int | None, above: int
+) -> list[Manifest]:
+    """The manifests (newest first) to try after ``failed`` (or after a latest manifest
+    that did not decode): those before it on the stream, at most ``upto``, whose seqs
+    keep going down (one whose seq rises again is of an earlier history: a store that
+    started the room over), above ``above``; at most ``MOST_PASSED_OVER``."""
     earlier: list[Manifest] = []
-    floor = failed.seq
+    floor = upto
     for manifest in manifests:
-        if manifest.snap_id == failed.snap_id:
+        if failed is not None and manifest.snap_id == failed.snap_id:
             continue
+        if floor is None:
+            floor = manifest.seq
         if manifest.seq > floor or manifest.seq <= above:
             break
         earlier.append(manifest)

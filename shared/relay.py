@@ -29,7 +29,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import APIError
 
 from shared.catchup import OutboxTrim, catch_up
-from shared.errors import RoomNotFound, RoomRecovering
+from shared.errors import RoomNotFound, RoomRecovering, SnapshotUnreadable
 from shared.events import SUBJECT_PREFIX, room_subjects, subject
 from shared.js_publish import BatchPublisher, Message
 from shared.nats_link import NatsLink
@@ -275,7 +275,11 @@ class OutboxRelay:
 
     async def _tracked(self, js: JetStreamContext, room: str, fence: int) -> RoomTrack:
         track = RoomTrack(fence, 0, 0)
-        manifest = await last_manifest(js, self.stream, room)
+        try:
+            manifest = await last_manifest(js, self.stream, room)
+        except SnapshotUnreadable as exc:  # as if none: a new one is taken in due course
+            log.error("snapshot_unreadable", room=room, error=str(exc))
+            manifest = None
         if manifest is not None:
             age = max(0.0, time.time() - manifest.ts)
             track.snapshot_seq, track.snapshot_at = manifest.seq, time.monotonic() - age

@@ -241,12 +241,16 @@ def _stream_seq(reply: bytes) -> int:
 
 
 async def last_manifest(js: JetStreamContext, stream: str, room: str) -> Manifest | None:
-    """The manifest of the room's latest complete snapshot, or None."""
+    """The manifest of the room's latest complete snapshot, or None;
+    ``SnapshotUnreadable`` when it does not decode."""
     try:
         done = await js.get_last_msg(stream, f"{snapshot_subject(room)}.done")
     except NotFoundError:
         return None
-    return msgspec.json.decode(done.data or b"", type=Manifest)
+    try:
+        return msgspec.json.decode(done.data or b"", type=Manifest)
+    except msgspec.DecodeError as exc:
+        raise SnapshotUnreadable(f"{room}'s latest snapshot manifest: {exc}") from exc
 
 
 async def latest_snapshot(js: JetStreamContext, stream: str, room: str) -> Snapshot | None:

@@ -673,3 +673,46 @@ async def test_a_catch_up_refuses_a_snapshot_of_a_later_version(
             await store.enqueue(room)
     finally:
         await link.close()
+
+
+async def test_a_manifest_that_does_not_decode_is_passed_over_too(
+    own_db: tuple[Redis, Settings],
+) -> None:
+    """The room's latest snapshot manifest is not a manifest at all: `waitroom recover`
+    rebuilds the room from the snapshot before it, and a relay that meets it takes a new
+    snapshot and goes on publishing. Before, the manifest's decode error ended the whole
+    recovery, and failed the relay's every look at the room."""
+    redis, settings = own_db
+    store = RoomStore(redis)
+    link, relay = await started_relay(store, settings, SnapshotPolicy(every_events=60))
+    room = f"manifest-{secrets.token_hex(3)}"
+    try:
+        await put_rooms(store, [room])
+        await make_history(store, [room], rounds=12)
+        await relay_everything(store, relay, [room])
+        js = await link.jetstream()
+        assert js is not None
+        stream = settings.stream_name
+        good = await latest_snapshot(js, stream, room)
+        assert good is not None
+        await js.publish(f"{snapshot_subject(room)}.done", b"not a manifest")
+        before = await store.digest(room)
+
+        await redis.flushdb()
+        summary = await recover(store, settings.nats_url, stream=stream)
+        assert not summary.stopped
+        assert summary.reports[room].snapshot_seq == good.manifest.seq
+        assert summary.reports[room].passed_over == 1
+        assert await store.digest(room) == before
+
+        await make_history(store, [room], rounds=2)
+        restarted = OutboxRelay(
+            store, link, holder="t", lease_ms=600_000, snapshots=SnapshotPolicy(every_events=60)
+        )
+        await relay_everything(store, restarted, [room])
+        assert await store.outbox_length(room) == 0
+        fresh = await latest_snapshot(js, stream, room)
+        assert fresh is not None
+        assert fresh.manifest.seq > good.manifest.seq
+    finally:
+        await link.close()
