@@ -18,6 +18,7 @@ fenced: only the holder of the room's relay lease may drop what was delivered.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 import uuid
@@ -27,9 +28,10 @@ import msgspec
 import structlog
 from nats.js import JetStreamContext
 from nats.js.errors import APIError
+from redis.exceptions import RedisError
 
 from shared.catchup import OutboxTrim, catch_up
-from shared.errors import RoomNotFound, RoomRecovering, SnapshotUnreadable
+from shared.errors import RoomNotFound, RoomRecovering, SnapshotUnreadable, StoreUnavailable
 from shared.events import SUBJECT_PREFIX, room_subjects, subject
 from shared.js_publish import BatchPublisher, Message
 from shared.nats_link import NatsLink
@@ -44,6 +46,7 @@ from shared.stream_reads import (
     publish_manifest,
     publish_snapshot_parts,
 )
+from shared.tasks import cancel_and_wait
 from shared.worker_metrics import WorkerMetrics
 
 log = structlog.get_logger("relay")
@@ -288,12 +291,32 @@ class OutboxRelay:
     async def _catch_up(
         self, js: JetStreamContext, room: str, last: LastEvent, trim: OutboxTrim, track: RoomTrack
     ) -> None:
-        report = await catch_up(self.store, js, self.stream, room, last, trim=trim)
+        keeper = asyncio.create_task(self._keep_lease(room, track.fence))
+        try:
+            report = await catch_up(self.store, js, self.stream, room, last, trim=trim)
+        finally:
+            await cancel_and_wait(keeper)
         if report.stop is not None:
             raise RoomRecovering()  # stays marked until an operator recovers it
         if report.passed_over:  # the latest snapshot cannot be read: a new one is due now
             track.snapshot_seq = 0
             track.snapshot_at = time.monotonic() - self.snapshots.every_seconds
+
+    async def _keep_lease(self, room: str, fence: int) -> None:
+        """Renew the room's lease while it is caught up: a big room's catch-up outlasts a
+        lease (the room loop renews only between ticks), and another relay taking it over
+        meanwhile would start a catch-up beside this one, each wiping the other's work."""
+        try:
+            while True:
+                await asyncio.sleep(self.lease_ms / 4000)
+                [held] = await self.store.lease_attempts(
+                    [room], "relay", self.holder, self.lease_ms
+                )
+                if held != fence:
+                    log.warning("lease_lost", role="relay", room=room, fence=fence, now=held)
+                    return
+        except (StoreUnavailable, RedisError, OSError) as exc:  # the catch-up fails too
+            log.warning("lease_renewal_failed", room=room, error=repr(exc))
 
     # publishing -----------------------------------------------------------------------
     async def _publish_batch(

@@ -4,6 +4,7 @@ dropped the events before the snapshot; stream limits an operator sets are kept.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import secrets
 import time
@@ -714,5 +715,55 @@ async def test_a_manifest_that_does_not_decode_is_passed_over_too(
         fresh = await latest_snapshot(js, stream, room)
         assert fresh is not None
         assert fresh.manifest.seq > good.manifest.seq
+    finally:
+        await link.close()
+
+
+async def test_no_other_relay_takes_a_room_while_it_is_caught_up(
+    own_db: tuple[Redis, Settings],
+) -> None:
+    """A catch-up outlasts the relay's lease (a room replayed from its whole stream; the
+    lease here is 100 ms): the relay renews the room's lease while it works, so a second
+    relay asking for the room every 10 ms never gets it, and cannot start a catch-up of
+    its own beside the first (each would wipe the other's work). Before, the lease ran
+    out under the catch-up."""
+    redis, settings = own_db
+    store = RoomStore(redis)
+    link, relay = await started_relay(store, settings, SnapshotPolicy(every_events=10**6))
+    room = f"held-{secrets.token_hex(3)}"
+    try:
+        await put_rooms(store, [room])
+        for _ in range(32):
+            await asyncio.gather(*(store.enqueue(room) for _ in range(500)))
+        put_back = await gone_ahead(store, redis, relay, room, rounds=2)
+        ahead = await store.digest(room)
+        await put_back()
+        [fence] = await store.lease_acquire_many([room], "relay", relay.holder, 600_000)
+        await store.lease_release(room, "relay", relay.holder, fence)
+        short = OutboxRelay(
+            store, link, holder="short", lease_ms=100, snapshots=SnapshotPolicy(every_events=10**6)
+        )
+        [fence] = await store.lease_acquire_many([room], "relay", "short", 100)
+        taken: list[int] = []
+        asked = 0
+
+        async def contend() -> None:
+            nonlocal asked
+            while True:
+                [other] = await store.lease_attempts([room], "relay", "other", 100)
+                asked += 1
+                if other > 0:
+                    taken.append(other)
+                    return
+                await asyncio.sleep(0.01)
+
+        contender = asyncio.create_task(contend())
+        with structlog.testing.capture_logs() as logs:
+            await short.drain(room, fence)
+        contender.cancel()
+        assert any(e["event"] == "store_behind_stream" for e in logs)
+        assert taken == []
+        assert asked > 20  # the catch-up outlasted the lease twice over at least
+        assert await store.digest(room) == ahead
     finally:
         await link.close()
