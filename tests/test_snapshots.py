@@ -719,16 +719,30 @@ async def test_a_manifest_that_does_not_decode_is_passed_over_too(
         await link.close()
 
 
-async def test_no_other_relay_takes_a_room_while_it_is_caught_up(
+class LeaseCountingStore(RoomStore):
+    """The store, counting each holder's lease asks (renewals of a lease it holds)."""
+
+    def __init__(self, redis: Redis) -> None:
+        super().__init__(redis)
+        self.asks: dict[str, int] = {}
+
+    async def lease_attempts(
+        self, rooms: list[str], role: str, holder: str, lease_ms: int
+    ) -> list[int]:
+        self.asks[holder] = self.asks.get(holder, 0) + 1
+        return await super().lease_attempts(rooms, role, holder, lease_ms)
+
+
+async def test_a_relay_renews_the_lease_of_a_room_it_catches_up(
     own_db: tuple[Redis, Settings],
 ) -> None:
-    """A catch-up outlasts the relay's lease (a room replayed from its whole stream; the
-    lease here is 100 ms): the relay renews the room's lease while it works, so a second
-    relay asking for the room every 10 ms never gets it, and cannot start a catch-up of
-    its own beside the first (each would wipe the other's work). Before, the lease ran
-    out under the catch-up."""
+    """A catch-up outlasts the relay's lease (a room of 16,000 events replayed from its
+    whole stream; the lease here is 100 ms): the relay renews the room's lease while it
+    works, every quarter of the lease. Before, nothing renewed it until the catch-up
+    ended (the room loop renews between ticks), and another relay could take the room
+    and start a catch-up beside it, each wiping the other's work."""
     redis, settings = own_db
-    store = RoomStore(redis)
+    store = LeaseCountingStore(redis)
     link, relay = await started_relay(store, settings, SnapshotPolicy(every_events=10**6))
     room = f"held-{secrets.token_hex(3)}"
     try:
@@ -738,32 +752,51 @@ async def test_no_other_relay_takes_a_room_while_it_is_caught_up(
         put_back = await gone_ahead(store, redis, relay, room, rounds=2)
         ahead = await store.digest(room)
         await put_back()
-        [fence] = await store.lease_acquire_many([room], "relay", relay.holder, 600_000)
-        await store.lease_release(room, "relay", relay.holder, fence)
         short = OutboxRelay(
             store, link, holder="short", lease_ms=100, snapshots=SnapshotPolicy(every_events=10**6)
         )
-        [fence] = await store.lease_acquire_many([room], "relay", "short", 100)
-        taken: list[int] = []
-        asked = 0
-
-        async def contend() -> None:
-            nonlocal asked
-            while True:
-                [other] = await store.lease_attempts([room], "relay", "other", 100)
-                asked += 1
-                if other > 0:
-                    taken.append(other)
-                    return
-                await asyncio.sleep(0.01)
-
-        contender = asyncio.create_task(contend())
+        [fence] = await store.lease_acquire_many([room], "relay", relay.holder, 600_000)
+        await store.lease_release(room, "relay", relay.holder, fence)  # (put back with the rest)
+        [fence] = await store.lease_acquire_many([room], "relay", "short", 600_000)
+        assert fence > 0
+        store.asks.clear()
         with structlog.testing.capture_logs() as logs:
             await short.drain(room, fence)
-        contender.cancel()
         assert any(e["event"] == "store_behind_stream" for e in logs)
-        assert taken == []
-        assert asked > 20  # the catch-up outlasted the lease twice over at least
+        assert not any(e["event"] == "lease_lost" for e in logs)
+        assert store.asks.get("short", 0) >= 4  # (13-18 in 0.4-0.6 s here: every 25 ms)
         assert await store.digest(room) == ahead
+    finally:
+        await link.close()
+
+
+async def test_a_renewed_lease_is_not_taken_and_a_dropped_one_is(
+    own_db: tuple[Redis, Settings],
+) -> None:
+    """While the relay renews a room's lease (400 ms, renewed every 100 ms), a second
+    relay asking for the room every 10 ms for 1.2 s never gets it; once the renewals
+    stop, it does."""
+    redis, settings = own_db
+    store = RoomStore(redis)
+    link, _relay = await started_relay(store, settings, SnapshotPolicy())
+    room = f"kept-{secrets.token_hex(3)}"
+    try:
+        await put_rooms(store, [room])
+        holder = OutboxRelay(store, link, holder="holder", lease_ms=400)
+        [fence] = await store.lease_acquire_many([room], "relay", "holder", 400)
+        keeper = asyncio.create_task(holder._keep_lease(room, fence))
+
+        async def taken_within(seconds: float) -> bool:
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                [other] = await store.lease_attempts([room], "relay", "other", 400)
+                if other > 0:
+                    return True
+                await asyncio.sleep(0.01)
+            return False
+
+        assert not await taken_within(1.2)
+        keeper.cancel()
+        assert await taken_within(2.0)
     finally:
         await link.close()
