@@ -104,7 +104,7 @@ async def line_turn(redis: Redis, by_script: RoomStore, by_read: RoomStore) -> s
         longest = await stalls.stop()
         figures += [await server_ms(redis, command) - before, wall * 1e3, used * 1e3, longest]
         loaded.append(snapshot)
-    same = loaded[0].places() == loaded[1].places()
+    same = build_line(loaded[0])[0] == build_line(loaded[1])[0]
     return " ".join(f"{f:9.1f}" for f in figures) + f"  {same}"
 
 

@@ -254,9 +254,5 @@ class LineSnapshot(msgspec.Struct, frozen=True):
     pace: float = -1.0
     """The pace set for a room following its site, -1 while none is (see PersonView)."""
 
-    def places(self) -> list[tuple[str, float]]:
-        flat = self.line if isinstance(self.line, list) else []  # cjson: empty is {}
-        return list(zip(flat[::2], map(float, flat[1::2]), strict=True))
-
 
 line_snapshot_decoder = msgspec.json.Decoder(LineSnapshot)
