@@ -53,6 +53,7 @@ async def test_the_wait_range_holds_the_real_wait_eight_times_in_ten(
         while not done.is_set():
             r = await client.get(f"/v1/rooms/{room}/status", headers=bearer(token))
             s = r.json()
+            assert "state" in s, (r.status_code, r.text)  # (say what came instead)
             if s["state"] == "admitted":
                 await asyncio.sleep(rng.expovariate(1 / VISIT_SECONDS))
                 await client.post("/v1/session/complete", headers=bearer(s["access_token"]))
