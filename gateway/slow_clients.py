@@ -46,12 +46,17 @@ class HeaderDeadlineProtocol(LeanHttpToolsProtocol):
     start or the first byte of a request). A class of the module, so several server
     processes can be given it by name.
 
-    The deadline is set only for a head still incomplete when the bytes at hand are
-    parsed: a head that comes whole in one read (nearly all) costs no timer."""
+    A new connection's deadline runs from its start until its first head is complete.
+    After that it is set only for a head still incomplete when the bytes at hand are
+    parsed: a later head that comes whole in one read (nearly all) costs no timer."""
 
+    __slots__ = ("_head_deadline", "_in_head")  # (see LeanHttpToolsProtocol's)
     seconds = 10.0
-    _head_deadline: TimerHandle | None = None
-    _in_head = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_deadline: TimerHandle | None = None
+        self._in_head = False
 
     def connection_made(self, transport: Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
