@@ -236,7 +236,7 @@ class LeanHttpToolsProtocol(HttpToolsProtocol):
 
     # Slots: uvicorn's protocol keeps 28 attributes in each connection's __dict__, and
     # past 30 the dict is no longer one sharing its keys with every other connection's
-    # (about 1.5 KB each instead of a few hundred bytes, for every open event stream).
+    # (about 1.6 KB each instead of about 0.3 KB, for every open event stream).
     __slots__ = (
         "_at_once",
         "_at_once_this_read",

@@ -17,16 +17,21 @@ from shared.tokens import TokenService
 from tests.helpers.servers import GatewayServer
 
 
+async def _queue_tokens(service: TokenService, count: int) -> list[str]:
+    """``count`` queue tokens of room "sale", each for another place."""
+    return [
+        await service.sign_queue(
+            "sale", f"p-{i}", incarnation="x", arrival=i, size=1, priority=0, bind=""
+        )
+        for i in range(count)
+    ]
+
+
 async def test_cached_token_claims_add_nothing_for_the_collector_to_scan(tmp_path: Path) -> None:
     ensure_keys(tmp_path, ("rsa", "ec"))
     service = TokenService(KeyRing(tmp_path), issuer="i", audience="site", queue_alg="ES256")
     try:
-        tokens = [
-            await service.sign_queue(
-                "sale", f"p-{i}", incarnation="x", arrival=i, size=1, priority=0, bind=""
-            )
-            for i in range(2000)
-        ]
+        tokens = await _queue_tokens(service, 2000)
         access = [
             await service.sign_access(
                 "sale", f"p-{i}", iat=int(time.time()), exp=int(time.time()) + 60
@@ -55,12 +60,7 @@ async def test_cached_verifications_keep_no_token_text(tmp_path: Path) -> None:
     signer = TokenService(KeyRing(tmp_path), issuer="i", audience="site", queue_alg="ES256")
     other = TokenService(KeyRing(tmp_path), issuer="i", audience="site", queue_alg="ES256")
     try:
-        tokens = [
-            await signer.sign_queue(
-                "sale", f"p-{i}", incarnation="x", arrival=i, size=1, priority=0, bind=""
-            )
-            for i in range(2000)
-        ]
+        tokens = await _queue_tokens(signer, 2000)
         assert len(tokens[0]) > 300
         other.verify_queue(tokens[0].encode().decode(), "sale")  # (first-use costs out)
         gc.collect()
