@@ -41,6 +41,7 @@ from shared.stream_reads import (
     room_events,
     room_manifests,
 )
+from shared.tasks import cancel_and_wait
 from tests.helpers.histories import (
     URL,
     every_kind_of_state,
@@ -782,6 +783,7 @@ async def test_a_renewed_lease_is_not_taken_and_a_dropped_one_is(
     store = RoomStore(redis)
     link, _relay = await started_relay(store, settings, SnapshotPolicy())
     room = f"kept-{secrets.token_hex(3)}"
+    keeper: asyncio.Task[None] | None = None
     try:
         await put_rooms(store, [room])
         holder = OutboxRelay(store, link, holder="holder", lease_ms=400)
@@ -798,7 +800,9 @@ async def test_a_renewed_lease_is_not_taken_and_a_dropped_one_is(
             return False
 
         assert not await taken_within(1.2)
-        keeper.cancel()
+        await cancel_and_wait(keeper)
         assert await taken_within(2.0)
     finally:
+        if keeper is not None:
+            await cancel_and_wait(keeper)
         await link.close()
