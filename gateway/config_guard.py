@@ -11,7 +11,6 @@ new event.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from dataclasses import dataclass
 
@@ -21,6 +20,7 @@ from shared.errors import RoomRecovering, StoreUnavailable, WaitroomError
 from shared.room import RoomUpdate
 from shared.store import RoomStore
 from shared.store.views import PutResult
+from shared.tasks import cancel_and_wait
 
 log = structlog.get_logger("config_guard")
 
@@ -56,9 +56,7 @@ class ConfigGuard:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)  # a store call may swallow one cancellation
 
     async def _run(self) -> None:
         while True:

@@ -389,9 +389,7 @@ class LiveHub:
 
     async def close(self) -> None:
         if self._keepalive is not None:
-            self._keepalive.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keepalive
+            await cancel_and_wait(self._keepalive)
             self._keepalive = None
         for feed in list(self.feeds.values()):
             await feed.stop()

@@ -26,6 +26,7 @@ from shared.settings import Part, Settings, help_page
 from shared.store import RoomStore
 from shared.store.lane import ScriptLane
 from shared.store.rooms import WORKER_LANE_SCRIPTS
+from shared.tasks import cancel_and_wait
 from shared.worker_metrics import WorkerMetrics
 
 log = structlog.get_logger("worker")
@@ -102,13 +103,16 @@ def relay_loop(ctx: WorkerContext, holder: str) -> RoomLoop:
     return loop
 
 
-async def run_loops(loops: list[RoomLoop], stop: asyncio.Event) -> None:
-    """Run loops until ``stop``, then give them the grace period to finish; cancel after."""
+async def run_loops(
+    loops: list[RoomLoop], stop: asyncio.Event, *, grace: float = GRACE_SECONDS
+) -> None:
+    """Run loops until ``stop``, then give them ``grace`` seconds to finish; cancel after,
+    and return once they have ended (the caller closes the clients they use)."""
     tasks = [asyncio.create_task(loop.run(stop), name=f"loop-{loop.role}") for loop in loops]
     await stop.wait()
-    done, pending = await asyncio.wait(tasks, timeout=GRACE_SECONDS)
+    done, pending = await asyncio.wait(tasks, timeout=grace)
     for task in pending:
-        task.cancel()
+        await cancel_and_wait(task)
     for task in done:
         if task.exception() is not None:
             log.error("loop_failed", error=repr(task.exception()))

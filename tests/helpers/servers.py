@@ -25,9 +25,12 @@ from shared import keys
 from shared.events import Admitted, Completed, Event, Expired, Left, decode
 from shared.nats_link import connect_options
 from shared.settings import Settings
+from tests.helpers.wait import ended_in
 from waitroom.processes import free_port, nats_command, valkey_command, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent.parent
+STOP_SECONDS = 60.0
+"""A server or worker run in the test's loop that takes longer to stop is held by a task."""
 
 
 @dataclass
@@ -150,7 +153,7 @@ class AppServer:
     async def __aexit__(self, *exc: object) -> None:
         self.server.should_exit = True
         if self._task is not None:
-            await self._task
+            await ended_in(self._task, STOP_SECONDS, "the server's shutdown")
 
 
 class GatewayServer(AppServer):
@@ -297,7 +300,8 @@ async def in_process_workers(settings: Settings) -> AsyncIterator[None]:
             yield
         finally:
             stop.set()
-            await asyncio.gather(*tasks)
+            for task in tasks:
+                await ended_in(task, STOP_SECONDS, "an in-process worker's stop")
 
 
 def run_recover(settings: Settings, *flags: str, status: int = 0) -> str:
