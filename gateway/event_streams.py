@@ -78,7 +78,13 @@ async def _serve(scope: Scope, receive: Receive, send: Send, room: str, access_l
         structlog.contextvars.reset_contextvars(**bound)
     if watcher is None:
         return False
-    scope["query_string"] = b""  # the token in it (about 700 bytes) is not read again
+    # what the stream's long life does not read again: the token in the query (about 700
+    # bytes) and the request's headers (a browser's are a kilobyte or more; the list is
+    # the connection's too, so it is emptied, not replaced)
+    scope["query_string"] = b""
+    headers = scope["headers"]
+    if isinstance(headers, list):  # (as uvicorn makes it)
+        headers.clear()
     try:
         await send(
             {

@@ -26,10 +26,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 import structlog
@@ -80,6 +81,34 @@ MAX_PENDING = 64
 """Frames held for a stalled client; past it the oldest go (the newest state wins)."""
 
 
+class Told(NamedTuple):
+    """What a stream remembers of the last answer it told (all events_for compares): a
+    tuple, a third of the dict it was, on every open stream."""
+
+    state: str | None
+    room_status: str | None
+    position: int | None
+    ahead: int | None
+    total: int | None
+    eta_seconds: int | None
+    eta_range: list[int] | None
+
+    @classmethod
+    def of(cls, answer: PlaceResponse) -> Told:
+        return cls(
+            answer.state,
+            answer.room_status,
+            answer.position,
+            answer.ahead,
+            answer.total,
+            answer.eta_seconds,
+            answer.eta_range,
+        )
+
+
+NOTHING_TOLD = Told(None, None, None, None, None, None, None)
+
+
 @dataclass(eq=False, slots=True)
 class Watcher:
     """One open event stream: whose it is, what it was told last, and the frames waiting
@@ -91,7 +120,7 @@ class Watcher:
     base_url: str
     address: str = ""
     pending: list[bytes] = field(default_factory=list)
-    last: dict[str, Any] = field(default_factory=dict)
+    last: Told = NOTHING_TOLD
     event_seq: int = 0
     final: bool = False
     """The place has ended (or its admission was claimed): the stream closes."""
@@ -279,12 +308,12 @@ class LiveHub:
     async def open(self, room: str, start: Followed, caller: Caller, last_id: str) -> Watcher:
         """A new stream from where the person stands; a ``Last-Event-ID`` equal to the
         current one skips the unchanged opening state. Past the limits: 429."""
-        watcher = Watcher(
-            room=room,
+        watcher = Watcher(  # one copy of the texts many streams share (sys.intern)
+            room=sys.intern(room),
             claims=start.claims,
             token=start.token,
-            base_url=caller.base_url,
-            address=caller.address_key,
+            base_url=sys.intern(caller.base_url),
+            address=sys.intern(caller.address_key),
         )
         await self.send_state(watcher, start.view)
         if last_id == str(start.view.event_seq):
@@ -405,14 +434,10 @@ class LiveHub:
         w.event_seq = max(w.event_seq, view.event_seq)
         for event, data in events_for(answer, w.last):
             w.push(event, data)
-        w.last = {name: getattr(answer, name) for name in TOLD}
+        w.last = Told.of(answer)
         w.final = view.state in FINAL_STATES
         if w.final:
             w.wake()
-
-
-TOLD = ("state", "room_status", "position", "ahead", "total", "eta_seconds", "eta_range")
-"""What a stream remembers of the last answer it told (all events_for compares)."""
 
 
 class EventStream(ASGIStreamingResponse):
@@ -461,12 +486,12 @@ async def _client_gone(watcher: Watcher, task: asyncio.Task[Any], receive: Recei
     return False
 
 
-def events_for(answer: PlaceResponse, last: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+def events_for(answer: PlaceResponse, last: Told) -> list[tuple[str, dict[str, Any]]]:
     """The stream events that tell a client about ``answer``, given what it was told last."""
     out: list[tuple[str, dict[str, Any]]] = []
-    if answer.room_status != last.get("room_status"):
+    if answer.room_status != last.room_status:
         out.append(("room", {"status": answer.room_status}))
-    if answer.state == last.get("state") and answer.state != "waiting":
+    if answer.state == last.state and answer.state != "waiting":
         return out
     if answer.state == "waiting":
         now = {
@@ -477,7 +502,7 @@ def events_for(answer: PlaceResponse, last: dict[str, Any]) -> list[tuple[str, d
             "eta_seconds": answer.eta_seconds,
             "eta_range": answer.eta_range,
         }
-        if any(last.get(k) != v for k, v in now.items()):
+        if Told.of(answer) != last._replace(room_status=answer.room_status):
             out.append(("position", now))
     elif answer.state == "admitted":
         out.append(

@@ -558,3 +558,46 @@ async def test_a_connection_keeps_its_attributes_in_a_dict_sharing_keys() -> Non
 
 async def _no_app(scope: Any, receive: Any, send: Any) -> None:
     raise AssertionError("no request is made")
+
+
+async def test_connections_share_their_server_address_and_scopes_their_asgi_entry() -> None:
+    """What is the same on every connection and request is kept once, not once for each
+    open event stream: the server's address, the client's host (a proxy's, on every
+    connection it makes), and the scope's ``asgi`` entry (uvicorn makes each anew)."""
+    config = uvicorn.Config(app=_no_app, http=HeaderDeadlineProtocol, log_config=None)
+    config.load()
+    state = ServerState()
+    loop = asyncio.get_running_loop()
+    protocols: list[HeaderDeadlineProtocol] = []
+
+    def made() -> HeaderDeadlineProtocol:
+        protocols.append(HeaderDeadlineProtocol(config=config, server_state=state, app_state={}))
+        return protocols[-1]
+
+    server = await loop.create_server(made, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    clients = []
+    try:
+        for _ in range(3):
+            clients.append(await asyncio.open_connection("127.0.0.1", port))
+        await wait_until(lambda: _true(len(protocols) == 3))
+        for protocol in protocols:
+            protocol.on_message_begin()  # as the parser calls it when a request begins
+        first = protocols[0]
+        for other in protocols[1:]:
+            assert other.server is first.server
+            assert other.server == ("127.0.0.1", port)
+            assert other.client is not None
+            assert first.client is not None
+            assert other.client[0] is first.client[0]
+            assert other.scope["asgi"] is first.scope["asgi"]
+        assert first.scope["asgi"] == {"version": "3.0", "spec_version": "2.3"}
+    finally:
+        for _, writer in clients:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def _true(value: bool) -> bool:
+    return value

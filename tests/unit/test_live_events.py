@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 import pytest
 
-from gateway.live import events_for
+from gateway.live import NOTHING_TOLD, Told, events_for
 from gateway.schemas import PlaceResponse
 
 pytestmark = pytest.mark.unit
@@ -29,12 +28,12 @@ def answer(**changes: Any) -> PlaceResponse:
     return PlaceResponse(**fields)
 
 
-def told(a: PlaceResponse) -> dict[str, Any]:
-    return msgspec.structs.asdict(a)
+def told(a: PlaceResponse) -> Told:
+    return Told.of(a)
 
 
 def test_a_first_answer_tells_the_room_and_the_place() -> None:
-    names = [name for name, _ in events_for(answer(), {})]
+    names = [name for name, _ in events_for(answer(), NOTHING_TOLD)]
     assert names == ["room", "position"]
 
 
@@ -86,3 +85,13 @@ def test_a_pause_and_an_end() -> None:
     ]
     left = answer(state="left", reason="left")
     assert events_for(left, told(answer())) == [("state", {"state": "left", "reason": "left"})]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"position": 2}, {"ahead": 1}, {"total": 11}, {"eta_seconds": 5}, {"eta_range": [3, 8]}],
+)
+def test_any_figure_of_the_place_that_alone_changed_is_told(change: dict[str, Any]) -> None:
+    ((name, data),) = events_for(answer(**change), told(answer()))
+    assert name == "position"
+    assert data.items() >= change.items()
