@@ -6,6 +6,7 @@ that goes, a gateway that drains or stops. Real gateway, real HTTP."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 
 import httpx
@@ -13,6 +14,7 @@ import pytest
 
 import gateway.live as live_module
 from gateway.services import Services
+from gateway.slow_clients import HeaderDeadlineProtocol
 from shared.settings import Settings
 from tests.helpers.api import ADMIN, RoomFactory, assert_error, bearer
 from tests.helpers.servers import GatewayServer
@@ -114,6 +116,34 @@ async def test_a_stream_opens_with_its_head_and_state_then_follows_the_line(
     body = await s.ended()
     assert b"event: state\nid: " in body
     assert b'"state":"left"' in body
+
+
+async def test_an_open_stream_keeps_neither_its_query_nor_its_headers(
+    gateway: GatewayServer,
+    client: httpx.AsyncClient,
+    make_room: RoomFactory,
+    streams: list[RawStream],
+) -> None:
+    """A gateway holds thousands of streams for minutes to hours: what the request brought
+    (the token in the query, some 700 bytes; a browser's headers, a kilobyte or more) is
+    not kept once the stream is open."""
+    _, path = await _someone_waiting(client, make_room)
+    s = await RawStream.open(gateway.url, path, {"X-Big": "b" * 2000, "User-Agent": "phone"})
+    streams.append(s)
+    await s.read_until(b"event: position")
+    scopes = [
+        p.cycle.scope
+        for p in gc.get_objects()
+        if isinstance(p, HeaderDeadlineProtocol)
+        and p.cycle is not None
+        and not p.cycle.response_complete
+        and p.cycle.scope.get("path", "").endswith("/events")
+    ]
+    assert len(scopes) == 1
+    assert scopes[0]["headers"] == []
+    assert scopes[0]["query_string"] == b""
+    # and the stream goes on
+    assert s.status == 200
 
 
 async def test_a_bearer_header_opens_a_stream_and_is_preferred_to_the_query(
