@@ -3,7 +3,10 @@ that never finish hold a connection and a task each, for free, unless someone st
 
 - ``header_deadline_protocol(seconds)``: uvicorn's HTTP protocol with a deadline on the
   request head: a connection whose request line and headers are not complete in time is
-  answered ``408`` and closed (uvicorn itself waits for ever).
+  answered ``408`` and closed (uvicorn itself waits for ever); and a cap on its size: a
+  head past ``MAX_HEAD_BYTES`` is answered ``431 head_too_large`` and the connection
+  closed (uvicorn's httptools protocol takes a head of any size, 100 MB and more, and
+  keeps it). Trailer fields after a chunked body are not kept (nothing reads them).
 - ``body_deadline_middleware``: the body of a request must arrive within its deadline and
   within the size limit, else ``408 body_timeout`` / ``413 body_too_large``; the body is
   read here and handed on whole, so the app never waits on the client.
@@ -24,13 +27,25 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gateway.lean_connections import LeanHttpToolsProtocol
 from gateway.raw_calls import Answer, send_answer
-from shared.errors import BodyTimeout, BodyTooLarge, WaitroomError
+from shared.errors import BodyTimeout, BodyTooLarge, HeadTooLarge, WaitroomError
 
 TIMED_OUT_HEAD = (
     b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
     b"connection: close\r\ncontent-length: 0\r\n\r\n"
 )
+_HEAD_TOO_LARGE_BODY = json.dumps(
+    {"error": {"code": HeadTooLarge.code, "message": HeadTooLarge.message}}
+).encode()
+HEAD_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
+    b"connection: close\r\ncontent-length: %d\r\n\r\n%b"
+    % (len(_HEAD_TOO_LARGE_BODY), _HEAD_TOO_LARGE_BODY)
+)
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+LINGER_SECONDS = 2.0
+MAX_HEAD_BYTES = 64 * 1024
+"""The most a request's line and header fields may take: a browser's, cookies and all, are
+a few kilobytes (nginx takes 8 KiB a field line by default; Node.js 16 KiB a head)."""
 
 # plain ASGI shapes: this layer only moves messages along
 Message = MutableMapping[str, Any]
@@ -50,22 +65,38 @@ class HeaderDeadlineProtocol(LeanHttpToolsProtocol):
     After that it is set only for a head still incomplete when the bytes at hand are
     parsed: a later head that comes whole in one read (nearly all) costs no timer."""
 
-    __slots__ = ("_head_deadline", "_in_head")  # (see LeanHttpToolsProtocol's)
+    __slots__ = ("_head_bytes", "_head_deadline", "_in_head", "_refused")  # (see Lean...'s)
     seconds = 10.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._head_deadline: TimerHandle | None = None
         self._in_head = False
+        self._head_bytes = 0
+        """Bytes read while the head being parsed was incomplete (the parser keeps them,
+        a field whole before it hands it on): at most MAX_HEAD_BYTES."""
+        self._refused = False
+        """A head was refused: what still comes is read and dropped until the close."""
 
     def connection_made(self, transport: Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm()
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
         super().data_received(data)
+        if self._in_head:  # all of this read after the head's start is head
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._refuse(HEAD_TOO_LARGE)
+                return
         if self._in_head or self._idle():
             self._arm()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._in_head:  # else a trailer field after a chunked body: not kept
+            super().on_header(name, value)
 
     def _idle(self) -> bool:
         """Whether no request is begun or being answered after a read: the bytes began
@@ -78,6 +109,7 @@ class HeaderDeadlineProtocol(LeanHttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head = True
+        self._head_bytes = 0
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -99,9 +131,24 @@ class HeaderDeadlineProtocol(LeanHttpToolsProtocol):
 
     def _too_slow(self) -> None:
         self._head_deadline = None
-        if not self.transport.is_closing():
-            self.transport.write(TIMED_OUT_HEAD)
-            self.transport.close()
+        self._refuse(TIMED_OUT_HEAD)
+
+    def _refuse(self, answer: bytes) -> None:
+        """Answer a head refused (too slow, too large) and end the connection: the answer,
+        then our side shut, then what the client still sends read and dropped for up to
+        LINGER_SECONDS before the close (closed with unread bytes, the connection would be
+        reset, and a client still sending would lose the answer)."""
+        self._disarm()
+        transport = self.transport
+        if transport.is_closing():
+            return
+        self._refused = True
+        transport.write(answer)
+        if transport.can_write_eof():
+            transport.write_eof()
+            self._head_deadline = self.loop.call_later(LINGER_SECONDS, transport.close)
+        else:
+            transport.close()
 
 
 def header_deadline_protocol(seconds: float) -> type[HttpToolsProtocol]:

@@ -59,6 +59,7 @@ AdmissionExpired = _error("admission_expired", 409, "The admission was not claim
 SessionEnded = _error("session_ended", 409, "This visit has ended.")
 BodyTooLarge = _error("body_too_large", 413, "The request body is too large.")
 BodyTimeout = _error("body_timeout", 408, "The request body did not arrive in time.")
+HeadTooLarge = _error("head_too_large", 431, "The request line and header fields are too large.")
 RateLimited = _error("rate_limited", 429, "Too many requests; slow down.", retry_after=1)
 RoomMaintenance = _error(
     "room_maintenance", 503, "The room is under maintenance; try again later.", retry_after=30

@@ -21,7 +21,8 @@ async def cancel_and_wait(
     Python 3.11 ``asyncio.wait_for`` (redis-py sends every command through it) swallows
     a cancellation that arrives as the awaited call completes, and a task looping on
     such calls then never ends, nor does whoever awaits it. A task still going after
-    ``warn_after`` seconds is logged once, with where it stands (what holds a shutdown)."""
+    ``warn_after`` seconds is logged once, with where it stands (what holds a shutdown);
+    one that ended with an error, with the error."""
     started = time.monotonic()
     warned = False
     while not task.done():
@@ -32,3 +33,5 @@ async def cancel_and_wait(
             stack = io.StringIO()
             task.print_stack(file=stack)
             log.warning("task_ignores_cancel", task=task.get_name(), stack=stack.getvalue())
+    if not task.cancelled() and task.exception() is not None:  # (read: else only at GC)
+        log.error("task_failed", task=task.get_name(), error=repr(task.exception()))

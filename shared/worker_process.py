@@ -111,8 +111,7 @@ async def run_loops(
     tasks = [asyncio.create_task(loop.run(stop), name=f"loop-{loop.role}") for loop in loops]
     await stop.wait()
     done, pending = await asyncio.wait(tasks, timeout=grace)
-    for task in pending:
-        await cancel_and_wait(task)
+    await asyncio.gather(*(cancel_and_wait(task) for task in pending))  # all at once
     for task in done:
         if task.exception() is not None:
             log.error("loop_failed", error=repr(task.exception()))

@@ -6,6 +6,7 @@ IPv6 and made-up X-Forwarded-For chains."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import ipaddress
 import time
 from collections.abc import AsyncIterator
@@ -20,6 +21,7 @@ from redis.asyncio import Redis
 
 from gateway.operators import admin_keys
 from gateway.proof_of_work import leading_zero_bits, solution_hash, solve
+from gateway.slow_clients import HeaderDeadlineProtocol
 from shared import keys
 from shared.settings import RateLimits, Settings
 from tests.helpers.api import ADMIN, RoomFactory, assert_error, bearer, create_room
@@ -513,6 +515,85 @@ async def test_blank_lines_after_a_response_do_not_hold_a_connection_open(
             assert answer.startswith(b"HTTP/1.1 408"), answer
         finally:
             writer.close()
+
+
+async def _answer_to(
+    writer: asyncio.StreamWriter, reader: asyncio.StreamReader, head: bytes
+) -> bytes:
+    """Send ``head`` in 64 KiB writes (stopping if the server closes); all it answers."""
+    for at in range(0, len(head), 65536):
+        try:
+            writer.write(head[at : at + 65536])
+            await writer.drain()
+        except ConnectionError:
+            break
+    return await asyncio.wait_for(reader.read(), timeout=10)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        b"X-Big: " + b"a" * 2_000_000 + b"\r\n",  # one field of 2 MB
+        b"".join(b"X-%d: %s\r\n" % (i, b"b" * 40) for i in range(2000)),  # 2,000 small ones
+    ],
+    ids=["one-huge-field", "many-fields"],
+)
+async def test_a_head_past_64_kib_is_refused_and_its_connection_closed(
+    gateway: GatewayServer, fields: bytes
+) -> None:
+    """uvicorn's httptools protocol kept a head of any size (100 MB held in a probe) for as
+    long as the header deadline let it come."""
+    port = gateway.settings.port
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        await _one_request(reader, writer)  # also on a connection kept alive
+        answer = await _answer_to(writer, reader, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + fields)
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431"), answer[:200]
+    assert b"connection: close" in head
+    assert msgspec.json.decode(body)["error"]["code"] == "head_too_large"
+    # a browser's large head (48 KiB of cookies) is still served, and so is the next client
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        cookies = b"Cookie: " + b"c" * 48 * 1024 + b"\r\n"
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + cookies + b"\r\n")
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+    finally:
+        writer.close()
+
+
+async def test_trailer_fields_after_a_chunked_body_are_not_kept(
+    gateway: GatewayServer, client: httpx.AsyncClient, make_room: RoomFactory
+) -> None:
+    """Trailers are parsed after the body (no head deadline, no head cap holds them) and
+    nothing reads them: added to the request's header list, which a stream keeps for its
+    whole life, they grew it without bound."""
+    room = await make_room(status="paused")
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.settings.port)
+    try:
+        writer.write(
+            f"POST /v1/rooms/{room}/enqueue HTTP/1.1\r\nHost: x\r\n".encode()
+            + b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + b"2\r\n{}\r\n0\r\nX-Trailer: "
+            + b"t" * 1000
+            + b"\r\n\r\n"
+        )
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
+        assert head.startswith(b"HTTP/1.1 201"), head
+        await reader.readexactly(int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0]))
+        # (the request came in one write: parsed to its end, trailers too, before the answer)
+        kept = [
+            name
+            for p in gc.get_objects()
+            if isinstance(p, HeaderDeadlineProtocol) and p.headers
+            for name, _ in p.headers
+        ]
+        assert b"transfer-encoding" in kept  # (the request's own head is there to look at)
+        assert b"x-trailer" not in kept
+    finally:
+        writer.close()
 
 
 async def test_links_never_name_a_host_the_operator_did_not_allow(

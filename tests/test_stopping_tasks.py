@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import ClassVar
 
 from gateway.config_guard import ConfigGuard
 from shared.room_loop import RoomLoop
@@ -25,9 +26,17 @@ class DeafGuard(ConfigGuard):
 
 
 class DeafLoop(RoomLoop):
+    heard: ClassVar[list[str]] = []
+
     async def run(self, stop: asyncio.Event) -> None:
         await stop.wait()
-        await swallow_one_cancellation()
+        try:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(30)
+            self.heard.append(f"{self.role} cancelled")
+            await asyncio.sleep(30)
+        finally:
+            self.heard.append(f"{self.role} ended")
 
 
 async def nothing(room: str, fence: int) -> None:
@@ -47,7 +56,10 @@ async def test_a_config_guard_closes_though_its_check_swallows_a_cancellation(
     assert guard._task.done()
 
 
-async def test_worker_loops_have_ended_when_run_loops_returns(store: RoomStore) -> None:
+async def test_worker_loops_are_cancelled_together_and_have_ended_when_run_loops_returns(
+    store: RoomStore,
+) -> None:
+    DeafLoop.heard = []
     loops: list[RoomLoop] = [
         DeafLoop(store, role=role, holder="h", tick_ms=50, lease_ms=1000, work=nothing)
         for role in ("admission", "relay")
@@ -60,3 +72,6 @@ async def test_worker_loops_have_ended_when_run_loops_returns(store: RoomStore) 
     assert running in done
     left = [t for t in asyncio.all_tasks() if t.get_name().startswith("loop-") and not t.done()]
     assert left == []
+    # every loop is cancelled before any has to end (no loop works on past the grace
+    # while another is being stopped)
+    assert sorted(DeafLoop.heard[:2]) == ["admission cancelled", "relay cancelled"]

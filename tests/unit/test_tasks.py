@@ -55,3 +55,19 @@ async def test_a_task_that_goes_on_is_logged_with_where_it_stands() -> None:
     assert warning["task"] == "deaf"
     assert "deaf_for_a_while" in warning["stack"]
     assert task.done()
+
+
+async def test_a_task_that_ends_with_an_error_is_logged_with_it() -> None:
+    async def fails_as_it_stops() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            raise ValueError("broken on the way out") from None
+
+    task = asyncio.create_task(fails_as_it_stops(), name="fragile")
+    await asyncio.sleep(0)
+    with capture_logs() as logs:
+        await cancel_and_wait(task, every=0.05)
+    [failed] = [entry for entry in logs if entry["event"] == "task_failed"]
+    assert failed["task"] == "fragile"
+    assert "broken on the way out" in failed["error"]
