@@ -1,12 +1,14 @@
-"""Caps on clients that send slowly: headers that dribble in (a "slowloris") and bodies
-that never finish hold a connection and a task each, for free, unless someone stops them.
+"""Caps on clients that send slowly or too much: headers that dribble in (a "slowloris"),
+heads without end and bodies that never finish hold a connection, memory and a task each,
+for free, unless someone stops them.
 
 - ``header_deadline_protocol(seconds)``: uvicorn's HTTP protocol with a deadline on the
   request head: a connection whose request line and headers are not complete in time is
   answered ``408`` and closed (uvicorn itself waits for ever); and a cap on its size: a
-  head past ``MAX_HEAD_BYTES`` is answered ``431 head_too_large`` and the connection
-  closed (uvicorn's httptools protocol takes a head of any size, 100 MB and more, and
-  keeps it). Trailer fields after a chunked body are not kept (nothing reads them).
+  head going on for ``MAX_HEAD_BYTES`` past its first read is answered
+  ``431 head_too_large`` and the connection closed (uvicorn's httptools protocol takes
+  a head of any size, 100 MB and more, and keeps it). Trailer fields after a chunked
+  body are not kept (nothing reads them).
 - ``body_deadline_middleware``: the body of a request must arrive within its deadline and
   within the size limit, else ``408 body_timeout`` / ``413 body_too_large``; the body is
   read here and handed on whole, so the app never waits on the client.
@@ -44,8 +46,9 @@ HEAD_TOO_LARGE = (
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 LINGER_SECONDS = 2.0
 MAX_HEAD_BYTES = 64 * 1024
-"""The most a request's line and header fields may take: a browser's, cookies and all, are
-a few kilobytes (nginx takes 8 KiB a field line by default; Node.js 16 KiB a head)."""
+"""The most a request's line and header fields may take after the read they begin in (one
+read is at most 256 KiB): a browser's, cookies and all, are a few kilobytes (nginx takes
+8 KiB a field line by default; Node.js 16 KiB a head)."""
 
 # plain ASGI shapes: this layer only moves messages along
 Message = MutableMapping[str, Any]
@@ -73,8 +76,10 @@ class HeaderDeadlineProtocol(LeanHttpToolsProtocol):
         self._head_deadline: TimerHandle | None = None
         self._in_head = False
         self._head_bytes = 0
-        """Bytes read while the head being parsed was incomplete (the parser keeps them,
-        a field whole before it hands it on): at most MAX_HEAD_BYTES."""
+        """Bytes of the reads after the one a head began in, while it is incomplete (the
+        parser keeps them, each field whole before it hands it on): at most
+        MAX_HEAD_BYTES. The read a head begins in is not counted (-1 until it ends): it
+        may also hold requests before it, pipelined, bodies and all."""
         self._refused = False
         """A head was refused: what still comes is read and dropped until the close."""
 
@@ -86,8 +91,11 @@ class HeaderDeadlineProtocol(LeanHttpToolsProtocol):
         if self._refused:
             return
         super().data_received(data)
-        if self._in_head:  # all of this read after the head's start is head
-            self._head_bytes += len(data)
+        if self._in_head:
+            if self._head_bytes < 0:  # the head began in this read
+                self._head_bytes = 0
+            else:  # all of this read is the head's
+                self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD_BYTES:
                 self._refuse(HEAD_TOO_LARGE)
                 return
@@ -96,7 +104,7 @@ class HeaderDeadlineProtocol(LeanHttpToolsProtocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._in_head:  # else a trailer field after a chunked body: not kept
-            super().on_header(name, value)
+            HttpToolsProtocol.on_header(self, name, value)
 
     def _idle(self) -> bool:
         """Whether no request is begun or being answered after a read: the bytes began
@@ -109,7 +117,7 @@ class HeaderDeadlineProtocol(LeanHttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head = True
-        self._head_bytes = 0
+        self._head_bytes = -1
 
     def on_headers_complete(self) -> None:
         self._in_head = False
