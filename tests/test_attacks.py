@@ -564,6 +564,34 @@ async def test_a_head_past_64_kib_after_its_first_read_is_refused_and_closed(
         writer.close()
 
 
+async def test_pipelined_requests_before_an_unfinished_head_do_not_count_as_head(
+    gateway: GatewayServer,
+) -> None:
+    """Six joins of 15 KB bodies and the start of a seventh request's head come in one
+    read; only the head's own later reads count against the cap."""
+    body = b"{}" + b" " * 15_000
+    join = (
+        b"POST /v1/rooms/no-such-room/enqueue HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body)
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.settings.port)
+    try:
+        writer.write(join * 6 + b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        writer.write(b"\r\n")
+        statuses = []
+        for _ in range(7):
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
+            statuses.append(int(head.split()[1]))
+            await reader.readexactly(
+                int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            )
+    finally:
+        writer.close()
+    assert statuses == [404] * 6 + [200]
+
+
 async def test_trailer_fields_after_a_chunked_body_are_not_kept(
     gateway: GatewayServer, client: httpx.AsyncClient, make_room: RoomFactory
 ) -> None:
