@@ -16,7 +16,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "host": settings.host,
         "port": settings.port,
         # a request head must arrive in time (uvicorn would wait for ever)
-        "http": header_deadline_protocol(settings.header_timeout),
+        "http": header_deadline_protocol(settings.header_timeout, settings.max_body_bytes),
         "limit_concurrency": settings.max_connections,
         "timeout_keep_alive": KEEP_ALIVE_SECONDS,
         # only WAITROOM_TRUSTED_PROXIES decides whose X-Forwarded-* is believed (uvicorn

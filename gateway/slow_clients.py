@@ -8,7 +8,9 @@ for free, unless someone stops them.
   head going on for ``MAX_HEAD_BYTES`` past its first read is answered
   ``431 head_too_large`` and the connection closed (uvicorn's httptools protocol takes
   a head of any size, 100 MB and more, and keeps it). Trailer fields after a chunked
-  body are not kept (nothing reads them).
+  body are not kept (nothing reads them), and a chunked message that goes on past the
+  largest body and head (its trailers, which the parser holds whole, included) closes
+  its connection.
 - ``body_deadline_middleware``: the body of a request must arrive within its deadline and
   within the size limit, else ``408 body_timeout`` / ``413 body_too_large``; the body is
   read here and handed on whole, so the app never waits on the client.
@@ -45,6 +47,7 @@ HEAD_TOO_LARGE = (
 )
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 LINGER_SECONDS = 2.0
+NOT_CHUNKED, CHUNKED_HEAD, BODY_BEGUN = -3, -2, -1
 MAX_HEAD_BYTES = 64 * 1024
 """The most a request's line and header fields may take after the read they begin in (one
 read is at most 256 KiB): a browser's, cookies and all, are a few kilobytes (nginx takes
@@ -68,8 +71,10 @@ class HeaderDeadlineProtocol(LeanHttpToolsProtocol):
     After that it is set only for a head still incomplete when the bytes at hand are
     parsed: a later head that comes whole in one read (nearly all) costs no timer."""
 
-    __slots__ = ("_head_bytes", "_head_deadline", "_in_head", "_refused")  # (see Lean...'s)
+    __slots__ = ("_chunked_bytes", "_head_bytes", "_head_deadline", "_in_head", "_refused")
+    # (slots: see LeanHttpToolsProtocol's)
     seconds = 10.0
+    max_body_bytes = 16_384
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -82,6 +87,11 @@ class HeaderDeadlineProtocol(LeanHttpToolsProtocol):
         may also hold requests before it, pipelined, bodies and all."""
         self._refused = False
         """A head was refused: what still comes is read and dropped until the close."""
+        self._chunked_bytes = NOT_CHUNKED
+        """Bytes of the reads after the one a chunked body began in, until its message
+        ends (its trailers included): at most ``max_body_bytes`` + MAX_HEAD_BYTES, the
+        most the app takes and the most a head may be. (NOT_CHUNKED, CHUNKED_HEAD and
+        BODY_BEGUN are the states before counting.)"""
 
     def connection_made(self, transport: Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -99,12 +109,31 @@ class HeaderDeadlineProtocol(LeanHttpToolsProtocol):
             if self._head_bytes > MAX_HEAD_BYTES:
                 self._refuse(HEAD_TOO_LARGE)
                 return
+        elif self._chunked_bytes >= BODY_BEGUN:
+            self._count_chunked(len(data))
+            if self._refused:
+                return
         if self._in_head or self._idle():
             self._arm()
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._in_head:  # else a trailer field after a chunked body: not kept
             HttpToolsProtocol.on_header(self, name, value)
+            if self.headers[-1][0] == b"transfer-encoding":  # (as uvicorn keeps it: lower)
+                self._chunked_bytes = CHUNKED_HEAD
+
+    def _count_chunked(self, read: int) -> None:
+        """Count a read of a chunked message past the one its body began in; past the
+        most it may be, the connection is closed (no answer: the app may have answered
+        already, and the client is not reading what it sends)."""
+        if self._chunked_bytes == BODY_BEGUN:
+            self._chunked_bytes = 0
+            return
+        self._chunked_bytes += read
+        if self._chunked_bytes > self.max_body_bytes + MAX_HEAD_BYTES:
+            self._refused = True
+            self._disarm()
+            self.transport.close()
 
     def _idle(self) -> bool:
         """Whether no request is begun or being answered after a read: the bytes began
@@ -118,11 +147,18 @@ class HeaderDeadlineProtocol(LeanHttpToolsProtocol):
         super().on_message_begin()
         self._in_head = True
         self._head_bytes = -1
+        self._chunked_bytes = NOT_CHUNKED
 
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._disarm()
+        if self._chunked_bytes == CHUNKED_HEAD:
+            self._chunked_bytes = BODY_BEGUN
         super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._chunked_bytes = NOT_CHUNKED
+        super().on_message_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -159,9 +195,11 @@ class HeaderDeadlineProtocol(LeanHttpToolsProtocol):
             transport.close()
 
 
-def header_deadline_protocol(seconds: float) -> type[HttpToolsProtocol]:
-    """The protocol class, with this process's deadline for request heads."""
+def header_deadline_protocol(seconds: float, max_body_bytes: int) -> type[HttpToolsProtocol]:
+    """The protocol class, with this process's deadline for request heads and its largest
+    request body."""
     HeaderDeadlineProtocol.seconds = seconds
+    HeaderDeadlineProtocol.max_body_bytes = max_body_bytes
     return HeaderDeadlineProtocol
 
 

@@ -624,6 +624,35 @@ async def test_trailer_fields_after_a_chunked_body_are_not_kept(
         writer.close()
 
 
+async def test_a_chunked_request_whose_trailer_goes_on_closes_its_connection(
+    settings: Settings,
+) -> None:
+    """A trailer field comes after the body (no head deadline, no head cap) and the parser
+    holds it whole until it ends: one that went on grew the connection's memory for as
+    long as the client liked (a stream's request has no body deadline either)."""
+    strict = settings.with_changes(max_body_bytes=1024, body_timeout=60.0)
+    async with GatewayServer(strict) as gw:
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.settings.port)
+        closed = False
+        try:
+            writer.write(
+                b"POST /v1/rooms/no-such-room/enqueue HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"2\r\n{}\r\n0\r\nX-Trailer: "
+            )
+            for _ in range(100):  # 800 KiB of one trailer field, if the server let it come
+                writer.write(b"t" * 8192)
+                await writer.drain()
+                await asyncio.sleep(0.01)
+            answer = await asyncio.wait_for(reader.read(), timeout=10)
+            closed = answer == b""
+        except ConnectionError:
+            closed = True
+        finally:
+            writer.close()
+        assert closed
+
+
 async def test_links_never_name_a_host_the_operator_did_not_allow(
     client: httpx.AsyncClient, make_room: RoomFactory, settings: Settings
 ) -> None:
