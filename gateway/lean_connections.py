@@ -30,10 +30,9 @@ import asyncio
 import sys
 from asyncio import Transport
 from collections.abc import Callable, Coroutine
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import httptools
-from uvicorn._types import ASGIVersions
 from uvicorn.protocols.http.httptools_impl import (
     STATUS_LINE,
     HttpToolsProtocol,
@@ -41,6 +40,9 @@ from uvicorn.protocols.http.httptools_impl import (
 )
 
 from shared.errors import BodyTimeout
+
+if TYPE_CHECKING:
+    from uvicorn._types import ASGIVersions  # (uvicorn's private module: for types only)
 
 Header = tuple[bytes, bytes]
 WriteAnswer = Callable[[int, list[Header], bytes], None]
