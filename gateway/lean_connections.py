@@ -167,7 +167,9 @@ stream ends. One more is refused: 400 and the connection closed."""
 ServerAddress = tuple[str, int | None]
 _ADDRESSES: dict[ServerAddress, ServerAddress] = {}
 MAX_SHARED_ADDRESSES = 256
-_ASGI_INFO: dict[str, ASGIVersions] = {}
+_ASGI_INFO: dict[str, ASGIVersions] = {
+    version: {"version": version, "spec_version": "2.3"} for version in ("2.0", "3.0")
+}
 
 
 def shared_address(address: ServerAddress | None) -> ServerAddress | None:
@@ -181,10 +183,7 @@ def shared_address(address: ServerAddress | None) -> ServerAddress | None:
 def asgi_info(version: Literal["2.0", "3.0"]) -> ASGIVersions:
     """A scope's ``asgi`` entry: one dict for every request (uvicorn makes one each, about
     180 bytes that an open event stream keeps). Nothing here or in Litestar writes to it."""
-    info = _ASGI_INFO.get(version)
-    if info is None:
-        info = _ASGI_INFO.setdefault(version, {"version": version, "spec_version": "2.3"})
-    return info
+    return _ASGI_INFO[version]
 
 
 class PipelineTooDeep(Exception):

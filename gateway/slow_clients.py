@@ -47,7 +47,7 @@ HEAD_TOO_LARGE = (
 )
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 LINGER_SECONDS = 2.0
-NOT_CHUNKED, CHUNKED_HEAD, BODY_BEGUN = -3, -2, -1
+NOT_COUNTING, FIRST_READ = -2, -1
 MAX_HEAD_BYTES = 64 * 1024
 """The most a request's line and header fields may take after the read they begin in (one
 read is at most 256 KiB): a browser's, cookies and all, are a few kilobytes (nginx takes
@@ -71,7 +71,7 @@ class HeaderDeadlineProtocol(LeanHttpToolsProtocol):
     After that it is set only for a head still incomplete when the bytes at hand are
     parsed: a later head that comes whole in one read (nearly all) costs no timer."""
 
-    __slots__ = ("_chunked_bytes", "_head_bytes", "_head_deadline", "_in_head", "_refused")
+    __slots__ = ("_chunked", "_counted", "_head_deadline", "_in_head", "_limit", "_refused")
     # (slots: see LeanHttpToolsProtocol's)
     seconds = 10.0
     max_body_bytes = 16_384
@@ -80,18 +80,19 @@ class HeaderDeadlineProtocol(LeanHttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._head_deadline: TimerHandle | None = None
         self._in_head = False
-        self._head_bytes = 0
-        """Bytes of the reads after the one a head began in, while it is incomplete (the
-        parser keeps them, each field whole before it hands it on): at most
-        MAX_HEAD_BYTES. The read a head begins in is not counted (-1 until it ends): it
-        may also hold requests before it, pipelined, bodies and all."""
+        self._counted = NOT_COUNTING
+        """Bytes of the reads after the one a head began in while it is incomplete, or
+        after the one a chunked body began in until its message ends (its trailers
+        included): the parser keeps a field whole before it hands it on. At most
+        ``_limit``. The first read is not counted (FIRST_READ until it ends): it may
+        also hold requests before, pipelined, bodies and all."""
+        self._limit = MAX_HEAD_BYTES
+        """A head's: MAX_HEAD_BYTES; a chunked body's: ``max_body_bytes`` + MAX_HEAD_BYTES,
+        the most the app takes and the most a head may be."""
+        self._chunked = False
+        """The head being read says ``Transfer-Encoding``."""
         self._refused = False
         """A head was refused: what still comes is read and dropped until the close."""
-        self._chunked_bytes = NOT_CHUNKED
-        """Bytes of the reads after the one a chunked body began in, until its message
-        ends (its trailers included): at most ``max_body_bytes`` + MAX_HEAD_BYTES, the
-        most the app takes and the most a head may be. (NOT_CHUNKED, CHUNKED_HEAD and
-        BODY_BEGUN are the states before counting.)"""
 
     def connection_made(self, transport: Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -101,17 +102,10 @@ class HeaderDeadlineProtocol(LeanHttpToolsProtocol):
         if self._refused:
             return
         super().data_received(data)
-        if self._in_head:
-            if self._head_bytes < 0:  # the head began in this read
-                self._head_bytes = 0
-            else:  # all of this read is the head's
-                self._head_bytes += len(data)
-            if self._head_bytes > MAX_HEAD_BYTES:
-                self._refuse(HEAD_TOO_LARGE)
-                return
-        elif self._chunked_bytes >= BODY_BEGUN:
-            self._count_chunked(len(data))
-            if self._refused:
+        if self._counted != NOT_COUNTING:  # (a new head or body resets it to FIRST_READ)
+            self._counted = 0 if self._counted == FIRST_READ else self._counted + len(data)
+            if self._counted > self._limit:
+                self._cut_off()
                 return
         if self._in_head or self._idle():
             self._arm()
@@ -120,20 +114,18 @@ class HeaderDeadlineProtocol(LeanHttpToolsProtocol):
         if self._in_head:  # else a trailer field after a chunked body: not kept
             HttpToolsProtocol.on_header(self, name, value)
             if self.headers[-1][0] == b"transfer-encoding":  # (as uvicorn keeps it: lower)
-                self._chunked_bytes = CHUNKED_HEAD
+                self._chunked = True
 
-    def _count_chunked(self, read: int) -> None:
-        """Count a read of a chunked message past the one its body began in; past the
-        most it may be, the connection is closed (no answer: the app may have answered
-        already, and the client is not reading what it sends)."""
-        if self._chunked_bytes == BODY_BEGUN:
-            self._chunked_bytes = 0
+    def _cut_off(self) -> None:
+        """Past ``_limit``: a head is answered 431; a chunked message's connection is
+        closed with no answer (the app may have answered already, and the client is not
+        reading what it sends)."""
+        if self._in_head:
+            self._refuse(HEAD_TOO_LARGE)
             return
-        self._chunked_bytes += read
-        if self._chunked_bytes > self.max_body_bytes + MAX_HEAD_BYTES:
-            self._refused = True
-            self._disarm()
-            self.transport.close()
+        self._refused = True
+        self._disarm()
+        self.transport.close()
 
     def _idle(self) -> bool:
         """Whether no request is begun or being answered after a read: the bytes began
@@ -146,18 +138,20 @@ class HeaderDeadlineProtocol(LeanHttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head = True
-        self._head_bytes = -1
-        self._chunked_bytes = NOT_CHUNKED
+        self._chunked = False
+        self._counted, self._limit = FIRST_READ, MAX_HEAD_BYTES
 
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._disarm()
-        if self._chunked_bytes == CHUNKED_HEAD:
-            self._chunked_bytes = BODY_BEGUN
+        if self._chunked:
+            self._counted, self._limit = FIRST_READ, self.max_body_bytes + MAX_HEAD_BYTES
+        else:
+            self._counted = NOT_COUNTING
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
-        self._chunked_bytes = NOT_CHUNKED
+        self._counted = NOT_COUNTING
         super().on_message_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
