@@ -7,7 +7,7 @@ from typing import Any
 
 from gateway.metrics import GatewayMetrics
 from gateway.schemas import Ready
-from shared.errors import RoomNotFound, StoreUnavailable
+from shared.errors import RoomNotFound, RoomRecovering, StoreUnavailable
 from shared.nats_link import NatsLink
 from shared.store import RoomStore
 from shared.tokens import TokenService
@@ -71,8 +71,8 @@ class Operations:
             for room in rooms:
                 try:
                     self.metrics.set_room(room, await self.store.figures(room))
-                except RoomNotFound:
-                    continue
+                except (RoomNotFound, RoomRecovering):
+                    continue  # deleted since the listing, or being rebuilt (no config yet)
             self.metrics.store_up.set(1)
         except StoreUnavailable:
             self.metrics.store_up.set(0)

@@ -20,7 +20,14 @@ from gateway.schemas import (
     RoomPutOut,
     RoomsOut,
 )
-from shared.errors import InvalidBody, InviteNotFound, RateLimited, RoomNotFound, Unauthorized
+from shared.errors import (
+    InvalidBody,
+    InviteNotFound,
+    RateLimited,
+    RoomNotFound,
+    RoomRecovering,
+    Unauthorized,
+)
 from shared.room import RoomUpdate, epoch_ms, from_stored, moment_of
 from shared.store import RoomFigures, RoomStore
 
@@ -93,8 +100,8 @@ class Operators:
         for room in await self.store.rooms():
             try:
                 out.append(await self.get(room))
-            except RoomNotFound:
-                continue  # deleted between the listing and the read
+            except (RoomNotFound, RoomRecovering):
+                continue  # deleted between the listing and the read, or being rebuilt
         return RoomsOut(rooms=out)
 
     async def delete(self, room: str) -> None:

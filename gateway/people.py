@@ -82,7 +82,8 @@ class People:
         return self.pow.challenge(room, caller.client_id, config.pow_difficulty)
 
     async def room(self, room: str) -> RoomConfig:
-        """The room's config (what its page shows); 404 for a room that does not exist."""
+        """The room's config (what its page shows); 404 for a room that does not exist,
+        503 ``room_recovering`` while it is rebuilt and has no config yet."""
         return await require_room(self.store, room)
 
     # tokens and places ---------------------------------------------------------------

@@ -11,7 +11,7 @@ from gateway.answers import access_expiry
 from gateway.line_book import LineBook
 from gateway.ratelimit import RateLimiter
 from gateway.schemas import LatencySummary, SessionResponse, VerifyBody, VerifyResponse
-from shared.errors import PositionNotFound, RoomNotFound, StoreUnavailable
+from shared.errors import PositionNotFound, RoomNotFound, RoomRecovering, StoreUnavailable
 from shared.site_latency import report_signed
 from shared.store import PersonView, RoomStore
 from shared.tokens import AccessClaims, TokenService
@@ -45,7 +45,7 @@ class Site:
 
     async def verify(self, body: VerifyBody) -> VerifyResponse:
         """Is this access token good for ``room``, now; from the token alone while the data
-        store is away (``checked: "offline"``)."""
+        store is away or the room is being rebuilt (``checked: "offline"``)."""
         claims = self.tokens.verify_access(body.token, body.room)
         await self.limiter.check("session", claims.sub)
         try:
@@ -54,7 +54,7 @@ class Site:
             return VerifyResponse(
                 active=False, room=claims.room, sub=claims.sub, exp=claims.exp, state="unknown"
             )
-        except StoreUnavailable:
+        except (StoreUnavailable, RoomRecovering):  # (the room is being rebuilt)
             return VerifyResponse(
                 active=claims.exp > time.time(),
                 room=claims.room,

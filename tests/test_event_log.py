@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,10 +16,14 @@ import pytest
 from redis.asyncio import Redis
 
 from shared import keys
+from shared.errors import RoomRecovering
 from shared.events import Admitted, Enqueued, Event, Expired, Extended, decode
+from shared.keyring import KeyRing
 from shared.redis_conn import connect
 from shared.settings import Settings
-from tests.helpers.api import ADMIN, assert_error, bearer, create_room, figures, place
+from shared.store import RoomStore
+from shared.tokens import TokenService
+from tests.helpers.api import ADMIN, METRICS, assert_error, bearer, create_room, figures, place
 from tests.helpers.load import Load, crowd_client
 from tests.helpers.servers import (
     GatewayServer,
@@ -59,7 +64,13 @@ def workers(tmp_path: Path) -> Iterator[Workers]:
 
 
 async def drained(c: httpx.AsyncClient, room: str) -> bool:
-    return bool((await figures(c, room))["outbox"] == 0)
+    """Whether the room's outbox is empty (not while the room is being rebuilt)."""
+    r = await c.get(f"/v1/admin/rooms/{room}", headers=ADMIN)
+    if r.status_code == 503:
+        assert_error(r, 503, "room_recovering")
+        return False
+    assert r.status_code == 200, r.text
+    return bool(r.json()["figures"]["outbox"] == 0)
 
 
 async def event_seq(settings: Settings, room: str) -> int:
@@ -136,6 +147,67 @@ async def test_a_store_rolled_back_to_an_older_snapshot_is_caught_up_from_the_st
     )
     assert waiting  # people still wait: their places kept in arrival order
     assert [a for _pos, a in waiting] == sorted(a for _pos, a in waiting)
+
+
+async def access_token(settings: Settings, room: str, person: dict[str, Any]) -> str:
+    """An access token for this person's place, signed with the gateway's keys (as if
+    they had been admitted a moment ago)."""
+    service = TokenService(
+        KeyRing(settings.keys_dir), issuer=settings.issuer, audience=settings.audience
+    )
+    try:
+        now = int(time.time())
+        return await service.sign_access(room, person["position_id"], iat=now, exp=now + 600)
+    finally:
+        service.close()
+
+
+async def test_a_room_being_rebuilt_is_told_as_recovering_never_as_missing(
+    own_store: tuple[ValkeyProc, Settings],
+) -> None:
+    """A catch-up or `waitroom recover` with no snapshot to start from begins with the room
+    wiped: for that moment it has no config. Every read of it answers 503 room_recovering
+    (it is there, ask again soon), not 404 room_not_found (the admin API's reads and the
+    challenge said it was gone, and its page told a person in line there was no such
+    room); the listing and the metrics go on without it."""
+    _valkey, settings = own_store
+    room = "rebuilt-" + settings.instance
+    redis = connect(settings.redis_url)
+    store = RoomStore(redis)
+    try:
+        async with GatewayServer(settings) as gw, crowd_client(gw.url) as c:
+            await create_room(c, room, status="paused")
+            me = (await c.post(f"/v1/rooms/{room}/enqueue")).json()
+            assert await store.mark_recovering([room], owner="relay") == {}
+            await store.restore(room, None)  # from nothing, as the rebuild starts
+            for path in (f"/v1/admin/rooms/{room}", f"/v1/admin/rooms/{room}/digest"):
+                assert_error(await c.get(path, headers=ADMIN), 503, "room_recovering")
+            for path in (f"/v1/rooms/{room}/status", f"/v1/rooms/{room}/challenge"):
+                answer = await c.get(path, headers=bearer(me["token"]))
+                assert_error(answer, 503, "room_recovering")
+            page = await c.get(f"/rooms/{room}", headers={"accept": "text/html"})
+            assert page.status_code == 503  # "one moment": never "there is no such room"
+            assert "One moment, please" in page.text, page.text[:300]
+            listing = await c.get("/v1/admin/rooms", headers=ADMIN)
+            assert listing.status_code == 200, listing.text
+            assert room not in [r["room"] for r in listing.json()["rooms"]]
+            metrics = await c.get("/metrics", headers=METRICS)
+            assert metrics.status_code == 200, metrics.text
+            with pytest.raises(RoomRecovering):  # a site's report, in a session heartbeat
+                await store.report_latency(room, me["position_id"], count=1, p50=1, p95=2, top=3)
+            # a site verifying a visitor's access token hears it from the token alone (as
+            # while the store is away), not a 503 that would turn the visitor away
+            access = await access_token(settings, room, me)
+            verified = await c.post("/v1/session/verify", json={"token": access, "room": room})
+            assert verified.status_code == 200, verified.text
+            assert verified.json()["checked"] == "offline"
+            assert verified.json()["active"] is True
+            await store.mark_recovering([room], on=False, owner="relay")
+            assert_error(
+                await c.get(f"/v1/admin/rooms/{room}", headers=ADMIN), 404, "room_not_found"
+            )
+    finally:
+        await redis.aclose()
 
 
 async def test_a_store_killed_before_its_outbox_drained_is_rebuilt_consistent(
@@ -326,7 +398,6 @@ async def test_the_release_rate_is_exact_from_half_a_person_to_a_thousand_a_seco
     own_store: tuple[ValkeyProc, Settings], tmp_path: Path, workers: Workers
 ) -> None:
     from shared.room import RoomUpdate
-    from shared.store import RoomStore
 
     _valkey, settings = own_store
     rates = {"r05": 0.5, "r2": 2.0, "r33": 3.3, "r10": 10.0, "r1000": 1000.0}
@@ -374,12 +445,9 @@ async def test_the_release_rate_is_exact_from_half_a_person_to_a_thousand_a_seco
 async def test_a_purge_after_recovery_never_forgets_a_place_back_in_line(redis: Redis) -> None:
     """A place put back from its token after it ended (a replayed history) is live again:
     the purge of ended places must not forget it, and admission goes on."""
-    import time
-
     import msgspec
 
     from shared.room import RoomUpdate
-    from shared.store import RoomStore
 
     store = RoomStore(redis)
     room = "purge-" + str(time.time_ns())

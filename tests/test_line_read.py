@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from redis.exceptions import InvalidResponse
 
 from gateway.line_book import build_line
-from shared.errors import RoomNotFound
+from shared.errors import RoomNotFound, RoomRecovering
 from shared.room import RoomUpdate
 from shared.settings import Settings
 from shared.store import RoomStore
@@ -109,6 +109,12 @@ async def test_a_line_read_in_one_transaction_is_the_scripts_line(
     for either in (store, laned):
         with pytest.raises(RoomNotFound):
             await either.line_snapshot(f"none-{secrets.token_hex(3)}")
+    rebuilt = rooms[0]  # wiped as a rebuild from nothing begins: recovering, not missing
+    await store.mark_recovering([rebuilt], owner="relay")
+    await store.restore(rebuilt, None)
+    for either in (store, laned):
+        with pytest.raises(RoomRecovering):
+            await either.line_snapshot(rebuilt)
 
 
 async def test_a_line_read_cut_short_is_refused(stores: tuple[RoomStore, RoomStore]) -> None:

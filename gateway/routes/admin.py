@@ -63,7 +63,7 @@ async def put_room(
     "/rooms/{room:str}",
     summary="A room's config and live figures",
     dependencies=ROOM_ID,
-    responses=error_answers(*ADMIN_ERRORS, *ROOM_ERRORS),
+    responses=error_answers(*ADMIN_ERRORS, *ROOM_ERRORS, *STORE_ERRORS),
 )
 async def get_room(room_id: NamedDependency[str], operators: NamedDependency[Operators]) -> RoomOut:
     return await operators.get(room_id)
@@ -92,7 +92,7 @@ async def delete_room(
     "/rooms/{room:str}/digest",
     summary="A digest of the room's state, to compare before and after a recovery",
     dependencies=ROOM_ID,
-    responses=error_answers(*ADMIN_ERRORS, *ROOM_ERRORS),
+    responses=error_answers(*ADMIN_ERRORS, *ROOM_ERRORS, *STORE_ERRORS),
 )
 async def room_digest(
     room_id: NamedDependency[str], operators: NamedDependency[Operators]

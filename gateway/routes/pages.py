@@ -84,8 +84,8 @@ def message_page(
 
 
 def room_page_error(texts: PageTexts, err: errors.WaitroomError) -> Template:
-    if isinstance(err, errors.StoreUnavailable):
-        return message_page(texts, "store_down", status=503)
+    if isinstance(err, errors.StoreUnavailable | errors.RoomRecovering):
+        return message_page(texts, "store_down", status=503)  # "reload in a few seconds"
     return message_page(texts, "no_room", status=err.status)
 
 
@@ -97,7 +97,10 @@ def room_page_error(texts: PageTexts, err: errors.WaitroomError) -> Template:
         for status, text in (
             (400, "`invalid_room_id`: a page saying there is no such room."),
             (404, "`room_not_found`: a page saying there is no such room."),
-            (503, "`store_unavailable`: a page asking to reload in a few seconds."),
+            (
+                503,
+                "`store_unavailable`, `room_recovering`: a page asking to reload in a few seconds.",
+            ),
         )
     },
 )
@@ -112,7 +115,12 @@ async def room_html(
         room = valid_room_id(room)
         config = await people.room(room)
         initial = await people.first_paint(room, caller, request.cookies.get(cookie_name(room)))
-    except (errors.InvalidRoomId, errors.RoomNotFound, errors.StoreUnavailable) as err:
+    except (
+        errors.InvalidRoomId,
+        errors.RoomNotFound,
+        errors.StoreUnavailable,
+        errors.RoomRecovering,
+    ) as err:
         return room_page_error(visitor_texts(request), err)
     texts = visitor_texts(request, config)
     return page(

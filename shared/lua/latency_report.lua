@@ -4,9 +4,9 @@
 -- ARGV: room, position_id, count, p50_ms, p95_ms, max_ms, window_ms, max_reports
 -- Reports older than the window go once the room holds more than max_reports; the whole
 -- set expires when reports stop coming.
-local cfg = load_cfg()
+local cfg, err = room_for_read()
 if not cfg then
-  return fail('room_not_found')
+  return err
 end
 local now = now_ms()
 local window, most = tonumber(ARGV[7]), tonumber(ARGV[8])

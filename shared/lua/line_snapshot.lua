@@ -1,9 +1,9 @@
 -- The whole line of a room with what a gateway needs to answer people from memory: the
 -- scores in order, the event counter they match, the room's status and pace. Read only.
 -- ARGV: room
-local cfg = load_cfg()
+local cfg, err = room_for_read()
 if not cfg then
-  return fail('room_not_found')
+  return err
 end
 local st = redis.call('HMGET', K_STATS, 'event_seq', 'rate', 'rate_ts', 'rate_since',
                       'gone_rate', 'gone_rate_ts', 'pace')

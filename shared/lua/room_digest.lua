@@ -4,9 +4,9 @@
 -- lane, the pre-queue in its draw and the opening's progress, the invites and their uses.
 -- Liveness (last heartbeat, session keep-alives), the rate bucket
 -- and the observed rate are left out: a replay starts those afresh. ARGV: room
-local cfg = load_cfg()
+local cfg, err = room_for_read()
 if not cfg then
-  return fail('room_not_found')
+  return err
 end
 cfg.lanes = room_lanes(cfg) -- a table: its JSON's key order is no part of the state
 local counters = {}

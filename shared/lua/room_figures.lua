@@ -1,7 +1,7 @@
 -- A room's config and live figures in one consistent read. ARGV: room
-local cfg = load_cfg()
+local cfg, err = room_for_read()
 if not cfg then
-  return fail('room_not_found')
+  return err
 end
 local flat = redis.call('HGETALL', K_STATS)
 local stats = {}

@@ -13,7 +13,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
 from shared import keys, site_latency
-from shared.errors import InvalidRoomId, RoomNotFound, StoreUnavailable
+from shared.errors import InvalidRoomId, RoomNotFound, RoomRecovering, StoreUnavailable
 from shared.room import (
     FIELD_DEFAULTS,
     RoomConfig,
@@ -674,6 +674,20 @@ class RoomStore:
         return next((line[7:] for line in text.splitlines() if line.startswith("run_id:")), "")
 
     @store_call
+    async def required_config(self, room: str) -> RoomConfig:
+        """The room's config; ``RoomNotFound``, or ``RoomRecovering`` while a rebuild that
+        started from nothing has not made it yet (the room is there: ask again). Both
+        read in one transaction."""
+        named = keys.RoomKeys(room)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hgetall(named.cfg)
+            pipe.hexists(named.stats, "recovering")
+            flat, recovering = await pipe.execute()
+        if not flat:
+            raise RoomRecovering() if recovering else RoomNotFound()
+        return from_stored(flat)
+
+    @store_call
     async def event_seq(self, room: str) -> int:
         """The room's event counter: the seq of the last event its scripts made."""
         seq = await self.redis.hget(keys.RoomKeys(room).stats, "event_seq")
@@ -765,8 +779,6 @@ class RoomStore:
 
 
 async def require_room(store: RoomStore, room: str) -> RoomConfig:
+    """The config of a room whose id is checked first (``RoomStore.required_config``)."""
     check_room_id(room)
-    found = await store.get_config(room)
-    if found is None:
-        raise RoomNotFound()
-    return found[0]
+    return await store.required_config(room)
