@@ -149,6 +149,67 @@ async def test_a_store_rolled_back_to_an_older_snapshot_is_caught_up_from_the_st
     assert [a for _pos, a in waiting] == sorted(a for _pos, a in waiting)
 
 
+async def test_a_rolled_back_stores_outbox_read_before_its_catch_up_is_never_published(
+    own_store: tuple[ValkeyProc, Settings], tmp_path: Path, workers: Workers
+) -> None:
+    """The relay reads a room's outbox, then finds the store behind the stream and catches
+    it up: the events read are a fork's (the same seqs and ids as the stream's, another
+    history), and the catch-up puts them on top as new events. Published as read, they
+    would be taken: their ids reuse the stream's, but the duplicate window is long past,
+    and no expected-sequence check covers a seq the stream already holds. The stream
+    must hold one history all the same."""
+    valkey, base = own_store
+    settings = base.with_changes(stream_duplicate_window=1)  # ids forgotten after 1 s
+    procs = workers(settings, WAITROOM_DUPLICATE_WINDOW="1")
+    room = "fork-" + settings.instance
+    async with GatewayServer(settings) as gw, crowd_client(gw.url) as c:
+        await create_room(c, room, status="paused", heartbeat_timeout=600)
+
+        async def join(count: int) -> list[dict[str, Any]]:
+            answers = [await c.post(f"/v1/rooms/{room}/enqueue") for _ in range(count)]
+            assert all(r.status_code == 201 for r in answers), answers[-1].text
+            return [r.json() for r in answers]
+
+        for w in procs:
+            w.start()
+        early = await join(10)
+        await wait_until(lambda: drained(c, room), seconds=30)
+        redis = connect(settings.redis_url)
+        await redis.save()  # the snapshot the store will come back from
+        await redis.aclose()
+        shutil.copy(valkey.data_dir / "dump.rdb", tmp_path / "older.rdb")
+        lost = await join(20)  # on the stream, not in the older store
+        await wait_until(lambda: drained(c, room), seconds=30)
+        stream_seq = await event_seq(settings, room)
+        for w in procs:
+            w.stop()  # no relay verifies the store while the fork is made
+
+        valkey.kill()
+        shutil.copy(tmp_path / "older.rdb", valkey.data_dir / "dump.rdb")
+        await asyncio.to_thread(valkey.start)
+        await wait_until(lambda: _answers(c, room), seconds=20)
+        fork = await join(5)  # seqs the stream holds, made again with other people
+        forked_seq = await event_seq(settings, room)
+        assert forked_seq < stream_seq
+        await asyncio.sleep(3)  # past the stream's duplicate window
+
+        for w in procs:
+            w.start()  # the relay reads the fork's outbox, then catches the room up
+        await wait_until(lambda: drained(c, room), seconds=30)
+        for person in early + lost + fork:  # every join kept, in the order they came
+            assert (await place(c, room, person["token"]))["state"] == "waiting"
+        positions = [(await place(c, room, p["token"]))["position"] for p in early + lost + fork]
+        assert positions == sorted(positions)
+    for w in procs:
+        w.stop()
+    logs = "".join((tmp_path / f"{n}.log").read_text() for n in ("a1", "h1"))
+    assert "store_behind_stream" in logs
+    events = await room_events(settings.nats_url, room, stream=settings.stream_name)
+    assert_one_history(events, await event_seq(settings, room))
+    joined = [e.position_id for e in events if isinstance(e, Enqueued)]
+    assert sorted(joined) == sorted(p["position_id"] for p in early + lost + fork)
+
+
 async def access_token(settings: Settings, room: str, person: dict[str, Any]) -> str:
     """An access token for this person's place, signed with the gateway's keys (as if
     they had been admitted a moment ago)."""
@@ -160,6 +221,11 @@ async def access_token(settings: Settings, room: str, person: dict[str, Any]) ->
         return await service.sign_access(room, person["position_id"], iat=now, exp=now + 600)
     finally:
         service.close()
+
+
+async def _answers(c: httpx.AsyncClient, room: str) -> bool:
+    """Whether the gateway answers about the room again (the store is back)."""
+    return (await c.get(f"/v1/admin/rooms/{room}", headers=ADMIN)).status_code == 200
 
 
 async def test_a_room_being_rebuilt_is_told_as_recovering_never_as_missing(
