@@ -50,6 +50,15 @@ return ARGV[2]
 answers ARGV[2]: calls queue up behind it."""
 
 
+async def stall_turns(redis: Redis, seconds: float) -> int:
+    """Turns of STALL that hold the store about ``seconds`` on this machine now (30
+    million once took 0.9 s here, and 0.09 s on another day)."""
+    turns = 1_000_000
+    started = time.monotonic()
+    await redis.eval(STALL, 0, turns, "x")
+    return int(turns * seconds / max(time.monotonic() - started, 1e-3))
+
+
 def room_update(**config: Any) -> RoomUpdate:
     return RoomUpdate(target_url=URL, max_positions_per_ip=0, release_rate=100.0, **config)
 
@@ -158,7 +167,8 @@ async def test_a_call_cancelled_while_it_waits_shifts_no_answer(
     Its answer still comes, in its turn, and must go to nobody else."""
     stall_sha, echo_sha = await redis.script_load(STALL), await redis.script_load(ECHO)
     await lane.evalsha(echo_sha, b"", 0, ("warm",))
-    stall = asyncio.ensure_future(lane.evalsha(stall_sha, b"", 0, (30_000_000, "stalled")))
+    turns = await stall_turns(redis, 1.0)  # the cancels come 0.1 s into it
+    stall = asyncio.ensure_future(lane.evalsha(stall_sha, b"", 0, (turns, "stalled")))
     await asyncio.sleep(0.05)  # the store is busy with the stall now
     calls = [asyncio.ensure_future(lane.evalsha(echo_sha, b"", 0, (str(i),))) for i in range(40)]
     await asyncio.sleep(0.05)
@@ -425,12 +435,7 @@ async def test_a_script_that_timed_out_through_the_pool_is_not_sent_again(
     slow = connect(settings.redis_url + "?socket_timeout=0.3")
     count_and_hold = "redis.call('INCR', KEYS[1])\n" + STALL
     try:
-        script = redis.register_script(count_and_hold)
-        turns = 1_000_000
-        started = time.monotonic()
-        await script(keys=["wr:test:runs"], args=[turns, "x"])
-        turns = int(turns * 1.2 / max(time.monotonic() - started, 1e-3))  # about 1.2 s
-        await redis.delete("wr:test:runs")
+        turns = await stall_turns(redis, 1.2)
         with pytest.raises(RedisTimeoutError):
             await slow.register_script(count_and_hold)(keys=["wr:test:runs"], args=[turns, "x"])
         await asyncio.sleep(2.0)  # the held store answers again; a retry would have run
