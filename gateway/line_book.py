@@ -287,7 +287,6 @@ class RoomLine:
             arrival=claims.arrival,
             size=claims.size,
             priority=claims.priority,
-            joined=0,
             admitted_at=0,
             claim_deadline=0,
             session_deadline=0,

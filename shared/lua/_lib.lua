@@ -126,11 +126,11 @@ local function line_score(priority, arrival)
 end
 
 -- A person's record is stored without the fields that hold their usual value, and without
--- `joined` (ms) when it is the millisecond of `arrival` (in tenths of a ms, see
--- enqueue.lua), as it is for a fresh join, and without `inc` when it is the room's
--- incarnation (the room's people are wiped with the room, so a record without one belongs
--- to the room as it is): a million people waiting then take a third less memory.
--- decode_person puts them back, so every script sees every field.
+-- `inc` when it is the room's incarnation (the room's people are wiped with the room, so a
+-- record without one belongs to the room as it is): a million people waiting then take a
+-- third less memory. decode_person puts them back, so every script sees every field.
+-- (Records once kept `joined`, the millisecond of the join, whenever more than ten joins
+-- a millisecond had moved `arrival` ahead of it; nothing read it. It is dropped.)
 local PERSON_DEFAULTS = { state = 'waiting', size = 1, priority = 0, ip = '', meta = '',
                           bind = '' }
 
@@ -140,9 +140,6 @@ local function decode_person(raw)
     if p[name] == nil then
       p[name] = value
     end
-  end
-  if p.joined == nil then
-    p.joined = math.floor(p.arrival / 10)
   end
   if p.inc == nil then
     p.inc = room_incarnation()
@@ -165,9 +162,7 @@ local function put_person(position_id, p)
       kept[name] = value
     end
   end
-  if p.arrival ~= nil and kept.joined == math.floor(p.arrival / 10) then
-    kept.joined = nil
-  end
+  kept.joined = nil
   if kept.inc ~= nil and kept.inc == room_incarnation() then
     kept.inc = nil
   end
@@ -414,7 +409,6 @@ local function view(position_id, p, cfg, now, created)
     arrival = p.arrival,
     size = p.size,
     priority = p.priority,
-    joined = p.joined,
     admitted_at = p.admitted_at or 0,
     claim_deadline = p.claim_deadline or 0,
     session_deadline = p.session_deadline or 0,

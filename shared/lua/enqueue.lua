@@ -136,7 +136,7 @@ if restoring and incarnation ~= '' then
   inc = incarnation
 end
 local p = { state = 'waiting', arrival = arrival, size = size, priority = priority, ip = ip,
-            joined = now, meta = meta, bind = bind, inc = inc }
+            meta = meta, bind = bind, inc = inc }
 if lane ~= '' then
   p.lane = lane
 end

@@ -118,7 +118,7 @@ local function apply_enqueued(e, at)
     end
   end
   local p = { state = 'waiting', arrival = e.arrival, size = e.size, priority = e.priority,
-              ip = e.ip_hash or '', joined = at, meta = e.metadata or '', bind = e.bind or '',
+              ip = e.ip_hash or '', meta = e.metadata or '', bind = e.bind or '',
               inc = incarnation_of(e) }
   if e.lane and e.lane ~= '' then
     p.lane = e.lane

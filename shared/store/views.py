@@ -23,7 +23,6 @@ class PersonView(msgspec.Struct, frozen=True):
     arrival: int
     size: int
     priority: int
-    joined: int
     admitted_at: int
     claim_deadline: int
     session_deadline: int

@@ -159,7 +159,7 @@ def _view(
 ) -> PersonView:
     return PersonView(
         position_id=place, state="waiting", rank=rank, total=total, arrival=0, size=1,
-        priority=0, joined=0, admitted_at=0, claim_deadline=0, session_deadline=0, reason="",
+        priority=0, admitted_at=0, claim_deadline=0, session_deadline=0, reason="",
         bind="", room_status="active", release_rate=release_rate, session_ttl=600,
         heartbeat_interval=10, target_url="https://site.example/", incarnation="i",
         rate=admits.value, rate_ts=admits.ts, rate_since=since_ms, event_seq=0, now=now_ms,

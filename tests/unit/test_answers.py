@@ -23,7 +23,6 @@ def view(**changes: Any) -> PersonView:
         "arrival": 1,
         "size": 1,
         "priority": 0,
-        "joined": NOW - 1000,
         "admitted_at": 0,
         "claim_deadline": 0,
         "session_deadline": 0,
