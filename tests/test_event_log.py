@@ -91,6 +91,20 @@ def assert_one_history(events: list[Event], event_seq: int) -> None:
     assert len(admitted) == len(set(admitted))
 
 
+async def history_after_catch_up(
+    settings: Settings, room: str, procs: list[ModuleProc], logs: Path
+) -> list[Event]:
+    """The room's events on the stream, once the workers (their logs in ``logs``) have
+    stopped: a relay caught the store up, and the stream holds one history."""
+    for w in procs:
+        w.stop()
+    said = "".join((logs / f"{n}.log").read_text() for n in ("a1", "h1"))
+    assert "store_behind_stream" in said
+    events = await room_events(settings.nats_url, room, stream=settings.stream_name)
+    assert_one_history(events, await event_seq(settings, room))
+    return events
+
+
 async def test_a_store_rolled_back_to_an_older_snapshot_is_caught_up_from_the_stream(
     own_store: tuple[ValkeyProc, Settings], tmp_path: Path, workers: Workers
 ) -> None:
@@ -134,12 +148,7 @@ async def test_a_store_rolled_back_to_an_older_snapshot_is_caught_up_from_the_st
         after = await figures(c, room)
         assert after["enqueued_total"] >= ahead["enqueued_total"]  # nothing it had is lost
         statuses = [await place(c, room, p["token"]) for _room, p in load.people]
-    for w in procs:
-        w.stop()
-    logs = "".join((tmp_path / f"{n}.log").read_text() for n in ("a1", "h1"))
-    assert "store_behind_stream" in logs
-    events = await room_events(settings.nats_url, room, stream=settings.stream_name)
-    assert_one_history(events, await event_seq(settings, room))
+    events = await history_after_catch_up(settings, room, procs, tmp_path)
     arrival = {e.position_id: e.arrival for e in events if isinstance(e, Enqueued)}
     assert all(p["position_id"] in arrival for _room, p in load.people)  # every join recorded
     waiting = sorted(
@@ -200,12 +209,7 @@ async def test_a_rolled_back_stores_outbox_read_before_its_catch_up_is_never_pub
             assert (await place(c, room, person["token"]))["state"] == "waiting"
         positions = [(await place(c, room, p["token"]))["position"] for p in early + lost + fork]
         assert positions == sorted(positions)
-    for w in procs:
-        w.stop()
-    logs = "".join((tmp_path / f"{n}.log").read_text() for n in ("a1", "h1"))
-    assert "store_behind_stream" in logs
-    events = await room_events(settings.nats_url, room, stream=settings.stream_name)
-    assert_one_history(events, await event_seq(settings, room))
+    events = await history_after_catch_up(settings, room, procs, tmp_path)
     joined = [e.position_id for e in events if isinstance(e, Enqueued)]
     assert sorted(joined) == sorted(p["position_id"] for p in early + lost + fork)
 
