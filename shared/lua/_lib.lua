@@ -129,8 +129,9 @@ end
 -- `inc` when it is the room's incarnation (the room's people are wiped with the room, so a
 -- record without one belongs to the room as it is): a million people waiting then take a
 -- third less memory. decode_person puts them back, so every script sees every field.
--- (Records once kept `joined`, the millisecond of the join, whenever more than ten joins
--- a millisecond had moved `arrival` ahead of it; nothing read it. It is dropped.)
+-- (Records once kept `joined`, the millisecond of the join, whenever it was not the
+-- millisecond of `arrival`: past ten joins a millisecond, and for places put back from
+-- their tokens. Nothing read it; it is dropped when a record is written.)
 local PERSON_DEFAULTS = { state = 'waiting', size = 1, priority = 0, ip = '', meta = '',
                           bind = '' }
 
