@@ -258,6 +258,11 @@ async def test_a_room_being_rebuilt_is_told_as_recovering_never_as_missing(
             page = await c.get(f"/rooms/{room}", headers={"accept": "text/html"})
             assert page.status_code == 503  # "one moment": never "there is no such room"
             assert "One moment, please" in page.text, page.text[:300]
+            go = await c.get(
+                f"/rooms/{room}/go", params={"token": me["token"]}, headers={"accept": "text/html"}
+            )
+            assert go.status_code == 503  # not "this link doesn't work, join again"
+            assert "One moment, please" in go.text, go.text[:300]
             listing = await c.get("/v1/admin/rooms", headers=ADMIN)
             assert listing.status_code == 200, listing.text
             assert room not in [r["room"] for r in listing.json()["rooms"]]

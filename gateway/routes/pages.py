@@ -149,7 +149,10 @@ def wants_html(request: Request[Any, Any, Any]) -> bool:
 
 
 def go_error_page(texts: PageTexts, room: str, err: errors.WaitroomError) -> Template:
-    name = f"go_{err.code}" if err.code in GO_PAGES else "go_broken"
+    if isinstance(err, errors.StoreUnavailable | errors.RoomRecovering):
+        name = "store_down"  # "try reloading in a few seconds": the admission is kept
+    else:
+        name = f"go_{err.code}" if err.code in GO_PAGES else "go_broken"
     return message_page(texts, name, link=f"/rooms/{room}", status=err.status)
 
 
@@ -177,7 +180,8 @@ async def go(
     """Claim an admission (admitted -> active) and 303 to the target URL with
     ``?waitroom_token=<access token>``. ``token`` is the queue token. A second use, an
     expired admission or a bad token gets a page that says so to a browser (``Accept:
-    text/html``), the JSON error otherwise."""
+    text/html``), the JSON error otherwise; while the data store is away or the room is
+    being rebuilt, a page asking to reload in a few seconds (the admission is kept)."""
     caller = caller_of_request(request)
     try:
         room = valid_room_id(room)
