@@ -122,6 +122,14 @@ ReplayDiverged = _error(
     "replay_diverged", 500, "Replaying an event did not give the result the stream recorded."
 )
 
+
+def unreadable_room(marked_recovering: bool) -> WaitroomError:
+    """Why a room's state cannot be read (its config is missing, or it is being rebuilt):
+    a room carrying a recovering mark is being rebuilt (ask again shortly), else there is
+    none. The reads by plain commands say what _lib.lua's ``room_for_read`` says."""
+    return RoomRecovering() if marked_recovering else RoomNotFound()
+
+
 SCRIPT_ERRORS: dict[str, type[WaitroomError]] = {
     **{
         cls.code: cls

@@ -19,7 +19,7 @@ import asyncio
 from redis.exceptions import InvalidResponse
 
 from shared import keys
-from shared.errors import RoomNotFound, RoomRecovering
+from shared.errors import unreadable_room
 from shared.store.lane import ScriptLane
 from shared.store.raw_reads import command, exec_answers, read_transaction, strings
 from shared.store.views import LineSnapshot
@@ -42,7 +42,7 @@ def line_reads(room: str) -> list[bytes]:
 
 async def read_line(lane: ScriptLane, room: str) -> LineSnapshot:
     """The room's line at its event counter, as line_snapshot.lua answers it;
-    ``RoomNotFound`` or ``RoomRecovering`` as it refuses."""
+    ``RoomNotFound`` or ``RoomRecovering`` as it refuses (``unreadable_room``)."""
     reads = line_reads(room)
     raw, pos, end = await read_transaction(lane, reads, within=READ_TIMEOUT)
     return await asyncio.to_thread(parse_line, raw, pos, end, len(reads))
@@ -63,7 +63,7 @@ def _parsed(raw: bytes | bytearray, pos: int, end: int, inside: int) -> LineSnap
     cfg_flat, pos = strings(raw, pos)
     stats_flat, pos = strings(raw, pos)
     if not cfg_flat:  # (a room being rebuilt may have no config yet)
-        raise RoomRecovering() if "recovering" in stats_flat[::2] else RoomNotFound()
+        raise unreadable_room("recovering" in stats_flat[::2])
     (seconds, micros), pos = strings(raw, pos)
     line, pos = strings(raw, pos)
     if pos != end:

@@ -13,7 +13,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
 from shared import keys, site_latency
-from shared.errors import InvalidRoomId, RoomNotFound, RoomRecovering, StoreUnavailable
+from shared.errors import InvalidRoomId, StoreUnavailable, unreadable_room
 from shared.room import (
     FIELD_DEFAULTS,
     RoomConfig,
@@ -676,15 +676,19 @@ class RoomStore:
     @store_call
     async def required_config(self, room: str) -> RoomConfig:
         """The room's config; ``RoomNotFound``, or ``RoomRecovering`` while a rebuild that
-        started from nothing has not made it yet (the room is there: ask again). Both
-        read in one transaction."""
+        started from nothing has not made it yet (the room is there: ask again). A room
+        that is there costs one read; a missing config is read again with the mark, in
+        one transaction (a rebuild may make it and lift the mark between two reads)."""
+        found = await self.get_config(room)
+        if found is not None:
+            return found[0]
         named = keys.RoomKeys(room)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hgetall(named.cfg)
             pipe.hexists(named.stats, "recovering")
             flat, recovering = await pipe.execute()
         if not flat:
-            raise RoomRecovering() if recovering else RoomNotFound()
+            raise unreadable_room(bool(recovering))
         return from_stored(flat)
 
     @store_call

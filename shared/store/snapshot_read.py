@@ -24,13 +24,7 @@ import msgspec
 from redis.exceptions import InvalidResponse, RedisError
 
 from shared import keys
-from shared.errors import (
-    RoomNotFound,
-    RoomRecovering,
-    SnapshotTooNew,
-    SnapshotUnreadable,
-    WaitroomError,
-)
+from shared.errors import SnapshotTooNew, SnapshotUnreadable, WaitroomError, unreadable_room
 from shared.events import SCHEMA_VERSION
 from shared.store.lane import ScriptLane
 from shared.store.raw_reads import command, exec_answers, read_transaction, strings
@@ -174,8 +168,9 @@ def _head(raw: bytes | bytearray, pos: int, inside: int) -> tuple[list[str], lis
     room_snapshot.lua answers are raised."""
     cfg, pos = strings(raw, exec_answers(raw, pos, inside))
     stats, pos = strings(raw, pos)
-    if not cfg or "recovering" in stats[::2]:
-        raise RoomRecovering() if "recovering" in stats[::2] else RoomNotFound()
+    marked = "recovering" in stats[::2]
+    if not cfg or marked:
+        raise unreadable_room(marked)
     return cfg, stats, pos
 
 
